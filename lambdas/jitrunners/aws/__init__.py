@@ -1,0 +1,1 @@
+"""AWS adapters: small, typed wrappers around the boto3 calls the lifecycle code needs."""

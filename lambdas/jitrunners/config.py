@@ -1,0 +1,323 @@
+"""Settings and runner templates: read from the environment once per cold start and validated."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final
+
+DEFAULT_PREFIX: Final = "jitrunners"
+DEFAULT_GITHUB_API_URL: Final = "https://api.github.com"
+MARKETS: Final = ("spot", "on-demand", "spot-then-on-demand")
+SCOPES: Final = ("org", "repo")
+OPERATING_SYSTEMS: Final = ("linux", "windows")
+# SSM RunCommand accepts executionTimeout up to 48 h; a runner may not outlive its command.
+MAX_LIFETIME_LIMIT_S: Final = 172_800
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the template and field at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerTemplate:
+    """One kind of runner: which jobs it takes (labels) and how its instances are launched."""
+
+    name: str
+    labels: tuple[str, ...]
+    launch_template: str
+    instance_types: tuple[str, ...]
+    market: str = "spot-then-on-demand"
+    max_runners: int = 10
+    runner_group_id: int = 1
+    scope: str = "org"
+    os: str = "linux"
+    subnet_ids: tuple[str, ...] = ()
+    start_timeout_s: int = 600
+    idle_timeout_s: int = 300
+    max_lifetime_s: int = 86_400
+
+    @property
+    def labels_folded(self) -> frozenset[str]:
+        return frozenset(label.casefold() for label in self.labels)
+
+
+# Field name -> (required, validator). Validators return the normalised value or raise ValueError.
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value.strip()
+
+
+def _text_list(*, allow_empty: bool) -> Any:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError("must be a list of non-empty strings")
+        if not value and not allow_empty:
+            raise ValueError("must not be empty")
+        items = tuple(v.strip() for v in value)
+        if len({i.casefold() for i in items}) != len(items):
+            raise ValueError("must not repeat an entry")
+        return items
+
+    return check
+
+
+def _positive_int(upper: int | None = None) -> Any:
+    def check(value: Any) -> int:
+        # bool is an int in Python; `true` is never a valid limit.
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError("must be a positive integer")
+        if upper is not None and value > upper:
+            raise ValueError(f"must be at most {upper}")
+        return value
+
+    return check
+
+
+def _one_of(choices: Sequence[str]) -> Any:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def _template_name(value: Any) -> str:
+    name = _text(value)
+    if not _NAME_RE.match(name):
+        raise ValueError("must be 1-63 characters of a-z, 0-9, '-' or '_', starting alphanumeric")
+    return name
+
+
+_FIELDS: Final[dict[str, tuple[bool, Any]]] = {
+    "name": (True, _template_name),
+    "labels": (True, _text_list(allow_empty=False)),
+    "launch_template": (True, _text),
+    "instance_types": (True, _text_list(allow_empty=False)),
+    "market": (False, _one_of(MARKETS)),
+    "max_runners": (False, _positive_int()),
+    "runner_group_id": (False, _positive_int()),
+    "scope": (False, _one_of(SCOPES)),
+    "os": (False, _one_of(OPERATING_SYSTEMS)),
+    "subnet_ids": (False, _text_list(allow_empty=True)),
+    "start_timeout_s": (False, _positive_int()),
+    "idle_timeout_s": (False, _positive_int()),
+    "max_lifetime_s": (False, _positive_int(MAX_LIFETIME_LIMIT_S)),
+}
+
+
+def parse_templates(
+    document: str | bytes | Sequence[Mapping[str, Any]],
+) -> tuple[RunnerTemplate, ...]:
+    """Parse and validate the runner-template document (DESIGN §2); ConfigError on any fault."""
+    if isinstance(document, str | bytes):
+        try:
+            data = json.loads(document)
+        except ValueError as exc:
+            raise ConfigError(f"runner templates: not valid JSON ({exc})") from None
+    else:
+        data = document
+    if not isinstance(data, list) or not data:
+        raise ConfigError("runner templates: must be a non-empty JSON array of objects")
+
+    templates: list[RunnerTemplate] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data):
+        where = f"runner template #{index}"
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: must be a JSON object")
+        if isinstance(raw.get("name"), str):
+            where = f"runner template {raw['name']!r}"
+        unknown = sorted(set(raw) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        values: dict[str, Any] = {}
+        for key, (required, check) in _FIELDS.items():
+            if key not in raw:
+                if required:
+                    raise ConfigError(f"{where}: field {key!r} is required")
+                continue
+            try:
+                values[key] = check(raw[key])
+            except ValueError as exc:
+                raise ConfigError(f"{where}: field {key!r} {exc}") from None
+        template = RunnerTemplate(**values)
+        if template.name in seen:
+            raise ConfigError(f"{where}: duplicate template name {template.name!r}")
+        for key in ("start_timeout_s", "idle_timeout_s"):
+            if getattr(template, key) >= template.max_lifetime_s:
+                raise ConfigError(f"{where}: field {key!r} must be less than 'max_lifetime_s'")
+        seen.add(template.name)
+        templates.append(template)
+    return tuple(templates)
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(key)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the Lambdas read from their environment. See README "Configuration"."""
+
+    prefix: str = DEFAULT_PREFIX
+    job_queue_url: str = ""
+    dlq_url: str = ""
+    templates_json: str = ""
+    templates_param: str = ""
+    webhook_secret: str = field(default="", repr=False)
+    webhook_secret_param: str = ""
+    allowed_owners: tuple[str, ...] = ()
+    allowed_repos: tuple[str, ...] = ()
+    allow_public_repos: bool = False
+    max_body_bytes: int = 1_048_576
+    # GitHub access (scale-up, scale-down, redrive, housekeeper).
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    github_app_id: str = ""
+    github_app_key_param: str = ""
+    github_token_param: str = ""
+    # Scale-up.
+    max_runners: int = 100
+    check_job_queued: bool = True
+    start_delay_s: int = 20
+    jit_kms_key_id: str = ""
+    runner_subnet_ids: tuple[str, ...] = ()
+    runner_script_path: str = "/opt/jitrunners/start-runner.sh"
+    ssm_output_log_group: str = ""
+    # Scale-down / redrive / housekeeper.
+    rerun_interrupted_jobs: bool = False
+    max_reruns: int = 1
+    max_redrives: int = 3
+    dry_run: bool = False
+
+    @property
+    def jit_param_prefix(self) -> str:
+        return f"/{self.prefix}/jit/"
+
+    def jit_param_name(self, instance_id: str) -> str:
+        return f"{self.jit_param_prefix}{instance_id}"
+
+    @property
+    def github_auth_mode(self) -> str:
+        return "app" if self.github_app_id else "token"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        prefix = (env.get("JITRUNNERS_PREFIX") or DEFAULT_PREFIX).strip()
+        if not _PREFIX_RE.match(prefix):
+            raise ConfigError(
+                f"JITRUNNERS_PREFIX: {prefix!r} must be 1-31 characters of a-z, 0-9 or '-'"
+            )
+        settings = cls(
+            prefix=prefix,
+            job_queue_url=env.get("JOB_QUEUE_URL", "").strip(),
+            dlq_url=env.get("DLQ_URL", "").strip(),
+            templates_json=env.get("RUNNER_TEMPLATES", "").strip(),
+            templates_param=env.get("RUNNER_TEMPLATES_PARAM", "").strip(),
+            webhook_secret=env.get("WEBHOOK_SECRET", ""),
+            webhook_secret_param=env.get("WEBHOOK_SECRET_PARAM", "").strip(),
+            allowed_owners=tuple(o.casefold() for o in _csv(env.get("ALLOWED_OWNERS"))),
+            allowed_repos=tuple(r.casefold() for r in _csv(env.get("ALLOWED_REPOS"))),
+            allow_public_repos=_flag(env, "ALLOW_PUBLIC_REPOS", False),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
+            github_api_url=(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
+            github_app_id=env.get("GITHUB_APP_ID", "").strip(),
+            github_app_key_param=env.get("GITHUB_APP_KEY_PARAM", "").strip(),
+            github_token_param=env.get("GITHUB_TOKEN_PARAM", "").strip(),
+            max_runners=_int(env, "MAX_RUNNERS", 100),
+            check_job_queued=_flag(env, "CHECK_JOB_QUEUED", True),
+            start_delay_s=_int(env, "START_DELAY_S", 20, minimum=0),
+            jit_kms_key_id=env.get("JIT_KMS_KEY_ID", "").strip(),
+            runner_subnet_ids=_csv(env.get("RUNNER_SUBNET_IDS")),
+            runner_script_path=(
+                env.get("RUNNER_SCRIPT_PATH") or "/opt/jitrunners/start-runner.sh"
+            ).strip(),
+            ssm_output_log_group=env.get("SSM_OUTPUT_LOG_GROUP", "").strip(),
+            rerun_interrupted_jobs=_flag(env, "RERUN_INTERRUPTED_JOBS", False),
+            max_reruns=_int(env, "MAX_RERUNS", 1),
+            max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),
+            dry_run=_flag(env, "DRY_RUN", False),
+        )
+        if settings.start_delay_s > 900:
+            raise ConfigError("START_DELAY_S: SQS allows a delay of at most 900 seconds")
+        if settings.templates_json and settings.templates_param:
+            raise ConfigError("set RUNNER_TEMPLATES or RUNNER_TEMPLATES_PARAM, not both")
+        if settings.templates_json:
+            parse_templates(settings.templates_json)  # fail the cold start on a bad document
+        return settings
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once per cold start (tests clear the cache)."""
+    return Settings.from_env()
+
+
+_parsed: dict[str, tuple[RunnerTemplate, ...]] = {}
+
+
+def load_templates(settings: Settings) -> tuple[RunnerTemplate, ...]:
+    """The runner templates: RUNNER_TEMPLATES, or RUNNER_TEMPLATES_PARAM (Powertools-cached)."""
+    if settings.templates_json:
+        raw = settings.templates_json
+    elif settings.templates_param:
+        from jitrunners.aws.params import get_text
+
+        raw = get_text(settings.templates_param)
+    else:
+        raise ConfigError("no runner templates: set RUNNER_TEMPLATES or RUNNER_TEMPLATES_PARAM")
+    # Validate each distinct document once; the parameter cache hands back the same text.
+    if raw not in _parsed:
+        _parsed.clear()
+        _parsed[raw] = parse_templates(raw)
+    return _parsed[raw]
+
+
+def webhook_secrets(settings: Settings) -> tuple[str, ...]:
+    """The accepted webhook secrets, one per line (two during a rotation); empty when none is set.
+
+    WEBHOOK_SECRET_PARAM (SSM SecureString, cached by Powertools) wins over WEBHOOK_SECRET, which is
+    for the local stack only: in AWS a secret never sits in a plain environment variable.
+    """
+    if settings.webhook_secret_param:
+        from jitrunners.aws.params import get_secret
+
+        raw = get_secret(settings.webhook_secret_param)
+    else:
+        raw = settings.webhook_secret
+    return tuple(line.rstrip("\r") for line in raw.split("\n") if line.strip())

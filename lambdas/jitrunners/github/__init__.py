@@ -1,0 +1,1 @@
+"""GitHub adapters: authentication and the REST calls jitrunners makes."""

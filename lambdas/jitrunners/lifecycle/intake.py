@@ -1,0 +1,133 @@
+"""What to do with one webhook delivery: authenticate, filter, route, and enqueue a launch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jitrunners import signature
+from jitrunners.aws.params import ParameterError
+from jitrunners.config import ConfigError, RunnerTemplate, Settings
+from jitrunners.models import JobMessage, PayloadError, WorkflowJob
+from jitrunners.observability import count, logger
+from jitrunners.routing import match_template, refusal
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A delivery as it reached us: header names lower-cased, the body as the exact bytes signed."""
+
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeDeps:
+    """What intake needs from the outside world; the handler wires AWS, tests wire fakes or moto."""
+
+    secrets: Callable[[], Sequence[str]]
+    templates: Callable[[], Sequence[RunnerTemplate]]
+    enqueue: Callable[[JobMessage], str]
+
+
+def _reject(status: int, reason: str, detail: str | None = None) -> WebhookResponse:
+    count("WebhookRejected", reason=reason)
+    logger.info("webhook rejected", extra={"reason": reason, "status": status, "detail": detail})
+    body = {"error": reason}
+    if detail:
+        body["detail"] = detail
+    return WebhookResponse(status, body)
+
+
+def _ignore(reason: str, status: int = 202, **extra: Any) -> WebhookResponse:
+    count("WebhookIgnored", reason=reason)
+    logger.info("webhook ignored", extra={"reason": reason, **extra})
+    return WebhookResponse(status, {"ignored": reason, **extra})
+
+
+def _unavailable(reason: str, exc: Exception) -> WebhookResponse:
+    # Our own failure, never the client's: a 5xx makes GitHub record the delivery as failed, which
+    # is what lets it be redelivered (by an operator or the housekeeper) once we are healthy.
+    count("WebhookFailed", reason=reason)
+    logger.error("webhook not processed", extra={"reason": reason, "detail": str(exc)})
+    return WebhookResponse(503 if reason != "enqueue_failed" else 500, {"error": reason})
+
+
+def handle_delivery(
+    request: WebhookRequest, settings: Settings, deps: IntakeDeps
+) -> WebhookResponse:
+    """Decide one delivery. Client input never yields a 5xx; only our own failures do."""
+    count("WebhookReceived")
+    if len(request.body) > settings.max_body_bytes:
+        return _reject(413, "payload_too_large", f"body over {settings.max_body_bytes} bytes")
+
+    try:
+        secrets = deps.secrets()
+    except (ParameterError, ConfigError) as exc:
+        return _unavailable("secret_unavailable", exc)
+    if not secrets:
+        logger.error("no webhook secret configured: every delivery is refused (fail closed)")
+        return _reject(401, "secret_not_configured")
+    if not signature.verify(secrets, request.body, request.headers.get("x-hub-signature-256")):
+        return _reject(401, "bad_signature")
+
+    event = request.headers.get("x-github-event", "")
+    delivery_id = request.headers.get("x-github-delivery", "")
+    if delivery_id:
+        logger.append_keys(delivery_id=delivery_id[:100])
+    if not event:
+        return _reject(400, "missing_event_header", "X-GitHub-Event header is required")
+    if event == "ping":
+        logger.info("ping received")
+        return WebhookResponse(200, {"msg": "pong"})
+    if event != "workflow_job":
+        return _ignore("event_not_handled", event=event[:100])
+    if not delivery_id:
+        return _reject(400, "missing_delivery_header", "X-GitHub-Delivery header is required")
+
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, RecursionError):
+        return _reject(400, "malformed_json", "body is not valid JSON")
+    action = payload.get("action") if isinstance(payload, dict) else None
+    if not isinstance(action, str):
+        return _reject(400, "invalid_payload", "missing field action")
+    if action != "queued":
+        return _ignore("action_not_queued", action=action[:50])
+    try:
+        job = WorkflowJob.from_payload(payload)
+    except PayloadError as exc:
+        return _reject(400, "invalid_payload", str(exc))
+    logger.append_keys(job_id=job.job_id, repo=job.repo)
+
+    why = refusal(job, settings)
+    if why:
+        count("WebhookIgnored", reason=why)
+        logger.warning("job refused: repository may not use these runners", extra={"reason": why})
+        return WebhookResponse(202, {"ignored": why, "job_id": job.job_id})
+
+    try:
+        templates = deps.templates()
+    except (ParameterError, ConfigError) as exc:
+        return _unavailable("templates_unavailable", exc)
+    template = match_template(job.labels, templates)
+    if template is None:
+        return _ignore("no_template", job_id=job.job_id, labels=list(job.labels)[:20])
+    logger.append_keys(template=template.name)
+
+    message = JobMessage.launch_for(job, template.name, delivery_id)
+    try:
+        message_id = deps.enqueue(message)
+    except Exception as exc:  # noqa: BLE001 - any enqueue failure must reach GitHub as a 5xx
+        return _unavailable("enqueue_failed", exc)
+    count("WebhookAccepted")
+    logger.info("job accepted", extra={"message_id": message_id, "labels": list(job.labels)})
+    return WebhookResponse(202, {"accepted": True, "job_id": job.job_id, "template": template.name})

@@ -1,0 +1,205 @@
+"""Typed inputs and outputs: the workflow_job payload we use and the SQS job message (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Final, Literal
+
+MESSAGE_VERSION: Final = 1
+MessageKind = Literal["launch", "start"]
+_KINDS: Final = ("launch", "start")
+
+
+class PayloadError(ValueError):
+    """A webhook payload lacks a field we need or has it in the wrong shape."""
+
+
+class MessageError(ValueError):
+    """A job message is not one we understand (unknown version, missing or bad field)."""
+
+
+def _get(data: Any, path: str, kind: type | tuple[type, ...]) -> Any:
+    node = data
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise PayloadError(f"missing field {path}")
+        node = node[key]
+    # bool is a subclass of int: never accept true/false where an id is expected.
+    if not isinstance(node, kind) or (isinstance(node, bool) and bool not in _as_tuple(kind)):
+        raise PayloadError(f"field {path} has the wrong type")
+    return node
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _positive(data: Any, path: str) -> int:
+    value = _get(data, path, int)
+    if value <= 0:
+        raise PayloadError(f"field {path} must be positive")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowJob:
+    """The parts of a `workflow_job` webhook payload that jitrunners acts on."""
+
+    action: str
+    job_id: int
+    run_id: int
+    run_attempt: int
+    labels: tuple[str, ...]
+    repo: str  # "owner/name"
+    owner: str
+    private: bool
+    installation_id: int | None
+    queued_at: str
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> WorkflowJob:
+        if not isinstance(payload, dict):
+            raise PayloadError("payload must be a JSON object")
+        action = _get(payload, "action", str)
+        labels = _get(payload, "workflow_job.labels", list)
+        if not all(isinstance(label, str) for label in labels):
+            raise PayloadError("field workflow_job.labels must be a list of strings")
+        repo = _get(payload, "repository.full_name", str)
+        owner = _get(payload, "repository.owner.login", str)
+        if repo.count("/") != 1 or not repo.startswith(f"{owner}/") or len(repo) > 256:
+            raise PayloadError("field repository.full_name must be '<owner>/<name>'")
+        installation = payload.get("installation")
+        installation_id: int | None = None
+        if installation is not None:
+            installation_id = _positive(payload, "installation.id")
+        private = payload["repository"].get("private", False)
+        visibility = payload["repository"].get("visibility")
+        if not isinstance(private, bool):
+            raise PayloadError("field repository.private has the wrong type")
+        queued_at = payload["workflow_job"].get("created_at") or ""
+        return cls(
+            action=action,
+            job_id=_positive(payload, "workflow_job.id"),
+            run_id=_positive(payload, "workflow_job.run_id"),
+            run_attempt=_positive(payload, "workflow_job.run_attempt"),
+            labels=tuple(labels),
+            repo=repo,
+            owner=owner,
+            # "internal" repositories are private to the enterprise; only "public" is public.
+            private=private and visibility != "public",
+            installation_id=installation_id,
+            queued_at=queued_at if isinstance(queued_at, str) else "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    """One SQS job message (DESIGN §4). `attempt` counts launches of this job, starting at 1."""
+
+    kind: MessageKind
+    job_id: int
+    run_id: int
+    run_attempt: int
+    repo: str
+    owner: str
+    installation_id: int | None
+    labels: tuple[str, ...]
+    template: str
+    delivery_id: str
+    queued_at: str
+    attempt: int = 1
+    instance_id: str | None = None
+    v: int = MESSAGE_VERSION
+
+    @classmethod
+    def launch_for(cls, job: WorkflowJob, template: str, delivery_id: str) -> JobMessage:
+        return cls(
+            kind="launch",
+            job_id=job.job_id,
+            run_id=job.run_id,
+            run_attempt=job.run_attempt,
+            repo=job.repo,
+            owner=job.owner,
+            installation_id=job.installation_id,
+            labels=job.labels,
+            template=template,
+            delivery_id=delivery_id,
+            queued_at=job.queued_at,
+        )
+
+    def start_for(self, instance_id: str) -> JobMessage:
+        return replace(self, kind="start", instance_id=instance_id)
+
+    def relaunch(self) -> JobMessage:
+        """The `launch` message that replaces a failed start: one more attempt, no instance."""
+        return replace(self, kind="launch", instance_id=None, attempt=self.attempt + 1)
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["labels"] = list(self.labels)
+        if self.kind == "launch":
+            body.pop("instance_id")
+        return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobMessage:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            raise MessageError("message body is not JSON") from None
+        if not isinstance(data, dict):
+            raise MessageError("message body is not a JSON object")
+        version = data.get("v")
+        if version != MESSAGE_VERSION:
+            raise MessageError(f"unsupported message version {version!r}")
+        kind = data.get("kind")
+        if kind not in _KINDS:
+            raise MessageError(f"unknown message kind {kind!r}")
+        try:
+            message = cls(
+                kind=kind,
+                job_id=_need(data, "job_id", int),
+                run_id=_need(data, "run_id", int),
+                run_attempt=_need(data, "run_attempt", int),
+                repo=_need(data, "repo", str),
+                owner=_need(data, "owner", str),
+                installation_id=data.get("installation_id"),
+                labels=tuple(_need(data, "labels", list)),
+                template=_need(data, "template", str),
+                delivery_id=_need(data, "delivery_id", str),
+                queued_at=str(data.get("queued_at") or ""),
+                attempt=_need(data, "attempt", int),
+                instance_id=data.get("instance_id"),
+            )
+        except KeyError as exc:
+            raise MessageError(
+                f"message field {exc.args[0]} is missing or has the wrong type"
+            ) from None
+        if kind == "start" and not isinstance(message.instance_id, str):
+            raise MessageError("a start message needs instance_id")
+        if message.installation_id is not None and (
+            isinstance(message.installation_id, bool)
+            or not isinstance(message.installation_id, int)
+        ):
+            raise MessageError("message field installation_id has the wrong type")
+        return message
+
+    def log_keys(self) -> dict[str, Any]:
+        """Correlation keys for Powertools Logger (DESIGN §5)."""
+        keys: dict[str, Any] = {
+            "job_id": self.job_id,
+            "delivery_id": self.delivery_id,
+            "repo": self.repo,
+            "template": self.template,
+        }
+        if self.instance_id:
+            keys["instance_id"] = self.instance_id
+        return keys
+
+
+def _need(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise KeyError(key)
+    return value

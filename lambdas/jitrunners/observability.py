@@ -1,0 +1,38 @@
+"""The one Logger and Metrics setup every handler and module shares (DESIGN §5)."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "jitrunners")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "jitrunners")
+
+# Powertools loggers with the same service name share handlers and appended keys, so modules may
+# `from jitrunners.observability import logger` and every line carries the correlation keys.
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+__all__ = ["MetricUnit", "count", "logger", "metrics", "observe"]
+
+
+def count(name: str, value: float = 1, **dimensions: str) -> None:
+    """Add a count metric.
+
+    With dimensions (e.g. reason=...) it goes out on its own EMF line, so that the dimension does
+    not spill onto the invocation's other metrics.
+    """
+    if not dimensions:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        return
+    observe(name, value, MetricUnit.Count, **dimensions)
+
+
+def observe(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
+    """Emit one metric with its own dimensions right away."""
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        for key, dim in dimensions.items():
+            metric.add_dimension(name=key, value=str(dim)[:250] or "none")

@@ -1,0 +1,249 @@
+"""The webhook Lambda end to end against moto SQS: what is enqueued and what GitHub is answered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from jitrunners.handlers import webhook
+from tests.conftest import _reset_process_caches, drain
+from tests.support.webhooks import SECRET, proxy_event, signed_job_event, workflow_job_payload
+
+
+def _call(event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any]]:
+    response = webhook.handler(event, ctx)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def _reconfigure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    _reset_process_caches()
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+@pytest.mark.parametrize("base64_body", [False, True])
+def test_accepted_job_enqueues_one_launch_message(
+    env: dict[str, str], lambda_context: Any, version: str, base64_body: bool
+) -> None:
+    body = json.dumps(workflow_job_payload(job_id=31, labels=["self-hosted", "ARM64"]))
+    event = proxy_event(body, delivery="dlv-31", version=version, base64_body=base64_body)
+
+    status, answer = _call(event, lambda_context)
+
+    assert status == 202
+    assert answer == {"accepted": True, "job_id": 31, "template": "linux-arm64"}
+    [message] = drain(env["JOB_QUEUE_URL"])
+    sent = json.loads(message["Body"])
+    assert sent["kind"] == "launch"
+    assert sent["v"] == 1
+    assert sent["job_id"] == 31
+    assert sent["template"] == "linux-arm64"
+    assert sent["delivery_id"] == "dlv-31"
+    assert sent["labels"] == ["self-hosted", "ARM64"]
+    assert message["MessageAttributes"]["delivery_id"]["StringValue"] == "dlv-31"
+
+
+def test_ping_is_answered(env: dict[str, str], lambda_context: Any) -> None:
+    status, answer = _call(
+        proxy_event(b'{"zen":"Keep it logically awesome."}', event="ping"), lambda_context
+    )
+    assert (status, answer) == (200, {"msg": "pong"})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize(
+    ("event_kwargs", "status", "reason"),
+    [
+        ({"event": "push"}, 202, "event_not_handled"),
+        ({"action": "completed"}, 202, "action_not_queued"),
+        ({"action": "in_progress"}, 202, "action_not_queued"),
+        ({"labels": ["ubuntu-latest"]}, 202, "no_template"),
+        ({"private": False}, 202, "public_repo"),
+    ],
+)
+def test_ignored_deliveries_enqueue_nothing(
+    env: dict[str, str], lambda_context: Any, event_kwargs: dict[str, Any], status: int, reason: str
+) -> None:
+    event_name = event_kwargs.pop("event", "workflow_job")
+    body = json.dumps(workflow_job_payload(**event_kwargs))
+    got_status, answer = _call(proxy_event(body, event=event_name), lambda_context)
+    assert (got_status, answer["ignored"]) == (status, reason)
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_public_repo_allowed_when_configured(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, ALLOW_PUBLIC_REPOS="true")
+    status, _ = _call(signed_job_event(private=False), lambda_context)
+    assert status == 202
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ({"ALLOWED_OWNERS": "someone-else"}, "owner_not_allowed"),
+        ({"ALLOWED_REPOS": "acme/other"}, "repo_not_allowed"),
+    ],
+)
+def test_allowlist_refuses_with_reason_and_warning(
+    env: dict[str, str],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: Any,
+    setting: dict[str, str],
+    reason: str,
+) -> None:
+    _reconfigure(monkeypatch, **setting)
+    status, answer = _call(signed_job_event(), lambda_context)
+    assert (status, answer["ignored"]) == (202, reason)
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    warnings = [line for line in log_lines() if line["level"] == "WARNING"]
+    assert any(w.get("reason") == reason for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "error"),
+    [
+        (proxy_event(b"{}", signature=None, secret=None), 401, "bad_signature"),
+        (proxy_event(b"{}", secret="wrong"), 401, "bad_signature"),
+        (proxy_event(b"{}", signature="sha256=deadbeef"), 401, "bad_signature"),
+        (proxy_event(b"{not json"), 400, "malformed_json"),
+        (proxy_event(b"[]"), 400, "invalid_payload"),
+        (proxy_event(json.dumps({"action": "queued"})), 400, "invalid_payload"),
+        (proxy_event(b"{}", event=None), 400, "missing_event_header"),
+        ({"body": "e30=", "isBase64Encoded": True, "headers": None}, 401, "bad_signature"),
+        ({"body": "%%%", "isBase64Encoded": True, "headers": {}}, 400, "malformed_event"),
+        ({"body": 12, "headers": {}}, 400, "malformed_event"),
+        ({"headers": "x"}, 400, "malformed_event"),
+    ],
+)
+def test_rejections_return_4xx_and_enqueue_nothing(
+    env: dict[str, str], lambda_context: Any, event: dict[str, Any], status: int, error: str
+) -> None:
+    got_status, answer = _call(event, lambda_context)
+    assert (got_status, answer["error"]) == (status, error)
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_missing_delivery_header_is_rejected(env: dict[str, str], lambda_context: Any) -> None:
+    event = signed_job_event()
+    del event["headers"]["x-github-delivery"]
+    assert _call(event, lambda_context)[0] == 400
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_body_over_the_cap_gets_413(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, MAX_BODY_BYTES="1000")
+    body = json.dumps(workflow_job_payload(labels=["self-hosted"] + ["x" * 100] * 10))
+    status, answer = _call(proxy_event(body), lambda_context)
+    assert (status, answer["error"]) == (413, "payload_too_large")
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_no_secret_configured_fails_closed(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, WEBHOOK_SECRET="")
+    status, answer = _call(proxy_event(b"{}", secret=""), lambda_context)
+    assert (status, answer["error"]) == (401, "secret_not_configured")
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_secret_and_templates_come_from_ssm_parameters(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/jitrunners/webhook-secret", Value="from-ssm", Type="SecureString")
+    ssm.put_parameter(Name="/jitrunners/templates", Value=env["RUNNER_TEMPLATES"], Type="String")
+    monkeypatch.delenv("RUNNER_TEMPLATES")
+    _reconfigure(
+        monkeypatch,
+        WEBHOOK_SECRET="",
+        WEBHOOK_SECRET_PARAM="/jitrunners/webhook-secret",
+        RUNNER_TEMPLATES_PARAM="/jitrunners/templates",
+    )
+    body = json.dumps(workflow_job_payload())
+    assert _call(proxy_event(body, secret=SECRET), lambda_context)[0] == 401
+    assert _call(proxy_event(body, secret="from-ssm"), lambda_context)[0] == 202
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+
+
+def test_unreadable_secret_parameter_is_a_5xx_so_github_records_a_failure(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, WEBHOOK_SECRET="", WEBHOOK_SECRET_PARAM="/jitrunners/missing")
+    status, answer = _call(signed_job_event(), lambda_context)
+    assert (status, answer["error"]) == (503, "secret_unavailable")
+
+
+def test_enqueue_failure_is_a_5xx(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"] + "-gone")
+    status, answer = _call(signed_job_event(), lambda_context)
+    assert (status, answer["error"]) == (500, "enqueue_failed")
+
+
+def test_log_lines_carry_correlation_keys_and_never_the_secret_or_body(
+    env: dict[str, str], lambda_context: Any, log_lines: Any
+) -> None:
+    event = signed_job_event(job_id=5150)
+    event["headers"]["x-github-delivery"] = "dlv-5150"
+    _call(event, lambda_context)
+    out = log_lines.text()
+    assert SECRET not in out
+    assert event["headers"]["x-hub-signature-256"] not in out
+    assert '"created_at"' not in out  # the payload body is never logged
+    accepted = [line for line in log_lines() if line["message"] == "job accepted"]
+    assert len(accepted) == 1
+    line = accepted[0]
+    assert (line["delivery_id"], line["job_id"], line["repo"], line["template"]) == (
+        "dlv-5150",
+        5150,
+        "acme/widgets",
+        "linux-x64",
+    )
+    assert line["correlation_id"] == event["requestContext"]["requestId"]
+
+
+def test_metrics_are_emitted_as_emf(
+    env: dict[str, str], lambda_context: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _call(signed_job_event(), lambda_context)
+    _call(proxy_event(b"{}", secret="wrong"), lambda_context)
+    emf = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [
+        m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
+    ]
+    assert names.count("WebhookReceived") == 2
+    assert "WebhookAccepted" in names
+    rejected = [doc for doc in emf if "WebhookRejected" in doc]
+    assert rejected
+    assert rejected[0]["reason"] == "bad_signature"
+
+
+def test_cold_path_imports_no_github_or_ec2_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jitrunners.handlers.webhook;"
+        "bad=[m for m in ('requests','jwt','cryptography','jitrunners.aws.fleet',"
+        "'jitrunners.github') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": "lambdas", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,110 @@
+"""The workflow_job payload parser and the job message of DESIGN §4."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jitrunners.models import JobMessage, MessageError, PayloadError, WorkflowJob
+from tests.support.webhooks import workflow_job_payload
+
+
+def test_payload_parses_the_fields_we_use() -> None:
+    job = WorkflowJob.from_payload(workflow_job_payload(job_id=5, run_id=6, run_attempt=2))
+    assert (job.job_id, job.run_id, job.run_attempt) == (5, 6, 2)
+    assert job.repo == "acme/widgets"
+    assert job.owner == "acme"
+    assert job.installation_id == 99
+    assert job.private is True
+    assert job.queued_at == "2026-11-22T10:00:00Z"
+
+
+def test_token_mode_payload_without_installation() -> None:
+    assert (
+        WorkflowJob.from_payload(workflow_job_payload(installation_id=None)).installation_id is None
+    )
+
+
+def test_public_visibility_wins_over_private_flag() -> None:
+    payload = workflow_job_payload(private=True)
+    payload["repository"]["visibility"] = "public"
+    assert WorkflowJob.from_payload(payload).private is False
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p.pop("workflow_job"), "missing field workflow_job.labels"),
+        (lambda p: p["workflow_job"].pop("id"), "missing field workflow_job.id"),
+        (lambda p: p["workflow_job"].update(id="5"), "field workflow_job.id has the wrong type"),
+        (lambda p: p["workflow_job"].update(id=True), "field workflow_job.id has the wrong type"),
+        (lambda p: p["workflow_job"].update(id=-1), "field workflow_job.id must be positive"),
+        (lambda p: p["workflow_job"].update(labels=[1]), "labels must be a list of strings"),
+        (lambda p: p["repository"].update(full_name="other/x"), "full_name must be"),
+        (lambda p: p["repository"].update(private="yes"), "repository.private has the wrong type"),
+        (lambda p: p.update(installation={"id": "9"}), "installation.id has the wrong type"),
+    ],
+)
+def test_bad_payloads_name_the_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    payload = workflow_job_payload()
+    mutate(payload)
+    with pytest.raises(PayloadError, match=message):
+        WorkflowJob.from_payload(payload)
+
+
+def _launch() -> JobMessage:
+    job = WorkflowJob.from_payload(workflow_job_payload())
+    return JobMessage.launch_for(job, "linux-x64", "d-1")
+
+
+def test_launch_message_has_exactly_the_design_fields() -> None:
+    body = json.loads(_launch().to_json())
+    assert body == {
+        "v": 1,
+        "kind": "launch",
+        "job_id": 4242,
+        "run_id": 777,
+        "run_attempt": 1,
+        "repo": "acme/widgets",
+        "owner": "acme",
+        "installation_id": 99,
+        "labels": ["self-hosted", "linux-x64"],
+        "template": "linux-x64",
+        "delivery_id": "d-1",
+        "queued_at": "2026-11-22T10:00:00Z",
+        "attempt": 1,
+    }
+
+
+def test_messages_round_trip_and_start_carries_the_instance() -> None:
+    launch = _launch()
+    assert JobMessage.from_json(launch.to_json()) == launch
+    start = launch.start_for("i-0123")
+    assert json.loads(start.to_json())["instance_id"] == "i-0123"
+    assert JobMessage.from_json(start.to_json()) == start
+    again = start.relaunch()
+    assert (again.kind, again.instance_id, again.attempt) == ("launch", None, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("nope", "not JSON"),
+        ("[]", "not a JSON object"),
+        ('{"v": 2, "kind": "launch"}', "unsupported message version 2"),
+        ('{"kind": "launch"}', "unsupported message version None"),
+        ('{"v": 1, "kind": "explode"}', "unknown message kind"),
+        ('{"v": 1, "kind": "launch", "job_id": 1}', "is missing or has the wrong type"),
+    ],
+)
+def test_unknown_or_broken_messages_are_refused(body: str, message: str) -> None:
+    with pytest.raises(MessageError, match=message):
+        JobMessage.from_json(body)
+
+
+def test_start_message_without_instance_is_refused() -> None:
+    body = json.loads(_launch().to_json())
+    body["kind"] = "start"
+    with pytest.raises(MessageError, match="needs instance_id"):
+        JobMessage.from_json(json.dumps(body))
