@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?= --jobs 6
+# make package: Lambda architecture (arm64 or x86_64) and Python runtime version.
+ARCH ?= arm64
+LAMBDA_PYTHON ?= 3.14
 
 .PHONY: help venv test lint pytest bench run package clean
 
@@ -34,9 +37,12 @@ test: lint pytest
 bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
 
+package: $(STAMP)
+	$(PY) scripts/package.py --arch $(ARCH) --python-version $(LAMBDA_PYTHON)
+
 run: $(STAMP)
 	@echo "make run arrives with the local-stack issue (#6): the offline pipeline demo is not built yet."
 	@exit 2
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) .venv-checkov .cache .tools .pytest_cache .ruff_cache .hypothesis dist build
