@@ -1,0 +1,183 @@
+# Logs Insights saved queries, a dashboard, alarms and an optional SNS topic (DESIGN 5).
+
+locals {
+  function_log_groups = [for k, _ in local.functions : aws_cloudwatch_log_group.function[k].name]
+  metrics_namespace   = local.prefix
+  alarm_actions       = concat(var.alarm_actions, [for t in aws_sns_topic.alarms : t.arn])
+}
+
+resource "aws_cloudwatch_query_definition" "job" {
+  name            = "${local.prefix}/one-job-end-to-end"
+  log_group_names = concat(local.function_log_groups, [aws_cloudwatch_log_group.runner_commands.name])
+  # Replace 0 with the workflow job id (from the job's URL or the webhook).
+  query_string = <<-EOT
+    fields @timestamp, @log, level, message, delivery_id, template, instance_id, reason
+    | filter job_id = 0 or job_id = "0"
+    | sort @timestamp asc
+    | limit 1000
+  EOT
+}
+
+resource "aws_cloudwatch_query_definition" "launch_failures" {
+  name            = "${local.prefix}/launch-failures-by-code"
+  log_group_names = [aws_cloudwatch_log_group.function["scale-up"].name]
+  query_string    = <<-EOT
+    fields @timestamp, template, error_code, message
+    | filter ispresent(error_code) or level = "ERROR"
+    | stats count(*) as failures by error_code, template
+    | sort failures desc
+  EOT
+}
+
+resource "aws_cloudwatch_query_definition" "zombies" {
+  name            = "${local.prefix}/zombie-actions"
+  log_group_names = [aws_cloudwatch_log_group.function["housekeeper"].name]
+  query_string    = <<-EOT
+    fields @timestamp, instance_id, template, reason, message
+    | filter ispresent(reason) and (message like /(?i)zombie|orphan|terminat|redeliver/)
+    | sort @timestamp desc
+    | limit 500
+  EOT
+}
+
+resource "aws_sns_topic" "alarms" {
+  count = var.create_sns_topic ? 1 : 0
+
+  name              = "${local.prefix}-alarms"
+  kms_master_key_id = local.kms_key_arn
+  tags              = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  for_each = {
+    jobs   = aws_sqs_queue.jobs_dlq.name
+    events = aws_sqs_queue.events_dlq.name
+  }
+
+  alarm_name          = "${local.prefix}-${each.key}-dlq-not-empty"
+  alarm_description   = "Messages in ${each.value}: jobs or events that failed repeatedly and wait for a human or the redrive."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+# Custom metrics from Powertools (namespace = prefix, dimension service = prefix). The Lambdas emit
+# an undimensioned total beside the per-code/per-reason lines so one alarm can watch the total.
+resource "aws_cloudwatch_metric_alarm" "launch_failures" {
+  alarm_name          = "${local.prefix}-launch-failures"
+  alarm_description   = "Runner launches are failing (capacity, quotas, launch template): see the launch-failures-by-code query."
+  namespace           = local.metrics_namespace
+  metric_name         = "LaunchFailures"
+  dimensions          = { service = local.prefix }
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = var.alarm_launch_failures_threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "zombies" {
+  alarm_name          = "${local.prefix}-zombies"
+  alarm_description   = "The housekeeper is reaping instances, parameters or runners that events should have cleaned: see the zombie-actions query."
+  namespace           = local.metrics_namespace
+  metric_name         = "ZombiesReaped"
+  dimensions          = { service = local.prefix }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = var.alarm_zombies_threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "webhook_errors" {
+  for_each = {
+    "4xx" = { threshold = 20, what = "Deliveries refused (forged, unsigned or malformed, or a wrong secret)" }
+    "5xx" = { threshold = 1, what = "Deliveries failed on our side (secret or queue unavailable); GitHub records them as failed" }
+  }
+
+  alarm_name          = "${local.prefix}-webhook-${each.key}"
+  alarm_description   = "${each.value.what}."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = each.key
+  dimensions          = { ApiId = aws_apigatewayv2_api.webhook.id, Stage = "$default" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = local.prefix
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title = "Webhook deliveries", region = local.region, stat = "Sum", period = 300
+          metrics = [
+            [local.metrics_namespace, "WebhookReceived", "service", local.prefix],
+            [local.metrics_namespace, "WebhookAccepted", "service", local.prefix],
+            ["AWS/ApiGateway", "4xx", "ApiId", aws_apigatewayv2_api.webhook.id, "Stage", "$default"],
+            ["AWS/ApiGateway", "5xx", "ApiId", aws_apigatewayv2_api.webhook.id, "Stage", "$default"],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title = "Queues", region = local.region, stat = "Maximum", period = 60
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs.name],
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.jobs.name, { yAxis = "right" }],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs_dlq.name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.events_dlq.name],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title   = "Runners", region = local.region, stat = "Sum", period = 300
+          metrics = [for name in ["JobsLaunched", "RunnersStarted", "LaunchFailures", "ZombiesReaped"] : [local.metrics_namespace, name, "service", local.prefix]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title   = "Lambda errors and throttles", region = local.region, stat = "Sum", period = 300
+          metrics = flatten([for k, _ in local.functions : [["AWS/Lambda", "Errors", "FunctionName", local.function_names[k]], ["AWS/Lambda", "Throttles", "FunctionName", local.function_names[k]]]])
+        }
+      },
+      {
+        type = "log", x = 0, y = 12, width = 24, height = 6
+        properties = {
+          title = "Recent errors", region = local.region
+          query = "SOURCE '${join("' | SOURCE '", local.function_log_groups)}' | fields @timestamp, @log, message, job_id, instance_id | filter level = \"ERROR\" | sort @timestamp desc | limit 50"
+          view  = "table"
+        }
+      },
+    ]
+  })
+}

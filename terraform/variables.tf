@@ -1,0 +1,543 @@
+################################################################################
+# General
+################################################################################
+
+variable "prefix" {
+  description = "Prefix of every resource name, tag (`jitrunners:prefix`) and SSM path. Must match JITRUNNERS_PREFIX rules: 1-31 characters of a-z, 0-9 or '-'."
+  type        = string
+  default     = "jitrunners"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,30}$", var.prefix))
+    error_message = "prefix must be 1-31 characters of a-z, 0-9 or '-', starting alphanumeric."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource the module creates."
+  type        = map(string)
+  default     = {}
+}
+
+variable "kill_switch" {
+  description = "Emergency stop: reserved concurrency 0 on the webhook and scale-up functions AND the SQS event source mapping disabled, so queued jobs wait in the queue instead of drifting into the DLQ (DESIGN 5b)."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Lambda package and functions
+################################################################################
+
+variable "lambda_package_path" {
+  description = "Path of the Lambda zip built by `make package` (e.g. dist/jitrunners-lambda-arm64.zip)."
+  type        = string
+
+  validation {
+    condition     = endswith(var.lambda_package_path, ".zip")
+    error_message = "lambda_package_path must name a .zip file built by `make package`."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "CPU architecture of the Lambda functions; must match the zip (`make package ARCH=...`)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_runtime" {
+  description = "Lambda Python runtime; must match the zip (`make package LAMBDA_PYTHON=...`)."
+  type        = string
+  default     = "python3.14"
+
+  validation {
+    condition     = can(regex("^python3\\.1[2-9]$", var.lambda_runtime))
+    error_message = "lambda_runtime must be python3.12 or newer (Amazon Linux 2023 runtimes)."
+  }
+}
+
+variable "lambda_memory_size" {
+  description = "Memory (MB) of each function, by function key (webhook, scale-up, scale-down, redrive, housekeeper). Missing keys use 256."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.lambda_memory_size : contains(["webhook", "scale-up", "scale-down", "redrive", "housekeeper"], k) && v >= 128 && v <= 10240])
+    error_message = "lambda_memory_size keys must be function keys and values 128-10240."
+  }
+}
+
+variable "scale_up_timeout_s" {
+  description = "Timeout of the scale-up function in seconds; the job queue's visibility timeout is 6x this."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.scale_up_timeout_s >= 10 && var.scale_up_timeout_s <= 900
+    error_message = "scale_up_timeout_s must be between 10 and 900 (SQS visibility is capped at 12 h)."
+  }
+}
+
+variable "webhook_reserved_concurrency" {
+  description = "Reserved concurrency of the webhook function (cost control); -1 for unreserved. The kill switch overrides it with 0."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.webhook_reserved_concurrency == -1 || var.webhook_reserved_concurrency >= 1
+    error_message = "webhook_reserved_concurrency must be -1 or at least 1 (use kill_switch for 0)."
+  }
+}
+
+variable "scale_up_maximum_concurrency" {
+  description = "Maximum concurrency of the SQS event source: this, not reserved concurrency, keeps scale-up inside the EC2 and GitHub rate limits. At least 2 (an SQS limit)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.scale_up_maximum_concurrency >= 2 && var.scale_up_maximum_concurrency <= 1000
+    error_message = "scale_up_maximum_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "scale_up_reserved_concurrency" {
+  description = "Reserved concurrency of scale-up; null = scale_up_maximum_concurrency. Must be at least the event source's maximum concurrency, or the poller is throttled and receives count toward maxReceiveCount."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.scale_up_reserved_concurrency == null || try(var.scale_up_reserved_concurrency >= 2, false)
+    error_message = "scale_up_reserved_concurrency must be null or at least 2 (use kill_switch for 0)."
+  }
+}
+
+variable "scale_up_batch_size" {
+  description = "SQS messages per scale-up invocation."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.scale_up_batch_size >= 1 && var.scale_up_batch_size <= 100
+    error_message = "scale_up_batch_size must be between 1 and 100."
+  }
+}
+
+variable "redrive_schedule" {
+  description = "EventBridge schedule expression of the redrive function."
+  type        = string
+  default     = "rate(10 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.redrive_schedule))
+    error_message = "redrive_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "housekeeper_schedule" {
+  description = "EventBridge schedule expression of the housekeeper function."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.housekeeper_schedule))
+    error_message = "housekeeper_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of every CloudWatch log group the module creates (Lambda logs, RunCommand output)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "log_level" {
+  description = "Powertools log level of the functions."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing mode of the functions (PassThrough or Active)."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.tracing_mode)
+    error_message = "tracing_mode must be PassThrough or Active."
+  }
+}
+
+################################################################################
+# Encryption
+################################################################################
+
+variable "kms_key_arn" {
+  description = "ARN of a KMS key for the SSM secrets, JIT parameters, SQS queues, log groups, SNS topic and Lambda environments. null: the module creates one (rotation on). The key policy must let CloudWatch Logs and CloudWatch alarms use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN."
+  }
+}
+
+################################################################################
+# GitHub
+################################################################################
+
+variable "github_api_url" {
+  description = "GitHub REST API base URL (GitHub Enterprise Server: https://HOST/api/v3)."
+  type        = string
+  default     = "https://api.github.com"
+
+  validation {
+    condition     = can(regex("^https://", var.github_api_url))
+    error_message = "github_api_url must be an https:// URL."
+  }
+}
+
+variable "github_app_id" {
+  description = "GitHub App id (App mode). Empty string: token mode (github_token)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.github_app_id))
+    error_message = "github_app_id must be numeric (or empty for token mode)."
+  }
+}
+
+variable "github_app_private_key" {
+  description = "GitHub App private key (PEM). null: the SSM parameter is created with a placeholder and its value is left to you (`aws ssm put-parameter --overwrite`); Terraform then ignores its value."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "github_token" {
+  description = "Token mode: a fine-grained or classic token. null: created with a placeholder for you to overwrite."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_secret" {
+  description = "Webhook secret (one per line during a rotation). null: created with a placeholder for you to overwrite; the webhook refuses every delivery until then."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "allowed_owners" {
+  description = "Owners (orgs/users) whose jobs are taken; empty list: all."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_repos" {
+  description = "Repositories (owner/name) whose jobs are taken; empty list: all."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.allowed_repos : can(regex("^[^/]+/[^/]+$", r))])
+    error_message = "allowed_repos entries must be owner/name."
+  }
+}
+
+variable "allow_public_repos" {
+  description = "Take jobs from public repositories (they run strangers' code on your runners)."
+  type        = bool
+  default     = false
+}
+
+variable "check_job_queued" {
+  description = "Ask GitHub whether a job is still queued before launching an instance for it."
+  type        = bool
+  default     = true
+}
+
+variable "rerun_interrupted_jobs" {
+  description = "Re-run jobs whose spot instance was interrupted."
+  type        = bool
+  default     = false
+}
+
+variable "max_reruns" {
+  description = "Re-runs per workflow run after spot interruptions."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.max_reruns >= 1
+    error_message = "max_reruns must be at least 1."
+  }
+}
+
+variable "max_redrives" {
+  description = "DLQ redrives per message before it stays in the DLQ."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_redrives >= 0
+    error_message = "max_redrives must be 0 or more."
+  }
+}
+
+variable "housekeeper_dry_run" {
+  description = "The housekeeper logs what it would do and does nothing."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# API
+################################################################################
+
+variable "api_throttling_burst_limit" {
+  description = "Burst limit of the webhook API stage."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.api_throttling_burst_limit >= 1
+    error_message = "api_throttling_burst_limit must be positive."
+  }
+}
+
+variable "api_throttling_rate_limit" {
+  description = "Steady-state requests per second of the webhook API stage."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.api_throttling_rate_limit >= 1
+    error_message = "api_throttling_rate_limit must be positive."
+  }
+}
+
+variable "max_body_bytes" {
+  description = "Webhook body size cap (GitHub caps payloads at 25 MB; workflow_job bodies are far smaller)."
+  type        = number
+  default     = 1048576
+
+  validation {
+    condition     = var.max_body_bytes >= 1024
+    error_message = "max_body_bytes must be at least 1024."
+  }
+}
+
+################################################################################
+# Runners
+################################################################################
+
+variable "vpc_id" {
+  description = "VPC of the runner instances."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must be a VPC id (vpc-...)."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets the runners are spread over (RUNNER_SUBNET_IDS); private subnets with a NAT or VPC endpoints for SSM, EC2 messages and GitHub egress."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    error_message = "subnet_ids must be a non-empty list of subnet ids."
+  }
+}
+
+variable "max_runners" {
+  description = "Global cap on live runner instances (MAX_RUNNERS)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_runners >= 1
+    error_message = "max_runners must be positive."
+  }
+}
+
+variable "start_delay_s" {
+  description = "Delay of the `start` message after a launch (0-900 s: SQS's limit)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.start_delay_s >= 0 && var.start_delay_s <= 900
+    error_message = "start_delay_s must be between 0 and 900."
+  }
+}
+
+variable "runner_egress_cidr_blocks" {
+  description = "Where runners may connect (HTTPS to GitHub, SSM, package mirrors). The security group allows no inbound traffic."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "runner_version" {
+  description = "GitHub Actions runner version the bootstrap installs (GitHub refuses runners older than 2.329.0). Ignored where runner_templates[*].runner_preinstalled is true."
+  type        = string
+  default     = "2.329.0"
+
+  validation {
+    condition     = can(regex("^2\\.(329|3[3-9][0-9]|[4-9][0-9][0-9])\\.[0-9]+$", var.runner_version))
+    error_message = "runner_version must be 2.329.0 or newer."
+  }
+}
+
+variable "runner_sha256" {
+  description = "SHA-256 of the runner packages of runner_version by platform (x64, arm64: Linux tarballs; win-x64: Windows zip), as published in the release notes on github.com/actions/runner/releases. The bootstrap refuses a package that does not match, or a platform without a checksum. Set all three when you change runner_version."
+  type        = map(string)
+  default = {
+    "x64"     = "194f1e1e4bd02f80b7e9633fc546084d8d4e19f3928a324d512ea53430102e1d"
+    "arm64"   = "56768348b3d643a6a29d4ad71e9bdae0dc0ef1eb01afe0f7a8ee097b039bfaaf"
+    "win-x64" = "f60be5ddf373c52fd735388c3478536afd12bfd36d1d0777c6b855b758e70f25"
+  }
+
+  validation {
+    condition     = alltrue([for k, v in var.runner_sha256 : contains(["x64", "arm64", "win-x64"], k) && can(regex("^[0-9a-f]{64}$", v))])
+    error_message = "runner_sha256 keys must be x64, arm64 or win-x64 and values 64 lower-case hex digits."
+  }
+}
+
+variable "runner_templates" {
+  description = <<-EOT
+    Runner templates (DESIGN 2) plus the launch template fields of each. The module creates the launch
+    template `<prefix>-<name>` and fills `launch_template` in the document the Lambdas read.
+    Fields: name, labels, instance_types, market, max_runners, runner_group_id, scope, os, subnet_ids,
+    start_timeout_s, idle_timeout_s, max_lifetime_s (Lambda side, DESIGN 2); ami_id, root_volume_size_gb,
+    root_volume_iops, root_volume_throughput, associate_public_ip, security_group_ids, key_name,
+    runner_preinstalled, extra_user_data (launch template side).
+  EOT
+  type = list(object({
+    name                   = string
+    labels                 = list(string)
+    instance_types         = list(string)
+    market                 = optional(string, "spot-then-on-demand")
+    max_runners            = optional(number, 10)
+    runner_group_id        = optional(number, 1)
+    scope                  = optional(string, "org")
+    os                     = optional(string, "linux")
+    subnet_ids             = optional(list(string), [])
+    start_timeout_s        = optional(number, 600)
+    idle_timeout_s         = optional(number, 300)
+    max_lifetime_s         = optional(number, 86400)
+    ami_id                 = string
+    root_volume_size_gb    = optional(number, 30)
+    root_volume_iops       = optional(number, 3000)
+    root_volume_throughput = optional(number, 125)
+    associate_public_ip    = optional(bool, false)
+    security_group_ids     = optional(list(string), [])
+    key_name               = optional(string)
+    runner_preinstalled    = optional(bool, false)
+    extra_user_data        = optional(string, "")
+  }))
+
+  validation {
+    condition     = length(var.runner_templates) > 0 && length(distinct([for t in var.runner_templates : t.name])) == length(var.runner_templates)
+    error_message = "runner_templates must be a non-empty list with unique names."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", t.name))])
+    error_message = "runner template names must be 1-63 characters of a-z, 0-9, '-' or '_'."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : length(t.labels) > 0 && length(t.instance_types) > 0])
+    error_message = "every runner template needs at least one label and one instance type."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : contains(["spot", "on-demand", "spot-then-on-demand"], t.market) && contains(["org", "repo"], t.scope) && contains(["linux", "windows"], t.os)])
+    error_message = "market must be spot, on-demand or spot-then-on-demand; scope org or repo; os linux or windows."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : t.max_runners >= 1 && t.runner_group_id >= 1 && t.start_timeout_s < t.max_lifetime_s && t.idle_timeout_s < t.max_lifetime_s && t.max_lifetime_s <= 172800 && t.start_timeout_s > 0 && t.idle_timeout_s > 0])
+    error_message = "max_runners and runner_group_id must be positive; start/idle timeouts positive and below max_lifetime_s; max_lifetime_s at most 172800 (RunCommand's 48 h)."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : can(regex("^ami-[0-9a-f]+$", t.ami_id)) && t.root_volume_size_gb >= 8 && t.root_volume_iops >= 3000 && t.root_volume_throughput >= 125])
+    error_message = "ami_id must be an AMI id; gp3 root volume at least 8 GB, 3000 IOPS, 125 MB/s."
+  }
+}
+
+################################################################################
+# Alarms
+################################################################################
+
+variable "create_sns_topic" {
+  description = "Create an SNS topic (encrypted) for the alarms."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_actions" {
+  description = "Extra alarm action ARNs (e.g. an existing SNS topic)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_launch_failures_threshold" {
+  description = "Launch failures in 15 minutes that raise the launch-failures alarm."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_zombies_threshold" {
+  description = "Zombie terminations (housekeeper) in an hour that raise the zombies alarm."
+  type        = number
+  default     = 3
+}
+
+variable "max_receive_count" {
+  description = "Receives of a job message before SQS moves it to the DLQ. A `start` message is received once per retry while the instance's SSM agent comes online, so keep this above start_timeout_s / back-off."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.max_receive_count >= 5 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 5 and 1000."
+  }
+}
+
+variable "function_reserved_concurrency" {
+  description = "Reserved concurrency of scale-down, redrive and housekeeper (redrive and housekeeper default to 1: one sweep at a time)."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.function_reserved_concurrency : contains(["scale-down", "redrive", "housekeeper"], k) && v >= 1])
+    error_message = "function_reserved_concurrency keys must be scale-down, redrive or housekeeper, values at least 1."
+  }
+}
+
+variable "runner_egress_ports" {
+  description = "TCP ports runners may reach on runner_egress_cidr_blocks (443: GitHub, SSM, package mirrors)."
+  type        = list(number)
+  default     = [80, 443]
+
+  validation {
+    condition     = alltrue([for p in var.runner_egress_ports : p >= 1 && p <= 65535])
+    error_message = "runner_egress_ports must be TCP ports."
+  }
+}
