@@ -14,12 +14,6 @@ locals {
       "arn:${local.partition}:ssm:${local.region}::document/AWS-RunPowerShellScript",
     ]
   }
-  # Instances of ours: carry the prefix tag (set at creation by TagSpecifications).
-  our_instances = {
-    test     = "StringEquals"
-    variable = "aws:ResourceTag/jitrunners:prefix"
-    values   = [local.prefix]
-  }
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -191,9 +185,9 @@ data "aws_iam_policy_document" "scale_up" {
     actions   = ["ec2:CreateTags", "ec2:TerminateInstances"]
     resources = ["${local.arn.ec2}:instance/*"]
     condition {
-      test     = local.our_instances.test
-      variable = local.our_instances.variable
-      values   = local.our_instances.values
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/jitrunners:prefix" # ours: tagged at creation
+      values   = [local.prefix]
     }
   }
 
@@ -279,9 +273,9 @@ data "aws_iam_policy_document" "scale_down" {
     actions   = ["ec2:TerminateInstances"]
     resources = ["${local.arn.ec2}:instance/*"]
     condition {
-      test     = local.our_instances.test
-      variable = local.our_instances.variable
-      values   = local.our_instances.values
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/jitrunners:prefix" # ours: tagged at creation
+      values   = [local.prefix]
     }
   }
 }
@@ -289,7 +283,7 @@ data "aws_iam_policy_document" "scale_down" {
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeadLetterQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
     resources = [aws_sqs_queue.jobs_dlq.arn]
   }
 
@@ -342,9 +336,9 @@ data "aws_iam_policy_document" "housekeeper" {
     actions   = ["ec2:TerminateInstances"]
     resources = ["${local.arn.ec2}:instance/*"]
     condition {
-      test     = local.our_instances.test
-      variable = local.our_instances.variable
-      values   = local.our_instances.values
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/jitrunners:prefix" # ours: tagged at creation
+      values   = [local.prefix]
     }
   }
 }

@@ -46,8 +46,8 @@ locals {
       preinstalled     = t.runner_preinstalled
       extra_user_data  = t.extra_user_data
       }) : templatefile("${path.module}/templates/user-data.sh.tftpl", {
-      bootstrap_b64       = filebase64("${local.scripts_dir}/bootstrap.sh")
-      start_runner_b64    = filebase64("${local.scripts_dir}/start-runner.sh")
+      bootstrap_b64       = base64gzip(file("${local.scripts_dir}/bootstrap.sh"))
+      start_runner_b64    = base64gzip(file("${local.scripts_dir}/start-runner.sh"))
       runner_version      = var.runner_version
       runner_sha256_x64   = lookup(var.runner_sha256, "x64", "")
       runner_sha256_arm64 = lookup(var.runner_sha256, "arm64", "")
