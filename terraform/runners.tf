@@ -29,6 +29,7 @@ resource "aws_vpc_security_group_egress_rule" "runner" {
 }
 
 resource "aws_cloudwatch_log_group" "runner_commands" {
+  # checkov:skip=CKV_AWS_338:Retention is the operator's choice (log_retention_days, default 30): these are operational logs; the audit trail is CloudTrail's.
   name              = local.ssm_output_log_group
   retention_in_days = var.log_retention_days
   kms_key_id        = local.kms_key_arn

@@ -1,6 +1,8 @@
 #!/usr/bin/env bats
 # start-runner.sh with a fake `aws` CLI and a fake Actions runner (docs/contracts.md).
 
+bats_require_minimum_version 1.5.0
+
 SECRET='eyJqaXQiOiJzdXBlci1zZWNyZXQtY29uZmlnIn0='
 
 setup() {
@@ -47,6 +49,12 @@ else
   echo wrong >"${FAKE_STATE}/runner-env"
 fi
 echo "fake runner: listening for jobs"
+# While everything runs: is the secret on any process's command line?
+if grep -lsF "${FAKE_EXPECT}" /proc/[0-9]*/cmdline >/dev/null 2>&1; then
+  echo exposed >"${FAKE_STATE}/cmdline-check"
+else
+  echo clean >"${FAKE_STATE}/cmdline-check"
+fi
 case "${FAKE_RUNNER_MODE:-job}" in
   job) touch "_diag/Worker_20260101-000000-utc.log"; sleep 0.3; exit 0 ;;
   fail) touch "_diag/Worker_20260101-000000-utc.log"; sleep 0.3; exit 7 ;;
@@ -92,9 +100,11 @@ FAKE
   run "${SCRIPT}" /jitrunners/jit/i-0abc 30
   [ "${status}" -eq 0 ]
   [[ "${output}" != *"${SECRET}"* ]]
-  ! grep -qF "${SECRET}" "${FAKE_STATE}/aws-calls"
-  ! grep -qF "${SECRET}" "${FAKE_STATE}/runner-args"
+  run ! grep -qF "${SECRET}" "${FAKE_STATE}/aws-calls"
+  run ! grep -qF "${SECRET}" "${FAKE_STATE}/runner-args"
+  run ! grep -rqF "${SECRET}" "${RUNNER_DIR}" "${BATS_TEST_TMPDIR}/fakes"
   [ "$(cat "${FAKE_STATE}/runner-args")" = "0:" ]
+  [ "$(cat "${FAKE_STATE}/cmdline-check")" = clean ]
 }
 
 @test "the script holds no xtrace that could leak the secret" {
