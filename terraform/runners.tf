@@ -11,6 +11,7 @@ data "aws_ami" "runner" {
 }
 
 resource "aws_security_group" "runner" {
+  # checkov:skip=CKV2_AWS_5:Attached by every launch template's network interface (aws_launch_template.runner); the graph check misses it through module calls.
   name        = "${local.prefix}-runner"
   description = "${local.prefix} runners: no inbound traffic (SSM needs none); egress to GitHub and package mirrors"
   vpc_id      = var.vpc_id

@@ -10,10 +10,12 @@ import ast
 import base64
 import gzip
 import re
+import subprocess
 from pathlib import Path
 
 import hcl2
 import pytest
+from scripts import tfdocs
 
 from jitrunners import config
 from tests.deploy import tfmodel as tf
@@ -327,3 +329,48 @@ def test_secrets_are_secure_strings_under_the_configurable_key() -> None:
 def test_log_groups_have_retention() -> None:
     for name, group in tf.blocks("resource", "aws_cloudwatch_log_group").items():
         assert group["retention_in_days"] == "${var.log_retention_days}", name
+
+
+def test_module_readme_tables_are_generated_from_the_code() -> None:
+    assert tfdocs.main(["--check"]) == 0, "run `make tf-docs`"
+    rendered = tfdocs.render()
+    for name in [*tf.variables(), *tf.outputs()]:
+        assert f"| `{name}` |" in rendered
+
+
+def test_every_checkov_skip_carries_a_reason() -> None:
+    skips = 0
+    for path in tf.tf_files():
+        for line in path.read_text().splitlines():
+            if "checkov:skip=" in line:
+                skips += 1
+                match = re.search(r"checkov:skip=(CKV2?_AWS_\d+):(.+)$", line)
+                assert match, f"{path}: {line.strip()}"
+                assert len(match.group(2).split()) >= 5, f"{path}: reason too short: {line}"
+    assert skips > 0
+
+
+def test_linux_user_data_renders_to_valid_shell_that_unpacks_the_scripts(tmp_path: Path) -> None:
+    template = (tf.TERRAFORM / "templates" / "user-data.sh.tftpl").read_text()
+    scripts = tf.ROOT / "runner_scripts"
+    values = {
+        "bootstrap_b64": base64.b64encode(gzip.compress((scripts / "bootstrap.sh").read_bytes())),
+        "start_runner_b64": base64.b64encode(
+            gzip.compress((scripts / "start-runner.sh").read_bytes())
+        ),
+        "runner_version": b"2.329.0",
+        "runner_sha256_x64": b"0" * 64,
+        "runner_sha256_arm64": b"1" * 64,
+        "preinstalled": b"false",
+    }
+    text = re.sub(r"%\{[^}]*\}\n?", "", template)  # directives: extra_user_data is empty here
+    text = text.replace("${extra_user_data}\n", "")
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value.decode())
+    assert "${" not in text
+    rendered = tmp_path / "user-data.sh"
+    rendered.write_text(text)
+    assert subprocess.run(["bash", "-n", str(rendered)], check=False).returncode == 0
+    # The heredoc part decodes back to the exact scripts.
+    body = text.split("<<'B64'\n")[2].split("\nB64\n")[0]
+    assert gzip.decompress(base64.b64decode(body)) == (scripts / "start-runner.sh").read_bytes()
