@@ -2,6 +2,9 @@
 # tests/deploy/test_terraform.py checks each function's actions against the AWS calls its code makes.
 
 locals {
+  runner_subnet_ids         = distinct(concat(var.subnet_ids, flatten([for t in var.runner_templates : t.subnet_ids])))
+  runner_security_group_ids = distinct(concat([aws_security_group.runner.id], flatten([for t in var.runner_templates : t.security_group_ids])))
+
   arn = {
     jit_params     = "${local.ssm_param_arn_prefix}${local.jit_param_path}*"
     templates      = "${local.ssm_param_arn_prefix}${local.templates_param_name}"
@@ -9,6 +12,7 @@ locals {
     github_secret  = "${local.ssm_param_arn_prefix}${local.github_secret_name}"
     ec2            = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
     ec2_images     = "arn:${local.partition}:ec2:${local.region}::image/*"
+    jit_path       = "${local.ssm_param_arn_prefix}${trimsuffix(local.jit_param_path, "/")}"
     ssm_documents = [
       "arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript",
       "arn:${local.partition}:ssm:${local.region}::document/AWS-RunPowerShellScript",
@@ -143,8 +147,6 @@ data "aws_iam_policy_document" "scale_up" {
     resources = [
       "${local.arn.ec2}:instance/*",
       "${local.arn.ec2}:volume/*",
-      "${local.arn.ec2}:network-interface/*",
-      "${local.arn.ec2}:spot-instances-request/*",
     ]
     condition {
       test     = "StringEquals"
@@ -159,13 +161,20 @@ data "aws_iam_policy_document" "scale_up" {
     resources = [for lt in aws_launch_template.runner : lt.arn]
   }
 
+  # Created with the instance and deleted with it; our subnets and security groups only.
   statement {
     sid     = "LaunchIntoOurNetwork"
     actions = ["ec2:CreateFleet", "ec2:RunInstances"]
     resources = concat(
-      [for s in var.subnet_ids : "${local.arn.ec2}:subnet/${s}"],
-      distinct(flatten([for t in var.runner_templates : [for s in t.subnet_ids : "${local.arn.ec2}:subnet/${s}"]])),
-      ["${local.arn.ec2}:security-group/*", local.arn.ec2_images, "${local.arn.ec2}:fleet/*", "${local.arn.ec2}:key-pair/*"],
+      [for s in local.runner_subnet_ids : "${local.arn.ec2}:subnet/${s}"],
+      [for g in local.runner_security_group_ids : "${local.arn.ec2}:security-group/${g}"],
+      [
+        local.arn.ec2_images,
+        "${local.arn.ec2}:network-interface/*",
+        "${local.arn.ec2}:spot-instances-request/*",
+        "${local.arn.ec2}:fleet/*",
+        "${local.arn.ec2}:key-pair/*",
+      ],
     )
   }
 
@@ -364,14 +373,57 @@ resource "aws_iam_role" "runner" {
   tags               = local.tags
 }
 
-resource "aws_iam_role_policy_attachment" "runner_ssm_core" {
-  role       = aws_iam_role.runner.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# Not AmazonSSMManagedInstanceCore: it grants ssm:GetParameter(s) on "*", which would let any runner
+# read every other runner's JIT config. This is what the SSM agent needs for RunCommand, no more.
+data "aws_iam_policy_document" "runner_ssm_agent" {
+  # checkov:skip=CKV_AWS_111:The SSM agent's own APIs act on the calling instance and take no resource ARN; this is AmazonSSMManagedInstanceCore minus its parameter reads.
+  # checkov:skip=CKV_AWS_356:Same statement: ec2messages, ssmmessages and the agent's ssm calls have no resource-level permissions.
+  statement {
+    sid = "SsmAgentCore"
+    actions = [
+      "ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations", "ssm:ListAssociations",
+      "ssm:DescribeAssociation", "ssm:UpdateInstanceAssociationStatus", "ssm:UpdateAssociationStatus",
+      "ssm:GetDocument", "ssm:DescribeDocument", "ssm:PutInventory", "ssm:PutComplianceItems",
+      "ssm:PutConfigurePackageResult", "ssm:GetManifest", "ssm:GetDeployablePatchSnapshotForInstance",
+      "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+      "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+      "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    ]
+    resources = ["*"] # the agent's APIs act on the calling instance; no resource-level permissions
+  }
+}
+
+resource "aws_iam_role_policy" "runner_ssm_agent" {
+  name   = "ssm-agent"
+  role   = aws_iam_role.runner.id
+  policy = data.aws_iam_policy_document.runner_ssm_agent.json
 }
 
 # DESIGN 3b: an instance may read and delete only its own JIT parameter, tagged with its ARN;
 # IAM fills ${ec2:SourceInstanceARN} from the instance profile's credentials.
 data "aws_iam_policy_document" "runner" {
+  # Belt and braces: whatever else is attached to the role (an operator's extra policy), no runner
+  # reads or deletes a JIT parameter that is not tagged with its own ARN.
+  statement {
+    sid       = "DenyOtherInstancesJitConfigs"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:DeleteParameter", "ssm:DeleteParameters"]
+    resources = [local.arn.jit_params]
+    condition {
+      test     = "StringNotEquals"
+      variable = "ssm:resourceTag/jitrunners:instance-arn"
+      values   = ["$${ec2:SourceInstanceARN}"]
+    }
+  }
+
+  statement {
+    sid       = "DenyJitConfigsByPath"
+    effect    = "Deny"
+    actions   = ["ssm:GetParametersByPath"]
+    resources = [local.arn.jit_path, local.arn.jit_params]
+  }
+
   statement {
     sid       = "OwnJitConfigOnly"
     actions   = ["ssm:GetParameter", "ssm:DeleteParameter"]

@@ -3,7 +3,7 @@
 data "aws_ami" "runner" {
   for_each = local.runner_templates
 
-  owners = ["self", "amazon", "aws-marketplace", "099720109477"] # 099720109477: Canonical (Ubuntu)
+  owners = var.ami_owners
   filter {
     name   = "image-id"
     values = [each.value.ami_id]

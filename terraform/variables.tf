@@ -541,3 +541,14 @@ variable "runner_egress_ports" {
     error_message = "runner_egress_ports must be TCP ports."
   }
 }
+
+variable "ami_owners" {
+  description = "Owners searched for the runner templates' AMIs (the module reads each AMI's root device name). 099720109477 is Canonical (Ubuntu)."
+  type        = list(string)
+  default     = ["self", "amazon", "aws-marketplace", "099720109477"]
+
+  validation {
+    condition     = length(var.ami_owners) > 0
+    error_message = "ami_owners must not be empty."
+  }
+}

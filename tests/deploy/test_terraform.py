@@ -188,6 +188,12 @@ def _conditions(statement: dict) -> dict[str, list[str]]:
 def test_identity_policies_use_star_only_for_actions_without_resource_level_permissions() -> None:
     for name, st in _all_statements():
         resources = st.get("resources", [])
+        if st.get("sid") == "SsmAgentCore":  # the agent's APIs act on the calling instance
+            assert all(
+                a.split(":")[0] in ("ssm", "ec2messages", "ssmmessages") for a in st["actions"]
+            )
+            assert not {a for a in st["actions"] if "Parameter" in a}
+            continue
         if isinstance(resources, list) and "*" in resources:
             assert all(STAR_OK.match(a) for a in st["actions"]), (name, st["actions"])
 
@@ -223,7 +229,8 @@ def test_pass_role_only_for_the_runner_role_to_ec2() -> None:
 
 def test_runner_role_reads_and_deletes_only_its_own_jit_parameter() -> None:
     doc = tf.blocks("data", "aws_iam_policy_document")["runner"]
-    ssm = [st for st in tf.statements(doc) if any(a.startswith("ssm:") for a in st["actions"])]
+    allows = [st for st in tf.statements(doc) if st.get("effect", "Allow") == "Allow"]
+    ssm = [st for st in allows if any(a.startswith("ssm:") for a in st["actions"])]
     assert len(ssm) == 1
     statement = ssm[0]
     assert sorted(statement["actions"]) == ["ssm:DeleteParameter", "ssm:GetParameter"]
@@ -233,6 +240,22 @@ def test_runner_role_reads_and_deletes_only_its_own_jit_parameter() -> None:
     assert condition == ["$${ec2:SourceInstanceARN}"]
     assert tf.locals_()["arn"]["jit_params"].endswith("${local.jit_param_path}*")
     assert tf.locals_()["jit_param_path"] == "/${local.prefix}/jit/"
+    # Defence in depth: other instances' parameters are denied whatever else the role gets.
+    denies = {st["sid"]: st for st in tf.statements(doc) if st.get("effect") == "Deny"}
+    other = denies["DenyOtherInstancesJitConfigs"]
+    assert {"ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter"} <= set(other["actions"])
+    assert other["condition"][0]["test"] == "StringNotEquals"
+    assert other["condition"][0]["values"] == ["$${ec2:SourceInstanceARN}"]
+    assert denies["DenyJitConfigsByPath"]["actions"] == ["ssm:GetParametersByPath"]
+
+
+def test_runner_role_does_not_get_the_managed_ssm_core_policy() -> None:
+    """AmazonSSMManagedInstanceCore allows ssm:GetParameter on "*": every JIT config."""
+    attachments = tf.blocks("resource", "aws_iam_role_policy_attachment")
+    assert not [a for a in attachments.values() if "AmazonSSMManagedInstanceCore" in str(a)]
+    for path in tf.tf_files():
+        if path.parent == tf.TERRAFORM:
+            assert "policy/AmazonSSMManagedInstanceCore" not in path.read_text(), path
 
 
 def test_kill_switch_zeroes_webhook_and_scale_up_and_disables_the_event_source() -> None:
