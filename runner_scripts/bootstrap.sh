@@ -10,7 +10,9 @@
 #   RUNNER_SHA256_ARM64  SHA-256 of actions-runner-linux-arm64-<version>.tar.gz
 #   RUNNER_PREINSTALLED  "true": the AMI has the runner at RUNNER_DIR; download nothing
 #   START_RUNNER_SRC     start-runner.sh to install (default /opt/jitrunners/src/start-runner.sh)
-#   RUNNER_DIR (/opt/actions-runner), RUNNER_USER (runner), JITRUNNERS_LOG_DIR (/var/log/jitrunners)
+#   RUNNER_DIR (/opt/actions-runner), RUNNER_USER (runner), JITRUNNERS_LOG_DIR (/var/log/jitrunners),
+#   JITRUNNERS_INSTALL_DIR (/opt/jitrunners), JITRUNNERS_ENV_DIR (/etc/jitrunners): overridable so
+#   the bats tests run it in a sandbox.
 set -euo pipefail
 umask 022
 
@@ -19,8 +21,8 @@ RUNNER_USER="${RUNNER_USER:-runner}"
 RUNNER_VERSION="${RUNNER_VERSION:-}"
 RUNNER_PREINSTALLED="${RUNNER_PREINSTALLED:-false}"
 START_RUNNER_SRC="${START_RUNNER_SRC:-/opt/jitrunners/src/start-runner.sh}"
-INSTALL_DIR="/opt/jitrunners"
-ENV_DIR="/etc/jitrunners"
+INSTALL_DIR="${JITRUNNERS_INSTALL_DIR:-/opt/jitrunners}"
+ENV_DIR="${JITRUNNERS_ENV_DIR:-/etc/jitrunners}"
 LOG_DIR="${JITRUNNERS_LOG_DIR:-/var/log/jitrunners}"
 DOWNLOAD_BASE="https://github.com/actions/runner/releases/download"
 
@@ -137,7 +139,12 @@ install_runner() {
 install_start_script() {
   [[ -f "${START_RUNNER_SRC}" ]] || fail "no ${START_RUNNER_SRC}"
   install -d -m 0755 "${INSTALL_DIR}"
-  install -m 0755 -o root -g root "${START_RUNNER_SRC}" "${INSTALL_DIR}/start-runner.sh"
+  # Root-owned: RunCommand runs it as root, so the runner user must not be able to change it.
+  install -m 0755 "${START_RUNNER_SRC}" "${INSTALL_DIR}/start-runner.sh.new"
+  if ((EUID == 0)); then
+    chown root:root "${INSTALL_DIR}/start-runner.sh.new"
+  fi
+  mv -f "${INSTALL_DIR}/start-runner.sh.new" "${INSTALL_DIR}/start-runner.sh"
   log "installed ${INSTALL_DIR}/start-runner.sh"
 }
 
