@@ -79,19 +79,31 @@ def _pip(*args: str) -> None:
     subprocess.run(cmd, check=True)  # noqa: S603 - our own interpreter, fixed arguments
 
 
-def wheels(arch: str, python: str, *, extra: tuple[str, ...] = ()) -> Path:
+def wheels(arch: str, python: str) -> Path:
     """The wheel directory for this target, downloaded on first use (keyed by the inputs)."""
-    reqs = [*_requirements(), *extra]
-    key = hashlib.sha256("\n".join([arch, python, *reqs, LOCK.read_text()]).encode()).hexdigest()[
-        :16
-    ]
+    reqs = _requirements()
+    inputs = "\n".join([arch, python, *reqs, LOCK.read_text()])
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     dest = CACHE / f"py{python}-{arch}-{key}"
-    stamp = dest / ".complete"
-    if not stamp.exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        _pip("download", "--dest", str(dest), "-c", str(LOCK),
+    if (dest / ".complete").exists():
+        return dest
+    # Download into a private directory and rename it into place, so concurrent builds (pytest -n)
+    # never read a half-written cache.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=CACHE))
+    try:
+        _pip("download", "--dest", str(staging), "-c", str(LOCK),
              *_pip_platform_args(arch, python), *reqs)  # fmt: skip
-        stamp.touch()
+        (staging / ".complete").touch()
+        if dest.exists() and not (dest / ".complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            staging.rename(dest)
+        except OSError:
+            if not (dest / ".complete").exists():  # not another build's complete copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
