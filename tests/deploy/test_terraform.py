@@ -397,3 +397,53 @@ def test_linux_user_data_renders_to_valid_shell_that_unpacks_the_scripts(tmp_pat
     # The heredoc part decodes back to the exact scripts.
     body = text.split("<<'B64'\n")[2].split("\nB64\n")[0]
     assert gzip.decompress(base64.b64decode(body)) == (scripts / "start-runner.sh").read_bytes()
+
+
+def test_windows_user_data_fits_the_16_kb_limit() -> None:
+    template = (tf.TERRAFORM / "templates" / "user-data.ps1.tftpl").read_text()
+    scripts = tf.ROOT / "runner_scripts"
+    size = len(template) + sum(
+        len(base64.b64encode((scripts / name).read_bytes()))
+        for name in ("bootstrap.ps1", "start-runner.ps1")
+    )
+    assert size + 1024 < 16384
+
+
+def test_api_routes_post_webhook_with_stage_throttling() -> None:
+    route = tf.blocks("resource", "aws_apigatewayv2_route")["webhook"]
+    assert route["route_key"] == "POST /webhook"
+    stage = tf.blocks("resource", "aws_apigatewayv2_stage")["default"]
+    throttling = stage["default_route_settings"][0]
+    assert throttling["throttling_burst_limit"] == "${var.api_throttling_burst_limit}"
+    assert throttling["throttling_rate_limit"] == "${var.api_throttling_rate_limit}"
+    assert stage["access_log_settings"]
+
+
+def test_events_reach_scale_down_and_schedules_drive_redrive_and_housekeeper() -> None:
+    rules = tf.locals_()["event_rules"]
+    patterns = {k: str(v["pattern"]) for k, v in rules.items()}
+    assert rules["command-finished"]["target"] == "scale-down"
+    assert "EC2 Command Invocation Status-change Notification" in patterns["command-finished"]
+    assert "EC2 Spot Instance Interruption Warning" in patterns["spot-interruption"]
+    assert "EC2 Instance State-change Notification" in patterns["instance-stopped"]
+    assert "terminated" in patterns["instance-stopped"]
+    assert "stopped" in patterns["instance-stopped"]
+    assert {rules[k]["target"] for k in ("spot-interruption", "instance-stopped")} == {"scale-down"}
+    assert rules["redrive"]["schedule"] == "${var.redrive_schedule}"
+    assert rules["housekeeper"]["schedule"] == "${var.housekeeper_schedule}"
+    target = tf.blocks("resource", "aws_cloudwatch_event_target")["this"]
+    assert target["dead_letter_config"][0]["arn"] == "${aws_sqs_queue.events_dlq.arn}"
+
+
+def test_observability_ships_queries_dashboard_and_alarms() -> None:
+    queries = tf.blocks("resource", "aws_cloudwatch_query_definition")
+    assert set(queries) == {"job", "launch_failures", "zombies"}
+    assert "job_id" in queries["job"]["query_string"]
+    alarms = tf.blocks("resource", "aws_cloudwatch_metric_alarm")
+    assert set(alarms) == {"dlq_not_empty", "launch_failures", "zombies", "webhook_errors"}
+    assert "4xx" in str(alarms["webhook_errors"]["for_each"])
+    assert "5xx" in str(alarms["webhook_errors"]["for_each"])
+    assert tf.blocks("resource", "aws_cloudwatch_dashboard")["this"]
+    assert tf.blocks("resource", "aws_sns_topic")["alarms"]["count"] == (
+        "${var.create_sns_topic ? 1 : 0}"
+    )
