@@ -69,6 +69,7 @@ tf-docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
+	$(PY) bench/scale_up_bench.py
 
 package: $(STAMP)
 	$(PY) scripts/package.py --arch $(ARCH) --python-version $(LAMBDA_PYTHON)
