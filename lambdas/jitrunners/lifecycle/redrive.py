@@ -25,14 +25,14 @@ MAX_BATCHES: Final = 50
 
 @dataclass
 class RedriveReport:
-    """What a run did: counts by outcome (`moved`, `held:<why>`, `dropped:<why>`)."""
+    """What a run did: counts by outcome (`move`, `hold:<why>`, `drop:<why>`)."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     batches: int = 0
 
     @property
     def moved(self) -> int:
-        return self.outcomes["moved"]
+        return self.outcomes["move"]
 
 
 @dataclass(frozen=True)
