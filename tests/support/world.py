@@ -29,8 +29,8 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-def _ami() -> str:
-    return boto3.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+# One of moto's built-in images; describing images to find one costs seconds per test.
+AMI = "ami-12c6146b"
 
 
 def _backend_instance(instance_id: str) -> Any:
@@ -77,7 +77,7 @@ def launch(
     if market == "spot":
         kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
     response = boto3.client("ec2").run_instances(
-        ImageId=_ami(),
+        ImageId=AMI,
         MinCount=1,
         MaxCount=1,
         InstanceType="m7i.large",
@@ -254,3 +254,9 @@ class FakeGitHub:
     def redeliver(self, delivery_id: int) -> None:
         self._call("redeliver")
         self.redelivered.append(delivery_id)
+
+
+def fast_ec2(monkeypatch: Any) -> None:
+    """Skip loading moto's catalogue of public AMIs (a second per fresh EC2 backend); call it from
+    an autouse fixture so it runs before the `aws` fixture creates the backend."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
