@@ -20,7 +20,9 @@ class Clock:
     """Injected time: tests move it forward instead of sleeping."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+        # Starts at the wall clock only because moto stamps parameters with it; every assertion
+        # is about differences the test makes itself.
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -39,7 +41,17 @@ def _backend_instance(instance_id: str) -> Any:
     return ec2_backends[ACCOUNT][REGION].get_instance(instance_id)
 
 
-def launch(
+def launch(**kwargs: Any) -> str:
+    """One running instance with the tags scale-up puts on it (none of ours when prefix is None)."""
+    return _run(**kwargs)[0]
+
+
+def launch_many(count: int, **kwargs: Any) -> list[str]:
+    """`count` identical instances in one RunInstances call (for pagination tests)."""
+    return _run(count=count, **kwargs)
+
+
+def _run(
     *,
     launched_at: datetime,
     template: str = "linux-x64",
@@ -52,8 +64,8 @@ def launch(
     started_at: datetime | None = None,
     prefix: str | None = PREFIX,
     market: str = "spot",
-) -> str:
-    """One running instance with the tags scale-up puts on it (none of ours when prefix is None)."""
+    count: int = 1,
+) -> list[str]:
     tags: dict[str, str] = {"Name": f"{prefix or 'other'}-{template}"}
     if prefix is not None:
         tags.update(
@@ -78,18 +90,21 @@ def launch(
         kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
     response = boto3.client("ec2").run_instances(
         ImageId=AMI,
-        MinCount=1,
-        MaxCount=1,
+        MinCount=count,
+        MaxCount=count,
         InstanceType="m7i.large",
         TagSpecifications=[
             {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
         ],
         **kwargs,
     )
-    instance_id = str(response["Instances"][0]["InstanceId"])
-    # moto stamps launch time with the wall clock; tests live on the injected clock instead.
-    _backend_instance(instance_id).launch_time = launched_at.astimezone(UTC).replace(tzinfo=None)
-    return instance_id
+    ids = [str(i["InstanceId"]) for i in response["Instances"]]
+    for instance_id in ids:
+        # moto stamps launch time with the wall clock; tests live on the injected clock instead.
+        _backend_instance(instance_id).launch_time = launched_at.astimezone(UTC).replace(
+            tzinfo=None
+        )
+    return ids
 
 
 def state(instance_id: str) -> str:
@@ -260,3 +275,10 @@ def fast_ec2(monkeypatch: Any) -> None:
     """Skip loading moto's catalogue of public AMIs (a second per fresh EC2 backend); call it from
     an autouse fixture so it runs before the `aws` fixture creates the backend."""
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+def command_id(name: str) -> str:
+    """A well-formed (36-character) RunCommand id SSM has never seen: a command still running."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
