@@ -106,9 +106,11 @@ def test_foreign_instances_are_never_touched(
     github.register(ORG, foreign, status="offline")
 
     for instance_id in (foreign, other_prefix):
-        assert call(command_event(instance_id, "cmd-x", "Success")) == "ignored:foreign"
-        assert call(spot_event(instance_id)) == "ignored:foreign"
-        assert call(state_event(instance_id, "stopped")) == "ignored:foreign"
+        assert call(command_event(instance_id, "cmd-x", "Success")) == "ignored:not_ours"
+        assert call(spot_event(instance_id)) == "ignored:not_ours"
+        assert call(state_event(instance_id, "running")) == "ignored:not_ours"
+        # A gone-state event only looks under our own parameter path, where nothing of theirs is.
+        assert call(state_event(instance_id, "stopped")).startswith("not_ours_or_unknown")
 
     assert world.state(foreign) == world.state(other_prefix) == "running"
     assert foreign in github.all_runner_names()
@@ -218,7 +220,7 @@ def test_instance_ec2_has_forgotten_still_gets_its_parameter_deleted(
     gone = "i-0fedcba9876543210"
     world.put_jit_param(gone)
 
-    assert call(state_event(gone, "terminated")) == "unknown_instance:parameter_checked"
+    assert call(state_event(gone, "terminated")) == "not_ours_or_unknown:parameter_checked"
     assert gone not in world.jit_params()
 
 

@@ -89,11 +89,11 @@ def runner_scopes(instance: Any, templates: Mapping[str, RunnerTemplate]) -> lis
     repo = str(getattr(instance, "repo", "") or "")
     if repo.count("/") != 1:
         return []
-    owner, name = repo.split("/")
+    owner = repo.split("/", maxsplit=1)[0]
     template = templates.get(str(getattr(instance, "template", "") or ""))
     kinds = [template.scope] if template else ["org", "repo"]
     return [
-        RunnerScope("org", owner, None) if kind == "org" else RunnerScope("repo", owner, name)
+        RunnerScope("org", owner) if kind == "org" else RunnerScope("repo", owner, repo)
         for kind in kinds
     ]
 

@@ -16,14 +16,9 @@ from jitrunners.lifecycle.events import (
 )
 from jitrunners.observability import MetricUnit, logger, observe
 
-PREFIX_TAG: Final = "jitrunners:prefix"
 # The documents our start step sends; a finished command of another document on one of our
 # instances (an operator's ad-hoc command) must not end a runner that may be mid-job.
 RUNNER_DOCUMENTS: Final = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
-
-
-def is_ours(instance: Any, prefix: str) -> bool:
-    return (getattr(instance, "tags", None) or {}).get(PREFIX_TAG) == prefix
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
@@ -33,18 +28,17 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     is retried; every step is idempotent, so a retry redoes only what is missing.
     """
     logger.append_keys(instance_id=event.instance_id)
-    instance = fleet.get_instance(event.instance_id)
+    # Only instances carrying our prefix tag come back: a foreign instance and one EC2 no longer
+    # describes look the same here, and both are left alone.
+    instance = fleet.get_instance(event.instance_id, ctx.settings.prefix)
     if instance is None:
         if isinstance(event, InstanceStateChanged) and event.gone:
-            # Too old to describe: we cannot see its tags, but a parameter under our own path is
-            # ours by construction, so that much can still be cleaned.
+            # Possibly ours but too old to describe: a parameter under our own path is ours by
+            # construction, so that much can still be cleaned (a no-op for foreign instances).
             _delete_param_only(event.instance_id, ctx)
-            return "unknown_instance:parameter_checked"
-        logger.debug("event for an instance EC2 does not know; ignored")
-        return "ignored:unknown_instance"
-    if not is_ours(instance, ctx.settings.prefix):
-        logger.debug("event for an instance that is not ours; ignored")
-        return "ignored:foreign"
+            return "not_ours_or_unknown:parameter_checked"
+        logger.debug("event for an instance that is not ours (or unknown); ignored")
+        return "ignored:not_ours"
     logger.append_keys(
         template=getattr(instance, "template", None), job_id=getattr(instance, "job_id", None)
     )
