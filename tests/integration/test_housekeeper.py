@@ -286,3 +286,20 @@ def test_dry_run_does_not_redeliver(
 
     assert run()["actions"] == [["redeliver", "lost", "delivery_failed"]]
     assert github.redelivered == []
+
+
+def test_runner_that_never_started_is_replaced_when_its_job_still_waits(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from jitrunners.models import JobMessage
+    from tests.conftest import drain
+    from tests.support.world import FakeJob
+
+    stuck = world.launch(launched_at=clock() - timedelta(minutes=30), job_id=55)
+    github.jobs[("acme/app", 55)] = FakeJob(55, "queued")
+
+    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert run()["actions"] == []
+
+    [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (message.kind, message.job_id) == ("launch", 55)

@@ -376,3 +376,42 @@ def test_pending_rerun_gives_up_after_an_hour(
     assert rerun.advance_all(ctx) == {"expired": 1}
     assert rerun.advance_all(ctx) == {}
     assert github.reruns == []
+
+
+# --- relaunch after an involuntary end --------------------------------------------------------
+
+
+def test_reclaimed_runner_whose_job_still_waits_gets_one_new_launch(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from jitrunners.models import JobMessage
+    from tests.conftest import drain
+
+    instance_id, _ = _ours(clock, github, job_id=90, run_id=900)
+    github.jobs[("acme/app", 90)] = FakeJob(90, "queued")
+
+    call(spot_event(instance_id))
+    call(spot_event(instance_id))  # duplicate warning
+    world.terminate(instance_id)
+    call(state_event(instance_id, "terminated"))  # and the state change that follows
+
+    [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (message.kind, message.job_id, message.run_id, message.template) == (
+        "launch",
+        90,
+        900,
+        "linux-x64",
+    )
+    _assert_clean(instance_id, github)
+
+
+def test_finished_runners_never_relaunch(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from tests.conftest import drain
+
+    instance_id, command = _ours(clock, github, job_id=91)
+    github.jobs[("acme/app", 91)] = FakeJob(91, "queued")  # taken by nobody yet, but this runner
+    call(command_event(instance_id, command, "Failed"))  # idled out: its own doing
+
+    assert drain(env["JOB_QUEUE_URL"]) == []

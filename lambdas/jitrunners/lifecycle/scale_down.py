@@ -14,6 +14,7 @@ from jitrunners.lifecycle.events import (
     LifecycleEvent,
     SpotInterruption,
 )
+from jitrunners.lifecycle.relaunch import relaunch_if_queued
 from jitrunners.observability import MetricUnit, logger, observe
 
 # The documents our start step sends; a finished command of another document on one of our
@@ -49,6 +50,7 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
         # The re-run record first: it must exist even if a cleanup step fails and raises.
         outcome = rerun.record_interruption(instance, event.at, ctx)
         _finish(cleanup(instance, "spot_interruption", ctx))
+        relaunch_if_queued(instance, "spot_interruption", ctx)
         return f"cleaned:spot_interruption:{outcome.split(':')[0]}"
     if not event.gone:
         logger.debug("instance state change needs nothing", extra={"state": event.state})
@@ -56,6 +58,7 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
     reason = f"instance_{event.state.replace('-', '_')}"
     _finish(cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped")))
+    relaunch_if_queued(instance, reason, ctx)
     return f"cleaned:{reason}"
 
 

@@ -13,6 +13,7 @@ from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
 from jitrunners.lifecycle.events import TERMINAL_COMMAND_STATUSES
+from jitrunners.lifecycle.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.observability import count, logger
 
 # Every state an instance can be listed in; terminated ones stay visible for about an hour, long
@@ -30,6 +31,8 @@ PARAMETER_GRACE: Final = timedelta(minutes=5)
 # GitHub accepts redelivery requests for deliveries of the last 3 days; stay clear of the edge.
 REDELIVERY_WINDOW: Final = timedelta(days=3) - timedelta(hours=1)
 REDELIVERY_MARKER_LIFETIME: Final = timedelta(days=4)
+# A relaunch record only has to outlive the events about its instance (retries, duplicates).
+RELAUNCH_MARKER_LIFETIME: Final = timedelta(days=1)
 # A fallback for instances whose template was removed from the configuration.
 _DEFAULT_LIMITS: Final = RunnerTemplate(
     name="-", labels=("-",), launch_template="-", instance_types=("-",)
@@ -77,6 +80,7 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
         result = cleanup(instance, reason, ctx)
         if not result.incomplete:
             ended.add(instance.id)
+        relaunch_if_queued(instance, reason, ctx)
     live = {i.id for i in instances} - ended
     count("Zombies", report.zombies)
 
@@ -88,6 +92,7 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
             logger.info("pending re-runs advanced", extra={"outcomes": outcomes})
     if ctx.settings.github_auth_mode == "app" and _time_left(remaining_ms):
         _redeliver_failed(ctx, now, report)
+    _expire_markers(relaunch_path(prefix), RELAUNCH_MARKER_LIFETIME, now, ctx)
     logger.info(
         "housekeeping done",
         extra={"actions": len(report.actions), "zombies": report.zombies, "dry_run": ctx.dry_run},
@@ -233,10 +238,15 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
             continue
         count("Redeliveries")
         logger.info("redelivery requested", extra=extra)
-    if not ctx.dry_run:
-        for marker in list(markers.list_markers(path)):
-            if now - marker.last_modified > REDELIVERY_MARKER_LIFETIME:
-                markers.remove(marker.name)
+    _expire_markers(path, REDELIVERY_MARKER_LIFETIME, now, ctx)
+
+
+def _expire_markers(path: str, lifetime: timedelta, now: datetime, ctx: Context) -> None:
+    if ctx.dry_run:
+        return
+    for marker in list(markers.list_markers(path)):
+        if now - marker.last_modified > lifetime:
+            markers.remove(marker.name)
 
 
 def _delivered(delivery: Any) -> bool:
