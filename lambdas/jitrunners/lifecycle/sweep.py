@@ -84,6 +84,8 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     live = {i.id for i in instances} - ended
     count("Zombies", report.zombies)
 
+    _relaunch_for_lost_ends(ctx, instances, report)
+
     _orphan_parameters(ctx, now, live, report)
     _orphan_runners(ctx, instances, live, report)
     if _time_left(remaining_ms):
@@ -122,6 +124,28 @@ def why_end(instance: Any, now: datetime, ctx: Context) -> str | None:
         # Scale-down missed the status event (or failed for good): the runner is done.
         return f"command_{str(status).lower()}_missed"
     return None
+
+
+def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: SweepReport) -> None:
+    """Relaunch for instances that ended without their runner exiting, if their job still waits.
+
+    Scale-down does this on the spot warning or state change; when both events were lost this
+    is the only place left. A runner that exited by itself (command Success or Failed: the job
+    ended, or it idled out) is no reason to launch again: that would loop for a job no runner
+    ever gets. Each instance is relaunched at most once (the relaunch record).
+    """
+    done = {
+        m.name.rsplit("/", 1)[-1] for m in markers.list_markers(relaunch_path(ctx.settings.prefix))
+    }
+    for instance in instances:
+        if instance.state not in ENDED_STATES or instance.id in done:
+            continue
+        if instance.command_id:
+            status = ssm.get_command_status(instance.command_id, instance.id)
+            if status in ("Success", "Failed"):
+                continue
+        if relaunch_if_queued(instance, "instance_terminated", ctx).startswith("relaunch"):
+            report.add("relaunch", instance.id, "ended_before_its_job_ran")
 
 
 def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
