@@ -1,0 +1,313 @@
+"""EC2 adapter: launch runner instances with an instant fleet, list, tag and terminate ours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitrunners.aws.clients import client, error_code
+
+TAG_PREFIX = "jitrunners:prefix"
+TAG_TEMPLATE = "jitrunners:template"
+TAG_JOB_ID = "jitrunners:job-id"
+TAG_RUN_ID = "jitrunners:run-id"
+TAG_RUN_ATTEMPT = "jitrunners:run-attempt"
+TAG_REPO = "jitrunners:repo"
+TAG_INSTALLATION_ID = "jitrunners:installation-id"
+TAG_DELIVERY_ID = "jitrunners:delivery-id"
+TAG_COMMAND_ID = "jitrunners:command-id"
+TAG_STARTED_AT = "jitrunners:started-at"
+
+LIVE_STATES = ("pending", "running")
+
+# Error codes, per EC2's error reference. Capacity/price: another pool or market may succeed.
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientFreeAddressesInSubnet",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "UnfulfillableCapacity",
+        "Unsupported",
+        "InstanceTypeNotSupported",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable"}
+)
+THROTTLE_ATTEMPTS = 3
+THROTTLE_BACKOFF_S = 1.0
+
+
+class FleetError(RuntimeError):
+    """Base of the EC2 launch errors; `code` is the EC2 error code."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+
+
+class CapacityError(FleetError):
+    """No pool (type x subnet x market) had capacity at an acceptable price; try again later."""
+
+
+class ThrottledError(FleetError):
+    """EC2 throttled us beyond our retries; back off."""
+
+
+class LaunchConfigError(FleetError):
+    """Quota or configuration fault (vCPU limit, missing launch template, bad subnet): no retry
+    soon will fix it; an operator must."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolError:
+    code: str
+    message: str
+    market: str
+    instance_type: str | None = None
+    subnet_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Launched:
+    id: str
+    market: str  # "spot" | "on-demand"
+    instance_type: str | None
+
+
+@dataclass(slots=True)
+class LaunchResult:
+    instances: list[Launched] = field(default_factory=list)
+    errors: list[PoolError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: str
+    state: str
+    template: str | None
+    job_id: int | None
+    run_attempt: int | None
+    repo: str | None
+    installation_id: int | None
+    launch_time: datetime | None
+    command_id: str | None
+    started_at: str | None
+    lifecycle: str  # "spot" | "on-demand"
+    tags: Mapping[str, str]
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _instance(data: Mapping[str, Any]) -> Instance:
+    tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
+    return Instance(
+        id=data["InstanceId"],
+        state=data.get("State", {}).get("Name", ""),
+        template=tags.get(TAG_TEMPLATE),
+        job_id=_int_or_none(tags.get(TAG_JOB_ID)),
+        run_attempt=_int_or_none(tags.get(TAG_RUN_ATTEMPT)),
+        repo=tags.get(TAG_REPO),
+        installation_id=_int_or_none(tags.get(TAG_INSTALLATION_ID)),
+        launch_time=data.get("LaunchTime"),
+        command_id=tags.get(TAG_COMMAND_ID),
+        started_at=tags.get(TAG_STARTED_AT),
+        lifecycle=data.get("InstanceLifecycle") or "on-demand",
+        tags=tags,
+    )
+
+
+def classify(code: str, message: str = "") -> FleetError:
+    if code in CAPACITY_CODES:
+        return CapacityError(code, message)
+    if code in THROTTLE_CODES:
+        return ThrottledError(code, message)
+    return LaunchConfigError(code, message)
+
+
+def markets_for(market: str) -> tuple[str, ...]:
+    return {"spot": ("spot",), "on-demand": ("on-demand",)}.get(market, ("spot", "on-demand"))
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _create_fleet(
+    market: str,
+    count: int,
+    launch_template: str,
+    instance_types: Sequence[str],
+    subnet_ids: Sequence[str],
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
+    overrides: list[dict[str, Any]] = []
+    for priority, instance_type in enumerate(instance_types):
+        for subnet in subnet_ids or [None]:
+            override: dict[str, Any] = {"InstanceType": instance_type}
+            if subnet:
+                override["SubnetId"] = subnet
+            if market == "on-demand":
+                # On-demand has no capacity signal: take the template's order of preference.
+                override["Priority"] = float(priority)
+            overrides.append(override)
+    request: dict[str, Any] = {
+        "Type": "instant",
+        "LaunchTemplateConfigs": [
+            {
+                "LaunchTemplateSpecification": {
+                    "LaunchTemplateName": launch_template,
+                    "Version": "$Default",
+                },
+                "Overrides": overrides,
+            }
+        ],
+        "TargetCapacitySpecification": {
+            "TotalTargetCapacity": count,
+            "DefaultTargetCapacityType": market,
+            "SpotTargetCapacity" if market == "spot" else "OnDemandTargetCapacity": count,
+        },
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": _tag_list(tags)}],
+    }
+    if market == "spot":
+        # Pools least likely to be interrupted, at a low price: the right trade for CI runners.
+        request["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized"}
+    else:
+        request["OnDemandOptions"] = {"AllocationStrategy": "prioritized"}
+    return dict(client("ec2").create_fleet(**request))
+
+
+def launch(
+    *,
+    launch_template: str,
+    instance_types: Sequence[str],
+    subnet_ids: Sequence[str],
+    count: int,
+    market: str,
+    tags: Mapping[str, str],
+    sleep: Callable[[float], None] = time.sleep,
+) -> LaunchResult:
+    """Launch up to `count` instances: spot first, then on-demand where `market` allows.
+
+    One CreateFleet call per market tried (plus throttle retries). Returns what launched and the
+    per-pool errors; raises only when nothing launched: CapacityError, ThrottledError or
+    LaunchConfigError, the last naming the first quota/config code seen.
+    """
+    result = LaunchResult()
+    for market_type in markets_for(market):
+        wanted = count - len(result.instances)
+        if wanted <= 0:
+            break
+        response = _with_throttle_retry(
+            lambda m=market_type, n=wanted: _create_fleet(
+                m, n, launch_template, instance_types, subnet_ids, tags
+            ),
+            sleep,
+        )
+        for group in response.get("Instances", []):
+            lifecycle = group.get("Lifecycle") or market_type
+            for instance_id in group.get("InstanceIds", []):
+                result.instances.append(Launched(instance_id, lifecycle, group.get("InstanceType")))
+        for error in response.get("Errors", []):
+            overrides = error.get("LaunchTemplateAndOverrides", {}).get("Overrides", {})
+            result.errors.append(
+                PoolError(
+                    code=str(error.get("ErrorCode", "")),
+                    message=str(error.get("ErrorMessage", "")),
+                    market=error.get("Lifecycle") or market_type,
+                    instance_type=overrides.get("InstanceType"),
+                    subnet_id=overrides.get("SubnetId"),
+                )
+            )
+        # A quota or configuration fault will not go away by switching market: stop here.
+        if any(isinstance(classify(e.code), LaunchConfigError) for e in result.errors):
+            break
+    if not result.instances:
+        raise _worst(result.errors)
+    return result
+
+
+def _worst(errors: Sequence[PoolError]) -> FleetError:
+    kinds = [(classify(e.code, e.message)) for e in errors]
+    for wanted in (LaunchConfigError, ThrottledError, CapacityError):
+        for err in kinds:
+            if isinstance(err, wanted):
+                return err
+    return CapacityError("UnfulfillableCapacity", "CreateFleet launched nothing and said why not")
+
+
+def _with_throttle_retry(call: Callable[[], dict[str, Any]], sleep: Callable[[float], None]) -> Any:
+    # botocore's adaptive mode already retries throttles; this outer loop only covers the rare
+    # case where its attempts are spent, with a longer pause, before giving the message back.
+    for attempt in range(1, THROTTLE_ATTEMPTS + 1):
+        try:
+            return call()
+        except ClientError as exc:
+            err = classify(error_code(exc), str(exc))
+            if not isinstance(err, ThrottledError) or attempt == THROTTLE_ATTEMPTS:
+                raise err from None
+            sleep(THROTTLE_BACKOFF_S * 2 ** (attempt - 1))
+        except BotoCoreError as exc:
+            if attempt == THROTTLE_ATTEMPTS:
+                raise ThrottledError(type(exc).__name__, "EC2 unreachable") from None
+            sleep(THROTTLE_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def list_instances(
+    prefix: str, states: Iterable[str] = LIVE_STATES, *, instance_ids: Sequence[str] = ()
+) -> list[Instance]:
+    """Our instances (carrying the prefix tag) in the given states."""
+    filters = [
+        {"Name": f"tag:{TAG_PREFIX}", "Values": [prefix]},
+        {"Name": "instance-state-name", "Values": list(states)},
+    ]
+    if instance_ids:
+        # A filter, not InstanceIds=: an unknown id must not fail the whole call.
+        filters.append({"Name": "instance-id", "Values": list(instance_ids)})
+    found: list[Instance] = []
+    for page in client("ec2").get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page.get("Reservations", []):
+            found.extend(_instance(data) for data in reservation.get("Instances", []))
+    return found
+
+
+def get_instance(instance_id: str, prefix: str) -> Instance | None:
+    """One of our instances in any state, or None when it is unknown or not ours."""
+    states = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
+    found = list_instances(prefix, states, instance_ids=[instance_id])
+    return found[0] if found else None
+
+
+def terminate(instance_ids: Sequence[str], prefix: str) -> list[str]:
+    """Terminate those of `instance_ids` that carry our prefix tag; returns the ids terminated."""
+    if not instance_ids:
+        return []
+    ours = [
+        i.id
+        for i in list_instances(
+            prefix, ("pending", "running", "stopping", "stopped"), instance_ids=instance_ids
+        )
+        if i.tags.get(TAG_PREFIX) == prefix
+    ]
+    if ours:
+        client("ec2").terminate_instances(InstanceIds=ours)
+    return ours
+
+
+def tag_instance(instance_id: str, tags: Mapping[str, str]) -> None:
+    client("ec2").create_tags(Resources=[instance_id], Tags=_tag_list(tags))

@@ -1,0 +1,152 @@
+"""SSM adapter: JIT config SecureStrings and the RunCommand that starts a runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from jitrunners.aws.clients import client, error_code
+
+TAG_PREFIX = "jitrunners:prefix"
+TAG_INSTANCE_ARN = "jitrunners:instance-arn"
+COMMENT_MAX = 100
+# SendCommand's delivery timeout bounds (seconds).
+DELIVERY_TIMEOUT_MIN_S = 30
+DELIVERY_TIMEOUT_MAX_S = 2_592_000
+
+
+class AgentNotReady(RuntimeError):
+    """The instance's SSM agent is not registered yet (SendCommand: InvalidInstanceId)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamInfo:
+    name: str
+    last_modified: datetime | None
+
+
+def _prefix_of(name: str) -> str:
+    # "/<prefix>/jit/<instance-id>" -> "<prefix>"
+    return name.strip("/").split("/", 1)[0]
+
+
+def put_jit_config(name: str, value: str, instance_arn: str, kms_key_id: str = "") -> bool:
+    """Store a JIT config; False when the parameter already exists (it is never overwritten).
+
+    The instance-ARN tag is what the runner role's policy matches, so each instance can read only
+    its own parameter.
+    """
+    request = {
+        "Name": name,
+        "Value": value,
+        "Type": "SecureString",
+        "Tier": "Standard",
+        "Tags": [
+            {"Key": TAG_PREFIX, "Value": _prefix_of(name)},
+            {"Key": TAG_INSTANCE_ARN, "Value": instance_arn},
+        ],
+    }
+    if kms_key_id:
+        request["KeyId"] = kms_key_id
+    try:
+        client("ssm").put_parameter(**request)
+    except ClientError as exc:
+        if error_code(exc) == "ParameterAlreadyExists":
+            return False
+        raise
+    return True
+
+
+def parameter_exists(name: str) -> bool:
+    """Whether a parameter exists, without reading (or being allowed to read) its value."""
+    response = client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}]
+    )
+    return bool(response.get("Parameters"))
+
+
+def delete_parameter(name: str) -> bool:
+    """Delete a parameter; False when it was already gone."""
+    try:
+        client("ssm").delete_parameter(Name=name)
+    except ClientError as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return False
+        raise
+    return True
+
+
+def list_jit_parameters(prefix: str) -> list[ParamInfo]:
+    """Every JIT config parameter under /<prefix>/jit/ (names and ages only, never values)."""
+    path = f"/{prefix}/jit"
+    found: list[ParamInfo] = []
+    paginator = client("ssm").get_paginator("describe_parameters")
+    for page in paginator.paginate(
+        ParameterFilters=[{"Key": "Path", "Option": "OneLevel", "Values": [path]}]
+    ):
+        for data in page.get("Parameters", []):
+            found.append(ParamInfo(name=data["Name"], last_modified=data.get("LastModifiedDate")))
+    return found
+
+
+def send_runner_command(
+    instance_id: str,
+    *,
+    param_name: str,
+    script_path: str,
+    idle_timeout_s: int,
+    max_lifetime_s: int,
+    start_timeout_s: int,
+    comment: str,
+    os: str = "linux",
+    output_log_group: str = "",
+) -> str:
+    """Run start-runner on the instance (docs/contracts.md "RunCommand"); returns the command id.
+
+    The command names the parameter, never its value: command parameters are visible in the
+    command history and in EventBridge events.
+    """
+    if os == "windows":
+        document = "AWS-RunPowerShellScript"
+        line = (
+            f"& 'C:\\jitrunners\\start-runner.ps1' -ParameterName {param_name} "
+            f"-IdleTimeoutSeconds {idle_timeout_s}"
+        )
+    else:
+        document = "AWS-RunShellScript"
+        line = f"{script_path} {param_name} {idle_timeout_s}"
+    request = {
+        "InstanceIds": [instance_id],
+        "DocumentName": document,
+        # The document's default executionTimeout is 1 h, which would kill long jobs.
+        "Parameters": {"commands": [line], "executionTimeout": [str(max_lifetime_s)]},
+        "Comment": comment[:COMMENT_MAX],
+        "TimeoutSeconds": max(DELIVERY_TIMEOUT_MIN_S, min(start_timeout_s, DELIVERY_TIMEOUT_MAX_S)),
+    }
+    if output_log_group:
+        request["CloudWatchOutputConfig"] = {
+            "CloudWatchLogGroupName": output_log_group,
+            "CloudWatchOutputEnabled": True,
+        }
+    try:
+        response = client("ssm").send_command(**request)
+    except ClientError as exc:
+        if error_code(exc) == "InvalidInstanceId":
+            raise AgentNotReady(f"SSM agent on {instance_id} is not online yet") from None
+        raise
+    return str(response["Command"]["CommandId"])
+
+
+def get_command_status(command_id: str, instance_id: str) -> str | None:
+    """The invocation's status (Pending, InProgress, Success, Failed, ...), None if unknown."""
+    try:
+        response = client("ssm").get_command_invocation(
+            CommandId=command_id, InstanceId=instance_id
+        )
+    except ClientError as exc:
+        if error_code(exc) in ("InvocationDoesNotExist", "InvalidCommandId"):
+            return None
+        raise
+    return str(response.get("Status") or "") or None

@@ -1,0 +1,403 @@
+"""GitHub REST client: one session, timeouts, bounded retries, rate limits, typed results."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from jitrunners.github.auth import AppAuth, Auth, TokenAuth
+
+if TYPE_CHECKING:
+    import requests
+
+    from jitrunners.config import Settings
+
+API_VERSION = "2022-11-28"
+TIMEOUT_S = (3.05, 10.0)  # (connect, read): a Lambda must never hang on GitHub
+MAX_ATTEMPTS = 3
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 4.0
+# Waiting longer than this inside a Lambda wastes paid time and holds the batch: callers get
+# GitHubRateLimited and put the message back with a visibility timeout instead.
+MAX_INLINE_WAIT_S = 5.0
+SECONDARY_LIMIT_WAIT_S = 60.0
+
+
+class GitHubError(RuntimeError):
+    """A GitHub call failed. `retryable` says whether trying again later may succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class GitHubNotFound(GitHubError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404, retryable=False)
+
+
+class GitHubAuthError(GitHubError):
+    def __init__(self, message: str, *, status: int | None = 401) -> None:
+        super().__init__(message, status=status, retryable=False)
+
+
+class GitHubRateLimited(GitHubError):
+    def __init__(self, message: str, retry_after_s: float, *, status: int | None = 429) -> None:
+        super().__init__(message, status=status, retryable=True)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerScope:
+    kind: str  # "org" | "repo"
+    owner: str
+    repo: str = ""  # "owner/name" for repo scope
+
+    @property
+    def path(self) -> str:
+        return f"orgs/{self.owner}" if self.kind == "org" else f"repos/{self.repo}"
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    id: int
+    name: str
+    status: str
+    busy: bool
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    id: int
+    status: str
+    conclusion: str | None
+    runner_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JitConfig:
+    runner_id: int
+    encoded: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    guid: str
+    event: str
+    action: str | None
+    status_code: int
+    delivered_at: datetime
+    redelivery: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    id: int
+    account: str
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _runner(data: dict[str, Any]) -> Runner:
+    return Runner(
+        id=int(data["id"]),
+        name=str(data.get("name", "")),
+        status=str(data.get("status", "")),
+        busy=bool(data.get("busy", False)),
+        labels=tuple(str(lbl.get("name", "")) for lbl in data.get("labels", [])),
+    )
+
+
+class GitHubClient:
+    """The REST calls jitrunners makes (docs/contracts.md "GitHub adapter")."""
+
+    def __init__(
+        self,
+        auth: Auth,
+        base_url: str = "https://api.github.com",
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+    ) -> None:
+        import requests
+
+        self.auth = auth
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
+        )
+        self._sleep = sleep
+        self._clock = clock
+        self._max_wait = max_inline_wait_s
+        # HTTP calls by "METHOD /path/{template}", for the benchmarks.
+        self.calls: Counter[str] = Counter()
+
+    # --- authentication -------------------------------------------------------------------
+    def _token_for(self, installation_id: int | None) -> str:
+        if isinstance(self.auth, TokenAuth):
+            return self.auth.token
+        if installation_id is None:
+            raise GitHubAuthError("GitHub App mode needs an installation id", status=None)
+        cached = self.auth.cached_token(installation_id)
+        if cached:
+            return cached
+        response = self._send(
+            "POST",
+            "/app/installations/{id}/access_tokens",
+            f"/app/installations/{installation_id}/access_tokens",
+            bearer=self.auth.app_jwt(),
+        )
+        body = response.json()
+        expires_at = _parse_time(body["expires_at"]).timestamp()
+        self.auth.store_token(installation_id, body["token"], expires_at)
+        return str(body["token"])
+
+    def _app_jwt(self) -> str:
+        if not isinstance(self.auth, AppAuth):
+            raise GitHubAuthError("this call needs GitHub App credentials", status=None)
+        return self.auth.app_jwt()
+
+    # --- transport ------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        template: str,
+        path: str,
+        *,
+        installation_id: int | None = None,
+        app: bool = False,
+        **kwargs: Any,
+    ) -> requests.Response:
+        bearer = self._app_jwt() if app else self._token_for(installation_id)
+        try:
+            return self._send(method, template, path, bearer=bearer, **kwargs)
+        except GitHubAuthError:
+            # A revoked or expired cached token: mint a fresh one once, then give up.
+            if app or not isinstance(self.auth, AppAuth) or installation_id is None:
+                raise
+            self.auth.forget_token(installation_id)
+            bearer = self._token_for(installation_id)
+            return self._send(method, template, path, bearer=bearer, **kwargs)
+
+    def _send(
+        self, method: str, template: str, path: str, *, bearer: str, **kwargs: Any
+    ) -> requests.Response:
+        import requests
+
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        headers = {"Authorization": f"Bearer {bearer}"}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.calls[f"{method} {template}"] += 1
+            try:
+                response = self.session.request(
+                    method, url, headers=headers, timeout=TIMEOUT_S, **kwargs
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise GitHubError(
+                        f"{method} {template}: {type(exc).__name__}", retryable=True
+                    ) from None
+                self._sleep(self._backoff(attempt))
+                continue
+            status = response.status_code
+            if status < 400:
+                return response
+            wait = self._rate_limit_wait(response)
+            if wait is not None:
+                if wait > self._max_wait or attempt == MAX_ATTEMPTS:
+                    raise GitHubRateLimited(
+                        f"{method} {template}: rate limited for {wait:.0f}s", wait, status=status
+                    )
+                self._sleep(wait)
+                continue
+            if status >= 500:
+                if attempt == MAX_ATTEMPTS:
+                    raise GitHubError(
+                        f"{method} {template}: {status}", status=status, retryable=True
+                    )
+                self._sleep(self._backoff(attempt))
+                continue
+            if status == 404:
+                raise GitHubNotFound(f"{method} {template}: not found")
+            if status == 401:
+                raise GitHubAuthError(f"{method} {template}: bad credentials")
+            # 403 without rate-limit signals (missing permission), 422 and friends: our fault.
+            raise GitHubError(f"{method} {template}: {status}", status=status, retryable=False)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+
+    def _rate_limit_wait(self, response: requests.Response) -> float | None:
+        """Seconds GitHub asks us to wait, or None when the response is not a rate limit."""
+        if response.status_code not in (403, 429):
+            return None
+        headers = response.headers
+        retry_after = headers.get("retry-after")
+        if retry_after:
+            try:
+                return max(0.0, float(retry_after))
+            except ValueError:
+                return SECONDARY_LIMIT_WAIT_S
+        if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+            try:
+                return max(0.0, float(headers["x-ratelimit-reset"]) - self._clock())
+            except ValueError:
+                return SECONDARY_LIMIT_WAIT_S
+        # GitHub's documented fallback for a secondary limit without headers: wait a minute.
+        if response.status_code == 429 or "rate limit" in response.text.lower():
+            return SECONDARY_LIMIT_WAIT_S
+        return None
+
+    def _pages(
+        self, template: str, path: str, key: str | None, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Items of a paginated list, following the Link header (page or cursor based)."""
+        url: str | None = path
+        params: dict[str, Any] | None = {"per_page": 100, **kwargs.pop("params", {})}
+        while url:
+            response = self._call("GET", template, url, params=params, **kwargs)
+            body = response.json()
+            yield from body[key] if key else body
+            url = response.links.get("next", {}).get("url")
+            params = None  # the next link carries the query
+
+    # --- calls ----------------------------------------------------------------------------
+    def get_job(self, repo: str, job_id: int, installation_id: int | None) -> JobStatus | None:
+        try:
+            response = self._call(
+                "GET",
+                "/repos/{repo}/actions/jobs/{id}",
+                f"/repos/{repo}/actions/jobs/{job_id}",
+                installation_id=installation_id,
+            )
+        except GitHubNotFound:
+            return None
+        body = response.json()
+        return JobStatus(
+            id=int(body["id"]),
+            status=str(body.get("status", "")),
+            conclusion=body.get("conclusion"),
+            runner_name=body.get("runner_name"),
+        )
+
+    def generate_jitconfig(
+        self,
+        scope: RunnerScope,
+        name: str,
+        labels: list[str] | tuple[str, ...],
+        runner_group_id: int,
+        installation_id: int | None,
+    ) -> JitConfig:
+        response = self._call(
+            "POST",
+            "/{scope}/actions/runners/generate-jitconfig",
+            f"/{scope.path}/actions/runners/generate-jitconfig",
+            installation_id=installation_id,
+            json={"name": name, "runner_group_id": runner_group_id, "labels": list(labels)},
+        )
+        body = response.json()
+        return JitConfig(
+            runner_id=int(body["runner"]["id"]), encoded=str(body["encoded_jit_config"])
+        )
+
+    def find_runner(
+        self, scope: RunnerScope, name: str, installation_id: int | None
+    ) -> Runner | None:
+        response = self._call(
+            "GET",
+            "/{scope}/actions/runners",
+            f"/{scope.path}/actions/runners",
+            installation_id=installation_id,
+            params={"name": name},
+        )
+        for data in response.json().get("runners", []):
+            if data.get("name") == name:
+                return _runner(data)
+        return None
+
+    def list_runners(self, scope: RunnerScope, installation_id: int | None) -> Iterator[Runner]:
+        for data in self._pages(
+            "/{scope}/actions/runners",
+            f"/{scope.path}/actions/runners",
+            "runners",
+            installation_id=installation_id,
+        ):
+            yield _runner(data)
+
+    def delete_runner(
+        self, scope: RunnerScope, runner_id: int, installation_id: int | None
+    ) -> bool:
+        try:
+            self._call(
+                "DELETE",
+                "/{scope}/actions/runners/{id}",
+                f"/{scope.path}/actions/runners/{runner_id}",
+                installation_id=installation_id,
+            )
+        except GitHubNotFound:
+            return False
+        return True
+
+    def rerun_job(self, repo: str, job_id: int, installation_id: int | None) -> None:
+        self._call(
+            "POST",
+            "/repos/{repo}/actions/jobs/{id}/rerun",
+            f"/repos/{repo}/actions/jobs/{job_id}/rerun",
+            installation_id=installation_id,
+        )
+
+    def list_deliveries(self, since: datetime | None = None) -> Iterator[Delivery]:
+        """Webhook deliveries of the App, newest first, down to `since` (cursor pagination)."""
+        for data in self._pages("/app/hook/deliveries", "/app/hook/deliveries", None, app=True):
+            delivered_at = _parse_time(str(data["delivered_at"]))
+            if since is not None and delivered_at < since:
+                return
+            yield Delivery(
+                id=int(data["id"]),
+                guid=str(data.get("guid", "")),
+                event=str(data.get("event", "")),
+                action=data.get("action"),
+                status_code=int(data.get("status_code") or 0),
+                delivered_at=delivered_at,
+                redelivery=bool(data.get("redelivery", False)),
+            )
+
+    def redeliver(self, delivery_id: int) -> None:
+        self._call(
+            "POST",
+            "/app/hook/deliveries/{id}/attempts",
+            f"/app/hook/deliveries/{delivery_id}/attempts",
+            app=True,
+        )
+
+    def list_installations(self) -> Iterator[Installation]:
+        for data in self._pages("/app/installations", "/app/installations", None, app=True):
+            yield Installation(id=int(data["id"]), account=str(data["account"]["login"]))
+
+
+@cache
+def get_client(settings: Settings) -> GitHubClient:
+    """The process-wide client (token cache and connection pool survive warm invocations)."""
+    from jitrunners.aws.params import get_secret
+
+    auth: Auth
+    if settings.github_app_id:
+        auth = AppAuth(settings.github_app_id, get_secret(settings.github_app_key_param))
+    else:
+        auth = TokenAuth(get_secret(settings.github_token_param))
+    return GitHubClient(auth, settings.github_api_url)

@@ -1,0 +1,328 @@
+"""The GitHub adapter against `responses`: auth, retries, rate limits, pagination, typed errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import jwt
+import pytest
+import responses
+
+from jitrunners.github.auth import AppAuth, TokenAuth
+from jitrunners.github.client import (
+    GitHubAuthError,
+    GitHubClient,
+    GitHubError,
+    GitHubRateLimited,
+    RunnerScope,
+)
+from tests.support.github import API, private_key_pem, public_key_pem
+
+NOW = 1_800_000_000.0
+ORG = RunnerScope("org", "acme")
+REPO = RunnerScope("repo", "acme", "acme/widgets")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def decode(token: str) -> dict[str, object]:
+    """Verify the signature; the fixed test clock is not the wall clock, so skip time checks."""
+    options = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
+    return jwt.decode(token, public_key_pem(), algorithms=["RS256"], options=options)
+
+
+def app_client(clock: Clock) -> GitHubClient:
+    auth = AppAuth("12345", private_key_pem(), clock=clock)
+    return GitHubClient(auth, API, sleep=clock.sleep, clock=clock)
+
+
+def token_client(clock: Clock) -> GitHubClient:
+    return GitHubClient(TokenAuth("ghp_secret"), API, sleep=clock.sleep, clock=clock)
+
+
+def add_token(rsps: responses.RequestsMock, installation: int = 99, expires_in: float = 3600):
+    expires = datetime.fromtimestamp(NOW + expires_in, UTC).isoformat().replace("+00:00", "Z")
+    return rsps.post(
+        f"{API}/app/installations/{installation}/access_tokens",
+        json={"token": f"ghs_inst{installation}", "expires_at": expires},
+        status=201,
+    )
+
+
+def test_app_jwt_claims_are_backdated_short_lived_and_signed(clock: Clock) -> None:
+    token = AppAuth("12345", private_key_pem(), clock=clock).app_jwt()
+    claims = decode(token)
+    assert claims == {"iat": int(NOW) - 60, "exp": int(NOW) + 540, "iss": "12345"}
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+
+
+@responses.activate
+def test_installation_token_is_minted_once_and_reused_until_near_expiry(clock: Clock) -> None:
+    mint = add_token(responses.mock)
+    job = responses.get(
+        f"{API}/repos/acme/widgets/actions/jobs/1", json={"id": 1, "status": "queued"}
+    )
+    client = app_client(clock)
+    for _ in range(3):
+        assert client.get_job("acme/widgets", 1, 99).status == "queued"
+    assert mint.call_count == 1
+    assert job.calls[0].request.headers["Authorization"] == "Bearer ghs_inst99"
+    assert job.calls[0].request.headers["X-GitHub-Api-Version"] == "2022-11-28"
+    # The mint request authenticates with the App JWT.
+    minted_with = mint.calls[0].request.headers["Authorization"].removeprefix("Bearer ")
+    assert decode(minted_with)["iss"] == "12345"
+
+    clock.now += 3600 - 299  # inside the 5-minute margin: a new token
+    client.get_job("acme/widgets", 1, 99)
+    assert mint.call_count == 2
+
+
+@responses.activate
+def test_tokens_are_cached_per_installation(clock: Clock) -> None:
+    add_token(responses.mock, 1)
+    add_token(responses.mock, 2)
+    responses.get(f"{API}/repos/a/b/actions/jobs/1", json={"id": 1, "status": "queued"})
+    client = app_client(clock)
+    client.get_job("a/b", 1, 1)
+    client.get_job("a/b", 1, 2)
+    assert responses.calls[-1].request.headers["Authorization"] == "Bearer ghs_inst2"
+
+
+@responses.activate
+def test_token_auth_sends_the_token(clock: Clock) -> None:
+    responses.get(f"{API}/repos/a/b/actions/jobs/5", json={"id": 5, "status": "in_progress"})
+    job = token_client(clock).get_job("a/b", 5, None)
+    assert job is not None
+    assert job.status == "in_progress"
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer ghp_secret"
+
+
+@responses.activate
+def test_get_job_404_is_none(clock: Clock) -> None:
+    responses.get(f"{API}/repos/a/b/actions/jobs/5", status=404, json={"message": "Not Found"})
+    assert token_client(clock).get_job("a/b", 5, None) is None
+
+
+@responses.activate
+def test_5xx_is_retried_with_bounded_backoff(clock: Clock) -> None:
+    url = f"{API}/repos/a/b/actions/jobs/5"
+    responses.get(url, status=502)
+    responses.get(url, status=503)
+    responses.get(url, json={"id": 5, "status": "queued"})
+    client = token_client(clock)
+    assert client.get_job("a/b", 5, None) is not None
+    assert clock.slept == [0.5, 1.0]
+    assert client.calls["GET /repos/{repo}/actions/jobs/{id}"] == 3
+
+
+@responses.activate
+def test_5xx_that_persists_raises_a_retryable_error(clock: Clock) -> None:
+    responses.get(f"{API}/repos/a/b/actions/jobs/5", status=500)
+    with pytest.raises(GitHubError) as info:
+        token_client(clock).get_job("a/b", 5, None)
+    assert info.value.retryable
+    assert info.value.status == 500
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_connection_errors_are_retried(clock: Clock) -> None:
+    import requests
+
+    url = f"{API}/repos/a/b/actions/jobs/5"
+    responses.get(url, body=requests.ConnectionError("reset"))
+    responses.get(url, json={"id": 5, "status": "queued"})
+    assert token_client(clock).get_job("a/b", 5, None) is not None
+
+
+@responses.activate
+def test_short_retry_after_is_waited_inline(clock: Clock) -> None:
+    url = f"{API}/repos/a/b/actions/jobs/5"
+    responses.get(url, status=403, headers={"Retry-After": "2"}, json={"message": "secondary"})
+    responses.get(url, json={"id": 5, "status": "queued"})
+    assert token_client(clock).get_job("a/b", 5, None) is not None
+    assert clock.slept == [2.0]
+
+
+@responses.activate
+def test_long_secondary_limit_raises_rate_limited_without_sleeping(clock: Clock) -> None:
+    responses.get(
+        f"{API}/repos/a/b/actions/jobs/5",
+        status=403,
+        headers={"Retry-After": "60"},
+        json={"message": "You have exceeded a secondary rate limit"},
+    )
+    with pytest.raises(GitHubRateLimited) as info:
+        token_client(clock).get_job("a/b", 5, None)
+    assert info.value.retry_after_s == 60
+    assert clock.slept == []
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_primary_limit_uses_reset_header(clock: Clock) -> None:
+    responses.get(
+        f"{API}/repos/a/b/actions/jobs/5",
+        status=403,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 120)},
+        json={"message": "API rate limit exceeded"},
+    )
+    with pytest.raises(GitHubRateLimited) as info:
+        token_client(clock).get_job("a/b", 5, None)
+    assert info.value.retry_after_s == 120
+
+
+@responses.activate
+def test_403_without_rate_limit_is_a_permanent_error(clock: Clock) -> None:
+    responses.post(
+        f"{API}/orgs/acme/actions/runners/generate-jitconfig",
+        status=403,
+        json={"message": "Resource not accessible by integration"},
+    )
+    with pytest.raises(GitHubError) as info:
+        token_client(clock).generate_jitconfig(ORG, "i-1", ["self-hosted"], 1, None)
+    assert not info.value.retryable
+    assert not isinstance(info.value, GitHubRateLimited)
+
+
+@responses.activate
+def test_revoked_cached_token_is_reminted_once(clock: Clock) -> None:
+    mint = add_token(responses.mock)
+    url = f"{API}/repos/a/b/actions/jobs/1"
+    responses.get(url, status=401)
+    responses.get(url, json={"id": 1, "status": "queued"})
+    assert app_client(clock).get_job("a/b", 1, 99) is not None
+    assert mint.call_count == 2
+
+
+@responses.activate
+def test_bad_credentials_raise_auth_error(clock: Clock) -> None:
+    responses.get(f"{API}/repos/a/b/actions/jobs/1", status=401)
+    with pytest.raises(GitHubAuthError):
+        token_client(clock).get_job("a/b", 1, None)
+
+
+@pytest.mark.parametrize(("scope", "path"), [(ORG, "orgs/acme"), (REPO, "repos/acme/widgets")])
+@responses.activate
+def test_generate_jitconfig_per_scope(clock: Clock, scope: RunnerScope, path: str) -> None:
+    call = responses.post(
+        f"{API}/{path}/actions/runners/generate-jitconfig",
+        status=201,
+        json={"runner": {"id": 7, "name": "i-1"}, "encoded_jit_config": "SECRETJIT"},
+    )
+    config = token_client(clock).generate_jitconfig(scope, "i-1", ["self-hosted", "x64"], 3, None)
+    assert config.runner_id == 7
+    assert config.encoded == "SECRETJIT"
+    assert "SECRETJIT" not in repr(config)
+    sent = json.loads(call.calls[0].request.body)
+    assert sent == {"name": "i-1", "runner_group_id": 3, "labels": ["self-hosted", "x64"]}
+
+
+@responses.activate
+def test_list_runners_follows_link_pagination_and_find_delete(clock: Clock) -> None:
+    url = f"{API}/orgs/acme/actions/runners"
+    page2 = f"{url}?per_page=100&page=2"
+    runner = {"status": "online", "busy": False, "labels": [{"name": "self-hosted"}]}
+    responses.get(
+        url,
+        json={"runners": [{"id": 1, "name": "i-1", **runner}]},
+        headers={"Link": f'<{page2}>; rel="next"'},
+        match=[responses.matchers.query_param_matcher({"per_page": "100"})],
+    )
+    responses.get(
+        page2,
+        json={"runners": [{"id": 2, "name": "i-2", **runner}]},
+        match=[responses.matchers.query_param_matcher({"per_page": "100", "page": "2"})],
+    )
+    client = token_client(clock)
+    assert [r.name for r in client.list_runners(ORG, None)] == ["i-1", "i-2"]
+
+    responses.get(
+        url,
+        json={"runners": [{"id": 2, "name": "i-2", **runner}]},
+        match=[responses.matchers.query_param_matcher({"name": "i-2"})],
+    )
+    found = client.find_runner(ORG, "i-2", None)
+    assert found is not None
+    assert found.id == 2
+    assert found.labels == ("self-hosted",)
+
+    responses.delete(f"{url}/2", status=204)
+    responses.delete(f"{url}/3", status=404)
+    assert client.delete_runner(ORG, 2, None) is True
+    assert client.delete_runner(ORG, 3, None) is False
+
+
+@responses.activate
+def test_app_endpoints_use_the_jwt_and_cursor_pagination(clock: Clock) -> None:
+    url = f"{API}/app/hook/deliveries"
+    nxt = f"{url}?per_page=100&cursor=abc"
+
+    def delivery(i: int, at: str) -> dict[str, object]:
+        return {
+            "id": i,
+            "guid": f"g{i}",
+            "event": "workflow_job",
+            "action": "queued",
+            "status_code": 502,
+            "delivered_at": at,
+            "redelivery": False,
+        }
+
+    responses.get(
+        url,
+        json=[delivery(3, "2027-01-15T10:00:00Z")],
+        headers={"Link": f'<{nxt}>; rel="next"'},
+        match=[responses.matchers.query_param_matcher({"per_page": "100"})],
+    )
+    responses.get(
+        nxt,
+        json=[delivery(2, "2027-01-15T09:00:00Z"), delivery(1, "2027-01-10T09:00:00Z")],
+        match=[responses.matchers.query_param_matcher({"per_page": "100", "cursor": "abc"})],
+    )
+    client = app_client(clock)
+    since = datetime(2027, 1, 14, tzinfo=UTC)
+    assert [d.id for d in client.list_deliveries(since)] == [3, 2]
+    auth = responses.calls[0].request.headers["Authorization"].removeprefix("Bearer ")
+    assert decode(auth)["iss"] == "12345"
+
+    attempts = responses.post(f"{url}/3/attempts", status=202)
+    client.redeliver(3)
+    assert attempts.call_count == 1
+
+    responses.get(f"{API}/app/installations", json=[{"id": 99, "account": {"login": "acme"}}])
+    assert [(i.id, i.account) for i in client.list_installations()] == [(99, "acme")]
+
+
+def test_app_endpoints_refuse_token_mode(clock: Clock) -> None:
+    with pytest.raises(GitHubAuthError):
+        token_client(clock).redeliver(1)
+
+
+@responses.activate
+def test_rerun_job(clock: Clock) -> None:
+    call = responses.post(f"{API}/repos/a/b/actions/jobs/9/rerun", status=201)
+    token_client(clock).rerun_job("a/b", 9, None)
+    assert call.call_count == 1
+
+
+def test_reprs_hide_secrets() -> None:
+    assert "ghp_secret" not in repr(TokenAuth("ghp_secret"))
+    assert "PRIVATE" not in repr(AppAuth("1", private_key_pem()))
