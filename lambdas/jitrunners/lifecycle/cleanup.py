@@ -170,7 +170,7 @@ def _delete_registrations(instance: Any, reason: str, ctx: Context, result: Clea
                 count("RunnersDeleted", reason=reason)
                 logger.info("runner registration deleted", extra=extra)
         except GitHubError as exc:
-            result.incomplete.append(f"runner:{getattr(exc, 'status', '')}")
+            result.incomplete.append(f"runner:{getattr(exc, 'status', None) or type(exc).__name__}")
     return deleted
 
 
