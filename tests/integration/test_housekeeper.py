@@ -303,3 +303,24 @@ def test_runner_that_never_started_is_replaced_when_its_job_still_waits(
 
     [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
     assert (message.kind, message.job_id) == ("launch", 55)
+
+
+def test_one_unreadable_command_status_does_not_stop_the_sweep(
+    run: Callable[[], dict[str, Any]], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from jitrunners.aws import ssm
+
+    throttled = world.launch(
+        launched_at=clock() - timedelta(minutes=30), command_id=world.command_id("t")
+    )
+    stuck = world.launch(launched_at=clock() - timedelta(minutes=30))
+
+    def status(command_id: str, instance_id: str) -> str | None:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "GetCommandInvocation")
+
+    monkeypatch.setattr(ssm, "get_command_status", status)
+
+    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert world.state(throttled) == "running"

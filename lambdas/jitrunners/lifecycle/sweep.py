@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from jitrunners.aws import fleet, markers, ssm
+from jitrunners.aws.queue import QueueError
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
@@ -16,6 +19,7 @@ from jitrunners.lifecycle.events import TERMINAL_COMMAND_STATUSES
 from jitrunners.lifecycle.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.observability import count, logger
 
+AWS_ERRORS: Final = (ClientError, BotoCoreError)
 # Every state an instance can be listed in; terminated ones stay visible for about an hour, long
 # enough for their tags to tell us which GitHub scopes to search for leftover registrations.
 ALL_STATES: Final = ("pending", "running", "shutting-down", "stopping", "stopped", "terminated")
@@ -62,7 +66,15 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     for instance in instances:
         if instance.id in ended:
             continue
-        reason = why_end(instance, now, ctx)
+        try:
+            reason = why_end(instance, now, ctx)
+        except AWS_ERRORS as exc:
+            # One unreadable command status must not stop the sweep of the others.
+            logger.warning(
+                "cannot judge instance; next run",
+                extra={"instance_id": instance.id, "detail": str(exc)},
+            )
+            continue
         if reason is None:
             continue
         report.zombies += 1
@@ -80,7 +92,7 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
         result = cleanup(instance, reason, ctx)
         if not result.incomplete:
             ended.add(instance.id)
-        relaunch_if_queued(instance, reason, ctx)
+        _relaunch(instance, reason, ctx)
     live = {i.id for i in instances} - ended
     count("Zombies", report.zombies)
 
@@ -140,12 +152,28 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
     for instance in instances:
         if instance.state not in ENDED_STATES or instance.id in done:
             continue
-        if instance.command_id:
-            status = ssm.get_command_status(instance.command_id, instance.id)
-            if status in ("Success", "Failed"):
-                continue
-        if relaunch_if_queued(instance, "instance_terminated", ctx).startswith("relaunch"):
+        try:
+            status = (
+                ssm.get_command_status(instance.command_id, instance.id)
+                if instance.command_id
+                else None
+            )
+        except AWS_ERRORS:
+            continue
+        if status in ("Success", "Failed"):
+            continue
+        if _relaunch(instance, "instance_terminated", ctx).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")
+
+
+def _relaunch(instance: Any, reason: str, ctx: Context) -> str:
+    try:
+        return relaunch_if_queued(instance, reason, ctx)
+    except (*AWS_ERRORS, QueueError) as exc:
+        logger.warning(
+            "relaunch failed; next run", extra={"instance_id": instance.id, "detail": str(exc)}
+        )
+        return "failed"
 
 
 def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
