@@ -33,6 +33,7 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
+	$(PY) bench/scale_up_bench.py
 
 run: $(STAMP)
 	@echo "make run arrives with the local-stack issue (#6): the offline pipeline demo is not built yet."

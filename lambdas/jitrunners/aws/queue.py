@@ -33,6 +33,22 @@ def send_job(queue_url: str, message: JobMessage, *, delay_s: int = 0) -> str:
     return str(response["MessageId"])
 
 
+def retry_later(queue_url: str, receipt_handle: str, delay_s: int) -> None:
+    """Make a received message visible again after `delay_s` (0-43200) instead of the queue's
+    default visibility timeout: the back-off of a record the caller is about to fail."""
+    try:
+        client("sqs").change_message_visibility(
+            QueueUrl=queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(int(delay_s), 43_200)),
+        )
+    except (ClientError, BotoCoreError) as exc:
+        # Not fatal: the message still comes back, only after the default visibility timeout.
+        raise QueueError(
+            f"cannot change message visibility: {error_code(exc) or type(exc).__name__}"
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedMessage:
     """One received SQS message: its id, body and the receipt handle that deletes or releases it."""
@@ -71,6 +87,4 @@ def delete(queue_url: str, receipt_handle: str) -> None:
 
 def release(queue_url: str, receipt_handle: str) -> None:
     """Make a received message visible again now instead of after its visibility timeout."""
-    client("sqs").change_message_visibility(
-        QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
-    )
+    retry_later(queue_url, receipt_handle, 0)

@@ -1,0 +1,214 @@
+"""`launch` messages: account, check, launch a batch's instances per template, enqueue starts."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from jitrunners.aws import fleet
+from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle.scale_up import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
+from jitrunners.models import JobMessage
+from jitrunners.observability import count, logger
+
+# Back-offs (seconds) before a failed launch is tried again.
+LIMIT_DELAY_S = 60  # over max runners: a runner will free up within minutes
+CAPACITY_DELAY_S = 60
+THROTTLE_DELAY_S = 30
+GITHUB_DELAY_S = 30
+
+Item = tuple[Record, JobMessage]
+
+
+def job_tags(message: JobMessage) -> dict[str, str]:
+    tags = {
+        fleet.TAG_JOB_ID: str(message.job_id),
+        fleet.TAG_RUN_ID: str(message.run_id),
+        fleet.TAG_RUN_ATTEMPT: str(message.run_attempt),
+        fleet.TAG_REPO: message.repo,
+        fleet.TAG_DELIVERY_ID: message.delivery_id or "-",
+    }
+    if message.installation_id is not None:
+        tags[fleet.TAG_INSTALLATION_ID] = str(message.installation_id)
+    return tags
+
+
+def template_tags(prefix: str, template: RunnerTemplate) -> dict[str, str]:
+    return {
+        fleet.TAG_PREFIX: prefix,
+        fleet.TAG_TEMPLATE: template.name,
+        "Name": f"{prefix}-{template.name}",
+    }
+
+
+def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome]:
+    """Decide and carry out every `launch` of a batch; returns each record's outcome."""
+    outcomes: dict[str, Outcome] = {}
+    settings = deps.settings
+    try:
+        live = fleet.list_instances(settings.prefix)
+    except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
+        logger.warning("cannot count runners", extra={"detail": str(exc)})
+        failure = RecordFailed("cannot count runners", THROTTLE_DELAY_S)
+        return {record.message_id: Outcome("failed", failure) for record, _ in items}
+    per_template = Counter(i.template for i in live)
+    total = len(live)
+    live_jobs = {(i.job_id, i.run_attempt) for i in live}
+
+    groups: dict[str, list[Item]] = defaultdict(list)
+    for record, message in items:
+        with correlated(message):
+            outcome = _admit(record, message, deps, live_jobs)
+        if outcome is None:
+            groups[message.template].append((record, message))
+        else:
+            outcomes[record.message_id] = outcome
+
+    for name, group in groups.items():
+        template = deps.template(name)
+        assert template is not None  # checked by _admit
+        room = max(0, min(template.max_runners - per_template[name], settings.max_runners - total))
+        accepted, over = list(group[:room]), group[room:]
+        for record, message in over:
+            with correlated(message):
+                outcomes[record.message_id] = _defer(message, deps, template)
+        if accepted:
+            launched = _launch_group(template, accepted, deps)
+            outcomes.update(launched)
+            started = sum(1 for o in launched.values() if o.result == "launched")
+            per_template[name] += started
+            total += started
+    return outcomes
+
+
+def _admit(
+    record: Record, message: JobMessage, deps: ScaleUpDeps, live_jobs: set[tuple[int, int]]
+) -> Outcome | None:
+    """None when the message should launch; otherwise its outcome (dropped or failed)."""
+    if deps.template(message.template) is None:
+        count("LaunchFailed", code="UnknownTemplate")
+        logger.error("launch refused: no runner template of that name; message goes to the DLQ")
+        return Outcome("failed", RecordFailed("unknown template"))
+    key = (message.job_id, message.run_attempt)
+    if key in live_jobs:
+        # A redelivered webhook or a retried message: the instance it asked for exists already.
+        count("LaunchDropped", reason="duplicate")
+        logger.info("launch skipped: this job attempt already has a live instance")
+        return Outcome("duplicate")
+    if deps.settings.check_job_queued:
+        from jitrunners.github.client import GitHubError, GitHubRateLimited
+
+        try:
+            job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
+        except GitHubRateLimited as exc:
+            count("LaunchFailed", code="GitHubRateLimited")
+            logger.warning(
+                "GitHub rate limit: launch retried later", extra={"wait_s": exc.retry_after_s}
+            )
+            return Outcome("failed", RecordFailed("github rate limited", _ceil(exc.retry_after_s)))
+        except GitHubError as exc:
+            count("LaunchFailed", code=f"GitHub{exc.status or 'Unavailable'}")
+            logger.warning(
+                "cannot check the job on GitHub: launch retried later", extra={"detail": str(exc)}
+            )
+            return Outcome("failed", RecordFailed("github unavailable", GITHUB_DELAY_S))
+        if job is None or job.status != "queued":
+            status = "gone" if job is None else job.status
+            count("LaunchDropped", reason=f"job_{status}")
+            logger.info("launch dropped: the job is no longer queued", extra={"job_status": status})
+            return Outcome("dropped")
+    live_jobs.add(key)  # a second copy in this batch is a duplicate too
+    return None
+
+
+def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> Outcome:
+    """Over a max-runners limit: send the message back with a delay instead of failing it, so
+    waiting for a free slot does not spend the queue's receive count (and drift into the DLQ)."""
+    count("RunnerLimitReached")
+    logger.info(
+        "launch deferred: max runners reached",
+        extra={"template_max": template.max_runners, "global_max": deps.settings.max_runners},
+    )
+    try:
+        deps.enqueue(message, LIMIT_DELAY_S)
+    except Exception as exc:  # noqa: BLE001 - then the original comes back instead
+        logger.warning("cannot defer the launch", extra={"detail": str(exc)})
+        return Outcome("failed", RecordFailed("deferral failed", LIMIT_DELAY_S))
+    return Outcome("deferred")
+
+
+def _launch_group(
+    template: RunnerTemplate, items: Sequence[Item], deps: ScaleUpDeps
+) -> dict[str, Outcome]:
+    """One instant fleet for all of a template's launches in the batch."""
+    settings = deps.settings
+    tags = template_tags(settings.prefix, template)
+    if len(items) == 1:
+        tags |= job_tags(items[0][1])  # a lone launch gets every tag at creation
+    try:
+        result = fleet.launch(
+            launch_template=template.launch_template,
+            instance_types=template.instance_types,
+            subnet_ids=template.subnet_ids or settings.runner_subnet_ids,
+            count=len(items),
+            market=template.market,
+            tags=tags,
+            sleep=deps.sleep,
+        )
+    except fleet.FleetError as exc:
+        return {record.message_id: _launch_failed(message, exc) for record, message in items}
+    for error in result.errors:
+        count("LaunchPoolError", code=error.code)
+
+    outcomes: dict[str, Outcome] = {}
+    for (record, message), instance in zip(items, result.instances, strict=False):
+        with correlated(message, instance_id=instance.id):
+            outcomes[record.message_id] = _after_launch(message, instance, deps, len(items) > 1)
+    short = items[len(result.instances) :]
+    if short:
+        codes = [e.code for e in result.errors] or ["UnfulfillableCapacity"]
+        error = fleet.classify(codes[0], "fewer instances launched than asked for")
+        for record, message in short:
+            outcomes[record.message_id] = _launch_failed(message, error)
+    return outcomes
+
+
+def _after_launch(
+    message: JobMessage, instance: fleet.Launched, deps: ScaleUpDeps, tag_now: bool
+) -> Outcome:
+    if tag_now:
+        # One fleet launched several jobs' instances; their job tags differ, so they follow
+        # right after creation. The prefix and template tags were there from the start.
+        try:
+            fleet.tag_instance(instance.id, job_tags(message))
+        except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
+            logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
+    try:
+        deps.enqueue(message.start_for(instance.id), deps.settings.start_delay_s)
+    except Exception as exc:  # noqa: BLE001 - an instance nobody will start must not live on
+        logger.error("cannot enqueue start: terminating the instance", extra={"detail": str(exc)})
+        fleet.terminate([instance.id], deps.settings.prefix)
+        return Outcome("failed", RecordFailed("start not enqueued", THROTTLE_DELAY_S))
+    count("RunnerLaunched", market=instance.market)
+    logger.info(
+        "runner instance launched",
+        extra={"market": instance.market, "instance_type": instance.instance_type},
+    )
+    return Outcome("launched", extra={"instance_id": instance.id})
+
+
+def _launch_failed(message: JobMessage, error: fleet.FleetError) -> Outcome:
+    with correlated(message):
+        count("LaunchFailed", code=error.code)
+        if isinstance(error, fleet.LaunchConfigError):
+            # Quota or configuration: retrying soon will not help; after the queue's max receives
+            # the message reaches the DLQ, whose alarm calls an operator.
+            logger.error("launch failed: quota or configuration", extra={"code": error.code})
+            return Outcome("failed", RecordFailed(f"launch failed: {error.code}"))
+        delay = THROTTLE_DELAY_S if isinstance(error, fleet.ThrottledError) else CAPACITY_DELAY_S
+        logger.warning("launch failed: retried later", extra={"code": error.code})
+        return Outcome("failed", RecordFailed(f"launch failed: {error.code}", delay))
+
+
+def _ceil(seconds: float) -> int:
+    return max(1, int(-(-seconds // 1)))

@@ -1,0 +1,178 @@
+"""`start` messages: JIT config into SSM once per instance, then the RunCommand that runs it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jitrunners.aws import fleet, ssm
+from jitrunners.config import RunnerTemplate
+from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
+from jitrunners.lifecycle.scale_up import Record, RecordFailed, ScaleUpDeps
+from jitrunners.models import JobMessage
+from jitrunners.observability import MetricUnit, count, logger, observe
+
+# Agent-not-ready back-off: 10 s, 20 s, 40 s ... capped; a fresh instance's agent registers within
+# a minute or two, and each retry costs one SendCommand and one DescribeInstances.
+RETRY_BASE_S = 10
+RETRY_CAP_S = 120
+# After this many launches of one job the next goes to the DLQ instead: a launch template whose
+# instances never come online must not loop forever.
+MAX_LAUNCH_ATTEMPTS = 3
+
+
+def scope_of(template: RunnerTemplate, message: JobMessage) -> RunnerScope:
+    return RunnerScope(template.scope, message.owner, message.repo)
+
+
+def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
+    """Start the runner on the instance; returns the outcome. Raises RecordFailed to retry."""
+    template = deps.template(message.template)
+    if template is None:
+        count("StartFailed", reason="unknown_template")
+        logger.error("start refused: no runner template of that name; message goes to the DLQ")
+        raise RecordFailed("unknown template")
+    assert message.instance_id is not None  # JobMessage.from_json guarantees it for starts
+    instance_id = message.instance_id
+    settings = deps.settings
+    param = settings.jit_param_name(instance_id)
+    scope = scope_of(template, message)
+
+    # First delivery: no parameter can exist yet, so skip the lookup. On a retry (agent not
+    # ready) it does: reuse it, never ask GitHub for a second registration.
+    if record.receive_count <= 1 or not ssm.parameter_exists(param):
+        _store_jit_config(message, template, scope, param, deps)
+
+    comment = f"{settings.prefix} job {message.job_id} {message.repo}"
+    try:
+        command_id = ssm.send_runner_command(
+            instance_id,
+            param_name=param,
+            script_path=settings.runner_script_path,
+            idle_timeout_s=template.idle_timeout_s,
+            max_lifetime_s=template.max_lifetime_s,
+            start_timeout_s=template.start_timeout_s,
+            comment=comment,
+            os=template.os,
+            output_log_group=settings.ssm_output_log_group,
+        )
+    except ssm.AgentNotReady:
+        return _agent_not_ready(message, record, template, scope, param, deps)
+
+    now = deps.clock()
+    fleet.tag_instance(
+        instance_id,
+        {
+            fleet.TAG_COMMAND_ID: command_id,
+            fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+    count("RunnerStarted")
+    latency = _seconds_since(message.queued_at, now)
+    if latency is not None:
+        observe("QueueToStartLatency", latency, MetricUnit.Seconds)
+    logger.info("runner started", extra={"command_id": command_id, "queue_to_start_s": latency})
+    return "started"
+
+
+def _store_jit_config(
+    message: JobMessage, template: RunnerTemplate, scope: RunnerScope, param: str, deps: ScaleUpDeps
+) -> None:
+    assert message.instance_id is not None
+    github = deps.github()
+    try:
+        jit = github.generate_jitconfig(
+            scope,
+            message.instance_id,  # runner name = instance id (DESIGN §3)
+            template.labels,
+            template.runner_group_id,
+            message.installation_id,
+        )
+    except GitHubRateLimited as exc:
+        count("StartFailed", reason="github_rate_limited")
+        logger.warning(
+            "GitHub rate limit: start retried later", extra={"wait_s": exc.retry_after_s}
+        )
+        raise RecordFailed("github rate limited", max(1, round(exc.retry_after_s))) from None
+    except GitHubError as exc:
+        count("StartFailed", reason=f"github_{exc.status or 'unavailable'}")
+        logger.warning("cannot generate the JIT config", extra={"detail": str(exc)})
+        raise RecordFailed("github error", 30 if exc.retryable else None) from None
+    stored = ssm.put_jit_config(
+        deps.settings.jit_param_name(message.instance_id),
+        jit.encoded,
+        deps.instance_arn(message.instance_id),
+        deps.settings.jit_kms_key_id,
+    )
+    if not stored:
+        # A concurrent start stored one first: ours is surplus and must not linger on GitHub.
+        github.delete_runner(scope, jit.runner_id, message.installation_id)
+        logger.info("JIT config already stored by another start; surplus registration deleted")
+
+
+def _agent_not_ready(
+    message: JobMessage,
+    record: Record,
+    template: RunnerTemplate,
+    scope: RunnerScope,
+    param: str,
+    deps: ScaleUpDeps,
+) -> str:
+    assert message.instance_id is not None
+    instance = fleet.get_instance(message.instance_id, deps.settings.prefix)
+    now = deps.clock()
+    alive = instance is not None and instance.state in fleet.LIVE_STATES
+    age = (now - instance.launch_time).total_seconds() if instance and instance.launch_time else 0.0
+    if alive and age < template.start_timeout_s:
+        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, record.receive_count - 1))
+        delay = max(1, min(delay, int(template.start_timeout_s - age) + 1))
+        count("StartRetried")
+        logger.info("SSM agent not online yet: start retried", extra={"retry_in_s": delay})
+        raise RecordFailed("agent not ready", delay)
+    reason = "start_timeout" if alive else "instance_gone"
+    _give_up(message, scope, param, deps, reason)
+    return "relaunched"
+
+
+def _give_up(
+    message: JobMessage, scope: RunnerScope, param: str, deps: ScaleUpDeps, reason: str
+) -> None:
+    """Terminate, clean up and launch the job again: another instance may well come up."""
+    assert message.instance_id is not None
+    settings = deps.settings
+    fleet.terminate([message.instance_id], settings.prefix)
+    count("RunnerTerminated", reason=reason)
+    ssm.delete_parameter(param)
+    try:
+        github = deps.github()
+        runner = github.find_runner(scope, message.instance_id, message.installation_id)
+        if runner is not None:
+            github.delete_runner(scope, runner.id, message.installation_id)
+    except GitHubError as exc:
+        # Unused JIT registrations expire on GitHub, and the housekeeper deletes offline ones.
+        logger.warning("cannot delete the runner registration", extra={"detail": str(exc)})
+    relaunch = message.relaunch()
+    if relaunch.attempt > MAX_LAUNCH_ATTEMPTS and settings.dlq_url:
+        from jitrunners.aws.queue import send_job
+
+        send_job(settings.dlq_url, relaunch)
+        count("LaunchGaveUp")
+        logger.error(
+            "instances of this job never came online: launch parked in the DLQ",
+            extra={"reason": reason, "attempt": relaunch.attempt},
+        )
+        return
+    deps.enqueue(relaunch, 0)
+    logger.warning(
+        "runner did not start: instance terminated, launch re-queued",
+        extra={"reason": reason, "attempt": relaunch.attempt},
+    )
+
+
+def _seconds_since(iso: str, now: datetime) -> float | None:
+    if not iso:
+        return None
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (now - then).total_seconds())

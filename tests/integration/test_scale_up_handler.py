@@ -1,0 +1,461 @@
+"""The scale-up Lambda end to end: moto EC2/SSM/SQS, GitHub mocked with `responses`."""
+
+# The `world` fixture is imported from tests.support; pytest injects it by parameter name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from jitrunners.aws import ssm
+from jitrunners.aws.clients import client
+from jitrunners.handlers import scale_up
+from jitrunners.models import MESSAGE_VERSION
+from tests.support.ec2 import ec2_hook, error_response, fleet_error
+from tests.support.github import API, private_key_pem
+from tests.support.scale_up import (
+    INSTALLATION_TOKEN,
+    JIT,
+    TOKEN,
+    World,
+    failed_ids,
+    jit_endpoint,
+    job_status,
+    launch_message,
+    sqs_event,
+    use_app_auth,
+    world,  # noqa: F401 - fixture
+)
+
+
+def tags_of(instance: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+
+
+def run(event: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return scale_up.handler(event, ctx)
+
+
+# --- launch -----------------------------------------------------------------------------------
+def test_launch_starts_one_tagged_spot_instance_and_enqueues_its_start(
+    world: World, lambda_context: Any
+) -> None:
+    job_status(world, 4242)
+    response = run(sqs_event(launch_message(4242)), lambda_context)
+
+    assert failed_ids(response) == []
+    [instance] = world.instances()
+    tags = tags_of(instance)
+    assert tags == {
+        "jitrunners:prefix": "jitrunners",
+        "jitrunners:template": "linux-x64",
+        "Name": "jitrunners-linux-x64",
+        "jitrunners:job-id": "4242",
+        "jitrunners:run-id": "777",
+        "jitrunners:run-attempt": "1",
+        "jitrunners:repo": "acme/widgets",
+        "jitrunners:installation-id": "99",
+        "jitrunners:delivery-id": "dlv-4242",
+    }
+    assert instance["InstanceLifecycle"] == "spot"
+    [start] = world.starts()
+    assert (start.kind, start.instance_id, start.job_id) == ("start", instance["InstanceId"], 4242)
+    assert world.sent[0][1] == 0  # START_DELAY_S
+    assert world.github.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(("status", "code"), [("completed", 200), ("in_progress", 200), ("", 404)])
+def test_launch_of_a_job_no_longer_queued_is_dropped(
+    world: World, lambda_context: Any, status: str, code: int
+) -> None:
+    job_status(world, 1, status, code)
+    response = run(sqs_event(launch_message(1)), lambda_context)
+    assert failed_ids(response) == []
+    assert world.instances() == []
+    assert world.sent == []
+
+
+def test_check_job_queued_can_be_turned_off(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitrunners import config
+
+    monkeypatch.setenv("CHECK_JOB_QUEUED", "false")
+    config.get_settings.cache_clear()
+    response = run(sqs_event(launch_message(1)), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+    assert len(world.github.calls) == 0
+
+
+def test_batch_of_one_template_uses_one_create_fleet(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitrunners import config
+
+    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps([_template(max_runners=20)]))
+    config.get_settings.cache_clear()
+    config._parsed.clear()
+    messages = [launch_message(100 + i) for i in range(10)]
+    for m in messages:
+        job_status(world, m.job_id)
+    with ec2_hook("CreateFleet", lambda _p: None) as fleets:
+        response = run(sqs_event(*messages), lambda_context)
+    assert failed_ids(response) == []
+    assert len(fleets) == 1
+    assert fleets[0]["body"]["TargetCapacitySpecification.TotalTargetCapacity"] == 10
+    instances = world.instances()
+    assert len(instances) == 10
+    assert {tags_of(i)["jitrunners:job-id"] for i in instances} == {str(m.job_id) for m in messages}
+    assert {s.instance_id for s in world.starts()} == {i["InstanceId"] for i in instances}
+
+
+def _template(**overrides: Any) -> dict[str, Any]:
+    from tests.conftest import TEMPLATES
+
+    return {**TEMPLATES[0], **overrides}
+
+
+def test_max_runners_holds_under_a_batch_bigger_than_the_limit(
+    world: World, lambda_context: Any
+) -> None:
+    messages = [launch_message(200 + i) for i in range(5)]  # linux-x64 allows 3
+    for m in messages:
+        job_status(world, m.job_id)
+    response = run(sqs_event(*messages), lambda_context)
+
+    assert failed_ids(response) == []  # deferred, not failed: no receive is spent waiting
+    assert len(world.instances()) == 3
+    deferred = [(m, d) for m, d in world.sent if m.kind == "launch"]
+    assert len(deferred) == 2
+    assert all(delay > 0 for _, delay in deferred)
+
+    # The next batch finds the template full: nothing launches, the messages wait again.
+    world.sent.clear()
+    response = run(sqs_event(*(m for m, _ in deferred)), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 3
+    assert len([m for m, _ in world.sent if m.kind == "launch"]) == 2
+
+
+def test_global_max_runners_spans_templates(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitrunners import config
+
+    monkeypatch.setenv("MAX_RUNNERS", "2")
+    config.get_settings.cache_clear()
+    messages = [launch_message(300 + i) for i in range(2)]
+    messages += [launch_message(310 + i, labels=["self-hosted", "arm64"]) for i in range(2)]
+    for m in messages:
+        job_status(world, m.job_id)
+    response = run(sqs_event(*messages), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 2
+    assert len([m for m, _ in world.sent if m.kind == "launch"]) == 2
+
+
+def test_duplicate_launch_for_a_job_attempt_launches_nothing(
+    world: World, lambda_context: Any
+) -> None:
+    job_status(world, 7)
+    message = launch_message(7)
+    response = run(sqs_event(message, message), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+    response = run(sqs_event(message), lambda_context)  # a redelivered webhook
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+    assert len(world.starts()) == 1
+
+
+def test_unknown_message_version_fails_only_that_record(world: World, lambda_context: Any) -> None:
+    job_status(world, 8)
+    bad = json.dumps({**json.loads(launch_message(9).to_json()), "v": MESSAGE_VERSION + 1})
+    response = run(sqs_event(bad, launch_message(8), "not json"), lambda_context)
+    assert failed_ids(response) == ["msg-0", "msg-2"]
+    assert len(world.instances()) == 1
+
+
+def _spot_no_capacity(params: dict[str, Any]) -> Any:
+    if params["body"].get("TargetCapacitySpecification.DefaultTargetCapacityType") == "spot":
+        return AWSResponse("https://ec2", 200, {}, None), {
+            "Errors": [fleet_error("InsufficientInstanceCapacity", "spot")],
+            "Instances": [],
+        }
+    return None
+
+
+def test_spot_without_capacity_falls_back_to_on_demand(world: World, lambda_context: Any) -> None:
+    job_status(world, 10)
+    with ec2_hook("CreateFleet", _spot_no_capacity) as fleets:
+        response = run(sqs_event(launch_message(10)), lambda_context)
+    assert failed_ids(response) == []
+    assert len(fleets) == 2
+    [instance] = world.instances()
+    assert "InstanceLifecycle" not in instance  # on-demand
+    assert len(world.starts()) == 1
+
+
+def test_spot_only_template_without_capacity_retries_later(
+    world: World, lambda_context: Any
+) -> None:
+    message = launch_message(11, labels=["self-hosted", "arm64"])
+    job_status(world, 11)
+    with ec2_hook("CreateFleet", _spot_no_capacity) as fleets:
+        response = run(sqs_event(message), lambda_context)
+    assert failed_ids(response) == ["msg-0"]
+    assert len(fleets) == 1
+    assert world.visibility == [("receipt-0", 60)]
+
+
+def test_ec2_throttling_is_retried_with_backoff(world: World, lambda_context: Any) -> None:
+    job_status(world, 12)
+    faults = [error_response("RequestLimitExceeded", 503)]
+    with ec2_hook("CreateFleet", lambda _p: faults.pop() if faults else None):
+        response = run(sqs_event(launch_message(12)), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+    assert world.clock.slept == [1.0]
+
+
+def test_quota_error_fails_the_message_towards_the_dlq(
+    world: World, lambda_context: Any, log_lines: Any
+) -> None:
+    job_status(world, 13)
+    with ec2_hook("CreateFleet", lambda _p: error_response("VcpuLimitExceeded")):
+        response = run(sqs_event(launch_message(13)), lambda_context)
+    assert failed_ids(response) == ["msg-0"]
+    assert world.visibility == []  # the queue's own back-off and maxReceiveCount apply
+    assert world.sent == []
+    errors = [line for line in log_lines() if line["level"] == "ERROR"]
+    assert errors
+    assert errors[0]["code"] == "VcpuLimitExceeded"
+    assert errors[0]["job_id"] == 13
+
+
+def test_partial_fleet_launch_fails_only_the_jobs_left_without_instance(
+    world: World, lambda_context: Any
+) -> None:
+    messages = [launch_message(400 + i, labels=["self-hosted", "arm64"]) for i in range(2)]
+    for m in messages:
+        job_status(world, m.job_id)
+
+    def one_of_two(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        # Moto fills every pool; keep one instance as if the rest had found no capacity.
+        ids = [i for group in parsed["Instances"] for i in group["InstanceIds"]]
+        boto3.client("ec2").terminate_instances(InstanceIds=ids[1:])
+        parsed["Instances"] = [{**parsed["Instances"][0], "InstanceIds": ids[:1]}]
+        parsed["Errors"] = [fleet_error("InsufficientInstanceCapacity", "spot", "m6g.large")]
+
+    events = client("ec2").meta.events
+    events.register("after-call.ec2.CreateFleet", one_of_two)
+    try:
+        response = run(sqs_event(*messages), lambda_context)
+    finally:
+        events.unregister("after-call.ec2.CreateFleet", one_of_two)
+    assert failed_ids(response) == ["msg-1"]
+    assert len(world.instances()) == 1
+    assert [s.job_id for s in world.starts()] == [400]
+    assert world.visibility == [("receipt-1", 60)]
+
+
+def test_github_5xx_on_job_check_fails_the_record_for_retry(
+    world: World, lambda_context: Any
+) -> None:
+    from jitrunners.config import get_settings
+    from jitrunners.github.client import get_client
+
+    get_client(get_settings())._sleep = world.clock.sleep
+    job_status(world, 14, code=502)
+    response = run(sqs_event(launch_message(14)), lambda_context)
+    assert failed_ids(response) == ["msg-0"]
+    assert len(world.github.calls) == 3  # retried inside the call, with back-off
+    assert world.clock.slept == [0.5, 1.0]
+    assert world.instances() == []
+
+
+def test_github_secondary_rate_limit_puts_the_message_back_for_retry_after(
+    world: World, lambda_context: Any
+) -> None:
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/15",
+        status=403,
+        headers={"Retry-After": "90"},
+        json={"message": "You have exceeded a secondary rate limit."},
+    )
+    response = run(sqs_event(launch_message(15)), lambda_context)
+    assert failed_ids(response) == ["msg-0"]
+    assert world.visibility == [("receipt-0", 90)]
+    assert len(world.github.calls) == 1  # no hammering
+    assert world.instances() == []
+
+
+# --- start ------------------------------------------------------------------------------------
+def _launched(world: World, ctx: Any, job_id: int = 4242, **kw: Any) -> Any:
+    job_status(world, job_id)
+    run(sqs_event(launch_message(job_id, **kw)), ctx)
+    [start] = world.starts()
+    world.sent.clear()
+    return start
+
+
+def _capture_commands() -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    client("ssm").meta.events.register(
+        "provide-client-params.ssm.SendCommand", lambda params, **_: seen.append(params)
+    )
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("labels", "path", "group"),
+    [(None, "orgs/acme", 1), (["self-hosted", "arm64"], "repos/acme/widgets", 1)],
+)
+def test_start_stores_jit_config_and_sends_the_runner_command(
+    world: World, lambda_context: Any, labels: list[str] | None, path: str, group: int
+) -> None:
+    start = _launched(world, lambda_context, labels=labels)
+    jit_endpoint(world, path)
+    commands = _capture_commands()
+
+    response = run(sqs_event(start), lambda_context)
+
+    assert failed_ids(response) == []
+    instance_id = start.instance_id
+    [sent] = world.jit_calls
+    assert sent["name"] == instance_id
+    assert sent["runner_group_id"] == group
+    assert "self-hosted" in sent["labels"]
+    name = f"/jitrunners/jit/{instance_id}"
+    raw = boto3.client("ssm")
+    param = raw.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert (param["Type"], param["Value"]) == ("SecureString", JIT)
+    tags = {
+        t["Key"]: t["Value"]
+        for t in raw.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]
+    }
+    assert tags["jitrunners:instance-arn"] == (
+        f"arn:aws:ec2:eu-west-1:123456789012:instance/{instance_id}"
+    )
+    [command] = commands
+    assert command["DocumentName"] == "AWS-RunShellScript"
+    assert command["Parameters"]["commands"] == [f"/opt/jitrunners/start-runner.sh {name} 300"]
+    assert command["Parameters"]["executionTimeout"] == ["86400"]
+    assert command["Comment"] == "jitrunners job 4242 acme/widgets"
+    assert JIT not in json.dumps(command)
+    [instance] = world.instances()
+    instance_tags = tags_of(instance)
+    assert instance_tags["jitrunners:command-id"]
+    assert instance_tags["jitrunners:started-at"].endswith("Z")
+
+
+def _agent_not_ready(**_: Any) -> Any:
+    return AWSResponse("https://ssm", 400, {}, None), {
+        "Error": {"Code": "InvalidInstanceId", "Message": "Instances not in a valid state"}
+    }
+
+
+def test_agent_not_ready_backs_off_without_asking_github_again(
+    world: World, lambda_context: Any
+) -> None:
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    events = client("ssm").meta.events
+    events.register("before-call.ssm.SendCommand", _agent_not_ready)
+    try:
+        first = run(sqs_event(start), lambda_context)
+        second = run(sqs_event((start, 2)), lambda_context)
+    finally:
+        events.unregister("before-call.ssm.SendCommand", _agent_not_ready)
+    assert failed_ids(first) == failed_ids(second) == ["msg-0"]
+    assert world.visibility == [("receipt-0", 10), ("receipt-0", 20)]
+    assert len(world.jit_calls) == 1  # the stored parameter is reused
+    commands = _capture_commands()
+    third = run(sqs_event((start, 3)), lambda_context)
+    assert failed_ids(third) == []
+    assert len(world.jit_calls) == 1
+    assert len(commands) == 1
+
+
+def test_start_past_timeout_terminates_cleans_up_and_relaunches(
+    world: World, lambda_context: Any
+) -> None:
+    from datetime import timedelta
+
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    runners = world.github.get(
+        f"{API}/orgs/acme/actions/runners",
+        json={"runners": [{"id": 1001, "name": start.instance_id, "status": "offline"}]},
+    )
+    deleted = world.github.delete(f"{API}/orgs/acme/actions/runners/1001", status=204)
+    events = client("ssm").meta.events
+    events.register("before-call.ssm.SendCommand", _agent_not_ready)
+    try:
+        run(sqs_event(start), lambda_context)
+        world.clock.now += timedelta(seconds=900)
+        response = run(sqs_event((start, 5)), lambda_context)
+    finally:
+        events.unregister("before-call.ssm.SendCommand", _agent_not_ready)
+
+    assert failed_ids(response) == []
+    assert world.instances() == []  # terminated
+    assert ssm.list_jit_parameters("jitrunners") == []
+    assert runners.call_count == 1
+    assert deleted.call_count == 1
+    [relaunch] = [m for m, _ in world.sent if m.kind == "launch"]
+    assert (relaunch.job_id, relaunch.attempt, relaunch.instance_id) == (4242, 2, None)
+
+
+# --- auth and secrets -------------------------------------------------------------------------
+def test_app_auth_mints_one_installation_token_for_many_jobs(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_lines: Any
+) -> None:
+    use_app_auth(monkeypatch)
+    mint = world.github.post(
+        f"{API}/app/installations/99/access_tokens",
+        status=201,
+        json={"token": INSTALLATION_TOKEN, "expires_at": "2099-01-01T00:00:00Z"},
+    )
+    jit_endpoint(world)
+    for job_id in (501, 502):
+        job_status(world, job_id)
+        run(sqs_event(launch_message(job_id)), lambda_context)
+    starts = world.starts()
+    run(sqs_event(*starts), lambda_context)
+
+    assert mint.call_count == 1
+    app_jwt = mint.calls[0].request.headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(app_jwt, options={"verify_signature": False})
+    assert claims["iss"] == "4321"
+    assert claims["exp"] - claims["iat"] == 600
+    used = {c.request.headers["Authorization"] for c in world.github.calls[1:]}
+    assert used == {f"Bearer {INSTALLATION_TOKEN}"}
+    assert len(world.jit_calls) == 2
+    text = log_lines.text()
+    key_body = private_key_pem().splitlines()[1]
+    for secret in (INSTALLATION_TOKEN, JIT, key_body, app_jwt):
+        assert secret not in text
+
+
+def test_no_log_line_carries_a_secret(world: World, lambda_context: Any, log_lines: Any) -> None:
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    run(sqs_event(start), lambda_context)
+    lines = log_lines()
+    assert lines
+    text = log_lines.text()
+    assert JIT not in text
+    assert TOKEN not in text
+    started = [line for line in lines if line["message"] == "runner started"]
+    assert started
+    assert started[0]["instance_id"] == start.instance_id
+    assert started[0]["job_id"] == 4242
+    assert started[0]["template"] == "linux-x64"
