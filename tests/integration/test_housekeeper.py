@@ -288,21 +288,42 @@ def test_dry_run_does_not_redeliver(
     assert github.redelivered == []
 
 
-def test_runner_that_never_started_is_replaced_when_its_job_still_waits(
+def test_runner_that_never_started_is_left_to_scale_up_to_relaunch(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from tests.conftest import drain
+    from tests.support.world import FakeJob
+
+    # Scale-up's start step relaunches (and caps attempts of) instances that never came online;
+    # a second relaunch from the housekeeper would get around that cap.
+    stuck = world.launch(launched_at=clock() - timedelta(minutes=30), job_id=55)
+    github.jobs[("acme/app", 55)] = FakeJob(55, "queued")
+
+    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert run()["actions"] == []
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_started_runner_ended_with_both_events_lost_is_relaunched_once(
     run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, env: dict[str, str]
 ) -> None:
     from jitrunners.models import JobMessage
     from tests.conftest import drain
     from tests.support.world import FakeJob
 
-    stuck = world.launch(launched_at=clock() - timedelta(minutes=30), job_id=55)
-    github.jobs[("acme/app", 55)] = FakeJob(55, "queued")
+    reclaimed = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=56,
+        command_id=world.command_id("reclaimed"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    world.terminate(reclaimed)  # spot took it; the warning and the state change were lost
+    github.jobs[("acme/app", 56)] = FakeJob(56, "queued")
 
-    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert run()["actions"] == [["relaunch", reclaimed, "ended_before_its_job_ran"]]
     assert run()["actions"] == []
-
     [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
-    assert (message.kind, message.job_id) == ("launch", 55)
+    assert (message.kind, message.job_id) == ("launch", 56)
 
 
 def test_one_unreadable_command_status_does_not_stop_the_sweep(

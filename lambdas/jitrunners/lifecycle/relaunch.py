@@ -11,8 +11,8 @@ from jitrunners.lifecycle.cleanup import Context
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
 
-# Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else,
-# a start that never happened. After these the job that caused the launch may have no runner.
+# Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else.
+# After these the job that caused the launch may have no runner.
 INVOLUNTARY: Final = frozenset(
     {
         "spot_interruption",
@@ -21,7 +21,6 @@ INVOLUNTARY: Final = frozenset(
         "instance_stopping",
         "instance_stopped",
         "stopped",
-        "start_timeout",
     }
 )
 
@@ -41,6 +40,11 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
 
     if reason not in INVOLUNTARY or not ctx.settings.job_queue_url:
         return "not_needed"
+    if not instance.command_id:
+        # Never started: scale-up's own start step owns that case (it retries until the start
+        # timeout, then terminates and re-queues the launch, and parks it in the DLQ after its
+        # last attempt). Relaunching here too would defeat that cap.
+        return "not_started"
     template = ctx.templates.get(str(instance.template or ""))
     repo = str(instance.repo or "")
     tags = getattr(instance, "tags", None) or {}
