@@ -163,8 +163,8 @@ def measure() -> dict[str, Any]:
             ctx = LambdaContext()
             sent: list[str] = []
             client("sqs").meta.events.register(
-                "provide-client-params.sqs.SendMessage",
-                lambda params, **_: sent.append(params["MessageBody"]),
+                "provide-client-params.sqs.SendMessageBatch",
+                lambda params, **_: sent.extend(e["MessageBody"] for e in params["Entries"]),
             )
             next_job = iter(range(10_000, 10_000_000))
 

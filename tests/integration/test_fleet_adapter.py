@@ -147,3 +147,15 @@ def test_tag_instance_and_get_instance(subnets: list[str]) -> None:
     assert found.job_id == 42
     assert found.launch_time is not None
     assert fleet.get_instance(instance_id, "other") is None
+
+
+def test_capacity_error_for_the_whole_spot_call_still_falls_back(subnets: list[str]) -> None:
+    def respond(params: dict[str, Any]) -> Any:
+        spot = params["body"].get("TargetCapacitySpecification.DefaultTargetCapacityType")
+        return error_response("InsufficientInstanceCapacity") if spot == "spot" else None
+
+    with ec2_hook("CreateFleet", respond) as calls:
+        result = _launch(subnets)
+    assert len(calls) == 2
+    assert [i.market for i in result.instances] == ["on-demand"]
+    assert [e.code for e in result.errors] == ["InsufficientInstanceCapacity"]

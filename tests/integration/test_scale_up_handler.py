@@ -459,3 +459,25 @@ def test_no_log_line_carries_a_secret(world: World, lambda_context: Any, log_lin
     assert started[0]["instance_id"] == start.instance_id
     assert started[0]["job_id"] == 4242
     assert started[0]["template"] == "linux-x64"
+
+
+def test_instance_whose_start_cannot_be_enqueued_is_terminated(
+    world: World, lambda_context: Any
+) -> None:
+    job_status(world, 21)
+
+    def refuse(params: dict[str, Any], **_: Any) -> Any:
+        return AWSResponse("https://sqs", 200, {}, None), {
+            "Successful": [],
+            "Failed": [{"Id": "0", "Code": "InternalError", "SenderFault": False}],
+        }
+
+    events = client("sqs").meta.events
+    events.register("before-call.sqs.SendMessageBatch", refuse)
+    try:
+        response = run(sqs_event(launch_message(21)), lambda_context)
+    finally:
+        events.unregister("before-call.sqs.SendMessageBatch", refuse)
+    assert failed_ids(response) == ["msg-0"]
+    assert world.instances() == []
+    assert world.visibility == [("receipt-0", 30)]

@@ -138,6 +138,12 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
                 (JobMessage.from_json(params["MessageBody"]), params.get("DelaySeconds", 0))
             )
 
+        def on_send_batch(params: dict[str, Any], **_: Any) -> None:
+            for entry in params["Entries"]:
+                state.sent.append(
+                    (JobMessage.from_json(entry["MessageBody"]), entry.get("DelaySeconds", 0))
+                )
+
         def on_visibility(params: dict[str, Any], **_: Any) -> None:
             state.visibility.append((params["ReceiptHandle"], params["VisibilityTimeout"]))
 
@@ -149,6 +155,7 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
 
         events = client("sqs").meta.events
         events.register("provide-client-params.sqs.SendMessage", on_send)
+        events.register("provide-client-params.sqs.SendMessageBatch", on_send_batch)
         events.register("provide-client-params.sqs.ChangeMessageVisibility", on_visibility)
         events.register("before-call.sqs.ChangeMessageVisibility", accept_visibility)
         yield state

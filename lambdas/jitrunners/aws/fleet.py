@@ -212,12 +212,17 @@ def launch(
         wanted = count - len(result.instances)
         if wanted <= 0:
             break
-        response = _with_throttle_retry(
-            lambda m=market_type, n=wanted: _create_fleet(
-                m, n, launch_template, instance_types, subnet_ids, tags
-            ),
-            sleep,
-        )
+        try:
+            response = _with_throttle_retry(
+                lambda m=market_type, n=wanted: _create_fleet(
+                    m, n, launch_template, instance_types, subnet_ids, tags
+                ),
+                sleep,
+            )
+        except CapacityError as exc:
+            # The whole call refused for capacity or price: the next market may still have room.
+            result.errors.append(PoolError(exc.code, str(exc), market_type))
+            continue
         for group in response.get("Instances", []):
             lifecycle = group.get("Lifecycle") or market_type
             for instance_id in group.get("InstanceIds", []):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +15,13 @@ class QueueError(RuntimeError):
     """A message could not be sent; the caller must not acknowledge what it was asked to deliver."""
 
 
+def _attributes(message: JobMessage) -> dict[str, dict[str, str]]:
+    return {
+        "delivery_id": {"DataType": "String", "StringValue": message.delivery_id or "-"},
+        "kind": {"DataType": "String", "StringValue": message.kind},
+    }
+
+
 def send_job(queue_url: str, message: JobMessage, *, delay_s: int = 0) -> str:
     """Send one job message; returns the SQS message id. The delivery id rides as an attribute."""
     try:
@@ -21,10 +29,7 @@ def send_job(queue_url: str, message: JobMessage, *, delay_s: int = 0) -> str:
             QueueUrl=queue_url,
             MessageBody=message.to_json(),
             DelaySeconds=max(0, min(delay_s, 900)),
-            MessageAttributes={
-                "delivery_id": {"DataType": "String", "StringValue": message.delivery_id or "-"},
-                "kind": {"DataType": "String", "StringValue": message.kind},
-            },
+            MessageAttributes=_attributes(message),
         )
     except (ClientError, BotoCoreError) as exc:
         raise QueueError(
@@ -47,6 +52,34 @@ def retry_later(queue_url: str, receipt_handle: str, delay_s: int) -> None:
         raise QueueError(
             f"cannot change message visibility: {error_code(exc) or type(exc).__name__}"
         ) from exc
+
+
+SQS_BATCH_MAX = 10
+
+
+def send_jobs(
+    queue_url: str, messages: Sequence[JobMessage], *, delay_s: int = 0
+) -> list[str | None]:
+    """Send messages ten per SendMessageBatch; returns each one's message id, None where SQS
+    refused it (the caller decides what an unsent message means)."""
+    sent: list[str | None] = [None] * len(messages)
+    for first in range(0, len(messages), SQS_BATCH_MAX):
+        entries = [
+            {
+                "Id": str(index),
+                "MessageBody": message.to_json(),
+                "DelaySeconds": max(0, min(delay_s, 900)),
+                "MessageAttributes": _attributes(message),
+            }
+            for index, message in enumerate(messages[first : first + SQS_BATCH_MAX], start=first)
+        ]
+        try:
+            response = client("sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except (ClientError, BotoCoreError):
+            continue  # this chunk stays None
+        for entry in response.get("Successful", []):
+            sent[int(entry["Id"])] = str(entry["MessageId"])
+    return sent
 
 
 @dataclass(frozen=True, slots=True)

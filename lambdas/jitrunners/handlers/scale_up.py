@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jitrunners.aws.queue import retry_later, send_job
+from jitrunners.aws.queue import retry_later, send_job, send_jobs
 from jitrunners.config import get_settings, load_templates
 from jitrunners.lifecycle.scale_up import ScaleUpBatch, ScaleUpDeps
 from jitrunners.observability import logger, metrics
@@ -32,6 +32,9 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
         templates=lambda: load_templates(settings),
         github=lambda: get_client(settings),
         enqueue=lambda message, delay: send_job(settings.job_queue_url, message, delay_s=delay),
+        enqueue_many=lambda messages, delay: send_jobs(
+            settings.job_queue_url, messages, delay_s=delay
+        ),
         retry_later=lambda receipt, delay: retry_later(settings.job_queue_url, receipt, delay),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
     )

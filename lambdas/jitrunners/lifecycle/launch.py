@@ -160,10 +160,20 @@ def _launch_group(
     for error in result.errors:
         count("LaunchPoolError", code=error.code)
 
+    pairs = list(zip(items, result.instances, strict=False))
+    if len(items) > 1:
+        for (_, message), instance in pairs:
+            with correlated(message, instance_id=instance.id):
+                _tag_job(message, instance)
+    # One SendMessageBatch per ten starts rather than a SendMessage each.
+    sent = deps.enqueue_many(
+        [message.start_for(instance.id) for (_, message), instance in pairs],
+        settings.start_delay_s,
+    )
     outcomes: dict[str, Outcome] = {}
-    for (record, message), instance in zip(items, result.instances, strict=False):
+    for ((record, message), instance), message_id in zip(pairs, sent, strict=True):
         with correlated(message, instance_id=instance.id):
-            outcomes[record.message_id] = _after_launch(message, instance, deps, len(items) > 1)
+            outcomes[record.message_id] = _after_launch(instance, message_id, deps)
     short = items[len(result.instances) :]
     if short:
         codes = [e.code for e in result.errors] or ["UnfulfillableCapacity"]
@@ -173,20 +183,19 @@ def _launch_group(
     return outcomes
 
 
-def _after_launch(
-    message: JobMessage, instance: fleet.Launched, deps: ScaleUpDeps, tag_now: bool
-) -> Outcome:
-    if tag_now:
-        # One fleet launched several jobs' instances; their job tags differ, so they follow
-        # right after creation. The prefix and template tags were there from the start.
-        try:
-            fleet.tag_instance(instance.id, job_tags(message))
-        except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
-            logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
+def _tag_job(message: JobMessage, instance: fleet.Launched) -> None:
+    # One fleet launched several jobs' instances; their job tags differ, so they follow right
+    # after creation. The prefix and template tags were there from the start.
     try:
-        deps.enqueue(message.start_for(instance.id), deps.settings.start_delay_s)
-    except Exception as exc:  # noqa: BLE001 - an instance nobody will start must not live on
-        logger.error("cannot enqueue start: terminating the instance", extra={"detail": str(exc)})
+        fleet.tag_instance(instance.id, job_tags(message))
+    except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
+        logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
+
+
+def _after_launch(instance: fleet.Launched, start_id: str | None, deps: ScaleUpDeps) -> Outcome:
+    if start_id is None:
+        # An instance nobody will start must not live on; the launch is retried instead.
+        logger.error("cannot enqueue start: terminating the instance")
         fleet.terminate([instance.id], deps.settings.prefix)
         return Outcome("failed", RecordFailed("start not enqueued", THROTTLE_DELAY_S))
     count("RunnerLaunched", market=instance.market)

@@ -33,6 +33,8 @@ class ScaleUpDeps:
     templates: Callable[[], Sequence[RunnerTemplate]]
     github: Callable[[], GitHubClient]
     enqueue: Callable[[JobMessage, int], str]  # (message, delay_s) -> message id
+    # (messages, delay_s) -> message id per message, None where it was not sent
+    enqueue_many: Callable[[Sequence[JobMessage], int], list[str | None]]
     retry_later: Callable[[str, int], None]  # (receipt handle, delay_s)
     arn_base: str  # "arn:<partition>:ec2:<region>:<account>:instance/"
     # Looked up at call time, so tests can swap the module's clock and pause for fakes.
