@@ -110,6 +110,8 @@ class JobMessage:
     queued_at: str
     attempt: int = 1
     instance_id: str | None = None
+    # How often the redrive Lambda moved this message from the DLQ back (optional in v1 bodies).
+    redrives: int = 0
     v: int = MESSAGE_VERSION
 
     @classmethod
@@ -135,11 +137,18 @@ class JobMessage:
         """The `launch` message that replaces a failed start: one more attempt, no instance."""
         return replace(self, kind="launch", instance_id=None, attempt=self.attempt + 1)
 
+    def redriven(self) -> JobMessage:
+        """The same message, counted once more as moved from the DLQ back to the job queue."""
+        return replace(self, redrives=self.redrives + 1)
+
     def to_json(self) -> str:
         body = asdict(self)
         body["labels"] = list(self.labels)
         if self.kind == "launch":
             body.pop("instance_id")
+        if not self.redrives:
+            # Bodies of never-redriven messages stay byte-identical to those before the field.
+            body.pop("redrives")
         return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -171,6 +180,7 @@ class JobMessage:
                 queued_at=str(data.get("queued_at") or ""),
                 attempt=_need(data, "attempt", int),
                 instance_id=data.get("instance_id"),
+                redrives=_optional_count(data, "redrives"),
             )
         except KeyError as exc:
             raise MessageError(
@@ -201,5 +211,14 @@ class JobMessage:
 def _need(data: dict[str, Any], key: str, kind: type) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise KeyError(key)
+    return value
+
+
+def _optional_count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise KeyError(key)
     return value

@@ -1,0 +1,181 @@
+"""End one runner's life: terminate its instance, delete its JIT parameter and its registration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitrunners.aws import fleet, ssm
+from jitrunners.aws.clients import error_code
+from jitrunners.config import RunnerTemplate, Settings
+from jitrunners.observability import MetricUnit, count, logger, observe
+
+# States in which an instance no longer runs anything and needs no TerminateInstances call.
+ENDED_STATES = frozenset({"shutting-down", "terminated"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GitHubPort(Protocol):
+    """The part of `jitrunners.github.client.GitHubClient` the sweeping Lambdas use."""
+
+    def find_runner(self, scope: Any, name: str, installation_id: int | None) -> Any: ...
+
+    def list_runners(self, scope: Any, installation_id: int | None) -> Iterable[Any]: ...
+
+    def delete_runner(self, scope: Any, runner_id: int, installation_id: int | None) -> bool: ...
+
+    def get_job(self, repo: str, job_id: int, installation_id: int | None) -> Any: ...
+
+    def rerun_job(self, repo: str, job_id: int, installation_id: int | None) -> None: ...
+
+    def list_deliveries(self, since: datetime) -> Iterable[Any]: ...
+
+    def redeliver(self, delivery_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every sweeping decision needs: settings, templates by name, GitHub and the time."""
+
+    settings: Settings
+    templates: Mapping[str, RunnerTemplate]
+    github: GitHubPort
+    clock: Callable[[], datetime] = utc_now
+    dry_run: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        templates: Iterable[RunnerTemplate],
+        github: GitHubPort,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        dry_run: bool = False,
+    ) -> Context:
+        return cls(settings, {t.name: t for t in templates}, github, clock, dry_run)
+
+
+@dataclass
+class CleanupResult:
+    """What one cleanup did; `incomplete` lists steps that failed and must be retried."""
+
+    instance_id: str
+    terminated: bool = False
+    parameter_deleted: bool = False
+    runners_deleted: int = 0
+    incomplete: list[str] = field(default_factory=list)
+
+
+class CleanupIncomplete(RuntimeError):
+    """A step failed transiently; the caller retries (the whole cleanup is idempotent)."""
+
+
+def runner_scopes(instance: Any, templates: Mapping[str, RunnerTemplate]) -> list[Any]:
+    """Where the instance's runner was registered: the template's scope and the repo tag.
+
+    When the template is no longer configured we cannot know which scope was used, so both are
+    searched: a registration is found by its name, which only our instance can carry.
+    """
+    from jitrunners.github.client import RunnerScope
+
+    repo = str(getattr(instance, "repo", "") or "")
+    if repo.count("/") != 1:
+        return []
+    owner = repo.split("/", maxsplit=1)[0]
+    template = templates.get(str(getattr(instance, "template", "") or ""))
+    kinds = [template.scope] if template else ["org", "repo"]
+    return [
+        RunnerScope("org", owner) if kind == "org" else RunnerScope("repo", owner, repo)
+        for kind in kinds
+    ]
+
+
+def cleanup(
+    instance: Any,
+    reason: str,
+    ctx: Context,
+    *,
+    terminate: bool = True,
+) -> CleanupResult:
+    """Terminate (when asked and still needed), delete the parameter, delete the registration.
+
+    Each step tolerates the thing being gone already, so running this twice, or after another
+    Lambda did part of it, is harmless. A failing step does not stop the others.
+    """
+    instance_id = str(instance.id)
+    result = CleanupResult(instance_id)
+    prefix = ctx.settings.prefix
+    extra = {"instance_id": instance_id, "reason": reason, "dry_run": ctx.dry_run}
+
+    if terminate and str(getattr(instance, "state", "")) not in ENDED_STATES:
+        if ctx.dry_run:
+            logger.info("would terminate instance", extra=extra)
+        else:
+            try:
+                done = fleet.terminate([instance_id], prefix)
+            except (ClientError, BotoCoreError, fleet.ThrottledError) as exc:
+                result.incomplete.append(f"terminate:{error_code(exc) or type(exc).__name__}")
+            else:
+                result.terminated = instance_id in set(done or ())
+                if result.terminated:
+                    count("Terminations", reason=reason)
+                    _observe_lifetime(instance, ctx)
+                    logger.info("instance terminated", extra=extra)
+
+    param = ctx.settings.jit_param_name(instance_id)
+    if ctx.dry_run:
+        logger.info("would delete JIT parameter if present", extra={**extra, "parameter": param})
+    else:
+        try:
+            result.parameter_deleted = ssm.delete_parameter(param)
+        except (ClientError, BotoCoreError) as exc:
+            result.incomplete.append(f"parameter:{error_code(exc) or type(exc).__name__}")
+        else:
+            if result.parameter_deleted:
+                logger.info("JIT parameter deleted", extra={**extra, "parameter": param})
+
+    result.runners_deleted = _delete_registrations(instance, reason, ctx, result)
+
+    if result.incomplete:
+        count("CleanupIncomplete", reason=reason)
+        logger.warning("cleanup incomplete", extra={**extra, "failed": result.incomplete})
+    return result
+
+
+def _delete_registrations(instance: Any, reason: str, ctx: Context, result: CleanupResult) -> int:
+    from jitrunners.github.client import GitHubError
+
+    instance_id = str(instance.id)
+    installation_id = getattr(instance, "installation_id", None)
+    deleted = 0
+    for scope in runner_scopes(instance, ctx.templates):
+        extra = {"instance_id": instance_id, "reason": reason, "scope": scope.path}
+        try:
+            runner = ctx.github.find_runner(scope, instance_id, installation_id)
+            if runner is None:
+                continue
+            if ctx.dry_run:
+                logger.info("would delete runner registration", extra=extra)
+                continue
+            if ctx.github.delete_runner(scope, runner.id, installation_id):
+                deleted += 1
+                count("RunnersDeleted", reason=reason)
+                logger.info("runner registration deleted", extra=extra)
+        except GitHubError as exc:
+            result.incomplete.append(f"runner:{getattr(exc, 'status', None) or type(exc).__name__}")
+    return deleted
+
+
+def _observe_lifetime(instance: Any, ctx: Context) -> None:
+    launched = getattr(instance, "launch_time", None)
+    if isinstance(launched, datetime):
+        seconds = max(0.0, (ctx.clock() - launched).total_seconds())
+        observe("InstanceLifetime", seconds, MetricUnit.Seconds)

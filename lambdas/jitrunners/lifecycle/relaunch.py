@@ -1,0 +1,95 @@
+"""Queue a new launch when a runner ended involuntarily while the job it came for still waits."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitrunners.aws import markers, queue
+from jitrunners.lifecycle.cleanup import Context
+from jitrunners.models import JobMessage
+from jitrunners.observability import count, logger
+
+# Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else.
+# After these the job that caused the launch may have no runner.
+INVOLUNTARY: Final = frozenset(
+    {
+        "spot_interruption",
+        "instance_terminated",
+        "instance_shutting_down",
+        "instance_stopping",
+        "instance_stopped",
+        "stopped",
+    }
+)
+
+
+def relaunch_path(prefix: str) -> str:
+    return f"/{prefix}/state/relaunched"
+
+
+def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
+    """Send one `launch` for the instance's job if GitHub still has it queued (once per instance).
+
+    A runner that ran (or is running) some job when it was reclaimed leaves nothing to relaunch:
+    that job failed and re-runs are another matter. But one reclaimed before it took a job leaves
+    the job it was launched for without a runner, and GitHub will not ask again.
+    """
+    from jitrunners.github.client import GitHubError
+
+    if reason not in INVOLUNTARY or not ctx.settings.job_queue_url:
+        return "not_needed"
+    if not instance.command_id:
+        # Never started: scale-up's own start step owns that case (it retries until the start
+        # timeout, then terminates and re-queues the launch, and parks it in the DLQ after its
+        # last attempt). Relaunching here too would defeat that cap.
+        return "not_started"
+    template = ctx.templates.get(str(instance.template or ""))
+    repo = str(instance.repo or "")
+    tags = getattr(instance, "tags", None) or {}
+    run_id = tags.get("jitrunners:run-id", "")
+    if template is None or instance.job_id is None or repo.count("/") != 1 or not run_id.isdigit():
+        return "no_job"
+    try:
+        job = ctx.github.get_job(repo, instance.job_id, instance.installation_id)
+    except GitHubError as exc:
+        logger.warning("cannot ask GitHub about the job", extra={"status": exc.status})
+        return "unknown"
+    if job is None or job.status != "queued":
+        return "not_queued"
+    if ctx.dry_run:
+        logger.info("would relaunch for a still-queued job", extra={"reason": reason})
+        return "relaunch:dry_run"
+    message = JobMessage(
+        kind="launch",
+        job_id=instance.job_id,
+        run_id=int(run_id),
+        run_attempt=instance.run_attempt or 1,
+        repo=repo,
+        owner=repo.split("/", maxsplit=1)[0],
+        installation_id=instance.installation_id,
+        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
+        labels=template.labels,
+        template=template.name,
+        delivery_id=tags.get("jitrunners:delivery-id", "") or f"relaunch-{instance.id}",
+        queued_at="",
+        attempt=2,
+    )
+    name = f"{relaunch_path(ctx.settings.prefix)}/{instance.id}"
+    try:
+        if not markers.claim(name, str(instance.job_id), ctx.settings.prefix):
+            return "already_relaunched"
+    except (ClientError, BotoCoreError):
+        return "unknown"
+    try:
+        queue.send_job(ctx.settings.job_queue_url, message)
+    except queue.QueueError:
+        markers.remove(name)  # let a retry of this event (or the housekeeper) try again
+        raise
+    count("Relaunched", reason=reason)
+    logger.info(
+        "job still queued after its runner ended: launch re-queued",
+        extra={"reason": reason, "job_id": instance.job_id},
+    )
+    return "relaunched"

@@ -1,0 +1,192 @@
+"""Re-run jobs killed by a spot interruption, once they have failed, at most MAX_RERUNS per run.
+
+The warning comes two minutes before the instance goes; GitHub marks the job failed only after the
+runner has been lost, minutes later. So the interruption writes a *pending* record (an SSM
+parameter, which outlives the instance) and whoever looks next -- scale-down at once, then every
+housekeeper run -- advances it: still running -> wait; failed -> claim and re-run; anything else
+-> forget. The claim is one SSM parameter per (run, attempt), created atomically, so of any number
+of concurrent or repeated attempts exactly one calls GitHub; and we only re-run attempts 1..N, so a
+run gets at most N re-runs from us whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitrunners.aws import markers
+from jitrunners.lifecycle.cleanup import Context
+from jitrunners.observability import count, logger
+
+# A job not failed an hour after its runner was reclaimed was picked up or finished elsewhere.
+PENDING_LIFETIME: Final = timedelta(hours=1)
+# Claims are kept past GitHub's own re-run window (30 days is its log retention; a week is plenty
+# to stop a second re-run of the same attempt).
+CLAIM_LIFETIME: Final = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRerun:
+    repo: str
+    job_id: int
+    run_id: int
+    run_attempt: int
+    installation_id: int | None
+    instance_id: str
+    interrupted_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PendingRerun:
+        data = json.loads(text)
+        return cls(
+            repo=str(data["repo"]),
+            job_id=int(data["job_id"]),
+            run_id=int(data["run_id"]),
+            run_attempt=int(data["run_attempt"]),
+            installation_id=data.get("installation_id"),
+            instance_id=str(data["instance_id"]),
+            interrupted_at=str(data["interrupted_at"]),
+        )
+
+
+def pending_path(prefix: str) -> str:
+    return f"/{prefix}/state/reruns/pending"
+
+
+def claims_path(prefix: str) -> str:
+    return f"/{prefix}/state/reruns/claimed"
+
+
+def _int_tag(instance: Any, attr: str, tag: str) -> int | None:
+    value = getattr(instance, attr, None)
+    if value in (None, ""):
+        value = (getattr(instance, "tags", None) or {}).get(tag)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
+    """Remember that this instance's job may need a re-run; then try to advance it right away."""
+    if not ctx.settings.rerun_interrupted_jobs:
+        return "disabled"
+    job_id = _int_tag(instance, "job_id", "jitrunners:job-id")
+    run_id = _int_tag(instance, "run_id", "jitrunners:run-id")
+    attempt = _int_tag(instance, "run_attempt", "jitrunners:run-attempt")
+    repo = str(getattr(instance, "repo", "") or "")
+    if job_id is None or run_id is None or attempt is None or repo.count("/") != 1:
+        logger.info("interrupted instance lacks job tags: nothing to re-run")
+        return "no_job"
+    pending = PendingRerun(
+        repo=repo,
+        job_id=job_id,
+        run_id=run_id,
+        run_attempt=attempt,
+        installation_id=_int_tag(instance, "installation_id", "jitrunners:installation-id"),
+        instance_id=str(instance.id),
+        interrupted_at=at.isoformat(),
+    )
+    name = f"{pending_path(ctx.settings.prefix)}/{job_id}"
+    if not markers.claim(name, pending.to_json(), ctx.settings.prefix):
+        logger.debug("interruption already recorded", extra={"job_id": job_id})
+    return advance(name, pending, ctx)
+
+
+def advance(name: str, pending: PendingRerun, ctx: Context) -> str:
+    """One look at GitHub for a pending re-run; the record is deleted once it is settled."""
+    from jitrunners.github.client import GitHubError
+
+    keys = {"job_id": pending.job_id, "repo": pending.repo, "instance_id": pending.instance_id}
+    try:
+        job = ctx.github.get_job(pending.repo, pending.job_id, pending.installation_id)
+    except GitHubError as exc:
+        logger.warning(
+            "cannot ask GitHub about the job; trying later", extra={**keys, "status": exc.status}
+        )
+        return "wait:github_unavailable"
+    outcome = _verdict(job, pending, ctx)
+    if outcome.startswith("wait"):
+        logger.info(
+            "interrupted job not failed yet; checking later", extra={**keys, "outcome": outcome}
+        )
+        return outcome
+    if outcome == "rerun":
+        outcome = _rerun(pending, ctx, keys)
+    if not ctx.dry_run:
+        markers.remove(name)
+    count("InterruptedJobs", outcome=outcome.split(":")[0])
+    logger.info("interrupted job settled", extra={**keys, "outcome": outcome})
+    return outcome
+
+
+def _verdict(job: Any, pending: PendingRerun, ctx: Context) -> str:
+    if job is None:
+        return "gone"
+    runner = str(getattr(job, "runner_name", "") or "")
+    if runner and runner != pending.instance_id:
+        # Runners are fungible: this job ran on another runner, ours ran something we cannot name.
+        return "ran_elsewhere"
+    status = str(getattr(job, "status", "") or "")
+    if status != "completed":
+        interrupted = datetime.fromisoformat(pending.interrupted_at)
+        if ctx.clock() - interrupted > PENDING_LIFETIME:
+            return "expired"
+        return f"wait:{status or 'unknown'}"
+    if not runner:
+        return "not_run_here"
+    conclusion = str(getattr(job, "conclusion", "") or "")
+    if conclusion != "failure":
+        return f"not_failed:{conclusion or 'none'}"
+    if pending.run_attempt > ctx.settings.max_reruns:
+        return "max_reruns"
+    return "rerun"
+
+
+def _rerun(pending: PendingRerun, ctx: Context, keys: dict[str, Any]) -> str:
+    from jitrunners.github.client import GitHubError
+
+    if ctx.dry_run:
+        logger.info("would re-run interrupted job", extra=keys)
+        return "rerun:dry_run"
+    claim = f"{claims_path(ctx.settings.prefix)}/{pending.run_id}-{pending.run_attempt}"
+    try:
+        if not markers.claim(claim, str(pending.job_id), ctx.settings.prefix):
+            return "already_rerun"
+    except (ClientError, BotoCoreError):
+        return "wait:claim_failed"
+    try:
+        ctx.github.rerun_job(pending.repo, pending.job_id, pending.installation_id)
+    except GitHubError as exc:
+        # The claim stays: a re-run that GitHub refused (run already re-running, too old, no
+        # permission) is not retried, which is the safe side of "never loop".
+        logger.warning("GitHub refused the re-run", extra={**keys, "status": exc.status})
+        return "rerun_refused"
+    count("JobsRerun")
+    return "rerun"
+
+
+def advance_all(ctx: Context) -> dict[str, int]:
+    """Housekeeper pass: advance every pending re-run, expire old claims."""
+    outcomes: dict[str, int] = {}
+    for marker in list(markers.list_markers(pending_path(ctx.settings.prefix))):
+        try:
+            pending = PendingRerun.from_json(marker.value)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("unreadable re-run record removed", extra={"record": marker.name})
+            if not ctx.dry_run:
+                markers.remove(marker.name)
+            continue
+        outcome = advance(marker.name, pending, ctx).split(":")[0]
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for marker in list(markers.list_markers(claims_path(ctx.settings.prefix))):
+        if ctx.clock() - marker.last_modified > CLAIM_LIFETIME and not ctx.dry_run:
+            markers.remove(marker.name)
+    return outcomes

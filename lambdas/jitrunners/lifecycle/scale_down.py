@@ -1,0 +1,104 @@
+"""What to do with one EventBridge event about an instance: clean up ours, leave the rest alone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from jitrunners.aws import fleet
+from jitrunners.lifecycle import rerun
+from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
+from jitrunners.lifecycle.events import (
+    CommandFinished,
+    InstanceStateChanged,
+    LifecycleEvent,
+    SpotInterruption,
+)
+from jitrunners.lifecycle.relaunch import relaunch_if_queued
+from jitrunners.observability import MetricUnit, logger, observe
+
+# The documents our start step sends; a finished command of another document on one of our
+# instances (an operator's ad-hoc command) must not end a runner that may be mid-job.
+RUNNER_DOCUMENTS: Final = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
+
+
+def handle_event(event: LifecycleEvent, ctx: Context) -> str:
+    """Act on one event; returns the outcome (for logs and tests). Safe to repeat, any order.
+
+    Raises CleanupIncomplete when a step failed transiently, so that the asynchronous invocation
+    is retried; every step is idempotent, so a retry redoes only what is missing.
+    """
+    logger.append_keys(instance_id=event.instance_id)
+    # Only instances carrying our prefix tag come back: a foreign instance and one EC2 no longer
+    # describes look the same here, and both are left alone.
+    instance = fleet.get_instance(event.instance_id, ctx.settings.prefix)
+    if instance is None:
+        if isinstance(event, InstanceStateChanged) and event.gone:
+            # Possibly ours but too old to describe: a parameter under our own path is ours by
+            # construction, so that much can still be cleaned (a no-op for foreign instances).
+            _delete_param_only(event.instance_id, ctx)
+            return "not_ours_or_unknown:parameter_checked"
+        logger.debug("event for an instance that is not ours (or unknown); ignored")
+        return "ignored:not_ours"
+    logger.append_keys(
+        template=getattr(instance, "template", None), job_id=getattr(instance, "job_id", None)
+    )
+
+    if isinstance(event, CommandFinished):
+        return _command_finished(event, instance, ctx)
+    if isinstance(event, SpotInterruption):
+        # The re-run record first: it must exist even if a cleanup step fails and raises.
+        outcome = rerun.record_interruption(instance, event.at, ctx)
+        _finish(cleanup(instance, "spot_interruption", ctx))
+        relaunch_if_queued(instance, "spot_interruption", ctx)
+        return f"cleaned:spot_interruption:{outcome.split(':')[0]}"
+    if not event.gone:
+        logger.debug("instance state change needs nothing", extra={"state": event.state})
+        return f"ignored:state_{event.state}"
+    # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
+    reason = f"instance_{event.state.replace('-', '_')}"
+    _finish(cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped")))
+    relaunch_if_queued(instance, reason, ctx)
+    return f"cleaned:{reason}"
+
+
+def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> str:
+    if not event.terminal:
+        logger.debug("command not finished yet", extra={"status": event.status})
+        return f"ignored:status_{event.status}"
+    ours = str(getattr(instance, "command_id", "") or "")
+    if (ours and ours != event.command_id) or (not ours and event.document not in RUNNER_DOCUMENTS):
+        logger.info(
+            "a command other than the runner's finished; runner left alone",
+            extra={"command_id": event.command_id},
+        )
+        return "ignored:other_command"
+    _observe_job_duration(instance, event.at)
+    reason = f"command_{event.status.lower()}"
+    _finish(cleanup(instance, reason, ctx))
+    return f"cleaned:{reason}"
+
+
+def _observe_job_duration(instance: Any, finished: datetime) -> None:
+    started = getattr(instance, "started_at", None)
+    if isinstance(started, str) and started:
+        try:
+            started = datetime.fromisoformat(started.replace("Z", "+00:00"))
+        except ValueError:
+            return
+    if isinstance(started, datetime):
+        seconds = (finished - started).total_seconds()
+        if seconds >= 0:
+            observe("JobDuration", seconds, MetricUnit.Seconds)
+
+
+def _delete_param_only(instance_id: str, ctx: Context) -> None:
+    from jitrunners.aws import ssm
+
+    if ssm.delete_parameter(ctx.settings.jit_param_name(instance_id)):
+        logger.info("JIT parameter of a gone instance deleted")
+
+
+def _finish(result: Any) -> None:
+    if result.incomplete:
+        raise CleanupIncomplete(", ".join(result.incomplete))

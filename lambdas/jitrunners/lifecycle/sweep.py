@@ -1,0 +1,306 @@
+"""The housekeeper's decisions: find what lost events and crashed invocations left, end it."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitrunners.aws import fleet, markers, ssm
+from jitrunners.aws.queue import QueueError
+from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle import rerun
+from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
+from jitrunners.lifecycle.events import TERMINAL_COMMAND_STATUSES
+from jitrunners.lifecycle.relaunch import relaunch_if_queued, relaunch_path
+from jitrunners.observability import count, logger
+
+AWS_ERRORS: Final = (ClientError, BotoCoreError)
+# Every state an instance can be listed in; terminated ones stay visible for about an hour, long
+# enough for their tags to tell us which GitHub scopes to search for leftover registrations.
+ALL_STATES: Final = ("pending", "running", "shutting-down", "stopping", "stopped", "terminated")
+# Scale-up retries a start until the start timeout and then cleans up itself: give it that long
+# and a little more before the housekeeper steps in, so the two never race.
+START_GRACE: Final = timedelta(minutes=2)
+# RunCommand's executionTimeout equals the max lifetime: its TimedOut event should end the
+# instance; the housekeeper ends it a little after that if the event was lost.
+LIFETIME_GRACE: Final = timedelta(minutes=5)
+# A parameter is written just after its instance is launched; a describe that lags behind must
+# not make a fresh parameter look orphaned.
+PARAMETER_GRACE: Final = timedelta(minutes=5)
+# GitHub accepts redelivery requests for deliveries of the last 3 days; stay clear of the edge.
+REDELIVERY_WINDOW: Final = timedelta(days=3) - timedelta(hours=1)
+REDELIVERY_MARKER_LIFETIME: Final = timedelta(days=4)
+# A relaunch record only has to outlive the events about its instance (retries, duplicates).
+RELAUNCH_MARKER_LIFETIME: Final = timedelta(days=1)
+# A fallback for instances whose template was removed from the configuration.
+_DEFAULT_LIMITS: Final = RunnerTemplate(
+    name="-", labels=("-",), launch_template="-", instance_types=("-",)
+)
+
+
+@dataclass
+class SweepReport:
+    """Every action taken (or, in dry-run mode, that would have been), as (kind, target, reason)."""
+
+    actions: list[tuple[str, str, str]] = field(default_factory=list)
+    zombies: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, kind: str, target: str, reason: str) -> None:
+        self.actions.append((kind, target, reason))
+
+
+def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepReport:
+    """One housekeeping pass. Each stage is idempotent: a second pass right after does nothing."""
+    report = SweepReport()
+    now = ctx.clock()
+    prefix = ctx.settings.prefix
+    instances = list(fleet.list_instances(prefix, states=ALL_STATES))
+    ended: set[str] = {i.id for i in instances if i.state in ENDED_STATES}
+
+    for instance in instances:
+        if instance.id in ended:
+            continue
+        try:
+            reason = why_end(instance, now, ctx)
+        except AWS_ERRORS as exc:
+            # One unreadable command status must not stop the sweep of the others.
+            logger.warning(
+                "cannot judge instance; next run",
+                extra={"instance_id": instance.id, "detail": str(exc)},
+            )
+            continue
+        if reason is None:
+            continue
+        report.zombies += 1
+        report.add("terminate", instance.id, reason)
+        logger.warning(
+            "ending a zombie instance",
+            extra={
+                "instance_id": instance.id,
+                "template": instance.template,
+                "job_id": instance.job_id,
+                "reason": reason,
+                "dry_run": ctx.dry_run,
+            },
+        )
+        result = cleanup(instance, reason, ctx)
+        if not result.incomplete:
+            ended.add(instance.id)
+        _relaunch(instance, reason, ctx)
+    live = {i.id for i in instances} - ended
+    count("Zombies", report.zombies)
+
+    _relaunch_for_lost_ends(ctx, instances, report)
+
+    _orphan_parameters(ctx, now, live, report)
+    _orphan_runners(ctx, instances, live, report)
+    if _time_left(remaining_ms):
+        outcomes = rerun.advance_all(ctx)
+        if outcomes:
+            logger.info("pending re-runs advanced", extra={"outcomes": outcomes})
+    if ctx.settings.github_auth_mode == "app" and _time_left(remaining_ms):
+        _redeliver_failed(ctx, now, report)
+    _expire_markers(relaunch_path(prefix), RELAUNCH_MARKER_LIFETIME, now, ctx)
+    logger.info(
+        "housekeeping done",
+        extra={"actions": len(report.actions), "zombies": report.zombies, "dry_run": ctx.dry_run},
+    )
+    return report
+
+
+def _time_left(remaining_ms: Callable[[], int] | None) -> bool:
+    return remaining_ms is None or remaining_ms() > 15_000
+
+
+def why_end(instance: Any, now: datetime, ctx: Context) -> str | None:
+    """Why a live instance of ours should be ended now, or None when it is healthy."""
+    if instance.state in ("stopping", "stopped"):
+        return "stopped"
+    limits = ctx.templates.get(str(instance.template or "")) or _DEFAULT_LIMITS
+    launched = instance.launch_time
+    age = now - launched if isinstance(launched, datetime) else timedelta(0)
+    if age > timedelta(seconds=limits.max_lifetime_s) + LIFETIME_GRACE:
+        return "max_lifetime"
+    if not instance.command_id:
+        if age > timedelta(seconds=limits.start_timeout_s) + START_GRACE:
+            return "start_timeout"
+        return None
+    status = ssm.get_command_status(instance.command_id, instance.id)
+    if status in TERMINAL_COMMAND_STATUSES:
+        # Scale-down missed the status event (or failed for good): the runner is done.
+        return f"command_{str(status).lower()}_missed"
+    return None
+
+
+def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: SweepReport) -> None:
+    """Relaunch for instances that ended without their runner exiting, if their job still waits.
+
+    Scale-down does this on the spot warning or state change; when both events were lost this
+    is the only place left. A runner that exited by itself (command Success or Failed: the job
+    ended, or it idled out) is no reason to launch again: that would loop for a job no runner
+    ever gets. Each instance is relaunched at most once (the relaunch record).
+    """
+    done = {
+        m.name.rsplit("/", 1)[-1] for m in markers.list_markers(relaunch_path(ctx.settings.prefix))
+    }
+    for instance in instances:
+        if instance.state not in ENDED_STATES or instance.id in done:
+            continue
+        try:
+            status = (
+                ssm.get_command_status(instance.command_id, instance.id)
+                if instance.command_id
+                else None
+            )
+        except AWS_ERRORS:
+            continue
+        if status in ("Success", "Failed"):
+            continue
+        if _relaunch(instance, "instance_terminated", ctx).startswith("relaunch"):
+            report.add("relaunch", instance.id, "ended_before_its_job_ran")
+
+
+def _relaunch(instance: Any, reason: str, ctx: Context) -> str:
+    try:
+        return relaunch_if_queued(instance, reason, ctx)
+    except (*AWS_ERRORS, QueueError) as exc:
+        logger.warning(
+            "relaunch failed; next run", extra={"instance_id": instance.id, "detail": str(exc)}
+        )
+        return "failed"
+
+
+def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
+    for param in ssm.list_jit_parameters(ctx.settings.prefix):
+        instance_id = param.name.rsplit("/", 1)[-1]
+        if instance_id in live:
+            continue
+        modified = param.last_modified
+        if isinstance(modified, datetime) and now - modified < PARAMETER_GRACE:
+            report.skipped["parameter_too_new"] += 1
+            continue
+        report.add("delete_parameter", param.name, "instance_gone")
+        count("OrphansDeleted", kind="parameter")
+        extra = {"instance_id": instance_id, "parameter": param.name, "reason": "instance_gone"}
+        if ctx.dry_run:
+            logger.info("would delete orphan JIT parameter", extra=extra)
+            continue
+        ssm.delete_parameter(param.name)
+        logger.info("orphan JIT parameter deleted", extra=extra)
+
+
+def _orphan_runners(
+    ctx: Context, instances: Iterable[Any], live: set[str], report: SweepReport
+) -> None:
+    """Delete registrations of our gone instances that GitHub still lists as offline and idle.
+
+    Scopes are the ones our instances (terminated ones included) were registered in; within them
+    only runners whose name is one of *our* instance ids qualify, so a runner of another system,
+    even one named like an instance, is never touched, and neither is a busy or online one.
+    """
+    from jitrunners.github.client import GitHubError
+
+    ours: dict[str, Any] = {i.id: i for i in instances}
+    scopes: dict[str, tuple[Any, int | None]] = {}
+    for instance in ours.values():
+        for scope in runner_scopes(instance, ctx.templates):
+            scopes.setdefault(scope.path, (scope, instance.installation_id))
+    for path, (scope, installation_id) in sorted(scopes.items()):
+        try:
+            runners = list(ctx.github.list_runners(scope, installation_id))
+        except GitHubError as exc:
+            logger.warning("cannot list runners", extra={"scope": path, "status": exc.status})
+            continue
+        for runner in runners:
+            name = str(runner.name)
+            if name not in ours:
+                continue  # not one of our instances: never ours to delete
+            if name in live:
+                continue
+            if runner.busy or runner.status != "offline":
+                report.skipped["runner_busy_or_online"] += 1
+                continue
+            report.add("delete_runner", f"{path}/{name}", "instance_gone")
+            count("OrphansDeleted", kind="runner")
+            extra = {"instance_id": name, "scope": path, "reason": "instance_gone"}
+            if ctx.dry_run:
+                logger.info("would delete orphan runner registration", extra=extra)
+                continue
+            try:
+                ctx.github.delete_runner(scope, runner.id, installation_id)
+            except GitHubError as exc:
+                logger.warning("cannot delete runner", extra={**extra, "status": exc.status})
+                continue
+            logger.info("orphan runner registration deleted", extra=extra)
+
+
+def redelivery_path(prefix: str) -> str:
+    return f"/{prefix}/state/redeliveries"
+
+
+def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
+    """Ask GitHub to redeliver `workflow_job` deliveries that never reached us, once each.
+
+    A delivery (guid) may have several attempts; it needs help only when none got a 2xx. Our
+    request is remembered as an SSM parameter named after the guid, claimed before asking GitHub,
+    so a crash, a retry or a concurrent run never asks twice.
+    """
+    from jitrunners.github.client import GitHubError
+
+    since = now - REDELIVERY_WINDOW
+    attempts: dict[str, list[Any]] = defaultdict(list)
+    try:
+        for delivery in ctx.github.list_deliveries(since):
+            if delivery.event == "workflow_job":
+                attempts[str(delivery.guid)].append(delivery)
+    except GitHubError as exc:
+        logger.warning("cannot list webhook deliveries", extra={"status": exc.status})
+        return
+    path = redelivery_path(ctx.settings.prefix)
+    for guid, tries in sorted(attempts.items()):
+        if any(_delivered(d) for d in tries):
+            continue
+        latest = max(tries, key=lambda d: d.delivered_at)
+        if getattr(latest, "action", None) not in (None, "queued"):
+            continue  # only queued jobs start runners; other actions change nothing for us
+        if latest.delivered_at < since:
+            continue
+        extra = {
+            "delivery_id": guid,
+            "reason": "delivery_failed",
+            "status_code": latest.status_code,
+        }
+        report.add("redeliver", guid, "delivery_failed")
+        if ctx.dry_run:
+            logger.info("would ask GitHub to redeliver", extra=extra)
+            continue
+        if not markers.claim(f"{path}/{guid}", str(latest.id), ctx.settings.prefix):
+            report.actions.pop()
+            continue
+        try:
+            ctx.github.redeliver(latest.id)
+        except GitHubError as exc:
+            logger.warning("GitHub refused the redelivery", extra={**extra, "status": exc.status})
+            continue
+        count("Redeliveries")
+        logger.info("redelivery requested", extra=extra)
+    _expire_markers(path, REDELIVERY_MARKER_LIFETIME, now, ctx)
+
+
+def _expire_markers(path: str, lifetime: timedelta, now: datetime, ctx: Context) -> None:
+    if ctx.dry_run:
+        return
+    for marker in list(markers.list_markers(path)):
+        if now - marker.last_modified > lifetime:
+            markers.remove(marker.name)
+
+
+def _delivered(delivery: Any) -> bool:
+    code = getattr(delivery, "status_code", None)
+    return isinstance(code, int) and 200 <= code < 300

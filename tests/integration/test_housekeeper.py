@@ -1,0 +1,347 @@
+"""Housekeeper: from a seeded mix of healthy and broken resources, exactly the broken go."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitrunners.config import get_settings, load_templates
+from jitrunners.handlers import housekeeper
+from jitrunners.lifecycle.cleanup import Context
+from tests.conftest import _reset_process_caches
+from tests.support import world
+from tests.support.world import Clock, FakeDelivery, FakeGitHub
+
+ORG = "orgs/acme"
+
+
+@pytest.fixture(autouse=True)
+def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
+    world.fast_ec2(monkeypatch)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def github() -> FakeGitHub:
+    return FakeGitHub()
+
+
+@pytest.fixture
+def app_mode(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_APP_ID", "12345")
+    _reset_process_caches()
+
+
+@pytest.fixture
+def run(
+    env: dict[str, str],
+    github: FakeGitHub,
+    clock: Clock,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[], dict[str, Any]]:
+    """Invoke the housekeeper handler with GitHub and the clock injected."""
+
+    def context(*, dry_run: bool = False) -> Context:
+        settings = get_settings()
+        return Context.build(settings, load_templates(settings), github, clock, dry_run=dry_run)
+
+    monkeypatch.setattr(housekeeper, "lifecycle_context", context)
+    return lambda: housekeeper.handler(
+        {"id": "evt-hk", "detail-type": "Scheduled Event"}, lambda_context
+    )
+
+
+@dataclass
+class Mix:
+    healthy: list[str] = field(default_factory=list)
+    bad: dict[str, str] = field(default_factory=dict)  # instance id -> expected reason
+    foreign: list[str] = field(default_factory=list)
+    orphan_params: list[str] = field(default_factory=list)
+    orphan_runners: list[str] = field(default_factory=list)
+    kept_runners: list[str] = field(default_factory=list)
+
+
+def seed(clock: Clock, github: FakeGitHub) -> Mix:
+    """Healthy, stuck, expired, finished-but-missed, stopped, foreign and orphaned resources."""
+    mix = Mix()
+    # moto stamps parameters with the wall clock: run the injected clock ahead of it, so that
+    # parameters written now are past their grace period at the sweep.
+    clock.advance(minutes=10)
+    now = clock()
+    ago = lambda **d: now - timedelta(**d)  # noqa: E731
+
+    # Healthy: a runner at work (its command unknown to SSM = still running), and a fresh launch.
+    busy = world.launch(
+        launched_at=ago(minutes=30),
+        command_id=world.command_id("running"),
+        started_at=ago(minutes=29),
+    )
+    github.register(ORG, busy, status="online", busy=True)
+    fresh = world.launch(launched_at=ago(minutes=3))
+    world.put_jit_param(fresh)
+    mix.healthy += [busy, fresh]
+    mix.kept_runners.append(busy)
+
+    # Stuck: launched 20 minutes ago and never started (start timeout 600 s + grace).
+    stuck = world.launch(launched_at=ago(minutes=20))
+    world.put_jit_param(stuck)
+    github.register(ORG, stuck, status="offline")
+    mix.bad[stuck] = "start_timeout"
+    # Expired: past the template's max lifetime, command still "running".
+    expired = world.launch(
+        launched_at=ago(hours=25), command_id=world.command_id("forever"), started_at=ago(hours=25)
+    )
+    mix.bad[expired] = "max_lifetime"
+    # Finished, but scale-down never heard of it.
+    finished = world.launch(launched_at=ago(minutes=40))
+    command = world.send_runner_command(finished)
+    world._backend_instance(finished).add_tag("jitrunners:command-id", command)
+    github.register(ORG, finished, status="offline")
+    mix.bad[finished] = "command_success_missed"
+    # Stopped (by hand, or a spot stop).
+    stopped = world.launch(
+        launched_at=ago(minutes=10), command_id=world.command_id("s"), started_at=ago(minutes=9)
+    )
+    world.stop(stopped)
+    mix.bad[stopped] = "stopped"
+
+    # Foreign: old, never started, no prefix tag (and one of another deployment's prefix).
+    mix.foreign.append(world.launch(launched_at=ago(days=3), prefix=None))
+    mix.foreign.append(world.launch(launched_at=ago(days=3), prefix="other"))
+    github.register(ORG, mix.foreign[0], status="offline")  # named like an instance, not ours
+    mix.kept_runners.append(mix.foreign[0])
+
+    # Orphans: a parameter and a registration whose instance is gone.
+    gone = world.launch(
+        launched_at=ago(hours=1), command_id=world.command_id("g"), started_at=ago(minutes=59)
+    )
+    world.terminate(gone)
+    github.register(ORG, gone, status="offline")
+    mix.orphan_runners.append(gone)
+    mix.orphan_params.append(world.put_jit_param("i-0aaaaaaaaaaaaaaa1"))
+    mix.orphan_params.append(world.put_jit_param(gone))
+    return mix
+
+
+def test_exactly_the_bad_resources_are_removed_and_a_second_run_does_nothing(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, log_lines: Any
+) -> None:
+    mix = seed(clock, github)
+
+    answer = run()
+
+    terminated = {
+        target: reason for kind, target, reason in answer["actions"] if kind == "terminate"
+    }
+    assert terminated == mix.bad
+    assert answer["zombies"] == len(mix.bad)
+    for instance_id in mix.bad:
+        assert world.state(instance_id) == "terminated"
+        assert instance_id not in github.all_runner_names()
+    for instance_id in mix.healthy + mix.foreign:
+        assert world.state(instance_id) == "running"
+    assert world.jit_params() == {mix.healthy[1]}  # the fresh launch keeps its parameter
+    assert github.all_runner_names() == set(mix.kept_runners)
+    # Every action is logged with its reason.
+    for kind, target, reason in answer["actions"]:
+        assert any(
+            line.get("reason") == reason and target.endswith(str(line.get("instance_id", "-")))
+            for line in log_lines()
+        ), (kind, target)
+
+    second = run()
+    assert second["actions"] == []
+    assert second["zombies"] == 0
+
+
+def test_dry_run_reports_everything_and_changes_nothing(
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mix = seed(clock, github)
+    monkeypatch.setenv("DRY_RUN", "true")
+    _reset_process_caches()
+    runners_before = github.all_runner_names()
+    params_before = world.jit_params()
+
+    answer = run()
+
+    assert answer["dry_run"] is True
+    terminated = {
+        target: reason for kind, target, reason in answer["actions"] if kind == "terminate"
+    }
+    assert terminated == mix.bad
+    assert any(kind == "delete_parameter" for kind, _, _ in answer["actions"])
+    assert any(kind == "delete_runner" for kind, _, _ in answer["actions"])
+    for instance_id in mix.bad:
+        assert world.state(instance_id) in ("running", "stopped")
+    assert github.all_runner_names() == runners_before
+    assert world.jit_params() == params_before
+    assert github.calls["delete_runner"] == 0
+
+
+def test_start_timeout_gives_scale_up_its_grace(
+    run: Callable[[], dict[str, Any]], clock: Clock
+) -> None:
+    # 600 s start timeout + 2 min grace: at 11 minutes scale-up may still be retrying the start.
+    young = world.launch(launched_at=clock() - timedelta(minutes=11))
+    assert run()["actions"] == []
+    clock.advance(minutes=2)
+    assert run()["actions"] == [["terminate", young, "start_timeout"]]
+
+
+def test_unknown_template_falls_back_to_default_limits(
+    run: Callable[[], dict[str, Any]], clock: Clock
+) -> None:
+    removed = world.launch(template="gone-template", launched_at=clock() - timedelta(minutes=30))
+    assert run()["actions"] == [["terminate", removed, "start_timeout"]]
+
+
+def test_hundreds_of_instances_and_parameters_are_swept_through_pagination(
+    run: Callable[[], dict[str, Any]], clock: Clock
+) -> None:
+    stuck = world.launch_many(120, launched_at=clock() - timedelta(hours=1))
+    for index in range(130):
+        world.put_jit_param(f"i-0{index:016x}")
+    clock.advance(minutes=10)
+
+    answer = run()
+
+    kinds = [kind for kind, _, _ in answer["actions"]]
+    assert kinds.count("terminate") == 120
+    assert kinds.count("delete_parameter") == 130
+    assert world.live_ours() == set()
+    assert world.jit_params() == set()
+    assert len(stuck) == 120
+
+
+# --- failed webhook deliveries (GitHub App mode) ---------------------------------------------
+
+
+def _delivery(clock: Clock, id_: int, guid: str, code: int, **kwargs: Any) -> FakeDelivery:
+    defaults: dict[str, Any] = {"event": "workflow_job", "action": "queued", "redelivery": False}
+    age = kwargs.pop("age", timedelta(hours=1))
+    return FakeDelivery(
+        id_, guid, status_code=code, delivered_at=clock() - age, **{**defaults, **kwargs}
+    )
+
+
+def test_failed_workflow_job_deliveries_are_redelivered_once(
+    app_mode: None, run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    github.deliveries = [
+        _delivery(clock, 1, "lost", 502),
+        _delivery(clock, 2, "lost-twice", 0),
+        _delivery(clock, 3, "lost-twice", 503, redelivery=True, age=timedelta(minutes=30)),
+        _delivery(clock, 4, "recovered", 500),
+        _delivery(clock, 5, "recovered", 202, redelivery=True),
+        _delivery(clock, 6, "fine", 202),
+        _delivery(clock, 7, "push", 500, event="push"),
+        _delivery(clock, 8, "completed", 500, action="completed"),
+        _delivery(clock, 9, "too-old", 500, age=timedelta(days=4)),
+    ]
+
+    first = run()
+
+    assert sorted(github.redelivered) == [1, 3]
+    assert sorted(t for k, t, _ in first["actions"] if k == "redeliver") == ["lost", "lost-twice"]
+
+    # GitHub records our redeliveries; whether they failed again or not, we never ask twice.
+    github.deliveries.append(_delivery(clock, 10, "lost", 503, redelivery=True, age=timedelta(0)))
+    second = run()
+    assert sorted(github.redelivered) == [1, 3]
+    assert second["actions"] == []
+
+
+def test_token_mode_does_not_list_deliveries(
+    run: Callable[[], dict[str, Any]], github: FakeGitHub, clock: Clock
+) -> None:
+    github.deliveries = [_delivery(clock, 1, "lost", 502)]
+    run()
+    assert github.calls["list_deliveries"] == 0
+    assert github.redelivered == []
+
+
+def test_dry_run_does_not_redeliver(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRY_RUN", "true")
+    _reset_process_caches()
+    github.deliveries = [_delivery(clock, 1, "lost", 502)]
+
+    assert run()["actions"] == [["redeliver", "lost", "delivery_failed"]]
+    assert github.redelivered == []
+
+
+def test_runner_that_never_started_is_left_to_scale_up_to_relaunch(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from tests.conftest import drain
+    from tests.support.world import FakeJob
+
+    # Scale-up's start step relaunches (and caps attempts of) instances that never came online;
+    # a second relaunch from the housekeeper would get around that cap.
+    stuck = world.launch(launched_at=clock() - timedelta(minutes=30), job_id=55)
+    github.jobs[("acme/app", 55)] = FakeJob(55, "queued")
+
+    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert run()["actions"] == []
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_started_runner_ended_with_both_events_lost_is_relaunched_once(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from jitrunners.models import JobMessage
+    from tests.conftest import drain
+    from tests.support.world import FakeJob
+
+    reclaimed = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=56,
+        command_id=world.command_id("reclaimed"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    world.terminate(reclaimed)  # spot took it; the warning and the state change were lost
+    github.jobs[("acme/app", 56)] = FakeJob(56, "queued")
+
+    assert run()["actions"] == [["relaunch", reclaimed, "ended_before_its_job_ran"]]
+    assert run()["actions"] == []
+    [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (message.kind, message.job_id) == ("launch", 56)
+
+
+def test_one_unreadable_command_status_does_not_stop_the_sweep(
+    run: Callable[[], dict[str, Any]], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from jitrunners.aws import ssm
+
+    throttled = world.launch(
+        launched_at=clock() - timedelta(minutes=30), command_id=world.command_id("t")
+    )
+    stuck = world.launch(launched_at=clock() - timedelta(minutes=30))
+
+    def status(command_id: str, instance_id: str) -> str | None:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "GetCommandInvocation")
+
+    monkeypatch.setattr(ssm, "get_command_status", status)
+
+    assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
+    assert world.state(throttled) == "running"

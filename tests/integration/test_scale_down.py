@@ -1,0 +1,417 @@
+"""Scale-down: every event kind ends our runner cleanly; foreign instances are never touched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitrunners.config import get_settings, load_templates
+from jitrunners.handlers import scale_down
+from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
+from tests.conftest import _reset_process_caches
+from tests.support import world
+from tests.support.events import command_event, spot_event, state_event
+from tests.support.world import Clock, FakeGitHub, FakeJob
+
+ORG = "orgs/acme"
+REPO_SCOPE = "repos/acme/app"
+
+
+@pytest.fixture(autouse=True)
+def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
+    world.fast_ec2(monkeypatch)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def github() -> FakeGitHub:
+    return FakeGitHub()
+
+
+@pytest.fixture
+def call(
+    env: dict[str, str],
+    github: FakeGitHub,
+    clock: Clock,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[dict[str, Any]], str]:
+    """Invoke the handler with GitHub and the clock injected; returns the outcome."""
+
+    def context() -> Context:
+        settings = get_settings()
+        return Context.build(settings, load_templates(settings), github, clock)
+
+    monkeypatch.setattr(scale_down, "lifecycle_context", context)
+
+    def invoke(event: dict[str, Any]) -> str:
+        return str(scale_down.handler(event, lambda_context)["outcome"])
+
+    return invoke
+
+
+def _ours(clock: Clock, github: FakeGitHub, *, scope: str = ORG, **kwargs: Any) -> tuple[str, str]:
+    command = kwargs.pop("command_id", "cmd-ours")
+    instance_id = world.launch(
+        launched_at=clock() - timedelta(minutes=5),
+        command_id=command,
+        started_at=clock() - timedelta(minutes=4),
+        **kwargs,
+    )
+    world.put_jit_param(instance_id)
+    github.register(scope, instance_id, status="offline")
+    return instance_id, command
+
+
+def _assert_clean(instance_id: str, github: FakeGitHub) -> None:
+    assert world.state(instance_id) == "terminated"
+    assert instance_id not in world.jit_params()
+    assert instance_id not in github.all_runner_names()
+
+
+@pytest.mark.parametrize("status", ["Success", "Failed", "TimedOut", "Cancelled"])
+def test_finished_runner_command_ends_our_instance(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, status: str
+) -> None:
+    instance_id, command = _ours(clock, github)
+
+    outcome = call(command_event(instance_id, command, status))
+
+    assert outcome == f"cleaned:command_{status.lower()}"
+    _assert_clean(instance_id, github)
+
+
+def test_repo_scoped_template_deletes_the_repository_registration(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, command = _ours(clock, github, template="linux-arm64", scope=REPO_SCOPE)
+
+    call(command_event(instance_id, command, "Success"))
+
+    _assert_clean(instance_id, github)
+
+
+def test_foreign_instances_are_never_touched(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, log_lines: Any
+) -> None:
+    foreign = world.launch(launched_at=clock(), prefix=None)
+    other_prefix = world.launch(launched_at=clock(), prefix="someone-else")
+    github.register(ORG, foreign, status="offline")
+
+    for instance_id in (foreign, other_prefix):
+        assert call(command_event(instance_id, "cmd-x", "Success")) == "ignored:not_ours"
+        assert call(spot_event(instance_id)) == "ignored:not_ours"
+        assert call(state_event(instance_id, "running")) == "ignored:not_ours"
+        # A gone-state event only looks under our own parameter path, where nothing of theirs is.
+        assert call(state_event(instance_id, "stopped")).startswith("not_ours_or_unknown")
+
+    assert world.state(foreign) == world.state(other_prefix) == "running"
+    assert foreign in github.all_runner_names()
+    assert sum(github.calls.values()) == 0
+
+
+def test_the_same_event_twice_does_no_harm(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, command = _ours(clock, github)
+    event = command_event(instance_id, command, "Success")
+
+    assert call(event) == "cleaned:command_success"
+    assert call(event) == "cleaned:command_success"
+
+    _assert_clean(instance_id, github)
+    assert github.calls["delete_runner"] == 1
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("state:terminated", "command", "spot"),
+        ("spot", "state:shutting-down", "command"),
+        ("command", "spot", "state:terminated"),
+    ],
+)
+def test_events_in_any_order_end_in_the_same_clean_state(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, order: tuple[str, ...]
+) -> None:
+    instance_id, command = _ours(clock, github)
+    for item in order:
+        if item == "command":
+            call(command_event(instance_id, command, "Success"))
+        elif item == "spot":
+            call(spot_event(instance_id))
+        else:
+            if item == "state:terminated":
+                world.terminate(instance_id)  # EC2 says so only once it is true
+            call(state_event(instance_id, item.split(":")[1]))
+
+    _assert_clean(instance_id, github)
+
+
+def test_unfinished_or_unrelated_commands_leave_the_runner_alone(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, command = _ours(clock, github)
+
+    assert call(command_event(instance_id, command, "InProgress")) == "ignored:status_InProgress"
+    assert call(command_event(instance_id, "cmd-operator", "Success")) == "ignored:other_command"
+
+    assert world.state(instance_id) == "running"
+    assert instance_id in world.jit_params()
+    assert instance_id in github.all_runner_names()
+
+
+def test_runner_command_finishing_before_its_id_was_tagged_still_ends_the_instance(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id = world.launch(launched_at=clock())
+    github.register(ORG, instance_id, status="offline")
+
+    assert call(command_event(instance_id, "cmd-new", "Failed")) == "cleaned:command_failed"
+    assert call(
+        command_event(instance_id, "cmd-x", "Success", document="AWS-RunPatchBaseline")
+    ) in (
+        "cleaned:command_success",  # already terminated: nothing left to do either way
+        "ignored:other_command",
+    )
+    _assert_clean(instance_id, github)
+
+
+def test_stopped_instances_of_ours_are_terminated_and_cleaned(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github)
+    world.stop(instance_id)
+
+    assert call(state_event(instance_id, "stopped")) == "cleaned:instance_stopped"
+
+    _assert_clean(instance_id, github)
+
+
+def test_running_state_changes_need_nothing(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github)
+    assert call(state_event(instance_id, "running")) == "ignored:state_running"
+    assert world.state(instance_id) == "running"
+
+
+def test_terminated_by_hand_cleans_parameter_and_registration(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github)
+    world.terminate(instance_id)
+
+    assert call(state_event(instance_id, "terminated")) == "cleaned:instance_terminated"
+
+    _assert_clean(instance_id, github)
+
+
+def test_instance_ec2_has_forgotten_still_gets_its_parameter_deleted(
+    call: Callable[[dict[str, Any]], str],
+) -> None:
+    gone = "i-0fedcba9876543210"
+    world.put_jit_param(gone)
+
+    assert call(state_event(gone, "terminated")) == "not_ours_or_unknown:parameter_checked"
+    assert gone not in world.jit_params()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"detail-type": "EC2 Command Invocation Status-change Notification", "source": "aws.ssm"},
+        {**command_event("i-0123456789abcdef0", "c", "Success"), "detail": {"status": "Success"}},
+        {**spot_event("i-0123456789abcdef0"), "time": None},
+        {
+            **state_event("i-0123456789abcdef0", "running"),
+            "detail-type": "AWS API Call via CloudTrail",
+        },
+    ],
+)
+def test_malformed_events_are_logged_and_dropped(
+    call: Callable[[dict[str, Any]], str], event: dict[str, Any], log_lines: Any
+) -> None:
+    assert call(event) == "dropped:malformed"
+    [line] = [entry for entry in log_lines() if entry["message"] == "malformed event dropped"]
+    assert line["level"] == "WARNING"
+
+
+def test_github_failure_raises_for_a_retry_after_doing_what_it_could(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, command = _ours(clock, github)
+    github.failing.add("find_runner")
+    event = command_event(instance_id, command, "Success")
+
+    with pytest.raises(CleanupIncomplete):
+        call(event)
+    assert world.state(instance_id) == "terminated"
+    assert instance_id not in world.jit_params()
+
+    github.failing.clear()  # EventBridge retries the asynchronous invocation
+    assert call(event) == "cleaned:command_success"
+    _assert_clean(instance_id, github)
+
+
+def test_log_lines_carry_correlation_keys_and_no_secret(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, log_lines: Any
+) -> None:
+    instance_id, command = _ours(clock, github, job_id=4242)
+
+    call(command_event(instance_id, command, "Success"))
+
+    lines = [line for line in log_lines() if line["message"] == "instance terminated"]
+    assert lines
+    assert lines[0]["instance_id"] == instance_id
+    assert lines[0]["job_id"] == 4242
+    assert lines[0]["template"] == "linux-x64"
+    assert "secret-jit-config" not in log_lines.text()
+
+
+def test_metrics_report_terminations_lifetime_and_job_duration(
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    instance_id, command = _ours(clock, github)
+
+    call(command_event(instance_id, command, "Success", time=clock().isoformat()))
+
+    out = capsys.readouterr().out
+    assert '"Terminations"' in out
+    assert '"reason":"command_success"' in out
+    assert '"InstanceLifetime"' in out
+    assert '"JobDuration"' in out
+
+
+# --- spot interruptions and re-runs ----------------------------------------------------------
+
+
+@pytest.fixture
+def reruns(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+    monkeypatch.setenv("MAX_RERUNS", "1")
+    _reset_process_caches()
+
+
+def test_spot_interruption_cleans_up_without_rerun_by_default(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github)
+
+    assert call(spot_event(instance_id)) == "cleaned:spot_interruption:disabled"
+
+    _assert_clean(instance_id, github)
+    assert github.reruns == []
+
+
+def test_interrupted_job_is_rerun_once_it_has_failed(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    from jitrunners.lifecycle import rerun
+
+    instance_id, _ = _ours(clock, github, job_id=77, run_attempt=1)
+    github.jobs[("acme/app", 77)] = FakeJob(77, "in_progress", None, instance_id)
+    event = spot_event(instance_id, time=clock().isoformat())
+
+    # Two minutes before the end the job has not failed yet: the re-run waits.
+    assert call(event) == "cleaned:spot_interruption:wait"
+    assert call(event) == "cleaned:spot_interruption:wait"  # duplicate warning
+    assert github.reruns == []
+
+    # GitHub notices the lost runner and fails the job; the next housekeeper pass re-runs it.
+    github.jobs[("acme/app", 77)] = FakeJob(77, "completed", "failure", instance_id)
+    clock.advance(minutes=5)
+    ctx = Context.build(get_settings(), load_templates(get_settings()), github, clock)
+    assert rerun.advance_all(ctx) == {"rerun": 1}
+    assert rerun.advance_all(ctx) == {}
+    assert call(event) in (
+        "cleaned:spot_interruption:rerun",
+        "cleaned:spot_interruption:already_rerun",
+    )
+    assert github.reruns == [("acme/app", 77)]
+
+
+def test_reruns_stop_at_max_reruns_per_run(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github, job_id=78, run_attempt=2)  # already re-run once
+    github.jobs[("acme/app", 78)] = FakeJob(78, "completed", "failure", instance_id)
+
+    assert call(spot_event(instance_id)) == "cleaned:spot_interruption:max_reruns"
+    assert github.reruns == []
+
+
+def test_a_job_that_ran_on_another_runner_is_not_rerun(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github, job_id=79)
+    github.jobs[("acme/app", 79)] = FakeJob(79, "completed", "failure", "i-0someoneelse0000")
+
+    assert call(spot_event(instance_id)) == "cleaned:spot_interruption:ran_elsewhere"
+    assert github.reruns == []
+
+
+def test_pending_rerun_gives_up_after_an_hour(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    from jitrunners.lifecycle import rerun
+
+    instance_id, _ = _ours(clock, github, job_id=80)
+    github.jobs[("acme/app", 80)] = FakeJob(80, "in_progress", None, instance_id)
+    call(spot_event(instance_id, time=clock().isoformat()))
+
+    clock.advance(hours=2)
+    ctx = Context.build(get_settings(), load_templates(get_settings()), github, clock)
+    assert rerun.advance_all(ctx) == {"expired": 1}
+    assert rerun.advance_all(ctx) == {}
+    assert github.reruns == []
+
+
+# --- relaunch after an involuntary end --------------------------------------------------------
+
+
+def test_reclaimed_runner_whose_job_still_waits_gets_one_new_launch(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from jitrunners.models import JobMessage
+    from tests.conftest import drain
+
+    instance_id, _ = _ours(clock, github, job_id=90, run_id=900)
+    github.jobs[("acme/app", 90)] = FakeJob(90, "queued")
+
+    call(spot_event(instance_id))
+    call(spot_event(instance_id))  # duplicate warning
+    world.terminate(instance_id)
+    call(state_event(instance_id, "terminated"))  # and the state change that follows
+
+    [message] = [JobMessage.from_json(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (message.kind, message.job_id, message.run_id, message.template) == (
+        "launch",
+        90,
+        900,
+        "linux-x64",
+    )
+    _assert_clean(instance_id, github)
+
+
+def test_finished_runners_never_relaunch(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, env: dict[str, str]
+) -> None:
+    from tests.conftest import drain
+
+    instance_id, command = _ours(clock, github, job_id=91)
+    github.jobs[("acme/app", 91)] = FakeJob(91, "queued")  # taken by nobody yet, but this runner
+    call(command_event(instance_id, command, "Failed"))  # idled out: its own doing
+
+    assert drain(env["JOB_QUEUE_URL"]) == []
