@@ -39,6 +39,12 @@ ACCOUNT = "123456789012"
 
 
 @dataclass
+class _Http:
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Result:
     returncode: int
     output: str
@@ -180,6 +186,7 @@ class AgentShim:
         events = ssm_client.meta.events
         events.register("before-parameter-build.ssm.SendCommand", self._before_send)
         events.register("after-call.ssm.SendCommand", self._after_send)
+        events.register("before-call.ssm.GetCommandInvocation", self._invocation_status)
 
     # ---- the agent comes online some time after boot
     def online(self, instance_id: str) -> bool:
@@ -220,6 +227,32 @@ class AgentShim:
             self.commands.append({"CommandId": command_id, "Parameters": parameters})
         for instance_id in context.get("devstack_targets", []):
             self.run_invocation(command_id, instance_id, parameters)
+
+    def _invocation_status(self, params: dict[str, Any], **_: Any) -> Any:
+        """GetCommandInvocation from the agent's own state (moto says Success at once).
+
+        An invocation whose instance died has no agent left to report: it stays InProgress (SSM
+        would call it TimedOut once its execution timeout passed).
+        """
+        body = params.get("body") or {}
+        if isinstance(body, bytes):
+            body = json.loads(body or b"{}")
+        key = (body.get("CommandId", ""), body.get("InstanceId", ""))
+        with self._lock:
+            invocation = self.invocations.get(key)
+        if invocation is None:
+            error = {"Code": "InvocationDoesNotExist", "Message": ""}
+            return _Http(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        status = "InProgress" if invocation.status == "Interrupted" else invocation.status
+        return _Http(200), {
+            "CommandId": key[0],
+            "InstanceId": key[1],
+            "DocumentName": "AWS-RunShellScript",
+            "Status": status,
+            "StatusDetails": status,
+            "ResponseCode": -1 if invocation.returncode is None else invocation.returncode,
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
 
     # ---- one invocation: start-runner.sh in the instance's sandbox
     def run_invocation(self, command_id: str, instance_id: str, parameters: dict[str, Any]) -> None:

@@ -265,3 +265,32 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
     )
     assert bad.returncode == 2
     assert "meteor" in bad.stderr
+
+
+def test_command_invocation_status_comes_from_the_agent_not_moto(
+    world: AwsWorld, tmp_path: Path
+) -> None:
+    ec2, ssm = world.client("ec2"), world.client("ssm")
+    [iid] = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"]
+    ]
+    agent = AgentShim(tmp_path, on_event=lambda e: None, launch_time=lambda i: 0.0, boot_s=0)
+    agent.attach(ssm)
+    command_id = ssm.send_command(
+        InstanceIds=[iid],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["/opt/jitrunners/start-runner.sh /jitrunners/jit/none 5"]},
+    )["Command"]["CommandId"]
+    status = ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"]
+    assert status in ("InProgress", "Failed")  # start-runner.sh exits 3: no parameter
+    assert _until(
+        lambda: (
+            ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"] == "Failed"
+        ),
+        30,
+    )
+    with pytest.raises(ClientError) as error:
+        ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)
+    assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+    agent.stop()
