@@ -110,7 +110,7 @@ class Stack:
             github_api_url=self.sim.url,
             github_app_id=str(self.sim.app_id),
             START_DELAY_S="1",
-            CHECK_JOB_QUEUED="true",
+            CHECK_JOB_QUEUED=os.environ.get("CHECK_JOB_QUEUED", "true"),
             RERUN_INTERRUPTED_JOBS="true",
             MAX_RERUNS="3",
             MAX_REDRIVES="5",
