@@ -1,7 +1,8 @@
 """What moto does not run: API Gateway, the SQS event source, EventBridge and the schedules.
 
-Each shim calls a real handler in this process with an event of the shape AWS sends. Invocations of
-one function are serialised (the Powertools logger keeps per-invocation state in one process).
+Each shim calls a real handler in this process with an event of the shape AWS sends. Invocations
+are serialised, one at a time across all functions: in AWS each runs in its own process, here they
+share one Powertools logger, whose per-invocation keys would otherwise mix.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ACCOUNT = "123456789012"
+_RUNTIME = threading.RLock()
 HANDLERS = {
     "webhook": "jitrunners.handlers.webhook",
     "scale-up": "jitrunners.handlers.scale_up",
@@ -60,7 +62,6 @@ class Function:
             self.handler = module.handler
         except ImportError as exc:
             self.missing_reason = f"{HANDLERS[key]}.handler is not in this build ({exc})"
-        self._lock = threading.Lock()
         self.invocations = 0
         self.errors = 0
         self.seconds = 0.0
@@ -72,7 +73,7 @@ class Function:
     def invoke(self, event: Any) -> Any:
         if self.handler is None:
             raise RuntimeError(self.missing_reason)
-        with self._lock:
+        with _RUNTIME:
             context = LambdaContext(self.name, self.timeout_s)
             started = time.perf_counter()
             try:
@@ -384,10 +385,13 @@ class Scheduler:
     def fire(self, function: Function) -> Any:
         self.counters[function.key] += 1
         try:
-            return function.invoke(self.scheduled_event(function))
+            result = function.invoke(self.scheduled_event(function))
         except Exception:  # noqa: BLE001 - a failed scheduled run is retried at the next tick
             self.counters[f"{function.key}:errors"] += 1
             return None
+        if isinstance(result, dict) and isinstance(result.get("moved"), int):
+            self.counters[f"{function.key}:moved"] += result["moved"]
+        return result
 
     def start(self) -> Scheduler:
         for function, interval in self._jobs:

@@ -39,6 +39,8 @@ class Options:
     housekeeper_every_s: float = 6.0
     workdir: Path | None = None
     prefix: str = "jitrunners"
+    max_receive_count: int = 5
+    visibility_timeout_s: int = 6
 
 
 class Progress:
@@ -68,7 +70,11 @@ class Stack:
         self.log_path = self.workdir / "lambdas.log"
         self._log_file: TextIO | None = None
         faults = options.faults
-        self.world = AwsWorld(prefix=options.prefix)
+        self.world = AwsWorld(
+            prefix=options.prefix,
+            max_receive_count=options.max_receive_count,
+            visibility_timeout_s=options.visibility_timeout_s,
+        )
         self.sim = GitHubSim(
             seed=options.seed,
             faults=Faults(
@@ -101,6 +107,8 @@ class Stack:
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> Stack:
+        # The handlers read the process environment; it is put back as it was by stop().
+        self._saved_env = dict(os.environ)
         self.world.start()
         self.sim.start()
         self.world.create(
@@ -180,6 +188,10 @@ class Stack:
         self.sim.stop()
         self.world.stop()
         self._unroute_lambda_logs()
+        if getattr(self, "_saved_env", None) is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            _reset_lambda_caches()
 
     def missing(self) -> list[str]:
         return [f.missing_reason for f in self.functions.values() if not f.available]
@@ -188,16 +200,20 @@ class Stack:
         from jitrunners.observability import logger
 
         self._log_file = self.log_path.open("a", encoding="utf-8")
+        sink = _Tee(self._log_file, self.out) if self.options.verbose else self._log_file
         handler = logger.registered_handler
-        self._previous_stream = handler.setStream(  # type: ignore[attr-defined]
-            _Tee(self._log_file, self.out) if self.options.verbose else self._log_file
-        )
+        self._previous_stream = handler.setStream(sink)  # type: ignore[attr-defined]
+        # Powertools prints EMF metrics on stdout: into the log too (progress has its own stream).
+        self._previous_stdout = sys.stdout
+        sys.stdout = sink  # type: ignore[assignment]
 
     def _unroute_lambda_logs(self) -> None:
         from jitrunners.observability import logger
 
         with contextlib.suppress(AttributeError):
             logger.registered_handler.setStream(self._previous_stream)  # type: ignore[attr-defined]
+        if getattr(self, "_previous_stdout", None) is not None:
+            sys.stdout = self._previous_stdout
         if self._log_file:
             self._log_file.close()
 
