@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--jobs: must be 0 or more", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT / "lambdas"))
+    workdir = ROOT / ".devstack" / "run"
+    shutil.rmtree(workdir, ignore_errors=True)  # each run starts from an empty sandbox
     from devstack.stack import Options, Stack
 
     options = Options(
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=faults,
         verbose=args.verbose,
         timeout_s=args.timeout,
-        workdir=ROOT / ".devstack" / "run",
+        workdir=workdir,
     )
     stack = Stack(options)
     try:
