@@ -287,8 +287,16 @@ class SqsEventSource:
 class EventBus:
     """EventBridge rules -> scale-down, delivered in order off-thread; drop-events loses some."""
 
-    def __init__(self, function: Function, *, drop: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        function: Function,
+        *,
+        drop: float = 0.0,
+        seed: int = 0,
+        on_drop: Callable[[dict[str, Any]], None] = lambda event: None,
+    ) -> None:
         self.function = function
+        self.on_drop = on_drop
         self.drop = drop
         self._rng = random.Random(seed)
         self.counters: Counter[str] = Counter()
@@ -314,6 +322,7 @@ class EventBus:
             self.counters[f"put:{event['detail-type']}"] += 1
             if self.drop and self._rng.random() < self.drop:
                 self.counters["dropped"] += 1
+                self.on_drop(event)
                 return
             self._queue.append(event)
             self._cond.notify_all()

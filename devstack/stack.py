@@ -142,6 +142,9 @@ class Stack:
             self.functions["scale-down"],
             drop=self.options.faults.get("drop-events", 0.0),
             seed=self.options.seed,
+            on_drop=lambda e: self.progress(
+                f"event lost (drop-events): {e['detail-type']} {e['detail'].get('instance-id', '')}"
+            ),
         ).start()
         self.agent = AgentShim(
             self.workdir / "instances",
