@@ -1,0 +1,242 @@
+"""Moto in server mode on 127.0.0.1 and the AWS world the Terraform module would create in it.
+
+Names and documents follow terraform/main.tf (`local.*`): queues `<prefix>-jobs` and
+`<prefix>-jobs-dlq` (redrive policy), launch templates `<prefix>-<template>`, the runner-template
+document at `/<prefix>/config/runner-templates`, secrets under `/<prefix>/secrets/`. The runner
+templates come from devstack/runner_templates.json, which has the shape of the module's
+`runner_templates` variable (a valid tfvars value); `lambda_document` derives the DESIGN §2
+document from it the way `local.templates_document` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_FILE = Path(__file__).with_name("runner_templates.json")
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+# Terraform `runner_templates` optional(...) defaults for the Lambda-side fields (variables.tf).
+_TF_DEFAULTS: Mapping[str, Any] = {
+    "market": "spot-then-on-demand",
+    "max_runners": 10,
+    "runner_group_id": 1,
+    "scope": "org",
+    "os": "linux",
+    "subnet_ids": [],
+    "start_timeout_s": 600,
+    "idle_timeout_s": 300,
+    "max_lifetime_s": 86400,
+}
+_LAMBDA_FIELDS = ("name", "labels", "instance_types", *_TF_DEFAULTS)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def load_tf_templates(path: Path = TEMPLATES_FILE) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text()))
+
+
+def lambda_document(tf_templates: Sequence[Mapping[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """The DESIGN §2 document the Lambdas read, derived as terraform/main.tf derives it."""
+    document = []
+    for t in tf_templates:
+        item = {k: t.get(k, _TF_DEFAULTS.get(k)) for k in _LAMBDA_FIELDS}
+        item["launch_template"] = f"{prefix}-{t['name']}"
+        document.append(item)
+    return document
+
+
+@dataclass
+class Names:
+    prefix: str
+
+    @property
+    def job_queue(self) -> str:
+        return f"{self.prefix}-jobs"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}-jobs-dlq"
+
+    @property
+    def templates_param(self) -> str:
+        return f"/{self.prefix}/config/runner-templates"
+
+    @property
+    def webhook_secret_param(self) -> str:
+        return f"/{self.prefix}/secrets/webhook-secret"
+
+    @property
+    def github_app_key_param(self) -> str:
+        return f"/{self.prefix}/secrets/github-app-key"
+
+    @property
+    def jit_path(self) -> str:
+        return f"/{self.prefix}/jit/"
+
+
+@dataclass
+class AwsWorld:
+    """A moto server plus the resources of one deployment; `env()` is the Lambdas' environment."""
+
+    prefix: str = "jitrunners"
+    tf_templates: list[dict[str, Any]] = field(default_factory=load_tf_templates)
+    max_receive_count: int = 5
+    visibility_timeout_s: int = 6
+    endpoint_url: str = ""
+    job_queue_url: str = ""
+    dlq_url: str = ""
+    subnet_ids: list[str] = field(default_factory=list)
+    _server: Any = None
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+    def start(self) -> AwsWorld:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="devstack",
+            AWS_SECRET_ACCESS_KEY="devstack",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+        # Moto's backends are process-wide: a second server in one process starts from scratch.
+        import requests
+
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            service, endpoint_url=self.endpoint_url, region_name=REGION
+        )
+
+    def create(self, *, webhook_secret: str, github_app_key: str) -> None:
+        """Create what `terraform apply` would, minus the parts moto has no use for."""
+        ec2, sqs, ssm = self.client("ec2"), self.client("sqs"), self.client("ssm")
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        for index, zone in enumerate(("a", "b")):
+            subnet = ec2.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.42.{index}.0/24", AvailabilityZone=f"{REGION}{zone}"
+            )
+            self.subnet_ids.append(subnet["Subnet"]["SubnetId"])
+        group = ec2.create_security_group(
+            GroupName=f"{self.prefix}-runner", Description="runners", VpcId=vpc
+        )["GroupId"]
+        tags = [{"Key": "jitrunners:prefix", "Value": self.prefix}]
+        for t in self.tf_templates:
+            ec2.create_launch_template(
+                LaunchTemplateName=f"{self.prefix}-{t['name']}",
+                LaunchTemplateData={
+                    "ImageId": t["ami_id"],
+                    "InstanceType": t["instance_types"][0],
+                    "SecurityGroupIds": [group],
+                    "InstanceInitiatedShutdownBehavior": "terminate",
+                    "MetadataOptions": {"HttpTokens": "required"},
+                },
+                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
+            )
+        self.dlq_url = sqs.create_queue(QueueName=self.names.dlq)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.job_queue_url = sqs.create_queue(
+            QueueName=self.names.job_queue,
+            Attributes={
+                "VisibilityTimeout": str(self.visibility_timeout_s),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
+                ),
+            },
+        )["QueueUrl"]
+        ssm.put_parameter(
+            Name=self.names.templates_param,
+            Type="String",
+            Value=json.dumps(lambda_document(self.tf_templates, self.prefix)),
+        )
+        ssm.put_parameter(
+            Name=self.names.webhook_secret_param, Type="SecureString", Value=webhook_secret
+        )
+        ssm.put_parameter(
+            Name=self.names.github_app_key_param, Type="SecureString", Value=github_app_key
+        )
+
+    def env(self, *, github_api_url: str, github_app_id: str, **extra: str) -> dict[str, str]:
+        """The Lambdas' environment, as terraform/main.tf `local.environment` builds it."""
+        values = {
+            "JITRUNNERS_PREFIX": self.prefix,
+            "JOB_QUEUE_URL": self.job_queue_url,
+            "DLQ_URL": self.dlq_url,
+            "RUNNER_TEMPLATES_PARAM": self.names.templates_param,
+            "WEBHOOK_SECRET_PARAM": self.names.webhook_secret_param,
+            "GITHUB_API_URL": github_api_url,
+            "GITHUB_APP_ID": github_app_id,
+            "GITHUB_APP_KEY_PARAM": self.names.github_app_key_param,
+            "RUNNER_SUBNET_IDS": ",".join(self.subnet_ids),
+            "POWERTOOLS_SERVICE_NAME": self.prefix,
+            "POWERTOOLS_METRICS_NAMESPACE": self.prefix,
+        }
+        values.update(extra)
+        return values
+
+    # ---- what is left (the demo's closing line)
+    def instances(self, states: Sequence[str] = ("pending", "running", "stopping", "stopped")):
+        ec2 = self.client("ec2")
+        found = []
+        for page in ec2.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "tag:jitrunners:prefix", "Values": [self.prefix]},
+                {"Name": "instance-state-name", "Values": list(states)},
+            ]
+        ):
+            for reservation in page["Reservations"]:
+                found.extend(reservation["Instances"])
+        return found
+
+    def jit_params(self) -> list[str]:
+        ssm = self.client("ssm")
+        names: list[str] = []
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=self.names.jit_path, Recursive=True
+        ):
+            names.extend(p["Name"] for p in page["Parameters"])
+        return names
+
+    def queue_depth(self, url: str) -> int:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())

@@ -1,0 +1,125 @@
+"""Simulated GitHub Actions runner: connects with its JIT config, takes one job, runs it, exits.
+
+Like the real runner it reads `ACTIONS_RUNNER_INPUT_JITCONFIG`, writes `_diag/Worker_<ts>.log` when
+a job is assigned (start-runner.sh's idle detection looks for it) and exits after its one job.
+Settings come from `.runner-sim.json` beside this file (job_seconds, poll_s, conclusion) or the
+command line.
+Stdlib only: it runs under any python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+EXIT_CONFIG = 1
+EXIT_REFUSED = 2
+EXIT_TERMINATED = 143
+
+
+def say(message: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    print(f"{stamp}: {message}", flush=True)
+
+
+class Session:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.url = str(config["url"]).rstrip("/")
+        self.identity = {"runner_id": config["runner_id"], "secret": config["secret"]}
+        self.name = str(config.get("name", ""))
+
+    def call(self, action: str, **extra: Any) -> tuple[int, Any]:
+        body = json.dumps({**self.identity, **extra}).encode()
+        request = urllib.request.Request(  # noqa: S310 - the simulator's URL from the JIT config
+            f"{self.url}/_sim/runner/{action}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+
+def load_config() -> dict[str, Any] | None:
+    encoded = os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", "")
+    try:
+        config = json.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(config, dict) or not {"url", "runner_id", "secret"} <= set(config):
+        return None
+    return config
+
+
+def settings(argv: list[str]) -> argparse.Namespace:
+    defaults: dict[str, Any] = {"job_seconds": 1.0, "poll_s": 0.2, "conclusion": "success"}
+    file = HERE / ".runner-sim.json"
+    if file.exists():
+        defaults.update(json.loads(file.read_text()))
+    parser = argparse.ArgumentParser(prog="run.sh")
+    parser.add_argument("--job-seconds", type=float, default=defaults["job_seconds"])
+    parser.add_argument("--poll-s", type=float, default=defaults["poll_s"])
+    parser.add_argument("--conclusion", default=defaults["conclusion"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    options = settings(argv)
+    config = load_config()
+    if config is None:
+        say("error: ACTIONS_RUNNER_INPUT_JITCONFIG is missing or not a valid JIT config")
+        return EXIT_CONFIG
+    session = Session(config)
+    status, _ = session.call("connect")
+    if status != 200:
+        say(f"error: the registration was refused (HTTP {status}): used or deleted")
+        return EXIT_REFUSED
+
+    def on_term(signum: int, frame: Any) -> None:
+        session.call("disconnect")
+        say("runner stopped by signal")
+        sys.exit(EXIT_TERMINATED)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    say(f"Connected to GitHub as {session.name}")
+    say("Listening for Jobs")
+    while True:
+        status, answer = session.call("poll")
+        if status == 200 and answer:
+            break
+        if status not in (200, 204):
+            say(f"error: the service refused this runner (HTTP {status})")
+            return EXIT_REFUSED
+        time.sleep(options.poll_s)
+    job = answer["job"]
+    diag = HERE / "_diag"
+    diag.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    (diag / f"Worker_{stamp}-utc.log").write_text(f"job {job['id']} {job['name']}\n")
+    say(f"Running job: {job['name']} ({job['id']})")
+    time.sleep(options.job_seconds)
+    status, _ = session.call("complete", job_id=job["id"], conclusion=options.conclusion)
+    result = "Succeeded" if options.conclusion == "success" else options.conclusion
+    say(f"Job {job['name']} completed with result: {result}")
+    return 0 if status == 200 else EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""AWS-side faults, injected with botocore hooks on the Lambdas' own boto3 clients (seeded)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULTS = (
+    "ec2-capacity",
+    "ec2-throttle",
+    "github-5xx",
+    "github-rate-limit",
+    "ssm-offline",
+    "drop-events",
+    "duplicate-webhooks",
+    "lost-webhooks",
+    "spot-interrupt",
+)
+_MUTATING_EC2 = ("CreateFleet", "RunInstances", "TerminateInstances", "CreateTags")
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """`k=v,...` with every k in FAULTS and v a fraction in [0, 1]; ValueError otherwise."""
+    faults: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if key not in FAULTS:
+            raise ValueError(f"unknown fault {key!r}; known: {', '.join(FAULTS)}")
+        try:
+            fraction = float(value) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"fault {key}: {value!r} is not a number") from None
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fault {key}: {fraction} is not a fraction between 0 and 1")
+        faults[key] = fraction
+    return faults
+
+
+@dataclass
+class _Http:
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Ec2Faults:
+    """`ec2-capacity` refuses spot launches (CreateFleet reports per-pool errors, RunInstances
+    raises); `ec2-throttle` answers mutating calls with RequestLimitExceeded."""
+
+    capacity: float = 0.0
+    throttle: float = 0.0
+    seed: int = 0
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def _roll(self, fraction: float) -> bool:
+        with self._lock:
+            return fraction > 0 and self._rng.random() < fraction
+
+    def attach(self, ec2_client: Any) -> None:
+        for operation in _MUTATING_EC2:
+            ec2_client.meta.events.register(f"before-call.ec2.{operation}", self._before_call)
+
+    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
+        operation = model.name
+        body = params.get("body") or {}
+        if self._roll(self.throttle):
+            self.counters[f"throttled:{operation}"] += 1
+            error = {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}
+            return _Http(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        if operation == "CreateFleet" and _is_spot_fleet(body) and self._roll(self.capacity):
+            self.counters["capacity:CreateFleet"] += 1
+            return _Http(200), {
+                "FleetId": f"fleet-{uuid.uuid4()}",
+                "Errors": [
+                    {
+                        "ErrorCode": "InsufficientInstanceCapacity",
+                        "ErrorMessage": "There is no Spot capacity available that matches "
+                        "your request.",
+                        "Lifecycle": "spot",
+                    }
+                ],
+                "Instances": [],
+                "ResponseMetadata": {"HTTPStatusCode": 200},
+            }
+        if (
+            operation == "RunInstances"
+            and body.get("InstanceMarketOptions.MarketType") == "spot"
+            and self._roll(self.capacity)
+        ):
+            self.counters["capacity:RunInstances"] += 1
+            error = {
+                "Code": "InsufficientInstanceCapacity",
+                "Message": "There is no Spot capacity available that matches your request.",
+            }
+            return _Http(500), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 500}}
+        return None
+
+
+def _is_spot_fleet(body: dict[str, Any]) -> bool:
+    if body.get("TargetCapacitySpecification.DefaultTargetCapacityType") == "spot":
+        return True
+    return any(k.startswith("SpotOptions") for k in body) and not any(
+        k.startswith("OnDemandOptions") for k in body
+    )

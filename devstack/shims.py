@@ -1,0 +1,421 @@
+"""What moto does not run: API Gateway, the SQS event source, EventBridge and the schedules.
+
+Each shim calls a real handler in this process with an event of the shape AWS sends. Invocations
+are serialised, one at a time across all functions: in AWS each runs in its own process, here they
+share one Powertools logger, whose per-invocation keys would otherwise mix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ACCOUNT = "123456789012"
+_RUNTIME = threading.RLock()
+HANDLERS = {
+    "webhook": "jitrunners.handlers.webhook",
+    "scale-up": "jitrunners.handlers.scale_up",
+    "scale-down": "jitrunners.handlers.scale_down",
+    "redrive": "jitrunners.handlers.redrive",
+    "housekeeper": "jitrunners.handlers.housekeeper",
+}
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    timeout_s: float = 60.0
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
+
+
+class Function:
+    """One Lambda function: its handler (None when it is not in this build) and its invocations."""
+
+    def __init__(self, key: str, prefix: str, timeout_s: float = 60.0) -> None:
+        self.key = key
+        self.name = f"{prefix}-{key}"
+        self.timeout_s = timeout_s
+        self.missing_reason = ""
+        self.handler: Callable[[Any, Any], Any] | None = None
+        try:
+            module = importlib.import_module(HANDLERS[key])
+            self.handler = module.handler
+        except ImportError as exc:
+            self.missing_reason = f"{HANDLERS[key]}.handler is not in this build ({exc})"
+        self.invocations = 0
+        self.errors = 0
+        self.seconds = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self.handler is not None
+
+    def invoke(self, event: Any) -> Any:
+        if self.handler is None:
+            raise RuntimeError(self.missing_reason)
+        with _RUNTIME:
+            context = LambdaContext(self.name, self.timeout_s)
+            started = time.perf_counter()
+            try:
+                return self.handler(event, context)
+            except Exception:
+                self.errors += 1
+                raise
+            finally:
+                self.invocations += 1
+                self.seconds += time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------- API Gateway
+def http_api_event(path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """An HTTP API (payload format 2.0) proxy event: lower-case headers, base64 for binary."""
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": "POST /webhook",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "devstack",
+            "domainName": "127.0.0.1",
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "POST /webhook",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+class ApiGatewayShim:
+    """`POST /webhook` on 127.0.0.1 -> HTTP API proxy event -> the webhook handler."""
+
+    def __init__(self, function: Function) -> None:
+        self.function = function
+        self.statuses: Counter[int] = Counter()
+        shim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.split("?", 1)[0] != "/webhook":
+                    self._answer(404, {"message": "Not Found"})
+                    return
+                event = http_api_event("/webhook", dict(self.headers.items()), body)
+                try:
+                    response = shim.function.invoke(event)
+                except Exception:  # noqa: BLE001 - API Gateway answers 500 for a crashed Lambda
+                    self._answer(500, {"message": "Internal Server Error"})
+                    return
+                self._answer(
+                    int(response.get("statusCode", 200)),
+                    response.get("body", ""),
+                    response.get("headers") or {},
+                )
+
+            def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None):
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                shim.statuses[status] += 1
+                self.send_response(status)
+                for key, value in (headers or {"content-type": "application/json"}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/webhook"
+
+    def start(self) -> ApiGatewayShim:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# ---------------------------------------------------------------------------------- SQS
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+            "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+            "SenderId": attributes.get("SenderId", ACCOUNT),
+            "ApproximateFirstReceiveTimestamp": attributes.get(
+                "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
+            ),
+        },
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": None,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value.get("DataType", "String"),
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class SqsEventSource:
+    """The event-source mapping: poll the queue, batches of up to 10 to a handler, partial failures.
+
+    Records the handler reports in `batchItemFailures` (and every record of a batch whose handler
+    raised) stay in the queue and come back after the visibility timeout; SQS counts each receive
+    toward the redrive policy's maxReceiveCount and moves the message to the DLQ after it.
+    """
+
+    def __init__(
+        self, sqs: Any, queue_url: str, function: Function, region: str, batch_size: int = 10
+    ) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.function = function
+        self.region = region
+        self.batch_size = batch_size
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.counters: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqs-event-source", daemon=True)
+
+    def start(self) -> SqsEventSource:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_s=1)
+            except Exception:  # noqa: BLE001 - a poller survives a failed receive, as AWS's does
+                self.counters["poll_errors"] += 1
+                time.sleep(0.5)
+
+    def poll_once(self, wait_s: int = 0) -> int:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=wait_s,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
+        self.counters["batches"] += 1
+        self.counters["records"] += len(records)
+        try:
+            response = self.function.invoke({"Records": records}) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:  # noqa: BLE001 - the whole batch returns to the queue
+            self.counters["handler_errors"] += 1
+            failed = {r["messageId"] for r in records}
+        self.counters["item_failures"] += len(failed)
+        done = [r for r in records if r["messageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)
+                ],
+            )
+        return len(records)
+
+
+# ---------------------------------------------------------------------------------- EventBridge
+class EventBus:
+    """EventBridge rules -> scale-down, delivered in order off-thread; drop-events loses some."""
+
+    def __init__(
+        self,
+        function: Function,
+        *,
+        drop: float = 0.0,
+        seed: int = 0,
+        on_drop: Callable[[dict[str, Any]], None] = lambda event: None,
+    ) -> None:
+        self.function = function
+        self.on_drop = on_drop
+        self.drop = drop
+        self._rng = random.Random(seed)
+        self.counters: Counter[str] = Counter()
+        self.events: list[dict[str, Any]] = []
+        self._queue: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="eventbridge", daemon=True)
+
+    def start(self) -> EventBus:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def put(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self.events.append(event)
+            self.counters[f"put:{event['detail-type']}"] += 1
+            if self.drop and self._rng.random() < self.drop:
+                self.counters["dropped"] += 1
+                self.on_drop(event)
+                return
+            self._queue.append(event)
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._queue
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                event = self._queue.pop(0)
+            if not self.function.available:
+                self.counters["undeliverable"] += 1
+                continue
+            try:
+                self.function.invoke(event)
+                self.counters["delivered"] += 1
+            except Exception:  # noqa: BLE001 - async invoke: AWS retries twice, then the DLQ
+                self.counters["handler_errors"] += 1
+
+
+def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any], region: str):
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.ec2",
+        "account": ACCOUNT,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [f"arn:aws:ec2:{region}:{ACCOUNT}:instance/{instance_id}"],
+        "detail": {"instance-id": instance_id, **detail},
+    }
+
+
+# ---------------------------------------------------------------------------------- schedules
+class Scheduler:
+    """EventBridge schedules: each function every `interval_s` seconds with a Scheduled Event."""
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[Function, float]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.counters: Counter[str] = Counter()
+
+    def every(self, function: Function, interval_s: float) -> None:
+        if function.available:
+            self._jobs.append((function, interval_s))
+
+    @staticmethod
+    def scheduled_event(function: Function) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": "eu-west-1",
+            "resources": [f"arn:aws:events:eu-west-1:{ACCOUNT}:rule/{function.name}"],
+            "detail": {},
+        }
+
+    def fire(self, function: Function) -> Any:
+        self.counters[function.key] += 1
+        try:
+            result = function.invoke(self.scheduled_event(function))
+        except Exception:  # noqa: BLE001 - a failed scheduled run is retried at the next tick
+            self.counters[f"{function.key}:errors"] += 1
+            return None
+        if isinstance(result, dict) and isinstance(result.get("moved"), int):
+            self.counters[f"{function.key}:moved"] += result["moved"]
+        return result
+
+    def start(self) -> Scheduler:
+        for function, interval in self._jobs:
+            thread = threading.Thread(
+                target=self._loop, args=(function, interval), name=function.key, daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def _loop(self, function: Function, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.fire(function)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)

@@ -1,0 +1,438 @@
+"""The whole pipeline in one process: moto, the GitHub simulator, shims and the real handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from devstack.agent import AgentShim
+from devstack.aws_world import REGION, AwsWorld
+from devstack.faults import Ec2Faults
+from devstack.github_sim import Faults, GitHubSim, SimJob
+from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
+
+REPOS = ("acme/widgets", "acme/gadgets")
+LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+@dataclass
+class Options:
+    jobs: int = 6
+    templates: list[str] | None = None
+    seed: int = 1
+    job_seconds: float = 1.0
+    faults: dict[str, float] = field(default_factory=dict)
+    verbose: bool = False
+    timeout_s: float | None = None
+    redrive_every_s: float = 4.0
+    housekeeper_every_s: float = 6.0
+    workdir: Path | None = None
+    prefix: str = "jitrunners"
+    max_receive_count: int = 5
+    visibility_timeout_s: int = 6
+
+
+class Progress:
+    """One line per state change; the log of the Lambdas goes to a file unless --verbose."""
+
+    def __init__(self, out: TextIO, started: float) -> None:
+        self.out = out
+        self.started = started
+        self._lock = threading.Lock()
+        self.lines: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
+        with self._lock:
+            self.lines.append(line)
+            print(line, file=self.out, flush=True)
+
+
+class Stack:
+    def __init__(self, options: Options, out: TextIO = sys.stdout) -> None:
+        self.options = options
+        self.out = out
+        self.started = time.monotonic()
+        self.progress = Progress(out, self.started)
+        self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="devstack-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "lambdas.log"
+        self._log_file: TextIO | None = None
+        faults = options.faults
+        self.world = AwsWorld(
+            prefix=options.prefix,
+            max_receive_count=options.max_receive_count,
+            visibility_timeout_s=options.visibility_timeout_s,
+        )
+        self.sim = GitHubSim(
+            seed=options.seed,
+            faults=Faults(
+                github_5xx=faults.get("github-5xx", 0.0),
+                github_rate_limit=faults.get("github-rate-limit", 0.0),
+                lost_webhooks=faults.get("lost-webhooks", 0.0),
+                duplicate_webhooks=faults.get("duplicate-webhooks", 0.0),
+            ),
+        )
+        self.ec2_faults = Ec2Faults(
+            capacity=faults.get("ec2-capacity", 0.0),
+            throttle=faults.get("ec2-throttle", 0.0),
+            seed=options.seed,
+        )
+        self._rng = random.Random(options.seed)
+        self.functions: dict[str, Function] = {}
+        self.counters: Counter[str] = Counter()
+        self.seen_instances: dict[str, dict[str, Any]] = {}
+        self.launch_times: dict[str, float] = {}
+        self.max_concurrent = 0
+        self.max_per_template: Counter[str] = Counter()
+        self._interrupted: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.apigw: ApiGatewayShim | None = None
+        self.bus: EventBus | None = None
+        self.agent: AgentShim | None = None
+        self.event_source: SqsEventSource | None = None
+        self.scheduler = Scheduler()
+
+    # ------------------------------------------------------------------ start / stop
+    def start(self) -> Stack:
+        # The handlers read the process environment; it is put back as it was by stop().
+        self._saved_env = dict(os.environ)
+        self.world.start()
+        self.sim.start()
+        self.world.create(
+            webhook_secret=self.sim.webhook_secret, github_app_key=self.sim.private_key_pem
+        )
+        env = self.world.env(
+            github_api_url=self.sim.url,
+            github_app_id=str(self.sim.app_id),
+            START_DELAY_S="1",
+            CHECK_JOB_QUEUED=os.environ.get("CHECK_JOB_QUEUED", "true"),
+            RERUN_INTERRUPTED_JOBS="true",
+            MAX_RERUNS="3",
+            MAX_REDRIVES="5",
+            POWERTOOLS_PARAMETERS_MAX_AGE="300",
+            POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
+        )
+        os.environ.update(env)
+        if not self.options.verbose:
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        _reset_lambda_caches()
+        self._route_lambda_logs()
+        prefix = self.options.prefix
+        self.functions = {
+            key: Function(key, prefix)
+            for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+        }
+        self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
+        self.sim.webhook_url = self.apigw.url
+        self.sim.listeners.append(self._on_job)
+        self.bus = EventBus(
+            self.functions["scale-down"],
+            drop=self.options.faults.get("drop-events", 0.0),
+            seed=self.options.seed,
+            on_drop=lambda e: self.progress(
+                f"event lost (drop-events): {e['detail-type']} {e['detail'].get('instance-id', '')}"
+            ),
+        ).start()
+        self.agent = AgentShim(
+            self.workdir / "instances",
+            on_event=self._on_command_event,
+            launch_time=self.launch_times.get,
+            job_seconds=self.options.job_seconds,
+            ssm_offline=self.options.faults.get("ssm-offline", 0.0),
+            seed=self.options.seed,
+            region=REGION,
+            log=self._debug,
+        )
+        if self.functions["scale-up"].available:
+            from jitrunners.aws.clients import client
+
+            self.agent.attach(client("ssm"))
+            self.ec2_faults.attach(client("ec2"))
+            self.event_source = SqsEventSource(
+                self.world.client("sqs"),
+                self.world.job_queue_url,
+                self.functions["scale-up"],
+                REGION,
+            ).start()
+        self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
+        self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)
+        self.scheduler.start()
+        watcher = threading.Thread(target=self._watch_instances, name="ec2-watcher", daemon=True)
+        self._threads.append(watcher)
+        watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.event_source:
+            self.event_source.stop()
+        self.scheduler.stop()
+        if self.agent:
+            self.agent.stop()
+        if self.bus:
+            self.bus.stop()
+        if self.apigw:
+            self.apigw.stop()
+        self.sim.stop()
+        self.world.stop()
+        self._unroute_lambda_logs()
+        if getattr(self, "_saved_env", None) is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            _reset_lambda_caches()
+
+    def missing(self) -> list[str]:
+        return [f.missing_reason for f in self.functions.values() if not f.available]
+
+    def _route_lambda_logs(self) -> None:
+        from jitrunners.observability import logger
+
+        self._log_file = self.log_path.open("a", encoding="utf-8")
+        sink = _Tee(self._log_file, self.out) if self.options.verbose else self._log_file
+        handler = logger.registered_handler
+        self._previous_stream = handler.setStream(sink)  # type: ignore[attr-defined]
+        # Powertools prints EMF metrics on stdout: into the log too (progress has its own stream).
+        self._previous_stdout = sys.stdout
+        sys.stdout = sink  # type: ignore[assignment]
+
+    def _unroute_lambda_logs(self) -> None:
+        from jitrunners.observability import logger
+
+        with contextlib.suppress(AttributeError):
+            logger.registered_handler.setStream(self._previous_stream)  # type: ignore[attr-defined]
+        if getattr(self, "_previous_stdout", None) is not None:
+            sys.stdout = self._previous_stdout
+        if self._log_file:
+            self._log_file.close()
+
+    def _debug(self, text: str) -> None:
+        if self.options.verbose:
+            self.progress(text)
+
+    # ------------------------------------------------------------------ GitHub and AWS events
+    def _on_job(self, what: str, job: SimJob) -> None:
+        where = f" on {job.runner_name}" if job.runner_name else ""
+        result = f" ({job.conclusion})" if job.conclusion else ""
+        attempt = f" attempt {job.run_attempt}" if job.run_attempt > 1 else ""
+        self.progress(f"job {job.id} {job.name} {job.repo}{attempt}: {what}{where}{result}")
+
+    def _on_command_event(self, event: dict[str, Any]) -> None:
+        detail = event["detail"]
+        self.progress(f"instance {detail['instance-id']}: runner command {detail['status']}")
+        assert self.bus is not None
+        self.bus.put(event)
+
+    def _watch_instances(self) -> None:
+        ec2 = self.world.client("ec2")
+        interrupt = self.options.faults.get("spot-interrupt", 0.0)
+        while not self._stop.wait(0.3):
+            try:
+                reservations = ec2.describe_instances(
+                    Filters=[{"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}]
+                )["Reservations"]
+            except Exception:  # noqa: BLE001 - the watcher outlives a failed describe
+                self.counters["watch_errors"] += 1
+                continue
+            live: Counter[str] = Counter()
+            for reservation in reservations:
+                for instance in reservation["Instances"]:
+                    self._observe(instance, live)
+            self.max_concurrent = max(self.max_concurrent, sum(live.values()))
+            for template, count in live.items():
+                self.max_per_template[template] = max(self.max_per_template[template], count)
+            if interrupt:
+                self._maybe_interrupt(interrupt)
+
+    def _observe(self, instance: dict[str, Any], live: Counter[str]) -> None:
+        iid, state = instance["InstanceId"], instance["State"]["Name"]
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        template = tags.get("jitrunners:template", "?")
+        before = self.seen_instances.get(iid)
+        if before is None:
+            self.launch_times[iid] = time.time()
+            market = instance.get("InstanceLifecycle", "on-demand")
+            self.progress(f"instance {iid} launched ({template}, {market})")
+            self.counters["instances_launched"] += 1
+        self.seen_instances[iid] = {"state": state, "template": template}
+        if state in LIVE_STATES:
+            live[template] += 1
+        if state == "terminated" and (before is None or before["state"] != "terminated"):
+            self.progress(f"instance {iid} terminated")
+            assert self.agent is not None
+            assert self.bus is not None
+            self.agent.kill_instance(iid)
+            self.bus.put(
+                ec2_event(
+                    "EC2 Instance State-change Notification", iid, {"state": "terminated"}, REGION
+                )
+            )
+
+    def _maybe_interrupt(self, fraction: float) -> None:
+        """Spot interruption: a busy instance dies mid-job (warning event, runner lost, gone)."""
+        for runner in self.sim.runners_left():
+            iid = runner.name
+            if not runner.busy or iid in self._interrupted or iid not in self.seen_instances:
+                continue
+            self._interrupted.add(iid)
+            if self._rng.random() >= fraction:
+                continue
+            self.counters["spot_interruptions"] += 1
+            self.progress(f"instance {iid}: spot interruption")
+            assert self.agent is not None
+            assert self.bus is not None
+            self.bus.put(
+                ec2_event(
+                    "EC2 Spot Instance Interruption Warning",
+                    iid,
+                    {"instance-action": "terminate"},
+                    REGION,
+                )
+            )
+            self.agent.kill_instance(iid)
+            with contextlib.suppress(Exception):
+                self.sim.runner_disconnect({"runner_id": runner.id, "secret": runner.secret})
+            self.world.client("ec2").terminate_instances(InstanceIds=[iid])
+
+    # ------------------------------------------------------------------ the demo
+    def queue_jobs(self) -> list[SimJob]:
+        names = self.options.templates or [t["name"] for t in self.world.tf_templates]
+        by_name = {t["name"]: t for t in self.world.tf_templates}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"unknown template(s): {', '.join(unknown)}; known: {', '.join(by_name)}"
+            )
+        jobs = []
+        for index in range(self.options.jobs):
+            template = by_name[names[index % len(names)]]
+            repo = REPOS[index % len(REPOS)]
+            jobs.append(
+                self.sim.queue_job(repo, template["labels"], name=f"{template['name']}-{index + 1}")
+            )
+        return jobs
+
+    def completed(self) -> int:
+        return sum(1 for key in self.sim.logical_jobs() if self.sim.job_outcome(key) == "success")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "jobs": self.options.jobs,
+            "completed": self.completed(),
+            "instances_launched": self.counters["instances_launched"],
+            "instances_left": len(self.world.instances(LIVE_STATES)),
+            "jit_params_left": len(self.world.jit_params()),
+            "runners_left": len(self.sim.runners_left()),
+            "queue_left": self.world.queue_depth(self.world.job_queue_url),
+            "dlq_left": self.world.queue_depth(self.world.dlq_url),
+            "max_concurrent": self.max_concurrent,
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
+
+    def settled(self) -> bool:
+        summary = self.summary()
+        return (
+            summary["completed"] == summary["jobs"]
+            and not any(summary[k] for k in ("instances_left", "jit_params_left", "runners_left"))
+            and not summary["queue_left"]
+            and not summary["dlq_left"]
+        )
+
+    def run_demo(self) -> dict[str, Any]:
+        timeout = self.options.timeout_s or 90 + 6 * self.options.jobs * max(
+            1.0, self.options.job_seconds
+        )
+        deadline = self.started + timeout
+        self.queue_jobs()
+        if not self.functions["scale-up"].available:
+            self.sim.wait_webhooks_sent(timeout_s=30)
+            self._wait(
+                lambda: self.world.queue_depth(self.world.job_queue_url) >= self.options.jobs, 10
+            )
+            for reason in self.missing():
+                self.progress(f"missing: {reason}")
+            self.progress("jobs stop at the SQS job queue: the scale-up Lambda is not built yet")
+            return self.summary()
+        while time.monotonic() < deadline:
+            if self.completed() >= self.options.jobs:
+                break
+            time.sleep(0.3)
+        # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
+        settle_until = min(deadline, time.monotonic() + 60)
+        while time.monotonic() < settle_until and not self.settled():
+            if self.functions["housekeeper"].available and self.bus and self.bus.idle():
+                self.scheduler.fire(self.functions["housekeeper"])
+            time.sleep(1.0)
+        if time.monotonic() >= deadline:
+            self.progress(f"timed out after {timeout:.0f}s")
+        return self.summary()
+
+    @staticmethod
+    def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def serve_info(self) -> dict[str, str]:
+        assert self.apigw is not None
+        return {
+            "webhook_url": self.apigw.url,
+            "webhook_secret": self.sim.webhook_secret,
+            "aws_endpoint_url": self.world.endpoint_url,
+            "github_api_url": self.sim.url,
+        }
+
+    def logged_text(self) -> str:
+        """Everything the stack logged: Lambda logs, progress lines, every runner's output."""
+        parts = [self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""]
+        parts += self.progress.lines
+        if self.agent:
+            parts += self.agent.outputs()
+        return "\n".join(parts)
+
+    def commands_text(self) -> str:
+        return json.dumps(self.agent.commands if self.agent else [])
+
+
+class _Tee:
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def _reset_lambda_caches() -> None:
+    from jitrunners import config
+    from jitrunners.aws import clients
+
+    config.get_settings.cache_clear()
+    config._parsed.clear()
+    clients.client.cache_clear()
+    with contextlib.suppress(ImportError):
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()

@@ -1,0 +1,99 @@
+"""The whole pipeline through the local stack: jobs complete, nothing is left, under every fault.
+
+These need every handler; while one is not in the build they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from devstack.faults import FAULTS
+from devstack.stack import Options, Stack
+
+MISSING = [
+    name
+    for name in ("scale_up", "scale_down", "redrive", "housekeeper")
+    if importlib.util.find_spec(f"jitrunners.handlers.{name}") is None
+]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(bool(MISSING), reason=f"handlers not in this build: {MISSING}"),
+]
+
+
+def run(tmp_path: Path, **kwargs: object) -> tuple[Stack, dict[str, object]]:
+    settings: dict[str, object] = {
+        "job_seconds": 0.3,
+        "redrive_every_s": 2.0,
+        "housekeeper_every_s": 3.0,
+        "visibility_timeout_s": 2,
+        "max_receive_count": 4,
+        "workdir": tmp_path,
+        "timeout_s": 150,
+    }
+    options = Options(**{**settings, **kwargs})  # type: ignore[arg-type]
+    stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
+    try:
+        stack.start()
+        summary = stack.run_demo()
+    finally:
+        stack.stop()
+    return stack, summary
+
+
+def assert_clean(stack: Stack, summary: dict[str, object]) -> None:
+    assert summary["completed"] == summary["jobs"], stack.progress.lines
+    for key in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left"):
+        assert summary[key] == 0, (key, stack.progress.lines)
+    limits = {t["name"]: t["max_runners"] for t in stack.world.tf_templates}
+    for template, peak in stack.max_per_template.items():
+        assert peak <= limits[template], (template, peak)
+    text = stack.logged_text() + stack.commands_text()
+    for secret in stack.sim.issued_secrets:
+        if secret != stack.sim.webhook_secret:
+            assert secret not in text
+
+
+def test_demo_over_several_templates_completes_with_nothing_left(tmp_path: Path) -> None:
+    stack, summary = run(tmp_path, jobs=5, seed=11)
+    assert_clean(stack, summary)
+    assert summary["instances_launched"] >= 5
+    assert len({i["template"] for i in stack.seen_instances.values()}) == 3
+
+
+EVIDENCE = {
+    "ec2-capacity": lambda s: sum(v for k, v in s.ec2_faults.counters.items() if "capacity" in k),
+    "ec2-throttle": lambda s: sum(v for k, v in s.ec2_faults.counters.items() if "throttled" in k),
+    "github-5xx": lambda s: s.sim.counters["fault_5xx"],
+    "github-rate-limit": lambda s: s.sim.counters["fault_rate_limited"],
+    "ssm-offline": lambda s: s.agent.counters["agent_not_ready"],
+    "drop-events": lambda s: s.bus.counters["dropped"],
+    "duplicate-webhooks": lambda s: s.sim.counters["webhooks_duplicated"],
+    "lost-webhooks": lambda s: s.sim.counters["redeliveries"],
+    "spot-interrupt": lambda s: s.sim.counters["reruns"],
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) -> None:
+    fraction = 1.0 if fault in ("lost-webhooks", "spot-interrupt", "ssm-offline") else 0.4
+    stack, summary = run(tmp_path, jobs=3, seed=21, faults={fault: fraction})
+    assert_clean(stack, summary)
+    assert EVIDENCE[fault](stack) > 0, f"{fault} was never injected"
+
+
+@pytest.mark.xfail(
+    reason="known gap (issue-6 report): a spot-interrupted job whose Interruption Warning AND "
+    "state-change events are both lost is never re-run; the housekeeper relaunches only for jobs "
+    "still queued. Seed 31 loses both events for one interrupted instance.",
+    strict=False,
+)
+def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
+    faults = dict.fromkeys(FAULTS, 0.2)
+    faults["ssm-offline"] = 1.0  # start messages are retried until the agent is online
+    stack, summary = run(tmp_path, jobs=4, seed=31, faults=faults, max_receive_count=2)
+    assert_clean(stack, summary)
+    assert stack.scheduler.counters["redrive:moved"] > 0, "nothing went through the DLQ"

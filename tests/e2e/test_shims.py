@@ -1,0 +1,296 @@
+"""The shims behave like the AWS services they stand in for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack.agent import AgentShim
+from devstack.aws_world import AwsWorld
+from devstack.faults import FAULTS, Ec2Faults, parse_faults
+from devstack.github_sim import GitHubSim
+from devstack.shims import EventBus, Function, SqsEventSource
+from devstack.stack import Options, Stack
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "jobs",
+    "completed",
+    "instances_launched",
+    "instances_left",
+    "jit_params_left",
+    "runners_left",
+    "queue_left",
+    "dlq_left",
+    "max_concurrent",
+    "seconds",
+}
+
+
+def _until(predicate: Any, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _function(handler: Any, key: str = "scale-up") -> Function:
+    function = Function(key, "test")
+    function.handler, function.missing_reason = handler, ""
+    return function
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    built = Stack(
+        Options(jobs=4, seed=5, faults={"duplicate-webhooks": 1.0}, workdir=tmp_path),
+        out=open(tmp_path / "progress.txt", "w"),  # noqa: SIM115 - closed with the stack's files
+    )
+    yield built.start()
+    built.stop()
+
+
+def test_signed_webhooks_travel_through_api_gateway_into_the_job_queue(stack: Stack) -> None:
+    if stack.event_source is not None:
+        stack.event_source.stop()
+    jobs = stack.queue_jobs()
+    assert stack.sim.wait_webhooks_sent()
+    duplicated = stack.sim.counters["webhooks_duplicated"]
+    assert duplicated > 0
+    assert stack.apigw is not None
+    assert stack.apigw.statuses[202] == len(jobs) + duplicated
+    assert stack.sim.failed_deliveries() == []
+    sqs = stack.world.client("sqs")
+    bodies = []
+    while True:
+        got = sqs.receive_message(QueueUrl=stack.world.job_queue_url, MaxNumberOfMessages=10)
+        if not got.get("Messages"):
+            break
+        bodies += [json.loads(m["Body"]) for m in got["Messages"]]
+    assert sorted({b["job_id"] for b in bodies}) == sorted(j.id for j in jobs)
+    assert {b["template"] for b in bodies} == {t["name"] for t in stack.world.tf_templates}
+    text = stack.logged_text()
+    assert text
+    for secret in stack.sim.issued_secrets:
+        assert secret not in text
+
+
+def test_lost_webhooks_are_recorded_as_failed_and_reach_nobody(tmp_path: Path) -> None:
+    stack = Stack(
+        Options(jobs=3, seed=2, faults={"lost-webhooks": 1.0}, workdir=tmp_path),
+        out=open(tmp_path / "progress.txt", "w"),  # noqa: SIM115
+    )
+    stack.start()
+    try:
+        if stack.event_source is not None:
+            stack.event_source.stop()
+        stack.queue_jobs()
+        assert stack.sim.wait_webhooks_sent()
+        assert len(stack.sim.failed_deliveries()) == 3
+        assert all(d.status_code == 0 for d in stack.sim.failed_deliveries())
+        assert stack.apigw is not None
+        assert sum(stack.apigw.statuses.values()) == 0
+    finally:
+        stack.stop()
+
+
+def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
+    world: AwsWorld,
+) -> None:
+    sqs = world.client("sqs")
+    dlq = sqs.create_queue(QueueName="t-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue = sqs.create_queue(
+        QueueName="t-jobs",
+        Attributes={
+            "VisibilityTimeout": "1",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}),
+        },
+    )["QueueUrl"]
+    for body in ("ok-1", "fail", "ok-2"):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    seen: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        assert context.get_remaining_time_in_millis() > 0
+        failed = [r["messageId"] for r in event["Records"] if r["body"] == "fail"]
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
+
+    source = SqsEventSource(sqs, queue, _function(handler), "eu-west-1")
+    source.poll_once()
+    assert sorted(r["body"] for r in seen) == ["fail", "ok-1", "ok-2"]
+    record = seen[0]
+    assert record["eventSource"] == "aws:sqs"
+    assert record["receiptHandle"]
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert _until(lambda: source.poll_once() == 1, 10)  # only the failure comes back
+    assert seen[-1]["attributes"]["ApproximateReceiveCount"] == "2"
+    time.sleep(1.2)
+    source.poll_once()  # a third receive is over maxReceiveCount: moto moves it to the DLQ
+    assert _until(lambda: world.queue_depth(dlq) == 1, 10)
+    assert world.queue_depth(queue) == 0
+
+
+def test_event_bus_drops_a_seeded_fraction_and_delivers_the_rest_in_order() -> None:
+    delivered: list[str] = []
+    bus = EventBus(
+        _function(lambda event, ctx: delivered.append(event["id"]), "scale-down"),
+        drop=0.5,
+        seed=3,
+    ).start()
+    for index in range(20):
+        bus.put({"id": str(index), "detail-type": "x"})
+    assert _until(bus.idle)
+    time.sleep(0.2)
+    bus.stop()
+    assert 0 < bus.counters["dropped"] < 20
+    assert len(delivered) == 20 - bus.counters["dropped"]
+    assert delivered == sorted(delivered, key=int)
+
+
+def test_agent_runs_start_runner_only_on_the_commands_targets_once_online(
+    sim: GitHubSim, world: AwsWorld, tmp_path: Path
+) -> None:
+    ec2, ssm = world.client("ec2"), world.client("ssm")
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2)["Instances"]
+    ]
+    launched = {ids[0]: time.time(), ids[1]: time.time()}
+    events: list[dict[str, Any]] = []
+    agent = AgentShim(
+        tmp_path, on_event=events.append, launch_time=launched.get, job_seconds=0.1, boot_s=1.0
+    )
+    agent.attach(ssm)
+    job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+    encoded = sim.generate_jitconfig(
+        "orgs/acme", {"name": ids[0], "labels": ["self-hosted", "linux"], "runner_group_id": 1}
+    )["encoded_jit_config"]
+    name = f"/jitrunners/jit/{ids[0]}"
+    ssm.put_parameter(Name=name, Type="SecureString", Value=encoded)
+    send = {
+        "InstanceIds": [ids[0]],
+        "DocumentName": "AWS-RunShellScript",
+        "Parameters": {
+            "commands": [f"/opt/jitrunners/start-runner.sh {name} 20"],
+            "executionTimeout": ["120"],
+        },
+    }
+    with pytest.raises(ClientError) as refused:
+        ssm.send_command(**send)
+    assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
+    assert _until(lambda: agent.online(ids[0]), 5)
+    command_id = ssm.send_command(**send)["Command"]["CommandId"]
+    assert _until(lambda: len(events) == 1, 60)
+    agent.stop()
+    [event] = events
+    assert event["detail-type"] == "EC2 Command Invocation Status-change Notification"
+    assert event["detail"] == {**event["detail"], "command-id": command_id, "status": "Success"}
+    assert event["detail"]["instance-id"] == ids[0]
+    assert list(agent.invocations) == [(command_id, ids[0])]  # not every instance, as moto says
+    assert sim.jobs[job.id].conclusion == "success"
+    assert encoded not in json.dumps(agent.commands)
+    assert encoded not in "".join(agent.outputs())
+
+
+def test_ec2_faults_refuse_spot_capacity_and_throttle(world: AwsWorld) -> None:
+    ec2 = world.client("ec2")
+    faults = Ec2Faults(capacity=1.0)
+    faults.attach(ec2)
+    fleet = ec2.create_fleet(
+        Type="instant",
+        LaunchTemplateConfigs=[
+            {"LaunchTemplateSpecification": {"LaunchTemplateName": "jitrunners-linux-x64"}}
+        ],
+        TargetCapacitySpecification={"TotalTargetCapacity": 1, "DefaultTargetCapacityType": "spot"},
+    )
+    assert fleet["Errors"][0]["ErrorCode"] == "InsufficientInstanceCapacity"
+    assert fleet["Instances"] == []
+    throttled = world.client("ec2")
+    Ec2Faults(throttle=1.0).attach(throttled)
+    with pytest.raises(ClientError) as error:
+        throttled.terminate_instances(InstanceIds=["i-0123456789abcdef0"])
+    assert error.value.response["Error"]["Code"] == "RequestLimitExceeded"
+
+
+def test_fault_flags_are_validated() -> None:
+    assert parse_faults("ec2-capacity=0.3,github-5xx=0.1") == {
+        "ec2-capacity": 0.3,
+        "github-5xx": 0.1,
+    }
+    assert set(parse_faults(",".join(FAULTS))) == set(FAULTS)
+    for bad in ("nope=1", "ec2-capacity=2", "ec2-capacity=x"):
+        with pytest.raises(ValueError, match="fault"):
+            parse_faults(bad)
+
+
+def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack", "--jobs", "2", "--job-seconds", "0.2", "--seed", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["jobs"] == 2
+    clean = summary["completed"] == 2 and not any(
+        summary[k]
+        for k in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left")
+    )
+    assert done.returncode == (0 if clean else 1), done.stdout + done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "devstack", "--faults", "meteor=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "meteor" in bad.stderr
+
+
+def test_command_invocation_status_comes_from_the_agent_not_moto(
+    world: AwsWorld, tmp_path: Path
+) -> None:
+    ec2, ssm = world.client("ec2"), world.client("ssm")
+    [iid] = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"]
+    ]
+    agent = AgentShim(tmp_path, on_event=lambda e: None, launch_time=lambda i: 0.0, boot_s=0)
+    agent.attach(ssm)
+    command_id = ssm.send_command(
+        InstanceIds=[iid],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["/opt/jitrunners/start-runner.sh /jitrunners/jit/none 5"]},
+    )["Command"]["CommandId"]
+    status = ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"]
+    assert status in ("InProgress", "Failed")  # start-runner.sh exits 3: no parameter
+    assert _until(
+        lambda: (
+            ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"] == "Failed"
+        ),
+        30,
+    )
+    with pytest.raises(ClientError) as error:
+        ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)
+    assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+    agent.stop()
