@@ -9,7 +9,7 @@ ARGS ?= --jobs 6
 ARCH ?= arm64
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help venv test lint pytest bench run package clean lint-shell bats checkov tf-fmt tf-docs
+.PHONY: help venv test test-e2e lint pytest bench run package clean lint-shell bats checkov tf-fmt tf-docs
 
 # Static checks of terraform/ and runner_scripts/ (issue 5). checkov pins an old boto3: own venv.
 CHECKOV_VENV := .venv-checkov
@@ -37,7 +37,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 pytest: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 -m "not slow" tests
+
+# The fault-by-fault pipeline runs of the local stack: several minutes, outside `make test`'s budget.
+test-e2e: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 -m slow tests/e2e
 
 test: lint lint-shell tf-fmt pytest bats checkov
 

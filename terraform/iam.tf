@@ -13,6 +13,9 @@ locals {
     ec2            = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
     ec2_images     = "arn:${local.partition}:ec2:${local.region}::image/*"
     jit_path       = "${local.ssm_param_arn_prefix}${trimsuffix(local.jit_param_path, "/")}"
+    # Records of re-runs and redeliveries (lambdas/jitrunners/aws/markers.py).
+    state_params = "${local.ssm_param_arn_prefix}/${local.prefix}/state/*"
+    state_path   = "${local.ssm_param_arn_prefix}/${local.prefix}/state"
     ssm_documents = [
       "arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript",
       "arn:${local.partition}:ssm:${local.region}::document/AWS-RunPowerShellScript",
@@ -246,9 +249,9 @@ data "aws_iam_policy_document" "scale_up" {
   }
 
   statement {
-    sid       = "CommandStatus"
-    actions   = ["ssm:GetCommandInvocation"]
-    resources = ["*"] # GetCommandInvocation has no resource-level permissions
+    sid       = "FindExistingJitConfig"
+    actions   = ["ssm:DescribeParameters"]
+    resources = ["*"] # DescribeParameters has no resource-level permissions
   }
 }
 
@@ -266,14 +269,26 @@ data "aws_iam_policy_document" "scale_down" {
   }
 
   statement {
+    sid       = "StateRecords"
+    actions   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter"]
+    resources = [local.arn.state_params]
+  }
+
+  statement {
+    sid       = "RelaunchJobs"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.jobs.arn]
+  }
+
+  statement {
     sid       = "DecryptSecrets"
     actions   = ["kms:Decrypt"]
     resources = [local.kms_key_arn]
   }
 
   statement {
-    sid       = "DescribeInstancesAndCommands"
-    actions   = ["ec2:DescribeInstances", "ssm:GetCommandInvocation"]
+    sid       = "DescribeInstances"
+    actions   = ["ec2:DescribeInstances"]
     resources = ["*"] # no resource-level permissions
   }
 
@@ -292,7 +307,7 @@ data "aws_iam_policy_document" "scale_down" {
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeadLetterQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
     resources = [aws_sqs_queue.jobs_dlq.arn]
   }
 
@@ -329,6 +344,18 @@ data "aws_iam_policy_document" "housekeeper" {
   }
 
   statement {
+    sid       = "StateRecords"
+    actions   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
+    resources = [local.arn.state_params, local.arn.state_path]
+  }
+
+  statement {
+    sid       = "RelaunchJobs"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.jobs.arn]
+  }
+
+  statement {
     sid       = "DecryptSecrets"
     actions   = ["kms:Decrypt"]
     resources = [local.kms_key_arn]
@@ -336,7 +363,7 @@ data "aws_iam_policy_document" "housekeeper" {
 
   statement {
     sid       = "ListInstancesParametersCommands"
-    actions   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation", "ssm:ListCommandInvocations"]
+    actions   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation"]
     resources = ["*"] # no resource-level permissions
   }
 

@@ -76,7 +76,7 @@ resource "aws_cloudwatch_metric_alarm" "launch_failures" {
   alarm_name          = "${local.prefix}-launch-failures"
   alarm_description   = "Runner launches are failing (capacity, quotas, launch template): see the launch-failures-by-code query."
   namespace           = local.metrics_namespace
-  metric_name         = "LaunchFailures"
+  metric_name         = "LaunchFailed"
   dimensions          = { service = local.prefix }
   statistic           = "Sum"
   period              = 900
@@ -93,7 +93,7 @@ resource "aws_cloudwatch_metric_alarm" "zombies" {
   alarm_name          = "${local.prefix}-zombies"
   alarm_description   = "The housekeeper is reaping instances, parameters or runners that events should have cleaned: see the zombie-actions query."
   namespace           = local.metrics_namespace
-  metric_name         = "ZombiesReaped"
+  metric_name         = "Zombies"
   dimensions          = { service = local.prefix }
   statistic           = "Sum"
   period              = 3600
@@ -160,7 +160,7 @@ resource "aws_cloudwatch_dashboard" "this" {
         type = "metric", x = 0, y = 6, width = 12, height = 6
         properties = {
           title   = "Runners", region = local.region, stat = "Sum", period = 300
-          metrics = [for name in ["JobsLaunched", "RunnersStarted", "LaunchFailures", "ZombiesReaped"] : [local.metrics_namespace, name, "service", local.prefix]]
+          metrics = [for name in ["WebhookAccepted", "RunnerLaunched", "RunnerStarted", "LaunchFailed", "Zombies"] : [local.metrics_namespace, name, "service", local.prefix]]
         }
       },
       {

@@ -21,13 +21,13 @@ __all__ = ["MetricUnit", "count", "logger", "metrics", "observe"]
 def count(name: str, value: float = 1, **dimensions: str) -> None:
     """Add a count metric.
 
-    With dimensions (e.g. reason=...) it goes out on its own EMF line, so that the dimension does
-    not spill onto the invocation's other metrics.
+    The total always goes into the invocation's metrics (dimension `service` only: what the
+    Terraform alarms watch). With dimensions (e.g. reason=...) a second, dimensioned line goes out
+    on its own EMF document, so the dimension does not spill onto the invocation's other metrics.
     """
-    if not dimensions:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        return
-    observe(name, value, MetricUnit.Count, **dimensions)
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if dimensions:
+        observe(name, value, MetricUnit.Count, **dimensions)
 
 
 def observe(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:

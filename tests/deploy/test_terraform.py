@@ -29,7 +29,7 @@ FUNCTIONS = {  # Terraform key -> policy document name
 }
 # Handlers being written on other branches (issues 3 and 4). Their checks skip until the module
 # lands; a missing handler that is NOT listed here fails. Empty this set once they are merged.
-PENDING_HANDLERS = {"scale_up", "scale_down", "redrive", "housekeeper"}
+PENDING_HANDLERS: set[str] = set()
 
 # Actions a function's policy grants although its code makes no such call, each with its reason.
 # Anything else in a policy that the code does not call fails the test.
@@ -51,13 +51,22 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
         "ec2:CreateTags": "TagSpecifications at creation require CreateTags (ec2:CreateAction)",
         "iam:PassRole": "the launch template's instance profile passes the runner role",
         "iam:CreateServiceLinkedRole": "the first spot request of an account creates the spot SLR",
+        "ssm:AddTagsToResource": "PutParameter with Tags (the JIT config's instance-ARN tag)",
     },
-    "scale-down": {**KMS_SECRETS},
+    "scale-down": {
+        **KMS_SECRETS,
+        "ssm:AddTagsToResource": "PutParameter with Tags (the re-run records) requires it",
+        "kms:GenerateDataKey": "SendMessage to the CMK-encrypted job queue",
+    },
     "redrive": {
         **KMS_SECRETS,
         "kms:GenerateDataKey": "SendMessage to the CMK-encrypted queues",
     },
-    "housekeeper": {**KMS_SECRETS},
+    "housekeeper": {
+        **KMS_SECRETS,
+        "ssm:AddTagsToResource": "PutParameter with Tags (re-run and redelivery records)",
+        "kms:GenerateDataKey": "SendMessage to the CMK-encrypted job queue",
+    },
 }
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
@@ -447,3 +456,19 @@ def test_observability_ships_queries_dashboard_and_alarms() -> None:
     assert tf.blocks("resource", "aws_sns_topic")["alarms"]["count"] == (
         "${var.create_sns_topic ? 1 : 0}"
     )
+
+
+def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
+    """A renamed metric must not leave an alarm silently watching nothing."""
+    emitted = set()
+    for path in (tf.ROOT / "lambdas").rglob("*.py"):
+        emitted |= set(re.findall(r'\b(?:count|observe)\(\s*"([A-Za-z]+)"', path.read_text()))
+    text = (tf.TERRAFORM / "observability.tf").read_text()
+    watched = set(re.findall(r'metric_name\s*=\s*"([A-Za-z]+)"', text))
+    dashboard = re.search(r"for name in \[([^\]]*)\]", text)
+    assert dashboard
+    watched |= set(re.findall(r'"([A-Za-z]+)"', dashboard.group(1)))
+    aws_metrics = {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "4xx", "5xx"}
+    custom = {m for m in watched if m not in aws_metrics}
+    assert {"LaunchFailed", "Zombies"} <= custom
+    assert custom - emitted == set()

@@ -148,6 +148,15 @@ def _pascal(op: str) -> str:
     return "".join(part.capitalize() for part in op.split("_"))
 
 
+# Batch operations that IAM authorises through the single-item action (there is no separate
+# sqs:SendMessageBatch action, for instance).
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 # Powertools Parameters calls SSM (or Secrets Manager) on our behalf.
 POWERTOOLS_PARAMETERS = {
     "get_parameter": "ssm:GetParameter",
@@ -166,13 +175,11 @@ def _where(path: Path, node: ast.AST) -> str:
     return f"{shown}:{getattr(node, 'lineno', '?')}"
 
 
-def aws_actions_in(path: Path) -> set[str]:
-    """IAM actions of `client("svc").op(...)`, `client("svc").get_paginator("op")` and Powertools
-    Parameters calls in one module."""
-    tree = ast.parse(path.read_text())
+def _calls_in(path: Path, tree: ast.AST, scope: ast.AST) -> set[str]:
+    """IAM actions of the AWS calls written directly in `scope` (nested functions included)."""
     actions: set[str] = set()
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    for node in ast.walk(tree):
+    for node in ast.walk(scope):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -195,7 +202,8 @@ def aws_actions_in(path: Path) -> set[str]:
                 op = str(call.args[0].value)
             elif op in ("exceptions", "meta", "can_paginate", "get_waiter"):
                 continue
-            actions.add(f"{service}:{_pascal(op)}")
+            action = f"{service}:{_pascal(op)}"
+            actions.add(BATCH_ACTIONS.get(action, action))
         elif (
             isinstance(func, ast.Attribute)
             and isinstance(func.value, ast.Name)
@@ -206,12 +214,68 @@ def aws_actions_in(path: Path) -> set[str]:
     return actions
 
 
-def handler_actions(handler_module: str) -> set[str]:
-    actions: set[str] = set()
+def aws_actions_in(path: Path) -> set[str]:
+    """IAM actions of every `client("svc").op(...)`, `client("svc").get_paginator("op")` and
+    Powertools Parameters call in one module."""
+    tree = ast.parse(path.read_text())
+    return _calls_in(path, tree, tree)
+
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Every identifier a piece of code refers to: names and attribute names."""
+    found: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            found.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            found.add(sub.attr)
+    return found
+
+
+def handler_actions(handler_module: str, entry: str = "handler") -> set[str]:
+    """IAM actions a Lambda can reach from its entry point.
+
+    A name-based call graph over the handler's import closure: a function or class counts as
+    reachable when a reachable piece of code mentions its name (as `f`, `mod.f` or `obj.f`), and
+    module-level code counts from the start. Coarser than real dispatch, so it over-approximates
+    (a shared name pulls in every definition of it) but never misses a call written per the
+    contract; finer than whole modules, so a function that only terminates is not charged with the
+    launch code that shares its adapter module.
+    """
+    defs: dict[str, list[tuple[Path, ast.AST, ast.AST]]] = {}
+    todo: list[tuple[Path, ast.AST, ast.AST]] = []
     for name in import_closure(handler_module):
         path = module_path(name)
-        if path is not None:
-            actions |= aws_actions_in(path)
+        if path is None:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (*_FUNCS, ast.ClassDef)):
+                defs.setdefault(node.name, []).append((path, tree, node))
+        # Module-level code (imports, constants, decorators) runs at import: always reachable.
+        top = ast.Module(
+            body=[n for n in tree.body if not isinstance(n, (*_FUNCS, ast.ClassDef))],
+            type_ignores=[],
+        )
+        todo.append((path, tree, top))
+        for node in tree.body:
+            if isinstance(node, (*_FUNCS, ast.ClassDef)) and node.decorator_list:
+                todo.extend((path, tree, d) for d in node.decorator_list)
+        if name == handler_module:
+            todo.extend(defs.get(entry, []))
+    seen: set[int] = set()
+    actions: set[str] = set()
+    while todo:
+        path, tree, node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        actions |= _calls_in(path, tree, node)
+        for ref in _names(node):
+            todo.extend(d for d in defs.get(ref, []) if id(d[2]) not in seen)
     return actions
 
 

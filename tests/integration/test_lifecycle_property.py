@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from jitrunners.aws import queue
+from jitrunners.aws import inbox, queue
 from jitrunners.config import get_settings, load_templates
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
 from jitrunners.lifecycle.events import parse_event
@@ -106,7 +106,7 @@ class Simulation:
 
     # --- scale-up as docs/contracts.md describes it ------------------------------------------
     def scale_up(self) -> None:
-        for received in queue.receive(self.job_queue, max_messages=self.rng.randint(1, 4)):
+        for received in inbox.receive(self.job_queue, max_messages=self.rng.randint(1, 4)):
             message = JobMessage.from_json(received.body)
             if self.rng.random() < 0.1:
                 # Failed maxReceiveCount times: SQS moves it to the DLQ untouched.
@@ -115,7 +115,7 @@ class Simulation:
                 self.launch(message)
             else:
                 self.start(message)
-            queue.delete(self.job_queue, received.receipt_handle)
+            inbox.delete(self.job_queue, received.receipt_handle)
 
     def launch(self, message: JobMessage) -> None:
         job = self.github.jobs[(REPO, message.job_id)]

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from jitrunners.aws import queue
+from jitrunners.aws import inbox, queue
 from jitrunners.config import Settings
 from jitrunners.handlers import redrive as redrive_handler
 from jitrunners.lifecycle.redrive import RedriveDeps, redrive
@@ -205,7 +205,7 @@ def test_a_crash_between_send_and_delete_loses_nothing(
         raise _Crash("Lambda killed between send and delete")
 
     with monkeypatch.context() as patch:
-        patch.setattr(queue, "delete", die)
+        patch.setattr(inbox, "delete", die)
         with pytest.raises(_Crash):
             redrive(dlq, job_queue, _settings(dlq, job_queue), _deps(github, clock))
 
@@ -228,11 +228,11 @@ def test_a_duplicate_from_a_crash_is_redriven_again_not_lost(
         raise _Crash("Lambda killed between send and delete")
 
     with monkeypatch.context() as patch:
-        patch.setattr(queue, "delete", die)
+        patch.setattr(inbox, "delete", die)
         with pytest.raises(_Crash):
             redrive(dlq, job_queue, _settings(dlq, job_queue), _deps(github, clock))
     # Its visibility timeout runs out (here: at once), and the DLQ message is visible again.
-    queue.release(dlq, receipts[0])
+    inbox.release(dlq, receipts[0])
 
     redrive(dlq, job_queue, _settings(dlq, job_queue), _deps(github, clock))
 

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from jitrunners.aws import queue
+from jitrunners.aws import inbox
 from jitrunners.handlers import redrive as redrive_handler
 from jitrunners.handlers import scale_up
 from jitrunners.models import JobMessage
@@ -48,7 +48,7 @@ def test_duplicate_from_a_crashed_redrive_launches_one_instance(
         raise _Killed("the Lambda died between send and delete")
 
     with monkeypatch.context() as patch:
-        patch.setattr(queue, "delete", killed)
+        patch.setattr(inbox, "delete", killed)
         with pytest.raises(_Killed):
             redrive_handler.handler({"id": "evt-1"}, lambda_context)
     # The visibility timeout runs out (here: at once) and the next scheduled run redrives again.

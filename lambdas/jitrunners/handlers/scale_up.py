@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jitrunners.aws.queue import retry_later, send_job, send_jobs
+from jitrunners.aws.inbox import retry_later
+from jitrunners.aws.queue import send_job, send_jobs
 from jitrunners.config import get_settings, load_templates
 from jitrunners.lifecycle.scale_up import ScaleUpBatch, ScaleUpDeps
 from jitrunners.observability import logger, metrics

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from jitrunners.aws import queue
+from jitrunners.aws import inbox, queue
 from jitrunners.config import Settings
 from jitrunners.models import JobMessage, MessageError
 from jitrunners.observability import count, logger
@@ -94,7 +94,7 @@ def redrive(
     held: list[str] = []  # receipt handles to make visible again when we are done
     try:
         while report.batches < MAX_BATCHES and deps.remaining_ms() > BATCH_BUDGET_MS:
-            batch = queue.receive(dlq_url, visibility_s=VISIBILITY_S)
+            batch = inbox.receive(dlq_url, visibility_s=VISIBILITY_S)
             if not batch:
                 break
             report.batches += 1
@@ -108,14 +108,14 @@ def redrive(
         # hiding them for the visibility timeout after every run would make the alarm flap.
         for receipt in held:
             try:
-                queue.release(dlq_url, receipt)
+                inbox.release(dlq_url, receipt)
             except Exception:  # noqa: BLE001 - it becomes visible by itself after the timeout
                 logger.debug("could not release a held message")
     return report
 
 
 def _one(
-    received: queue.QueuedMessage,
+    received: inbox.QueuedMessage,
     dlq_url: str,
     job_queue_url: str,
     settings: Settings,
@@ -139,7 +139,7 @@ def _one(
         logger.warning("message left in the DLQ", extra={**keys, "reason": why})
         return verdict
     if action == "drop":
-        queue.delete(dlq_url, received.receipt_handle)
+        inbox.delete(dlq_url, received.receipt_handle)
         count("RedriveDropped", reason=why)
         logger.info("message dropped from the DLQ", extra={**keys, "reason": why})
         return verdict
@@ -150,7 +150,7 @@ def _one(
         logger.warning("could not send to the job queue", extra={**keys, "detail": str(exc)})
         return "hold:send_failed"
     # Only now is it safe to delete: the job queue has it.
-    queue.delete(dlq_url, received.receipt_handle)
+    inbox.delete(dlq_url, received.receipt_handle)
     count("Redriven")
     logger.info("message redriven", extra={**keys, "redrives": message.redrives + 1})
     return "move"
