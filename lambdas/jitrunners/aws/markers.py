@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from jitrunners.aws.clients import client, error_code
+from jitrunners.aws.ssm import delete_parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +57,5 @@ def list_markers(path: str) -> Iterator[Marker]:
 
 
 def remove(name: str) -> bool:
-    """Delete a record; False when it was already gone."""
-    try:
-        client("ssm").delete_parameter(Name=name)
-    except ClientError as exc:
-        if error_code(exc) == "ParameterNotFound":
-            return False
-        raise
-    return True
+    """Delete a record; False when it was already gone (the same call as any parameter's)."""
+    return delete_parameter(name)
