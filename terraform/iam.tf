@@ -253,6 +253,13 @@ data "aws_iam_policy_document" "scale_up" {
     actions   = ["ssm:DescribeParameters"]
     resources = ["*"] # DescribeParameters has no resource-level permissions
   }
+
+  # A retried start looks for the runner command an earlier delivery already sent.
+  statement {
+    sid       = "FindSentRunnerCommand"
+    actions   = ["ssm:ListCommands"]
+    resources = ["*"] # ListCommands has no resource-level permissions
+  }
 }
 
 data "aws_iam_policy_document" "scale_down" {

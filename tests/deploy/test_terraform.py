@@ -73,7 +73,7 @@ BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegme
                 "xray:PutTelemetryRecords"}  # fmt: skip
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
-STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|"
+STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|"
                      r"DescribeParameters)|xray:\w+)$")  # fmt: skip
 # Set by Terraform although the package does not read them itself (Powertools reads them).
 POWERTOOLS_ENV = re.compile(r"^POWERTOOLS_[A-Z_]+$")

@@ -414,6 +414,53 @@ def test_start_past_timeout_terminates_cleans_up_and_relaunches(
     assert (relaunch.job_id, relaunch.attempt, relaunch.instance_id) == (4242, 2, None)
 
 
+def _throttled(**_: Any) -> Any:
+    return AWSResponse("https://ec2", 503, {}, None), {
+        "Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}
+    }
+
+
+def test_retry_after_an_untagged_send_starts_no_second_runner(
+    world: World, lambda_context: Any
+) -> None:
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    commands = _capture_commands()
+    events = client("ec2").meta.events
+    events.register("before-call.ec2.CreateTags", _throttled)
+    try:
+        first = run(sqs_event(start), lambda_context)  # command sent, tag write refused
+    finally:
+        events.unregister("before-call.ec2.CreateTags", _throttled)
+    assert failed_ids(first) == ["msg-0"]
+    assert "jitrunners:command-id" not in tags_of(world.instances()[0])
+
+    second = run(sqs_event((start, 2)), lambda_context)
+
+    assert failed_ids(second) == []
+    assert len(commands) == 1  # no second runner on the instance
+    assert len(world.jit_calls) == 1
+    [sent] = boto3.client("ssm").list_commands(InstanceId=start.instance_id)["Commands"]
+    assert tags_of(world.instances()[0])["jitrunners:command-id"] == sent["CommandId"]
+
+
+def test_retry_for_an_instance_already_gone_relaunches_the_job(
+    world: World, lambda_context: Any
+) -> None:
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    commands = _capture_commands()
+    boto3.client("ec2").terminate_instances(InstanceIds=[start.instance_id])
+
+    response = run(sqs_event((start, 2)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert commands == []
+    assert world.jit_calls == []
+    [relaunch] = [m for m, _ in world.sent if m.kind == "launch"]
+    assert (relaunch.job_id, relaunch.attempt) == (4242, 2)
+
+
 # --- auth and secrets -------------------------------------------------------------------------
 def test_app_auth_mints_one_installation_token_for_many_jobs(
     world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_lines: Any

@@ -12,6 +12,8 @@ from jitrunners.aws.clients import client, error_code
 TAG_PREFIX = "jitrunners:prefix"
 TAG_INSTANCE_ARN = "jitrunners:instance-arn"
 COMMENT_MAX = 100
+# The documents the start step sends (Linux, Windows).
+RUNNER_DOCUMENTS = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
 # SendCommand's delivery timeout bounds (seconds).
 DELIVERY_TIMEOUT_MIN_S = 30
 DELIVERY_TIMEOUT_MAX_S = 2_592_000
@@ -137,6 +139,19 @@ def send_runner_command(
             raise AgentNotReady(f"SSM agent on {instance_id} is not online yet") from None
         raise
     return str(response["Command"]["CommandId"])
+
+
+def find_runner_command(instance_id: str, comment_prefix: str) -> str | None:
+    """The id of a runner command already sent to the instance (ours: a runner document and our
+    comment), or None. A fresh instance has a handful of commands at most: one page is enough."""
+    wanted = comment_prefix[:COMMENT_MAX]  # send_runner_command cuts the comment there
+    response = client("ssm").list_commands(InstanceId=instance_id)
+    for command in response.get("Commands", []):
+        if command.get("DocumentName") in RUNNER_DOCUMENTS and str(
+            command.get("Comment", "")
+        ).startswith(wanted):
+            return str(command["CommandId"])
+    return None
 
 
 def get_command_status(command_id: str, instance_id: str) -> str | None:

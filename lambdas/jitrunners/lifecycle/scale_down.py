@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from jitrunners.aws import fleet
+from jitrunners.aws import fleet, ssm
 from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
 from jitrunners.lifecycle.events import (
@@ -17,9 +17,9 @@ from jitrunners.lifecycle.events import (
 from jitrunners.lifecycle.relaunch import relaunch_if_queued
 from jitrunners.observability import MetricUnit, logger, observe
 
-# The documents our start step sends; a finished command of another document on one of our
-# instances (an operator's ad-hoc command) must not end a runner that may be mid-job.
-RUNNER_DOCUMENTS: Final = frozenset({"AWS-RunShellScript", "AWS-RunPowerShellScript"})
+# A finished command of a document other than ssm.RUNNER_DOCUMENTS on one of our instances (an
+# operator's ad-hoc command) must not end a runner that may be mid-job.
+RUNNER_DOCUMENTS: Final = ssm.RUNNER_DOCUMENTS
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
@@ -93,8 +93,6 @@ def _observe_job_duration(instance: Any, finished: datetime) -> None:
 
 
 def _delete_param_only(instance_id: str, ctx: Context) -> None:
-    from jitrunners.aws import ssm
-
     if ssm.delete_parameter(ctx.settings.jit_param_name(instance_id)):
         logger.info("JIT parameter of a gone instance deleted")
 

@@ -37,12 +37,29 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
     param = settings.jit_param_name(instance_id)
     scope = scope_of(template, message)
 
+    comment = f"{settings.prefix} job {message.job_id} {message.repo}"
+    instance: fleet.Instance | None = None
+    if record.receive_count > 1:
+        # A retry. An earlier delivery may have got as far as SendCommand (and then lost its
+        # tag write or its invocation): a second command would start a second runner on the
+        # instance, possibly after the first finished. Look before starting again.
+        instance = fleet.get_instance(instance_id, settings.prefix)
+        started = _already_started(instance, instance_id, comment)
+        if started:
+            count("StartSkipped", reason="already_started")
+            logger.info(
+                "runner already started by an earlier delivery", extra={"command_id": started}
+            )
+            return "already_started"
+        if instance is None or instance.state not in fleet.LIVE_STATES:
+            _give_up(message, scope, param, deps, "instance_gone")
+            return "relaunched"
+
     # First delivery: no parameter can exist yet, so skip the lookup. On a retry (agent not
     # ready) it does: reuse it, never ask GitHub for a second registration.
     if record.receive_count <= 1 or not ssm.parameter_exists(param):
         _store_jit_config(message, template, scope, param, deps)
 
-    comment = f"{settings.prefix} job {message.job_id} {message.repo}"
     try:
         command_id = ssm.send_runner_command(
             instance_id,
@@ -56,7 +73,7 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
             output_log_group=settings.ssm_output_log_group,
         )
     except ssm.AgentNotReady:
-        return _agent_not_ready(message, record, template, scope, param, deps)
+        return _agent_not_ready(message, record, template, scope, param, deps, instance)
 
     now = deps.clock()
     fleet.tag_instance(
@@ -72,6 +89,17 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
         observe("QueueToStartLatency", latency, MetricUnit.Seconds)
     logger.info("runner started", extra={"command_id": command_id, "queue_to_start_s": latency})
     return "started"
+
+
+def _already_started(instance: fleet.Instance | None, instance_id: str, comment: str) -> str | None:
+    """The runner command an earlier delivery sent to the instance, if any."""
+    if instance is not None and instance.command_id:
+        return instance.command_id
+    command_id = ssm.find_runner_command(instance_id, comment)
+    if command_id and instance is not None and instance.state in fleet.LIVE_STATES:
+        # Sent but never tagged: tag it now, so scale-down and the housekeeper know the runner.
+        fleet.tag_instance(instance_id, {fleet.TAG_COMMAND_ID: command_id})
+    return command_id
 
 
 def _store_jit_config(
@@ -116,9 +144,11 @@ def _agent_not_ready(
     scope: RunnerScope,
     param: str,
     deps: ScaleUpDeps,
+    instance: fleet.Instance | None = None,
 ) -> str:
     assert message.instance_id is not None
-    instance = fleet.get_instance(message.instance_id, deps.settings.prefix)
+    if instance is None:
+        instance = fleet.get_instance(message.instance_id, deps.settings.prefix)
     now = deps.clock()
     alive = instance is not None and instance.state in fleet.LIVE_STATES
     age = (now - instance.launch_time).total_seconds() if instance and instance.launch_time else 0.0
