@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,8 @@ class AwsWorld:
     dlq_url: str = ""
     subnet_ids: list[str] = field(default_factory=list)
     _server: Any = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _clients_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def names(self) -> Names:
@@ -133,10 +136,26 @@ class AwsWorld:
             self._server = None
 
     def client(self, service: str) -> Any:
-        import boto3
+        """One client per service (botocore clients are thread-safe; building one is not cheap)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                import boto3
 
-        return boto3.session.Session().client(
-            service, endpoint_url=self.endpoint_url, region_name=REGION
+                self._clients[service] = boto3.session.Session().client(
+                    service, endpoint_url=self.endpoint_url, region_name=REGION
+                )
+            return self._clients[service]
+
+    def spot_reclaim(self, instance_id: str) -> None:
+        """EC2 takes a spot instance back: terminated, with the state reason AWS gives it (moto
+        runs in this process; its TerminateInstances always says "user initiated")."""
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models.instances import StateReason
+
+        self.client("ec2").terminate_instances(InstanceIds=[instance_id])
+        ec2_backends[ACCOUNT][REGION].get_instance(instance_id).state_reason = StateReason(
+            "Server.SpotInstanceTermination: Spot instance termination",
+            "Server.SpotInstanceTermination",
         )
 
     def create(self, *, webhook_secret: str, github_app_key: str) -> None:

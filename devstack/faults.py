@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.awsrequest import AWSResponse
+
 FAULTS = (
     "ec2-capacity",
     "ec2-throttle",
@@ -41,6 +43,23 @@ def parse_faults(text: str) -> dict[str, float]:
     return faults
 
 
+_THROTTLED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+    b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
+    b"</Error></Errors><RequestID>devstack-throttle</RequestID></Response>"
+)
+
+
+class _Raw:
+    """The raw body botocore reads from an HTTP response."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+
 @dataclass
 class _Http:
     status_code: int
@@ -67,15 +86,22 @@ class Ec2Faults:
 
     def attach(self, ec2_client: Any) -> None:
         for operation in _MUTATING_EC2:
-            ec2_client.meta.events.register(f"before-call.ec2.{operation}", self._before_call)
+            events = ec2_client.meta.events
+            events.register(f"before-call.ec2.{operation}", self._before_call)
+            # Throttling is answered per HTTP attempt, inside botocore's retry loop, as EC2 does:
+            # the client's own retries see it (a before-call answer would skip them).
+            events.register(f"before-send.ec2.{operation}", self._before_send)
+
+    def _before_send(self, request: Any, event_name: str = "", **_: Any) -> Any:
+        if not self._roll(self.throttle):
+            return None
+        operation = event_name.rsplit(".", 1)[-1]
+        self.counters[f"throttled:{operation}"] += 1
+        return AWSResponse(request.url, 503, {}, _Raw(_THROTTLED))
 
     def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
         operation = model.name
         body = params.get("body") or {}
-        if self._roll(self.throttle):
-            self.counters[f"throttled:{operation}"] += 1
-            error = {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}
-            return _Http(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
         if operation == "CreateFleet" and _is_spot_fleet(body) and self._roll(self.capacity):
             self.counters["capacity:CreateFleet"] += 1
             return _Http(200), {

@@ -96,7 +96,8 @@ class Stack:
         self.launch_times: dict[str, float] = {}
         self.max_concurrent = 0
         self.max_per_template: Counter[str] = Counter()
-        self._interrupted: set[str] = set()
+        self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
+        self._interrupt_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.apigw: ApiGatewayShim | None = None
@@ -118,6 +119,8 @@ class Stack:
             github_api_url=self.sim.url,
             github_app_id=str(self.sim.app_id),
             START_DELAY_S="1",
+            # Instances here boot in a second: scale-up's minute-scale back-offs shrink to match.
+            RETRY_DELAY_PERCENT="5",
             CHECK_JOB_QUEUED=os.environ.get("CHECK_JOB_QUEUED", "true"),
             RERUN_INTERRUPTED_JOBS="true",
             MAX_RERUNS="3",
@@ -230,6 +233,8 @@ class Stack:
         result = f" ({job.conclusion})" if job.conclusion else ""
         attempt = f" attempt {job.run_attempt}" if job.run_attempt > 1 else ""
         self.progress(f"job {job.id} {job.name} {job.repo}{attempt}: {what}{where}{result}")
+        if what == "in_progress":
+            self._maybe_interrupt(job)
 
     def _on_command_event(self, event: dict[str, Any]) -> None:
         detail = event["detail"]
@@ -239,7 +244,6 @@ class Stack:
 
     def _watch_instances(self) -> None:
         ec2 = self.world.client("ec2")
-        interrupt = self.options.faults.get("spot-interrupt", 0.0)
         while not self._stop.wait(0.3):
             try:
                 reservations = ec2.describe_instances(
@@ -255,20 +259,18 @@ class Stack:
             self.max_concurrent = max(self.max_concurrent, sum(live.values()))
             for template, count in live.items():
                 self.max_per_template[template] = max(self.max_per_template[template], count)
-            if interrupt:
-                self._maybe_interrupt(interrupt)
 
     def _observe(self, instance: dict[str, Any], live: Counter[str]) -> None:
         iid, state = instance["InstanceId"], instance["State"]["Name"]
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         template = tags.get("jitrunners:template", "?")
         before = self.seen_instances.get(iid)
+        market = instance.get("InstanceLifecycle", "on-demand")
         if before is None:
             self.launch_times[iid] = time.time()
-            market = instance.get("InstanceLifecycle", "on-demand")
             self.progress(f"instance {iid} launched ({template}, {market})")
             self.counters["instances_launched"] += 1
-        self.seen_instances[iid] = {"state": state, "template": template}
+        self.seen_instances[iid] = {"state": state, "template": template, "market": market}
         if state in LIVE_STATES:
             live[template] += 1
         if state == "terminated" and (before is None or before["state"] != "terminated"):
@@ -282,31 +284,42 @@ class Stack:
                 )
             )
 
-    def _maybe_interrupt(self, fraction: float) -> None:
-        """Spot interruption: a busy instance dies mid-job (warning event, runner lost, gone)."""
-        for runner in self.sim.runners_left():
-            iid = runner.name
-            if not runner.busy or iid in self._interrupted or iid not in self.seen_instances:
-                continue
-            self._interrupted.add(iid)
+    def _maybe_interrupt(self, job: SimJob) -> None:
+        """`spot-interrupt`: the instance running this job is reclaimed mid-job (warning event,
+        runner lost, instance terminated with EC2's spot state reason). Only spot instances, and
+        each logical job at most once, so that its re-run can finish it."""
+        fraction = self.options.faults.get("spot-interrupt", 0.0)
+        iid = job.runner_name or ""
+        market = self.seen_instances.get(iid, {}).get("market")
+        with self._interrupt_lock:
+            if not fraction or market != "spot" or job.key in self._interrupted:
+                return  # EC2 reclaims spot instances only
+            self._interrupted.add(job.key)
             if self._rng.random() >= fraction:
-                continue
-            self.counters["spot_interruptions"] += 1
-            self.progress(f"instance {iid}: spot interruption")
-            assert self.agent is not None
-            assert self.bus is not None
-            self.bus.put(
-                ec2_event(
-                    "EC2 Spot Instance Interruption Warning",
-                    iid,
-                    {"instance-action": "terminate"},
-                    REGION,
-                )
+                return
+        threading.Thread(
+            target=self._interrupt, args=(iid,), name=f"interrupt-{iid}", daemon=True
+        ).start()
+
+    def _interrupt(self, iid: str) -> None:
+        assert self.agent is not None
+        assert self.bus is not None
+        self.counters["spot_interruptions"] += 1
+        self.progress(f"instance {iid}: spot interruption")
+        self.bus.put(
+            ec2_event(
+                "EC2 Spot Instance Interruption Warning",
+                iid,
+                {"instance-action": "terminate"},
+                REGION,
             )
-            self.agent.kill_instance(iid)
-            with contextlib.suppress(Exception):
-                self.sim.runner_disconnect({"runner_id": runner.id, "secret": runner.secret})
-            self.world.client("ec2").terminate_instances(InstanceIds=[iid])
+        )
+        self.agent.kill_instance(iid)
+        for runner in self.sim.runners_left():
+            if runner.name == iid:
+                with contextlib.suppress(Exception):
+                    self.sim.runner_disconnect({"runner_id": runner.id, "secret": runner.secret})
+        self.world.spot_reclaim(iid)
 
     # ------------------------------------------------------------------ the demo
     def queue_jobs(self) -> list[SimJob]:
@@ -431,7 +444,7 @@ def _reset_lambda_caches() -> None:
 
     config.get_settings.cache_clear()
     config._parsed.clear()
-    clients.client.cache_clear()
+    clients.reset()
     with contextlib.suppress(ImportError):
         from aws_lambda_powertools.utilities import parameters
 

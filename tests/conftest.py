@@ -72,7 +72,7 @@ def _reset_process_caches() -> None:
 
     config.get_settings.cache_clear()
     config._parsed.clear()
-    clients.client.cache_clear()
+    clients.reset()
     try:
         from aws_lambda_powertools.utilities import parameters
 

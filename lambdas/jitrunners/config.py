@@ -223,6 +223,15 @@ class Settings:
     max_reruns: int = 1
     max_redrives: int = 3
     dry_run: bool = False
+    # Scale-up's retry and back-off delays, in percent of the built-in ones (the local stack,
+    # whose instances boot in a second, runs at 5).
+    retry_delay_percent: int = 100
+
+    def retry_delay(self, seconds: int) -> int:
+        """A built-in delay scaled by RETRY_DELAY_PERCENT; never below 1 s unless it was 0."""
+        if seconds <= 0 or self.retry_delay_percent == 100:
+            return max(0, seconds)
+        return max(1, round(seconds * self.retry_delay_percent / 100))
 
     @property
     def jit_param_prefix(self) -> str:
@@ -272,7 +281,10 @@ class Settings:
             max_reruns=_int(env, "MAX_RERUNS", 1),
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),
             dry_run=_flag(env, "DRY_RUN", False),
+            retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),
         )
+        if settings.retry_delay_percent > 100:
+            raise ConfigError("RETRY_DELAY_PERCENT: at most 100 (it only shortens the delays)")
         if settings.start_delay_s > 900:
             raise ConfigError("START_DELAY_S: SQS allows a delay of at most 900 seconds")
         if settings.templates_json and settings.templates_param:

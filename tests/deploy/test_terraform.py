@@ -73,14 +73,15 @@ BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegme
                 "xray:PutTelemetryRecords"}  # fmt: skip
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
-STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|"
-                     r"DescribeParameters)|xray:\w+)$")  # fmt: skip
+STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|"
+                     r"ListCommands|DescribeParameters)|xray:\w+)$")  # fmt: skip
 # Set by Terraform although the package does not read them itself (Powertools reads them).
 POWERTOOLS_ENV = re.compile(r"^POWERTOOLS_[A-Z_]+$")
 # Read by the package but deliberately absent in AWS: the local stack's plain settings.
 LOCAL_ONLY_ENV = {
     "RUNNER_TEMPLATES": "templates live in SSM (4 KB env limit)",
     "WEBHOOK_SECRET": "secrets never in plain environment variables in AWS",
+    "RETRY_DELAY_PERCENT": "shortens retry delays for the local stack; AWS keeps the defaults",
 }
 
 

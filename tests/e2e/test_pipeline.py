@@ -87,12 +87,6 @@ def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known gap (issue-6 report): a spot-interrupted job whose Interruption Warning AND "
-    "state-change events are both lost is never re-run; the housekeeper relaunches only for jobs "
-    "still queued. Seed 31 loses both events for one interrupted instance.",
-    strict=False,
-)
 def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
     faults = dict.fromkeys(FAULTS, 0.2)
     faults["ssm-offline"] = 1.0  # start messages are retried until the agent is online

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devstack.agent import AgentShim
@@ -208,7 +210,9 @@ def test_agent_runs_start_runner_only_on_the_commands_targets_once_online(
 
 
 def test_ec2_faults_refuse_spot_capacity_and_throttle(world: AwsWorld) -> None:
-    ec2 = world.client("ec2")
+    ec2 = boto3.session.Session().client(
+        "ec2", endpoint_url=world.endpoint_url, region_name="eu-west-1"
+    )
     faults = Ec2Faults(capacity=1.0)
     faults.attach(ec2)
     fleet = ec2.create_fleet(
@@ -220,11 +224,19 @@ def test_ec2_faults_refuse_spot_capacity_and_throttle(world: AwsWorld) -> None:
     )
     assert fleet["Errors"][0]["ErrorCode"] == "InsufficientInstanceCapacity"
     assert fleet["Instances"] == []
-    throttled = world.client("ec2")
-    Ec2Faults(throttle=1.0).attach(throttled)
+    # Throttling answers each HTTP attempt, so the client's own retries see it.
+    throttled = boto3.session.Session().client(
+        "ec2",
+        endpoint_url=world.endpoint_url,
+        region_name="eu-west-1",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
+    )
+    throttle = Ec2Faults(throttle=1.0)
+    throttle.attach(throttled)
     with pytest.raises(ClientError) as error:
         throttled.terminate_instances(InstanceIds=["i-0123456789abcdef0"])
     assert error.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    assert throttle.counters["throttled:TerminateInstances"] == 2  # both attempts
 
 
 def test_fault_flags_are_validated() -> None:

@@ -326,6 +326,45 @@ def test_started_runner_ended_with_both_events_lost_is_relaunched_once(
     assert (message.kind, message.job_id) == ("launch", 56)
 
 
+def test_spot_reclaim_with_both_events_lost_is_rerun_once_the_job_failed(
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.world import FakeJob
+
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+    _reset_process_caches()
+    reclaimed = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=57,
+        command_id=world.command_id("mid-job"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    by_hand = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=58,
+        command_id=world.command_id("by-hand"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    world.spot_reclaim(reclaimed)  # the warning and the state change were both lost
+    world.terminate(by_hand)  # not a spot reclaim: a failed job there is the job's own doing
+    github.jobs[("acme/app", 57)] = FakeJob(57, "in_progress", None, reclaimed)
+    github.jobs[("acme/app", 58)] = FakeJob(58, "completed", "failure", by_hand)
+
+    reason = "Server.SpotInstanceTermination"
+    assert ["record_interruption", reclaimed, reason] in run()["actions"]
+    assert github.reruns == []  # GitHub has not noticed the lost runner yet
+
+    github.jobs[("acme/app", 57)] = FakeJob(57, "completed", "failure", reclaimed)
+    clock.advance(minutes=5)
+    assert run()["actions"] == []
+    assert github.reruns == [("acme/app", 57)]
+    run()
+    assert github.reruns == [("acme/app", 57)]
+
+
 def test_one_unreadable_command_status_does_not_stop_the_sweep(
     run: Callable[[], dict[str, Any]], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -342,6 +342,19 @@ def test_interrupted_job_is_rerun_once_it_has_failed(
     assert github.reruns == [("acme/app", 77)]
 
 
+def test_spot_reclaim_seen_only_as_a_state_change_still_records_the_rerun(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github, job_id=81)
+    github.jobs[("acme/app", 81)] = FakeJob(81, "completed", "failure", instance_id)
+    world.spot_reclaim(instance_id)  # the interruption warning was lost
+
+    assert call(state_event(instance_id, "terminated")) == "cleaned:instance_terminated"
+
+    assert github.reruns == [("acme/app", 81)]
+    _assert_clean(instance_id, github)
+
+
 def test_reruns_stop_at_max_reruns_per_run(
     reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:

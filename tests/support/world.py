@@ -120,6 +120,17 @@ def terminate(instance_id: str) -> None:
     boto3.client("ec2").terminate_instances(InstanceIds=[instance_id])
 
 
+def spot_reclaim(instance_id: str) -> None:
+    """EC2 takes a spot instance back: terminated, with the state reason AWS gives it."""
+    from moto.ec2.models.instances import StateReason
+
+    terminate(instance_id)
+    _backend_instance(instance_id).state_reason = StateReason(
+        "Server.SpotInstanceTermination: Spot instance termination",
+        "Server.SpotInstanceTermination",
+    )
+
+
 def live_ours(prefix: str = PREFIX) -> set[str]:
     ec2 = boto3.client("ec2")
     found: set[str] = set()

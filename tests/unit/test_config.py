@@ -115,3 +115,13 @@ def test_settings_repr_never_shows_the_secret() -> None:
 def test_webhook_secrets_split_on_lines_for_rotation() -> None:
     assert webhook_secrets(Settings(webhook_secret="old\r\nnew\n")) == ("old", "new")
     assert webhook_secrets(Settings(webhook_secret="")) == ()
+
+
+def test_retry_delays_scale_down_but_never_to_zero_or_up() -> None:
+    assert Settings.from_env({}).retry_delay(60) == 60
+    fast = Settings.from_env({"RETRY_DELAY_PERCENT": "5"})
+    assert [fast.retry_delay(s) for s in (0, 10, 30, 60, 120)] == [0, 1, 2, 3, 6]
+    with pytest.raises(ConfigError, match="RETRY_DELAY_PERCENT"):
+        Settings.from_env({"RETRY_DELAY_PERCENT": "200"})
+    with pytest.raises(ConfigError, match="RETRY_DELAY_PERCENT"):
+        Settings.from_env({"RETRY_DELAY_PERCENT": "0"})

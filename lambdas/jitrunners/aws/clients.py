@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -18,10 +19,26 @@ _CONFIG = Config(
 )
 
 
+# One boto3 session for every client: its loaders and endpoint data are read once, not once
+# per service. Session.client is not thread-safe (the local stack calls from threads): a lock.
+_LOCK = threading.Lock()
+_SESSION: list[boto3.session.Session] = []
+
+
 @cache
 def client(service: str) -> Any:
     """A cached boto3 client; boto3 itself honours AWS_ENDPOINT_URL (set by the local stack)."""
-    return boto3.session.Session().client(service, config=_CONFIG)
+    with _LOCK:
+        if not _SESSION:
+            _SESSION.append(boto3.session.Session())
+        return _SESSION[0].client(service, config=_CONFIG)
+
+
+def reset() -> None:
+    """Forget the clients and the session (tests and the local stack change the environment)."""
+    with _LOCK:
+        client.cache_clear()
+        _SESSION.clear()
 
 
 def error_code(exc: BaseException) -> str:

@@ -104,6 +104,13 @@ class Instance:
     started_at: str | None
     lifecycle: str  # "spot" | "on-demand"
     tags: Mapping[str, str]
+    # EC2's StateReason code, e.g. "Server.SpotInstanceTermination" for a spot reclaim.
+    state_reason: str = ""
+
+    @property
+    def spot_reclaimed(self) -> bool:
+        """EC2 took the instance back (terminated or stopped it for spot capacity or price)."""
+        return self.state_reason.startswith("Server.SpotInstance")
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -128,6 +135,7 @@ def _instance(data: Mapping[str, Any]) -> Instance:
         started_at=tags.get(TAG_STARTED_AT),
         lifecycle=data.get("InstanceLifecycle") or "on-demand",
         tags=tags,
+        state_reason=str((data.get("StateReason") or {}).get("Code") or ""),
     )
 
 

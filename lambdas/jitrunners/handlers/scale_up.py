@@ -32,11 +32,15 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
         settings=settings,
         templates=lambda: load_templates(settings),
         github=lambda: get_client(settings),
-        enqueue=lambda message, delay: send_job(settings.job_queue_url, message, delay_s=delay),
+        enqueue=lambda message, delay: send_job(
+            settings.job_queue_url, message, delay_s=settings.retry_delay(delay)
+        ),
         enqueue_many=lambda messages, delay: send_jobs(
             settings.job_queue_url, messages, delay_s=delay
         ),
-        retry_later=lambda receipt, delay: retry_later(settings.job_queue_url, receipt, delay),
+        retry_later=lambda receipt, delay: retry_later(
+            settings.job_queue_url, receipt, settings.retry_delay(delay)
+        ),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
     )
 

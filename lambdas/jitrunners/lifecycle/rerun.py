@@ -27,6 +27,8 @@ PENDING_LIFETIME: Final = timedelta(hours=1)
 # Claims are kept past GitHub's own re-run window (30 days is its log retention; a week is plenty
 # to stop a second re-run of the same attempt).
 CLAIM_LIFETIME: Final = timedelta(days=7)
+# EC2 lists a terminated instance for about an hour; a day is plenty.
+RECORDED_LIFETIME: Final = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,15 @@ def claims_path(prefix: str) -> str:
     return f"/{prefix}/state/reruns/claimed"
 
 
+def recorded_path(prefix: str) -> str:
+    """One record per interrupted instance already handed to this module (by either caller)."""
+    return f"/{prefix}/state/reruns/instances"
+
+
+def recorded_instances(prefix: str) -> set[str]:
+    return {m.name.rsplit("/", 1)[-1] for m in markers.list_markers(recorded_path(prefix))}
+
+
 def _int_tag(instance: Any, attr: str, tag: str) -> int | None:
     value = getattr(instance, attr, None)
     if value in (None, ""):
@@ -94,9 +105,13 @@ def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
         instance_id=str(instance.id),
         interrupted_at=at.isoformat(),
     )
-    name = f"{pending_path(ctx.settings.prefix)}/{job_id}"
-    if not markers.claim(name, pending.to_json(), ctx.settings.prefix):
+    prefix = ctx.settings.prefix
+    name = f"{pending_path(prefix)}/{job_id}"
+    if not markers.claim(name, pending.to_json(), prefix):
         logger.debug("interruption already recorded", extra={"job_id": job_id})
+    # After the pending record (which must exist first): the housekeeper skips instances with
+    # this record, so a settled re-run is not recorded again while EC2 still lists the instance.
+    markers.claim(f"{recorded_path(prefix)}/{instance.id}", str(job_id), prefix)
     return advance(name, pending, ctx)
 
 
@@ -186,7 +201,11 @@ def advance_all(ctx: Context) -> dict[str, int]:
             continue
         outcome = advance(marker.name, pending, ctx).split(":")[0]
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    for marker in list(markers.list_markers(claims_path(ctx.settings.prefix))):
-        if ctx.clock() - marker.last_modified > CLAIM_LIFETIME and not ctx.dry_run:
-            markers.remove(marker.name)
+    for path, lifetime in (
+        (claims_path(ctx.settings.prefix), CLAIM_LIFETIME),
+        (recorded_path(ctx.settings.prefix), RECORDED_LIFETIME),
+    ):
+        for marker in list(markers.list_markers(path)):
+            if ctx.clock() - marker.last_modified > lifetime and not ctx.dry_run:
+                markers.remove(marker.name)
     return outcomes

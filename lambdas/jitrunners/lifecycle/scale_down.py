@@ -55,6 +55,9 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     if not event.gone:
         logger.debug("instance state change needs nothing", extra={"state": event.state})
         return f"ignored:state_{event.state}"
+    if instance.spot_reclaimed:
+        # The interruption warning was lost (or came late): EC2's state reason still tells.
+        rerun.record_interruption(instance, event.at, ctx)
     # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
     reason = f"instance_{event.state.replace('-', '_')}"
     _finish(cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped")))

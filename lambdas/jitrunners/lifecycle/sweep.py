@@ -146,11 +146,15 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
     ended, or it idled out) is no reason to launch again: that would loop for a job no runner
     ever gets. Each instance is relaunched at most once (the relaunch record).
     """
+    ended = [i for i in instances if i.state in ENDED_STATES]
+    if not ended:
+        return
+    _record_lost_interruptions(ctx, ended, report)
     done = {
         m.name.rsplit("/", 1)[-1] for m in markers.list_markers(relaunch_path(ctx.settings.prefix))
     }
-    for instance in instances:
-        if instance.state not in ENDED_STATES or instance.id in done:
+    for instance in ended:
+        if instance.id in done:
             continue
         try:
             status = (
@@ -164,6 +168,31 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
             continue
         if _relaunch(instance, "instance_terminated", ctx).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")
+
+
+def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:
+    """Spot reclaims nobody told us about: hand them to the re-run logic, once per instance.
+
+    Scale-down records an interruption from the warning or the state change; when both events
+    were lost, EC2's state reason on the terminated instance is the only trace left of it.
+    """
+    reclaimed = [i for i in ended if i.spot_reclaimed and i.command_id]
+    if not reclaimed or not ctx.settings.rerun_interrupted_jobs:
+        return
+    recorded = rerun.recorded_instances(ctx.settings.prefix)
+    for instance in reclaimed:
+        if instance.id in recorded:
+            continue
+        report.add("record_interruption", instance.id, instance.state_reason)
+        extra = {"instance_id": instance.id, "job_id": instance.job_id}
+        if ctx.dry_run:
+            logger.info("would record a spot interruption whose events were lost", extra=extra)
+            continue
+        logger.warning("spot interruption found without its events: recorded", extra=extra)
+        try:
+            rerun.record_interruption(instance, ctx.clock(), ctx)
+        except AWS_ERRORS as exc:
+            logger.warning("cannot record the interruption; next run", extra={"detail": str(exc)})
 
 
 def _relaunch(instance: Any, reason: str, ctx: Context) -> str:
