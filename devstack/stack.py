@@ -315,11 +315,12 @@ class Stack:
             )
         )
         self.agent.kill_instance(iid)
+        # As in AWS: the instance is gone first; GitHub fails the job once it has lost the runner.
+        self.world.spot_reclaim(iid)
         for runner in self.sim.runners_left():
             if runner.name == iid:
                 with contextlib.suppress(Exception):
                     self.sim.runner_disconnect({"runner_id": runner.id, "secret": runner.secret})
-        self.world.spot_reclaim(iid)
 
     # ------------------------------------------------------------------ the demo
     def queue_jobs(self) -> list[SimJob]:

@@ -136,6 +136,13 @@ data "aws_iam_policy_document" "scale_up" {
     resources = [local.arn.jit_params]
   }
 
+  # Re-run checks (a job failed on one of our runners) share scale-down's re-run records.
+  statement {
+    sid       = "RerunRecords"
+    actions   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter"]
+    resources = [local.arn.state_params]
+  }
+
   statement {
     sid       = "KeyForSecretsQueueAndJitConfigs"
     actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
 MESSAGE_VERSION: Final = 1
-MessageKind = Literal["launch", "start"]
-_KINDS: Final = ("launch", "start")
+# launch and start (DESIGN §4), and rerun: a job failed on one of our runners; scale-up checks
+# whether a spot reclaim killed it and, if so, re-runs it (the webhook alone knows which job a
+# runner ran: runners are fungible, so the instance's own job tags may name another job).
+MessageKind = Literal["launch", "start", "rerun"]
+_KINDS: Final = ("launch", "start", "rerun")
+# Our runners are named after their instance (DESIGN §3).
+INSTANCE_ID_RE: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
 
 
 class PayloadError(ValueError):
@@ -56,6 +62,8 @@ class WorkflowJob:
     private: bool
     installation_id: int | None
     queued_at: str
+    conclusion: str = ""  # completed jobs: success, failure, cancelled, ...
+    runner_name: str = ""  # the runner that took the job (in_progress, completed)
 
     @classmethod
     def from_payload(cls, payload: Any) -> WorkflowJob:
@@ -78,6 +86,8 @@ class WorkflowJob:
         if not isinstance(private, bool):
             raise PayloadError("field repository.private has the wrong type")
         queued_at = payload["workflow_job"].get("created_at") or ""
+        conclusion = payload["workflow_job"].get("conclusion") or ""
+        runner_name = payload["workflow_job"].get("runner_name") or ""
         return cls(
             action=action,
             job_id=_positive(payload, "workflow_job.id"),
@@ -90,6 +100,8 @@ class WorkflowJob:
             private=private and visibility != "public",
             installation_id=installation_id,
             queued_at=queued_at if isinstance(queued_at, str) else "",
+            conclusion=conclusion[:50] if isinstance(conclusion, str) else "",
+            runner_name=runner_name[:100] if isinstance(runner_name, str) else "",
         )
 
 
@@ -128,6 +140,13 @@ class JobMessage:
             template=template,
             delivery_id=delivery_id,
             queued_at=job.queued_at,
+        )
+
+    @classmethod
+    def rerun_check_for(cls, job: WorkflowJob, template: str, delivery_id: str) -> JobMessage:
+        """A failed job and the runner (instance) it failed on, to be checked for a spot reclaim."""
+        return replace(
+            cls.launch_for(job, template, delivery_id), kind="rerun", instance_id=job.runner_name
         )
 
     def start_for(self, instance_id: str) -> JobMessage:
@@ -186,8 +205,8 @@ class JobMessage:
             raise MessageError(
                 f"message field {exc.args[0]} is missing or has the wrong type"
             ) from None
-        if kind == "start" and not isinstance(message.instance_id, str):
-            raise MessageError("a start message needs instance_id")
+        if kind in ("start", "rerun") and not isinstance(message.instance_id, str):
+            raise MessageError(f"a {kind} message needs instance_id")
         if message.installation_id is not None and (
             isinstance(message.installation_id, bool)
             or not isinstance(message.installation_id, int)

@@ -264,6 +264,24 @@ def test_failed_workflow_job_deliveries_are_redelivered_once(
     assert second["actions"] == []
 
 
+def test_with_reruns_on_failed_completed_deliveries_are_redelivered_too(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only a job's `completed` webhook names the job a reclaimed runner lost.
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+    _reset_process_caches()
+    github.deliveries = [
+        _delivery(clock, 1, "completed", 500, action="completed"),
+        _delivery(clock, 2, "in-progress", 500, action="in_progress"),
+    ]
+    run()
+    assert github.redelivered == [1]
+
+
 def test_token_mode_does_not_list_deliveries(
     run: Callable[[], dict[str, Any]], github: FakeGitHub, clock: Clock
 ) -> None:

@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSResponse
 from jitrunners.aws import ssm
 from jitrunners.aws.clients import client
 from jitrunners.handlers import scale_up
-from jitrunners.models import MESSAGE_VERSION
+from jitrunners.models import MESSAGE_VERSION, JobMessage, WorkflowJob
 from tests.support.ec2 import ec2_hook, error_response, fleet_error
 from tests.support.github import API, private_key_pem
 from tests.support.scale_up import (
@@ -32,6 +32,8 @@ from tests.support.scale_up import (
     use_app_auth,
     world,  # noqa: F401 - fixture
 )
+from tests.support.webhooks import workflow_job_payload
+from tests.support.world import spot_reclaim as reclaim_spot
 
 
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
@@ -459,6 +461,56 @@ def test_retry_for_an_instance_already_gone_relaunches_the_job(
     assert world.jit_calls == []
     [relaunch] = [m for m, _ in world.sent if m.kind == "launch"]
     assert (relaunch.job_id, relaunch.attempt) == (4242, 2)
+
+
+# --- re-run checks (a job failed on one of our runners) ----------------------------------------
+def _rerun_check(world: World, ctx: Any, launched_for: int, failed: int) -> Any:
+    """An instance launched for one job that ran (and lost) another: the runner is fungible."""
+    start = _launched(world, ctx, job_id=launched_for)
+    payload = workflow_job_payload(
+        action="completed", job_id=failed, conclusion="failure", runner_name=start.instance_id
+    )
+    job = WorkflowJob.from_payload(payload)
+    return start.instance_id, JobMessage.rerun_check_for(job, "linux-x64", f"dlv-{failed}")
+
+
+@pytest.fixture
+def reruns_on(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before `world`, which resets the process caches (and hooks its clients) after it."""
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+
+
+def _failed_job(world: World, job_id: int, runner: str) -> Any:
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/{job_id}",
+        json={"id": job_id, "status": "completed", "conclusion": "failure", "runner_name": runner},
+    )
+    return world.github.post(f"{API}/repos/acme/widgets/actions/jobs/{job_id}/rerun", status=201)
+
+
+def test_job_lost_to_a_spot_reclaim_is_rerun_once_whichever_job_the_instance_was_for(
+    reruns_on: None, world: World, lambda_context: Any
+) -> None:
+    instance_id, check = _rerun_check(world, lambda_context, launched_for=61, failed=62)
+    rerun = _failed_job(world, 62, instance_id)
+    reclaim_spot(instance_id)
+
+    first = run(sqs_event(check), lambda_context)
+    again = run(sqs_event(check), lambda_context)  # a redelivered webhook
+
+    assert failed_ids(first) == failed_ids(again) == []
+    assert rerun.call_count == 1
+
+
+def test_job_failed_on_a_runner_that_was_not_reclaimed_is_not_rerun(
+    reruns_on: None, world: World, lambda_context: Any
+) -> None:
+    instance_id, check = _rerun_check(world, lambda_context, launched_for=63, failed=64)
+    rerun = _failed_job(world, 64, instance_id)
+    boto3.client("ec2").terminate_instances(InstanceIds=[instance_id])  # ended, not reclaimed
+
+    assert failed_ids(run(sqs_event(check), lambda_context)) == []
+    assert rerun.call_count == 0
 
 
 # --- auth and secrets -------------------------------------------------------------------------

@@ -75,6 +75,50 @@ def test_ignored_deliveries_enqueue_nothing(
     assert drain(env["JOB_QUEUE_URL"]) == []
 
 
+RECLAIMED = "i-0123456789abcdef0"
+
+
+def test_failed_job_on_one_of_our_runners_queues_a_rerun_check(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, RERUN_INTERRUPTED_JOBS="true")
+    payload = workflow_job_payload(
+        action="completed", job_id=51, conclusion="failure", runner_name=RECLAIMED
+    )
+
+    status, answer = _call(proxy_event(json.dumps(payload), delivery="dlv-51"), lambda_context)
+
+    assert (status, answer) == (202, {"rerun_check": True, "job_id": 51})
+    [message] = drain(env["JOB_QUEUE_URL"])
+    sent = json.loads(message["Body"])
+    assert (sent["kind"], sent["job_id"], sent["instance_id"]) == ("rerun", 51, RECLAIMED)
+
+
+@pytest.mark.parametrize(
+    ("rerun", "conclusion", "runner"),
+    [
+        ("false", "failure", RECLAIMED),  # re-runs are off
+        ("true", "success", RECLAIMED),
+        ("true", "cancelled", RECLAIMED),
+        ("true", "failure", "GitHub Actions 7"),  # not one of our runners
+        ("true", "failure", None),
+    ],
+)
+def test_other_completed_jobs_are_ignored(
+    env: dict[str, str],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    rerun: str,
+    conclusion: str,
+    runner: str | None,
+) -> None:
+    _reconfigure(monkeypatch, RERUN_INTERRUPTED_JOBS=rerun)
+    payload = workflow_job_payload(action="completed", conclusion=conclusion, runner_name=runner)
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer["ignored"]) == (202, "action_not_queued")
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
 def test_public_repo_allowed_when_configured(
     env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

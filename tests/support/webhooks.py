@@ -22,6 +22,8 @@ def workflow_job_payload(
     repo: str = "acme/widgets",
     private: bool = True,
     installation_id: int | None = 99,
+    conclusion: str | None = None,
+    runner_name: str | None = None,
 ) -> dict[str, Any]:
     owner = repo.split("/", 1)[0]
     payload: dict[str, Any] = {
@@ -46,6 +48,10 @@ def workflow_job_payload(
     }
     if installation_id is not None:
         payload["installation"] = {"id": installation_id}
+    if conclusion is not None:
+        payload["workflow_job"]["conclusion"] = conclusion
+    if runner_name is not None:
+        payload["workflow_job"]["runner_name"] = runner_name
     return payload
 
 

@@ -40,6 +40,16 @@ def claim(name: str, value: str, prefix: str) -> bool:
     return True
 
 
+def exists(name: str) -> bool:
+    try:
+        client("ssm").get_parameter(Name=name)
+    except ClientError as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return False
+        raise
+    return True
+
+
 def put(name: str, value: str) -> None:
     """Overwrite an existing record (SSM refuses tags on an overwrite; the claim set them)."""
     client("ssm").put_parameter(Name=name, Value=value, Type="String", Overwrite=True)

@@ -10,7 +10,7 @@ from typing import Any
 from jitrunners import signature
 from jitrunners.aws.params import ParameterError
 from jitrunners.config import ConfigError, RunnerTemplate, Settings
-from jitrunners.models import JobMessage, PayloadError, WorkflowJob
+from jitrunners.models import INSTANCE_ID_RE, JobMessage, PayloadError, WorkflowJob
 from jitrunners.observability import count, logger
 from jitrunners.routing import match_template, refusal
 
@@ -61,6 +61,17 @@ def _unavailable(reason: str, exc: Exception) -> WebhookResponse:
     return WebhookResponse(503 if reason != "enqueue_failed" else 500, {"error": reason})
 
 
+def _failed_on_an_instance(payload: dict[str, Any], settings: Settings) -> bool:
+    """A completed job that failed on a runner named like one of our instances (re-runs on)."""
+    if not settings.rerun_interrupted_jobs:
+        return False
+    job = payload.get("workflow_job")
+    if not isinstance(job, dict) or job.get("conclusion") != "failure":
+        return False
+    runner = job.get("runner_name")
+    return isinstance(runner, str) and INSTANCE_ID_RE.match(runner) is not None
+
+
 def handle_delivery(
     request: WebhookRequest, settings: Settings, deps: IntakeDeps
 ) -> WebhookResponse:
@@ -100,7 +111,8 @@ def handle_delivery(
     action = payload.get("action") if isinstance(payload, dict) else None
     if not isinstance(action, str):
         return _reject(400, "invalid_payload", "missing field action")
-    if action != "queued":
+    rerun_check = action == "completed" and _failed_on_an_instance(payload, settings)
+    if action != "queued" and not rerun_check:
         return _ignore("action_not_queued", action=action[:50])
     try:
         job = WorkflowJob.from_payload(payload)
@@ -123,11 +135,21 @@ def handle_delivery(
         return _ignore("no_template", job_id=job.job_id, labels=list(job.labels)[:20])
     logger.append_keys(template=template.name)
 
-    message = JobMessage.launch_for(job, template.name, delivery_id)
+    if rerun_check:
+        message = JobMessage.rerun_check_for(job, template.name, delivery_id)
+    else:
+        message = JobMessage.launch_for(job, template.name, delivery_id)
     try:
         message_id = deps.enqueue(message)
     except Exception as exc:  # noqa: BLE001 - any enqueue failure must reach GitHub as a 5xx
         return _unavailable("enqueue_failed", exc)
+    if rerun_check:
+        count("RerunChecksQueued")
+        logger.info(
+            "job failed on one of our runners: re-run check queued",
+            extra={"message_id": message_id, "instance_id": job.runner_name},
+        )
+        return WebhookResponse(202, {"rerun_check": True, "job_id": job.job_id})
     count("WebhookAccepted")
     logger.info("job accepted", extra={"message_id": message_id, "labels": list(job.labels)})
     return WebhookResponse(202, {"accepted": True, "job_id": job.job_id, "template": template.name})

@@ -115,6 +115,38 @@ def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
     return advance(name, pending, ctx)
 
 
+def check_failed_job(message: Any, ctx: Context) -> str:
+    """A job failed on runner `message.instance_id` (the webhook said so): re-run it if a spot
+    reclaim killed that runner. This names the job exactly, whichever job the instance was
+    launched for; the records and claims are those of record_interruption, so a job reached by
+    both paths is re-run once."""
+    from jitrunners.aws import fleet
+
+    if not ctx.settings.rerun_interrupted_jobs:
+        return "disabled"
+    prefix = ctx.settings.prefix
+    instance_id = str(message.instance_id)
+    instance = fleet.get_instance(instance_id, prefix)
+    if instance is None:
+        return "not_ours"
+    reclaimed = instance.spot_reclaimed or markers.exists(f"{recorded_path(prefix)}/{instance_id}")
+    if not reclaimed:
+        logger.info("job failed on a runner that was not reclaimed: not re-run")
+        return "not_interrupted"
+    pending = PendingRerun(
+        repo=message.repo,
+        job_id=message.job_id,
+        run_id=message.run_id,
+        run_attempt=message.run_attempt,
+        installation_id=message.installation_id,
+        instance_id=instance_id,
+        interrupted_at=ctx.clock().isoformat(),
+    )
+    name = f"{pending_path(prefix)}/{message.job_id}"
+    markers.claim(name, pending.to_json(), prefix)
+    return advance(name, pending, ctx)
+
+
 def advance(name: str, pending: PendingRerun, ctx: Context) -> str:
     """One look at GitHub for a pending re-run; the record is deleted once it is settled."""
     from jitrunners.github.client import GitHubError

@@ -145,6 +145,8 @@ class ScaleUpBatch:
             )
             raise
         with correlated(message):
+            if message.kind == "rerun":
+                return self._rerun_check(message)
             if message.kind == "start":
                 from jitrunners.lifecycle.start import start_runner
 
@@ -158,3 +160,15 @@ class ScaleUpBatch:
             if outcome.failure is not None:
                 fail(record, self.deps, outcome.failure)
             return outcome.result
+
+    def _rerun_check(self, message: JobMessage) -> str:
+        from jitrunners.lifecycle.cleanup import Context
+        from jitrunners.lifecycle.rerun import check_failed_job
+
+        deps = self.deps
+        ctx = Context.build(deps.settings, deps.templates(), deps.github(), deps.clock)
+        outcome = check_failed_job(message, ctx)
+        if outcome.startswith("wait:github") or outcome == "wait:claim_failed":
+            # The pending record is written: the housekeeper advances it if we cannot now.
+            logger.info("re-run check left to the housekeeper", extra={"outcome": outcome})
+        return outcome

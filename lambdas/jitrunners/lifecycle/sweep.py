@@ -292,12 +292,17 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
         logger.warning("cannot list webhook deliveries", extra={"status": exc.status})
         return
     path = redelivery_path(ctx.settings.prefix)
+    # Queued jobs start runners; a completed one may be a job lost to a spot reclaim, which only
+    # its webhook names (the delivery list does not say whether it failed: ask for all of them).
+    wanted: tuple[str | None, ...] = (None, "queued")
+    if ctx.settings.rerun_interrupted_jobs:
+        wanted += ("completed",)
     for guid, tries in sorted(attempts.items()):
         if any(_delivered(d) for d in tries):
             continue
         latest = max(tries, key=lambda d: d.delivered_at)
-        if getattr(latest, "action", None) not in (None, "queued"):
-            continue  # only queued jobs start runners; other actions change nothing for us
+        if getattr(latest, "action", None) not in wanted:
+            continue  # in_progress (and completed, without re-runs) change nothing for us
         if latest.delivered_at < since:
             continue
         extra = {
