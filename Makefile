@@ -37,11 +37,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 pytest: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 -m "not slow" tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests
 
-# The fault-by-fault pipeline runs of the local stack: several minutes, outside `make test`'s budget.
+# Only the local stack's tests (the pipeline under each fault, the simulator, the shims); also in
+# `make test`.
 test-e2e: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 -m slow tests/e2e
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests/e2e
 
 test: lint lint-shell tf-fmt pytest bats checkov
 

@@ -31,7 +31,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="Lambda logs and agent output")
     parser.add_argument("--serve", action="store_true", help="keep the stack up for curl / gh")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many s")
+    parser.add_argument(
+        "--view",
+        choices=("auto", "table", "lines"),
+        default="auto",
+        help="progress as a table redrawn in place, or one line per change (auto: a table on a "
+        "terminal, lines otherwise and with --verbose)",
+    )
     return parser
+
+
+def _view(args: argparse.Namespace) -> str:
+    if args.view != "auto":
+        return str(args.view)
+    return "table" if sys.stdout.isatty() and not args.verbose and not args.serve else "lines"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         timeout_s=args.timeout,
         workdir=workdir,
+        view=_view(args),
     )
     stack = Stack(options)
     try:

@@ -20,6 +20,7 @@ from devstack.agent import AgentShim
 from devstack.aws_world import REGION, AwsWorld
 from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, SimJob
+from devstack.progress import JobTable, Progress
 from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
 
 REPOS = ("acme/widgets", "acme/gadgets")
@@ -41,22 +42,7 @@ class Options:
     prefix: str = "jitrunners"
     max_receive_count: int = 5
     visibility_timeout_s: int = 6
-
-
-class Progress:
-    """One line per state change; the log of the Lambdas goes to a file unless --verbose."""
-
-    def __init__(self, out: TextIO, started: float) -> None:
-        self.out = out
-        self.started = started
-        self._lock = threading.Lock()
-        self.lines: list[str] = []
-
-    def __call__(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
-        with self._lock:
-            self.lines.append(line)
-            print(line, file=self.out, flush=True)
+    view: str = "lines"  # "lines": one line per state change; "table": redrawn (a terminal)
 
 
 class Stack:
@@ -64,7 +50,8 @@ class Stack:
         self.options = options
         self.out = out
         self.started = time.monotonic()
-        self.progress = Progress(out, self.started)
+        table = JobTable(out, self.started) if options.view == "table" else None
+        self.progress = Progress(out, self.started, table)
         self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="devstack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "lambdas.log"
@@ -176,10 +163,14 @@ class Stack:
         watcher = threading.Thread(target=self._watch_instances, name="ec2-watcher", daemon=True)
         self._threads.append(watcher)
         watcher.start()
+        if self.progress.table is not None:
+            self.progress.table.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if self.progress.table is not None:
+            self.progress.table.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         if self.event_source:
@@ -233,6 +224,8 @@ class Stack:
         result = f" ({job.conclusion})" if job.conclusion else ""
         attempt = f" attempt {job.run_attempt}" if job.run_attempt > 1 else ""
         self.progress(f"job {job.id} {job.name} {job.repo}{attempt}: {what}{where}{result}")
+        if self.progress.table is not None:
+            self.progress.table.job(what, job)
         if what == "in_progress":
             self._maybe_interrupt(job)
 
@@ -271,6 +264,8 @@ class Stack:
             self.progress(f"instance {iid} launched ({template}, {market})")
             self.counters["instances_launched"] += 1
         self.seen_instances[iid] = {"state": state, "template": template, "market": market}
+        if self.progress.table is not None:
+            self.progress.table.instance(iid, state)
         if state in LIVE_STATES:
             live[template] += 1
         if state == "terminated" and (before is None or before["state"] != "terminated"):

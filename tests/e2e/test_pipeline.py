@@ -77,7 +77,6 @@ EVIDENCE = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) -> None:
     fraction = 1.0 if fault in ("lost-webhooks", "spot-interrupt", "ssm-offline") else 0.4
@@ -86,7 +85,6 @@ def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) 
     assert EVIDENCE[fault](stack) > 0, f"{fault} was never injected"
 
 
-@pytest.mark.slow
 def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
     faults = dict.fromkeys(FAULTS, 0.2)
     faults["ssm-offline"] = 1.0  # start messages are retried until the agent is online
