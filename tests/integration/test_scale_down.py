@@ -355,6 +355,25 @@ def test_spot_reclaim_seen_only_as_a_state_change_still_records_the_rerun(
     _assert_clean(instance_id, github)
 
 
+def test_a_rerun_github_could_not_take_is_tried_again_later(
+    reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    from jitrunners.lifecycle import rerun
+
+    instance_id, _ = _ours(clock, github, job_id=82)
+    github.jobs[("acme/app", 82)] = FakeJob(82, "completed", "failure", instance_id)
+    github.failing.add("rerun_job")  # rate limited / 5xx: nothing was re-run
+
+    assert call(spot_event(instance_id)) == "cleaned:spot_interruption:wait"
+    assert github.reruns == []
+
+    github.failing.clear()
+    ctx = Context.build(get_settings(), load_templates(get_settings()), github, clock)
+    assert rerun.advance_all(ctx) == {"rerun": 1}
+    assert rerun.advance_all(ctx) == {}
+    assert github.reruns == [("acme/app", 82)]
+
+
 def test_reruns_stop_at_max_reruns_per_run(
     reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:

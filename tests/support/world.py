@@ -235,7 +235,7 @@ class FakeGitHub:
         if name in self.failing:
             from jitrunners.github.client import GitHubError
 
-            raise GitHubError(f"simulated failure of {name}", status=502)
+            raise GitHubError(f"simulated failure of {name}", status=502, retryable=True)
 
     # runners
     def register(self, scope_path: str, name: str, **kwargs: Any) -> FakeRunner:

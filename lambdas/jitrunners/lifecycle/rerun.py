@@ -167,6 +167,8 @@ def advance(name: str, pending: PendingRerun, ctx: Context) -> str:
         return outcome
     if outcome == "rerun":
         outcome = _rerun(pending, ctx, keys)
+        if outcome.startswith("wait"):
+            return outcome  # the record stays for the next look
     if not ctx.dry_run:
         markers.remove(name)
     count("InterruptedJobs", outcome=outcome.split(":")[0])
@@ -212,6 +214,15 @@ def _rerun(pending: PendingRerun, ctx: Context, keys: dict[str, Any]) -> str:
     try:
         ctx.github.rerun_job(pending.repo, pending.job_id, pending.installation_id)
     except GitHubError as exc:
+        if exc.retryable:
+            # Rate limited or GitHub unavailable: nothing was re-run. Give the claim back; the
+            # pending record stays, so the next housekeeper run tries again.
+            markers.remove(claim)
+            logger.warning(
+                "GitHub unavailable for the re-run; trying later",
+                extra={**keys, "status": exc.status},
+            )
+            return "wait:github_unavailable"
         # The claim stays: a re-run that GitHub refused (run already re-running, too old, no
         # permission) is not retried, which is the safe side of "never loop".
         logger.warning("GitHub refused the re-run", extra={**keys, "status": exc.status})
