@@ -42,6 +42,7 @@ class Options:
     prefix: str = "jitrunners"
     max_receive_count: int = 5
     visibility_timeout_s: int = 6
+    ssm_offline_s: float = 4.0  # how late an `ssm-offline` agent comes online
     view: str = "lines"  # "lines": one line per state change; "table": redrawn (a terminal)
 
 
@@ -142,6 +143,7 @@ class Stack:
             launch_time=self.launch_times.get,
             job_seconds=self.options.job_seconds,
             ssm_offline=self.options.faults.get("ssm-offline", 0.0),
+            offline_s=self.options.ssm_offline_s,
             seed=self.options.seed,
             region=REGION,
             log=self._debug,

@@ -87,7 +87,11 @@ def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) 
 
 def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
     faults = dict.fromkeys(FAULTS, 0.2)
-    faults["ssm-offline"] = 1.0  # start messages are retried until the agent is online
-    stack, summary = run(tmp_path, jobs=4, seed=31, faults=faults, max_receive_count=2)
+    # Every agent comes online 8 s late: each start fails more often than maxReceiveCount (2)
+    # allows before then, so starts go through the DLQ and back whatever the thread timing.
+    faults["ssm-offline"] = 1.0
+    stack, summary = run(
+        tmp_path, jobs=4, seed=31, faults=faults, max_receive_count=2, ssm_offline_s=8.0
+    )
     assert_clean(stack, summary)
     assert stack.scheduler.counters["redrive:moved"] > 0, "nothing went through the DLQ"
