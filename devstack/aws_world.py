@@ -103,6 +103,7 @@ class AwsWorld:
     _server: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
     _clients_lock: threading.Lock = field(default_factory=threading.Lock)
+    _terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def names(self) -> Names:
@@ -254,6 +255,11 @@ class AwsWorld:
         found = []
         for reservation in list(backend.reservations.values()):
             for instance in list(reservation.instances):
+                done = self._terminated.get(instance.id)  # a terminated instance stays so
+                if done is not None:
+                    if states is None or "terminated" in states:
+                        found.append(done)
+                    continue
                 tags = dict(backend.tags.get(instance.id) or {})
                 if tags.get("jitrunners:prefix") != self.prefix:
                     continue
@@ -266,6 +272,8 @@ class AwsWorld:
                 }
                 if instance.lifecycle:
                     item["InstanceLifecycle"] = instance.lifecycle
+                if instance.state == "terminated":
+                    self._terminated[instance.id] = item
                 found.append(item)
         return found
 

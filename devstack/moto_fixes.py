@@ -20,6 +20,9 @@ Each keeps what AWS answers; they only change how moto finds it:
   the shape, so they are worked out once per service, class, key and shape.
 * DescribeInstances copies every reservation of the region before filtering them (the filter
   replaces a copy's instance list): here only the reservations that match are copied.
+* ReceiveMessage checks each message against the queue's retention period by computing every
+  attribute of the queue, message counts included (a scan of all its messages): a receive was
+  quadratic in the queue's depth. Here the retention period is read as it is.
 * Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
   every entry) to match the host to a backend, and inspects the response class for its method
   names: a tenth of the stack's time under a burst. Neither changes while the process runs.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
 from typing import Any
 
 _APPLIED: list[bool] = []
@@ -45,6 +49,7 @@ def apply() -> None:
     from moto.ec2.models.core import TaggedEC2Resource
     from moto.ec2.models.instances import InstanceBackend
     from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+    from moto.sqs.models import SQSBackend
     from moto.ssm.models import Command
 
     def get_tags(self: Any) -> list[dict[str, str]]:
@@ -103,6 +108,14 @@ def apply() -> None:
         return found
 
     InstanceBackend.all_reservations = all_reservations  # type: ignore[method-assign]
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any):
+        retention_s = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_s + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     method_names = functools.cache(responses.method_names_from_class)
