@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?= --jobs 6
+# make bench: the burst benchmark's flags (bench/burst_bench.py --help).
+BURST_ARGS ?= --jobs 1000
 # make package: Lambda architecture (arm64 or x86_64) and Python runtime version.
 ARCH ?= arm64
 LAMBDA_PYTHON ?= 3.14
@@ -75,6 +77,7 @@ tf-docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
 	$(PY) bench/scale_up_bench.py
+	$(PY) bench/burst_bench.py $(BURST_ARGS)
 
 package: $(STAMP)
 	$(PY) scripts/package.py --arch $(ARCH) --python-version $(LAMBDA_PYTHON)

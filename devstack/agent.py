@@ -141,11 +141,19 @@ def command_event(instance_id: str, command_id: str, status: str, region: str) -
 class Invocation:
     command_id: str
     instance_id: str
-    sandbox: Sandbox
+    sandbox: Sandbox | None  # None for the in-process agent (devstack/inline_agent.py)
     status: str = "InProgress"
     returncode: int | None = None
     output: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+    stopped: threading.Event = field(default_factory=threading.Event)  # the instance is gone
+
+    def end(self) -> None:
+        """The instance died with the command running: no agent is left to report it."""
+        self.status = "Interrupted"
+        self.stopped.set()
+        if self.sandbox is not None:
+            self.sandbox.kill()
 
 
 class AgentShim:
@@ -259,7 +267,7 @@ class AgentShim:
         line = (parameters.get("commands") or [""])[0]
         argv = shlex.split(line)[1:]  # the script path is the instance's; the args are the contract
         timeout_s = float((parameters.get("executionTimeout") or ["3600"])[0])
-        sandbox = Sandbox.create(self.base_dir, instance_id, job_seconds=self.job_seconds)
+        sandbox = self._sandbox(instance_id)
         invocation = Invocation(command_id, instance_id, sandbox, parameters=parameters)
         with self._lock:
             self.invocations[(command_id, instance_id)] = invocation
@@ -268,9 +276,16 @@ class AgentShim:
         self._threads.append(thread)
         thread.start()
 
+    def _sandbox(self, instance_id: str) -> Sandbox | None:
+        return Sandbox.create(self.base_dir, instance_id, job_seconds=self.job_seconds)
+
+    def _execute(self, invocation: Invocation, argv: list[str], timeout_s: float) -> Result:
+        assert invocation.sandbox is not None
+        return invocation.sandbox.run(argv, timeout_s=timeout_s)
+
     def _run(self, invocation: Invocation, argv: list[str], timeout_s: float) -> None:
         self.log(f"agent {invocation.instance_id}: start-runner.sh {' '.join(argv)}")
-        result = invocation.sandbox.run(argv, timeout_s=timeout_s)
+        result = self._execute(invocation, argv, timeout_s)
         invocation.returncode, invocation.output = result.returncode, result.output
         if invocation.status == "Interrupted":
             return  # the instance died: no agent is left to report anything
@@ -289,8 +304,7 @@ class AgentShim:
             running = [i for i in self.invocations.values() if i.instance_id == instance_id]
         for invocation in running:
             if invocation.status == "InProgress":
-                invocation.status = "Interrupted"
-                invocation.sandbox.kill()
+                invocation.end()
                 killed = True
         return killed
 
@@ -307,7 +321,6 @@ class AgentShim:
             running = list(self.invocations.values())
         for invocation in running:
             if invocation.status == "InProgress":
-                invocation.status = "Interrupted"
-                invocation.sandbox.kill()
+                invocation.end()
         for thread in self._threads:
             thread.join(timeout=5)

@@ -103,6 +103,7 @@ class AwsWorld:
     _server: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
     _clients_lock: threading.Lock = field(default_factory=threading.Lock)
+    _terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def names(self) -> Names:
@@ -111,6 +112,9 @@ class AwsWorld:
     def start(self) -> AwsWorld:
         from moto.server import ThreadedMotoServer
 
+        from devstack import moto_fixes
+
+        moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         os.environ.update(
             AWS_ACCESS_KEY_ID="devstack",
@@ -163,8 +167,9 @@ class AwsWorld:
         ec2, sqs, ssm = self.client("ec2"), self.client("sqs"), self.client("ssm")
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         for index, zone in enumerate(("a", "b")):
+            # /20: 4,091 addresses each, room for a burst of a thousand runners (a /24 has 251).
             subnet = ec2.create_subnet(
-                VpcId=vpc, CidrBlock=f"10.42.{index}.0/24", AvailabilityZone=f"{REGION}{zone}"
+                VpcId=vpc, CidrBlock=f"10.42.{16 * index}.0/20", AvailabilityZone=f"{REGION}{zone}"
             )
             self.subnet_ids.append(subnet["Subnet"]["SubnetId"])
         group = ec2.create_security_group(
@@ -238,6 +243,38 @@ class AwsWorld:
         ):
             for reservation in page["Reservations"]:
                 found.extend(reservation["Instances"])
+        return found
+
+    def instances_in_process(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Our instances as DescribeInstances lists them (id, state, tags, lifecycle), read from
+        moto's backend in this process: no request and no serialisation, which for a thousand
+        instances take seconds (the local stack's watcher, `Options(watch="moto")`)."""
+        from moto.ec2.models import ec2_backends
+
+        backend = ec2_backends[ACCOUNT][REGION]
+        found = []
+        for reservation in list(backend.reservations.values()):
+            for instance in list(reservation.instances):
+                done = self._terminated.get(instance.id)  # a terminated instance stays so
+                if done is not None:
+                    if states is None or "terminated" in states:
+                        found.append(done)
+                    continue
+                tags = dict(backend.tags.get(instance.id) or {})
+                if tags.get("jitrunners:prefix") != self.prefix:
+                    continue
+                if states is not None and instance.state not in states:
+                    continue
+                item: dict[str, Any] = {
+                    "InstanceId": instance.id,
+                    "State": {"Name": instance.state},
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+                if instance.lifecycle:
+                    item["InstanceLifecycle"] = instance.lifecycle
+                if instance.state == "terminated":
+                    self._terminated[instance.id] = item
+                found.append(item)
         return found
 
     def jit_params(self) -> list[str]:

@@ -168,6 +168,7 @@ class GitHubSim:
         token_ttl_s: int = 3600,
         page_size_max: int = 100,
         retry_after_s: int = 1,
+        webhook_senders: int = 1,
     ) -> None:
         self.app_id = app_id
         self.owner = owner
@@ -186,6 +187,9 @@ class GitHubSim:
         self.token_ttl_s = token_ttl_s
         self.page_size_max = page_size_max
         self.retry_after_s = retry_after_s
+        # Deliveries in flight at once: GitHub sends a burst's webhooks in parallel (and so in no
+        # guaranteed order); one sender keeps `make run`'s deliveries in order.
+        self.webhook_senders = max(1, webhook_senders)
         # Seeded: the same seed injects the same faults into the same sequence of calls.
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
@@ -202,7 +206,7 @@ class GitHubSim:
         self.counters: Counter[str] = Counter()
         self.max_online_runners = 0
         self._outbox: queue.Queue[SimDelivery | None] = queue.Queue()
-        self._sender: threading.Thread | None = None
+        self._senders: list[threading.Thread] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, SimJob], None]] = []
@@ -227,17 +231,22 @@ class GitHubSim:
             target=self._server.serve_forever, name="github-sim", daemon=True
         )
         self._thread.start()
-        self._sender = threading.Thread(target=self._send_loop, name="github-hooks", daemon=True)
-        self._sender.start()
+        for index in range(self.webhook_senders):
+            sender = threading.Thread(
+                target=self._send_loop, name=f"github-hooks-{index}", daemon=True
+            )
+            self._senders.append(sender)
+            sender.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        self._outbox.put(None)
-        if self._sender is not None:
-            self._sender.join(timeout=5)
+        for _ in self._senders:
+            self._outbox.put(None)
+        for sender in self._senders:
+            sender.join(timeout=5)
 
     def __enter__(self) -> GitHubSim:
         return self.start()
@@ -702,6 +711,9 @@ class _Handler(BaseHTTPRequestHandler):
     simulator: GitHubSim
     protocol_version = "HTTP/1.1"
     server_version = "GitHub.com-sim"
+    # Headers and body are two writes: with Nagle's algorithm the body waits for the client's
+    # delayed ACK, 40 ms per call on loopback (the API's own latency is about 1 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the demo prints its own progress

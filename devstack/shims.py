@@ -2,7 +2,9 @@
 
 Each shim calls a real handler in this process with an event of the shape AWS sends. Invocations
 are serialised, one at a time across all functions: in AWS each runs in its own process, here they
-share one Powertools logger, whose per-invocation keys would otherwise mix.
+share one Powertools logger, whose per-invocation keys would otherwise mix. They take turns in the
+order they arrive, so under a backlog (a burst of webhooks) no trigger waits behind the others for
+long: a plain lock lets whichever thread the scheduler wakes first win, again and again.
 """
 
 from __future__ import annotations
@@ -15,14 +17,46 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ACCOUNT = "123456789012"
-_RUNTIME = threading.RLock()
+
+
+class _TurnLock:
+    """A re-entrant lock granted in the order it was asked for."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[int] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> _TurnLock:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return self
+            self._waiting.append(me)
+            while self._owner is not None or self._waiting[0] != me:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._owner, self._depth = me, 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+_RUNTIME = _TurnLock()
 HANDLERS = {
     "webhook": "jitrunners.handlers.webhook",
     "scale-up": "jitrunners.handlers.scale_up",
@@ -132,6 +166,9 @@ class ApiGatewayShim:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: with Nagle's algorithm the second waits for
+            # the client's delayed ACK, 40 ms per request on loopback.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -285,7 +322,11 @@ class SqsEventSource:
 
 # ---------------------------------------------------------------------------------- EventBridge
 class EventBus:
-    """EventBridge rules -> scale-down, delivered in order off-thread; drop-events loses some."""
+    """EventBridge rules -> scale-down, delivered in order off-thread; drop-events loses some.
+
+    `workers` > 1 delivers that many at once (and so in no strict order), as EventBridge invokes
+    scale-down concurrently under a burst; invocations still take turns (the runtime lock).
+    """
 
     def __init__(
         self,
@@ -294,6 +335,7 @@ class EventBus:
         drop: float = 0.0,
         seed: int = 0,
         on_drop: Callable[[dict[str, Any]], None] = lambda event: None,
+        workers: int = 1,
     ) -> None:
         self.function = function
         self.on_drop = on_drop
@@ -304,17 +346,22 @@ class EventBus:
         self._queue: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._stop = False
-        self._thread = threading.Thread(target=self._loop, name="eventbridge", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"eventbridge-{index}", daemon=True)
+            for index in range(max(1, workers))
+        ]
 
     def start(self) -> EventBus:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def put(self, event: dict[str, Any]) -> None:
         with self._cond:
@@ -340,13 +387,15 @@ class EventBus:
                     return
                 event = self._queue.pop(0)
             if not self.function.available:
-                self.counters["undeliverable"] += 1
-                continue
-            try:
-                self.function.invoke(event)
-                self.counters["delivered"] += 1
-            except Exception:  # noqa: BLE001 - async invoke: AWS retries twice, then the DLQ
-                self.counters["handler_errors"] += 1
+                outcome = "undeliverable"
+            else:
+                try:
+                    self.function.invoke(event)
+                    outcome = "delivered"
+                except Exception:  # noqa: BLE001 - async invoke: AWS retries twice, then the DLQ
+                    outcome = "handler_errors"
+            with self._cond:
+                self.counters[outcome] += 1
 
 
 def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any], region: str):

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.agent import AgentShim
-from devstack.aws_world import REGION, AwsWorld
+from devstack.aws_world import REGION, TEMPLATES_FILE, AwsWorld, load_tf_templates
 from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, SimJob
+from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
 from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
 
@@ -44,6 +45,13 @@ class Options:
     visibility_timeout_s: int = 6
     ssm_offline_s: float = 4.0  # how late an `ssm-offline` agent comes online
     view: str = "lines"  # "lines": one line per state change; "table": redrawn (a terminal)
+    # For bursts of hundreds of jobs (bench/burst_bench.py); the defaults are what `make run` does.
+    templates_file: Path | None = None  # runner templates; None: devstack/runner_templates.json
+    lambda_env: dict[str, str] = field(default_factory=dict)  # extra Lambda env (MAX_RUNNERS=...)
+    agent: str = "script"  # "script": start-runner.sh per instance; "inline": devstack/inline_agent
+    watch: str = "api"  # instances seen by DescribeInstances ("api") or in moto's state ("moto")
+    webhook_senders: int = 1  # webhooks the simulator delivers at once (a burst's: in parallel)
+    event_workers: int = 1  # EventBridge events delivered to scale-down at once
 
 
 class Stack:
@@ -58,13 +66,17 @@ class Stack:
         self.log_path = self.workdir / "lambdas.log"
         self._log_file: TextIO | None = None
         faults = options.faults
+        if options.agent not in ("script", "inline") or options.watch not in ("api", "moto"):
+            raise ValueError(f"agent {options.agent!r} or watch {options.watch!r} unknown")
         self.world = AwsWorld(
             prefix=options.prefix,
+            tf_templates=load_tf_templates(options.templates_file or TEMPLATES_FILE),
             max_receive_count=options.max_receive_count,
             visibility_timeout_s=options.visibility_timeout_s,
         )
         self.sim = GitHubSim(
             seed=options.seed,
+            webhook_senders=options.webhook_senders,
             faults=Faults(
                 github_5xx=faults.get("github-5xx", 0.0),
                 github_rate_limit=faults.get("github-rate-limit", 0.0),
@@ -116,6 +128,7 @@ class Stack:
             POWERTOOLS_PARAMETERS_MAX_AGE="300",
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )
+        env.update(self.options.lambda_env)
         os.environ.update(env)
         if not self.options.verbose:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -133,11 +146,13 @@ class Stack:
             self.functions["scale-down"],
             drop=self.options.faults.get("drop-events", 0.0),
             seed=self.options.seed,
+            workers=self.options.event_workers,
             on_drop=lambda e: self.progress(
                 f"event lost (drop-events): {e['detail-type']} {e['detail'].get('instance-id', '')}"
             ),
         ).start()
-        self.agent = AgentShim(
+        agent = InlineAgent if self.options.agent == "inline" else AgentShim
+        self.agent = agent(
             self.workdir / "instances",
             on_event=self._on_command_event,
             launch_time=self.launch_times.get,
@@ -241,19 +256,24 @@ class Stack:
         ec2 = self.world.client("ec2")
         while not self._stop.wait(0.3):
             try:
-                reservations = ec2.describe_instances(
-                    Filters=[{"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}]
-                )["Reservations"]
+                instances = self._watched_instances(ec2)
             except Exception:  # noqa: BLE001 - the watcher outlives a failed describe
                 self.counters["watch_errors"] += 1
                 continue
             live: Counter[str] = Counter()
-            for reservation in reservations:
-                for instance in reservation["Instances"]:
-                    self._observe(instance, live)
+            for instance in instances:
+                self._observe(instance, live)
             self.max_concurrent = max(self.max_concurrent, sum(live.values()))
             for template, count in live.items():
                 self.max_per_template[template] = max(self.max_per_template[template], count)
+
+    def _watched_instances(self, ec2: Any) -> list[dict[str, Any]]:
+        if self.options.watch == "moto":
+            return self.world.instances_in_process()
+        reservations = ec2.describe_instances(
+            Filters=[{"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}]
+        )["Reservations"]
+        return [instance for reservation in reservations for instance in reservation["Instances"]]
 
     def _observe(self, instance: dict[str, Any], live: Counter[str]) -> None:
         iid, state = instance["InstanceId"], instance["State"]["Name"]

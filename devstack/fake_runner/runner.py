@@ -57,7 +57,11 @@ class Session:
 
 
 def load_config() -> dict[str, Any] | None:
-    encoded = os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", "")
+    return parse_config(os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", ""))
+
+
+def parse_config(encoded: str) -> dict[str, Any] | None:
+    """The simulator's JIT config (base64 JSON: url, runner_id, secret, name), None if invalid."""
     try:
         config = json.loads(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError):

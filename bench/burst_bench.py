@@ -1,0 +1,671 @@
+"""A burst of 1,000 queued jobs through the local stack, plain and under faults, side by side.
+
+Run with `make bench` (or `python bench/burst_bench.py --jobs 1000`). Each burst is one local
+stack (devstack/: moto, the GitHub simulator, the real handlers behind the shims) with the
+in-process agent (`Options(agent="inline")`) and the runner templates of bench/burst_templates.json.
+All jobs are queued at once; then, per burst:
+
+* seconds from the burst until every job has an instance launched, has started on a runner, and
+  has completed, and until the last cleanup ran (drained);
+* control-plane time per job: the handlers' own wall time (`Function.seconds`), per function;
+  never the simulated boot or job time. Lambda invocations are serialised in the stack;
+* API calls per job: AWS calls of the Lambdas' own boto3 clients counted with botocore hooks
+  (requests, operations, retries), GitHub calls of the Lambdas' client (checked against the
+  simulator's count);
+* retries the faults caused: botocore retries, SQS receives beyond the first, GitHub client
+  back-offs, simulator 5xx answers, EC2 capacity refusals.
+
+The LAST line printed is one JSON object with every number; the table above it is for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
+
+TEMPLATES_FILE = Path(__file__).with_name("burst_templates.json")
+FAULTS = "ec2-capacity=0.3,github-5xx=0.1"
+FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+EVENT_DRIVEN = ("webhook", "scale-up", "scale-down")
+JOB_TAG = "jitrunners:job-id"
+
+
+def _key(event_name: str) -> tuple[str, str]:
+    """'before-send.ec2.CreateFleet' -> ('ec2', 'CreateFleet')."""
+    _, service, operation = event_name.split(".", 2)
+    return service, operation
+
+
+class CallMeter:
+    """Calls of the Lambdas, attributed to the function whose invocation made them.
+
+    AWS, with botocore hooks on the Lambdas' own clients: `operations` counts API calls (once per
+    call, before-parameter-build), `attempts` HTTP requests sent (before-send: each retry too),
+    `answered` calls a devstack shim answered before any request went out (the agent's
+    GetCommandInvocation and InvalidInstanceId, the ec2-capacity refusal): in AWS each of those
+    is one request. So requests = attempts + answered, and botocore retries = requests -
+    operations. The hooks are registered first on each operation's own event, ahead of the
+    shims', which may answer and so end the handler chain.
+
+    GitHub: the difference of the Lambdas' client's own counter (`GitHubClient.calls`, every HTTP
+    attempt by endpoint) over each invocation, and its back-off sleeps (each one a retry).
+    Invocations are serialised in the stack, so whatever runs inside one is that function's.
+    """
+
+    def __init__(self) -> None:
+        self.aws: Counter[tuple[str, str, str, str]] = Counter()  # (fn, service, op, what)
+        self.github: Counter[tuple[str, str]] = Counter()  # (fn, "METHOD /template")
+        self.github_backoffs: Counter[str] = Counter()
+        self.github_backoff_s: Counter[str] = Counter()  # as asked by the client
+        self.github_slept_s: Counter[str] = Counter()  # as slept (scaled, see attach_github)
+        self.records: Counter[str] = Counter()  # scale-up records by message kind
+        self.re_receives: Counter[str] = Counter()  # ... received before (ApproximateReceiveCount)
+        self.launched_at: dict[str, float] = {}  # instance id -> when CreateFleet answered
+        self.instance_job: dict[str, int] = {}  # instance id -> GitHub job id (its tags)
+        self.function = "-"
+        self._open: dict[int, list[Any]] = {}  # thread -> [service, operation, requests sent]
+        self._lock = threading.Lock()
+        self._github_client: Any = None
+
+    # ---- AWS
+    def attach_aws(self, boto_client: Any) -> None:
+        events = boto_client.meta.events
+        service = boto_client.meta.service_model.service_id.hyphenize()
+        for operation in boto_client.meta.service_model.operation_names:
+            events.register_first(f"before-parameter-build.{service}.{operation}", self._operation)
+            events.register_first(f"before-send.{service}.{operation}", self._attempt)
+            events.register_first(f"after-call.{service}.{operation}", self._closed)
+        if service == "ec2":
+            events.register_first("before-parameter-build.ec2.CreateFleet", self._fleet_asked)
+            events.register_first("after-call.ec2.CreateFleet", self._fleet_answered)
+            events.register_first("before-parameter-build.ec2.CreateTags", self._tagged)
+
+    def _operation(self, event_name: str, **_: Any) -> None:
+        service, operation = _key(event_name)
+        with self._lock:
+            self._close(threading.get_ident())  # one that a shim ended by raising
+            self.aws[(self.function, service, operation, "operations")] += 1
+            self._open[threading.get_ident()] = [service, operation, 0]
+
+    def _attempt(self, event_name: str, **_: Any) -> None:
+        service, operation = _key(event_name)
+        with self._lock:
+            self.aws[(self.function, service, operation, "attempts")] += 1
+            current = self._open.get(threading.get_ident())
+            if current is not None and current[:2] == [service, operation]:
+                current[2] += 1
+
+    def _closed(self, **_: Any) -> None:
+        with self._lock:
+            self._close(threading.get_ident())
+
+    def _close(self, thread: int) -> None:
+        current = self._open.pop(thread, None)
+        if current is not None and current[2] == 0:
+            self.aws[(self.function, current[0], current[1], "answered")] += 1
+
+    def settle(self) -> None:
+        with self._lock:
+            for thread in list(self._open):
+                self._close(thread)
+
+    def _fleet_asked(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
+        job = _job_tag(t for spec in params.get("TagSpecifications") or [] for t in spec["Tags"])
+        if job is not None:
+            context["burst_bench_job"] = job  # a lone launch carries its job's tags
+
+    def _fleet_answered(self, parsed: Mapping[str, Any], context: Mapping[str, Any], **_: Any):
+        now, job = time.monotonic(), context.get("burst_bench_job")
+        with self._lock:
+            for group in parsed.get("Instances") or []:
+                for instance_id in group.get("InstanceIds") or []:
+                    self.launched_at.setdefault(instance_id, now)
+                    if job is not None:
+                        self.instance_job[instance_id] = job
+
+    def _tagged(self, params: Mapping[str, Any], **_: Any) -> None:
+        job = _job_tag(params.get("Tags") or [])
+        if job is not None:
+            with self._lock:
+                for instance_id in params.get("Resources") or []:
+                    self.instance_job[instance_id] = job
+
+    def jobs_launched(self) -> dict[int, float]:
+        """GitHub job id -> when its first instance was launched."""
+        with self._lock:
+            first: dict[int, float] = {}
+            for instance_id, job in self.instance_job.items():
+                at = self.launched_at.get(instance_id)
+                if at is not None:
+                    first[job] = min(at, first.get(job, at))
+            return first
+
+    # ---- GitHub and the functions
+    def attach_github(self, github_client: Any, backoff_percent: float = 100.0) -> None:
+        """Count the client's back-offs; sleep `backoff_percent` of each, as the stack's
+        RETRY_DELAY_PERCENT shortens scale-up's: invocations are serialised here, so a back-off
+        stalls every function, not one of many concurrent ones as in AWS."""
+        self._github_client = github_client
+        sleep = github_client._sleep
+
+        def backoff(seconds: float) -> None:
+            slept = seconds * backoff_percent / 100
+            self.github_backoffs[self.function] += 1
+            self.github_backoff_s[self.function] += seconds
+            self.github_slept_s[self.function] += slept
+            sleep(slept)
+
+        github_client._sleep = backoff
+
+    def attach_function(self, function: Any) -> None:
+        handler = function.handler
+
+        def metered(event: Any, context: Any) -> Any:
+            if function.key == "scale-up":
+                self._count_records(event)
+            before = Counter(self._github_client.calls) if self._github_client else Counter()
+            self.function = function.key
+            try:
+                return handler(event, context)
+            finally:
+                self.settle()
+                self.function = "-"
+                if self._github_client is not None:
+                    for endpoint, n in (self._github_client.calls - before).items():
+                        self.github[(function.key, endpoint)] += n
+
+        function.handler = metered
+
+    def _count_records(self, event: Any) -> None:
+        for record in event.get("Records") or []:
+            try:
+                kind = str(json.loads(record["body"]).get("kind", "?"))
+            except (ValueError, KeyError, AttributeError):
+                kind = "?"
+            self.records[kind] += 1
+            if int(record.get("attributes", {}).get("ApproximateReceiveCount") or 1) > 1:
+                self.re_receives[kind] += 1
+
+
+def _job_tag(tags: Iterable[Mapping[str, str]]) -> int | None:
+    for tag in tags:
+        if tag.get("Key") == JOB_TAG and str(tag.get("Value", "")).isdigit():
+            return int(tag["Value"])
+    return None
+
+
+class Milestones:
+    """When each logical job started on a runner and completed, from the simulator's events."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.started_ids: dict[int, float] = {}
+        self.completed: dict[str, float] = {}
+
+    def __call__(self, what: str, job: Any) -> None:
+        now = time.monotonic()
+        if what == "in_progress":
+            self.started.setdefault(job.key, now)
+            self.started_ids.setdefault(job.id, now)
+        elif what == "completed" and job.conclusion == "success":
+            self.completed.setdefault(job.key, now)
+
+
+def run_burst(
+    jobs: int,
+    faults: dict[str, float],
+    *,
+    workdir: Path,
+    seed: int = 1,
+    job_seconds: float = 1.0,
+    timeout_s: float = 900.0,
+    housekeeper_every_s: float = 120.0,
+    redrive_every_s: float = 30.0,
+    github_backoff_percent: float = 5.0,
+) -> dict[str, Any]:
+    """One burst of `jobs` queued jobs through a fresh local stack; every number of it."""
+    from devstack.stack import Options, Stack
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    options = Options(
+        jobs=jobs,
+        seed=seed,
+        job_seconds=job_seconds,
+        faults=faults,
+        workdir=workdir,
+        templates_file=TEMPLATES_FILE,
+        lambda_env={"MAX_RUNNERS": str(2 * jobs + 10)},
+        agent="inline",
+        watch="moto",
+        # Under a burst GitHub delivers webhooks in parallel and EventBridge invokes scale-down
+        # concurrently (10 reserved: the module's default); one SQS poller keeps batches whole.
+        webhook_senders=4,
+        event_workers=10,
+        redrive_every_s=redrive_every_s,
+        housekeeper_every_s=housekeeper_every_s,
+        visibility_timeout_s=30,
+        max_receive_count=20,  # the Terraform module's default
+    )
+    with (workdir / "progress.txt").open("w", encoding="utf-8") as out:
+        stack = Stack(options, out=out)
+        try:
+            stack.start()
+            meter, milestones = _instrument(stack, github_backoff_percent)
+            result = _burst(stack, meter, milestones, timeout_s)
+        finally:
+            stack.stop()
+    return result
+
+
+def _instrument(stack: Any, github_backoff_percent: float) -> tuple[CallMeter, Milestones]:
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+    from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
+
+    from jitrunners.aws.clients import client
+    from jitrunners.config import get_settings
+    from jitrunners.github.client import get_client
+
+    meter = CallMeter()
+    for service in ("ec2", "ssm", "sqs"):
+        meter.attach_aws(client(service))  # the very clients the adapters use (cached)
+    # Parameters (templates, secrets) go through Powertools' own SSM client: created here as
+    # Powertools would on first use, so that it is counted too.
+    meter.attach_aws(DEFAULT_PROVIDERS.setdefault("ssm", SSMProvider()).client)
+    # The Lambdas' GitHub client (cached per settings): made now, as a warm container has it.
+    meter.attach_github(get_client(get_settings()), github_backoff_percent)
+    for function in stack.functions.values():
+        if function.available:
+            meter.attach_function(function)
+    milestones = Milestones()
+    stack.sim.listeners.append(milestones)
+    return meter, milestones
+
+
+def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: float):
+    # Counters start now: what the warm-up (clients, token, parameters) did is not the burst's.
+    meter.aws.clear()
+    functions0 = {k: (f.invocations, f.errors, f.seconds) for k, f in stack.functions.items()}
+    sim_calls0 = Counter(stack.sim.calls)
+    sim_counters0 = Counter(stack.sim.counters)
+    started = time.monotonic()
+    queued = stack.queue_jobs()
+    ids, keys = {j.id for j in queued}, {j.key for j in queued}
+    marks: dict[str, float] = {}
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if "all_launched" not in marks:
+            launched = _launched(meter.jobs_launched(), milestones.started_ids)
+            if ids <= launched.keys():
+                marks["all_launched"] = max(launched[i] for i in ids) - started
+        if "all_started" not in marks and keys <= milestones.started.keys():
+            marks["all_started"] = max(milestones.started[k] for k in keys) - started
+        if keys <= milestones.completed.keys():
+            marks["all_completed"] = max(milestones.completed[k] for k in keys) - started
+            break
+        time.sleep(0.25 if now - started < 30 else 0.5)
+    # Drained: the last webhook and event handled, the last instance gone (no housekeeper).
+    drain_until = min(deadline, time.monotonic() + 180)
+    while time.monotonic() < drain_until and not _drained(stack):
+        time.sleep(0.5)
+    if _drained(stack):
+        marks["drained"] = time.monotonic() - started
+    # Anything still left is the housekeeper's, as in `make run`.
+    settle_until = min(deadline, time.monotonic() + 120)
+    while time.monotonic() < settle_until and not stack.settled():
+        if stack.bus.idle():
+            stack.scheduler.fire(stack.functions["housekeeper"])
+        time.sleep(1.0)
+    marks["total"] = time.monotonic() - started
+    meter.settle()
+    own = meter.jobs_launched()
+    launched = {
+        "jobs_launched": len(ids & _launched(own, milestones.started_ids).keys()),
+        "jobs_with_own_instance": len(ids & own.keys()),
+    }
+    result = _report(stack, meter, marks, functions0, sim_calls0, sim_counters0, len(queued))
+    return {**result, **launched}
+
+
+def _launched(own: dict[int, float], started: dict[int, float]) -> dict[int, float]:
+    """Job id -> when it had an instance: its own launched, or a runner took it first. Runners
+    are fungible: a job may start on another job's runner, and its own launch is then dropped
+    (it is no longer queued); that other job is launched for again when the runner ends."""
+    return {job: min(t, own.get(job, t)) for job, t in started.items()} | {
+        job: t for job, t in own.items() if job not in started
+    }
+
+
+def _drained(stack: Any) -> bool:
+    world = stack.world
+    return (
+        stack.sim.wait_webhooks_sent(timeout_s=0.01)  # in_progress and completed too
+        and stack.bus.idle()
+        and not world.instances_in_process(("pending", "running", "stopping", "stopped"))
+        and not world.queue_depth(world.job_queue_url)
+    )
+
+
+def _per_job(value: float, jobs: int, digits: int = 2) -> float:
+    return round(value / max(1, jobs), digits)
+
+
+def _report(
+    stack: Any,
+    meter: CallMeter,
+    marks: dict[str, float],
+    functions0: dict[str, tuple[int, int, float]],
+    sim_calls0: Counter[str],
+    sim_counters0: Counter[str],
+    jobs: int,
+) -> dict[str, Any]:
+    summary = stack.summary()
+    by_function: dict[str, dict[str, Any]] = {}
+    for key in FUNCTIONS:
+        function = stack.functions[key]
+        invocations0, errors0, seconds0 = functions0[key]
+        seconds = function.seconds - seconds0
+        by_function[key] = {
+            "invocations": function.invocations - invocations0,
+            "errors": function.errors - errors0,
+            "seconds": round(seconds, 3),
+            "ms_per_job": _per_job(seconds * 1000, jobs),
+            "github_backoff_ms_per_job": _per_job(meter.github_backoff_s[key] * 1000, jobs),
+        }
+    total_s = sum(f["seconds"] for f in by_function.values())
+    event_s = sum(by_function[k]["seconds"] for k in EVENT_DRIVEN)
+    backoff_s = sum(meter.github_backoff_s.values())
+    slept_s = sum(meter.github_slept_s.values())
+
+    aws = Counter()
+    by_service: dict[str, Counter[str]] = {}
+    by_operation: dict[str, Counter[str]] = {}
+    aws_by_function: Counter[str] = Counter()
+    for (function, service, operation, what), n in meter.aws.items():
+        by_service.setdefault(service, Counter())[what] += n
+        by_operation.setdefault(f"{service}:{operation}", Counter())[what] += n
+        aws[what] += n
+        if what in ("attempts", "answered"):
+            aws_by_function[function] += n
+
+    def shaped(counts: Counter[str]) -> dict[str, Any]:
+        requests = counts["attempts"] + counts["answered"]
+        return {
+            "requests": requests,
+            "operations": counts["operations"],
+            "retries": requests - counts["operations"],
+            "answered_by_shims": counts["answered"],
+            "requests_per_job": _per_job(requests, jobs),
+        }
+
+    github_by_endpoint: Counter[str] = Counter()
+    github_by_function: Counter[str] = Counter()
+    for (function, endpoint), n in meter.github.items():
+        github_by_endpoint[endpoint] += n
+        github_by_function[function] += n
+    github_requests = sum(github_by_endpoint.values())
+    sim_requests = sum((Counter(stack.sim.calls) - sim_calls0).values())
+    sim_counters = Counter(stack.sim.counters) - sim_counters0
+    aws_requests = aws["attempts"] + aws["answered"]
+    capacity = sum(v for k, v in stack.ec2_faults.counters.items() if k.startswith("capacity"))
+    return {
+        "jobs": jobs,
+        "faults": stack.options.faults,
+        "seconds": {k: round(v, 2) for k, v in marks.items()},
+        "jobs_completed": summary["completed"],
+        "instances_launched": len(meter.launched_at),
+        "left": {k: summary[k] for k in ("instances_left", "jit_params_left", "runners_left")}
+        | {k: summary[k] for k in ("queue_left", "dlq_left")},
+        "max_concurrent": summary["max_concurrent"],
+        "control_plane_ms_per_job": {
+            "all": _per_job(total_s * 1000, jobs),
+            "event_driven": _per_job(event_s * 1000, jobs),
+            "scheduled": _per_job((total_s - event_s) * 1000, jobs),
+            "github_backoff_slept": _per_job(slept_s * 1000, jobs),
+            "github_backoff_asked": _per_job(backoff_s * 1000, jobs),
+            # As if every GitHub back-off had been slept in full (AWS bills that wait).
+            "all_with_full_backoff": _per_job((total_s - slept_s + backoff_s) * 1000, jobs),
+        },
+        "functions": by_function,
+        "calls_per_job": {
+            "all": _per_job(aws_requests + github_requests, jobs),
+            "aws": _per_job(aws_requests, jobs),
+            "github": _per_job(github_requests, jobs),
+            "by_function": {
+                k: _per_job(aws_by_function[k] + github_by_function[k], jobs) for k in FUNCTIONS
+            },
+        },
+        "aws": shaped(aws)
+        | {
+            "by_service": {k: shaped(v) for k, v in sorted(by_service.items())},
+            "by_operation": {
+                k: v["attempts"] + v["answered"] for k, v in sorted(by_operation.items())
+            },
+            "by_function": {k: aws_by_function[k] for k in FUNCTIONS},
+        },
+        "github": {
+            "requests": github_requests,
+            "requests_seen_by_simulator": sim_requests,
+            "retries": sum(meter.github_backoffs.values()),
+            "requests_per_job": _per_job(github_requests, jobs),
+            "by_endpoint": dict(sorted(github_by_endpoint.items())),
+            "by_function": {k: github_by_function[k] for k in FUNCTIONS},
+        },
+        "retries": {
+            "botocore": aws_requests - aws["operations"],
+            "sqs_receives_beyond_first": dict(sorted(meter.re_receives.items())),
+            "scale_up_records": dict(sorted(meter.records.items())),
+            "scale_up_record_failures": stack.event_source.counters["item_failures"],
+            "github_client_retries": sum(meter.github_backoffs.values()),
+            "github_5xx_answered": sim_counters["fault_5xx"],
+            "github_rate_limited": sim_counters["fault_rate_limited"],
+            "ec2_capacity_refusals": capacity,
+            "dlq_redriven": stack.scheduler.counters["redrive:moved"],
+            "agent_not_ready": stack.agent.counters["agent_not_ready"],
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------- output
+def _ratio(a: float, b: float) -> float | None:
+    return round(b / a, 3) if a else None
+
+
+def _path(*keys: str, default: float = float("nan")) -> Callable[[dict[str, Any]], float]:
+    def get(result: dict[str, Any]) -> float:
+        value: Any = result
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value  # type: ignore[no-any-return]
+
+    return get
+
+
+def _sum(*keys: str) -> Callable[[dict[str, Any]], float]:
+    return lambda result: sum(_path(*keys, default={})(result).values())  # type: ignore[union-attr]
+
+
+# (label, value (None: a heading), ratio shown)
+ROWS: list[tuple[str, Callable[[dict[str, Any]], float] | None, bool]] = [
+    ("time to all launched (s)", _path("seconds", "all_launched"), True),
+    ("time to all started (s)", _path("seconds", "all_started"), True),
+    ("time to all completed (s)", _path("seconds", "all_completed"), True),
+    ("time to drained (s)", _path("seconds", "drained"), True),
+    ("jobs completed", _path("jobs_completed"), False),
+    ("instances launched", _path("instances_launched"), True),
+    ("control-plane ms/job", _path("control_plane_ms_per_job", "all"), True),
+    ("  event-driven", _path("control_plane_ms_per_job", "event_driven"), True),
+    *[(f"    {k}", _path("functions", k, "ms_per_job"), True) for k in EVENT_DRIVEN],
+    ("  scheduled", _path("control_plane_ms_per_job", "scheduled"), True),
+    *[(f"    {k}", _path("functions", k, "ms_per_job"), True) for k in FUNCTIONS[3:]],
+    (
+        "  of it GitHub back-off, slept",
+        _path("control_plane_ms_per_job", "github_backoff_slept"),
+        True,
+    ),
+    (
+        "  GitHub back-off, asked for",
+        _path("control_plane_ms_per_job", "github_backoff_asked"),
+        True,
+    ),
+    (
+        "control-plane ms/job, full back-off",
+        _path("control_plane_ms_per_job", "all_with_full_backoff"),
+        True,
+    ),
+    ("calls/job", _path("calls_per_job", "all"), True),
+    ("  AWS requests", _path("calls_per_job", "aws"), True),
+    *[
+        (f"    {s}", _path("aws", "by_service", s, "requests_per_job", default=0.0), True)
+        for s in ("ec2", "ssm", "sqs")
+    ],
+    ("  GitHub requests", _path("calls_per_job", "github"), True),
+    ("  by function", None, False),
+    *[(f"    {k}", _path("calls_per_job", "by_function", k), True) for k in FUNCTIONS],
+    ("retries: botocore", _path("retries", "botocore"), False),
+    ("retries: SQS receives beyond first", _sum("retries", "sqs_receives_beyond_first"), False),
+    ("retries: GitHub client", _path("retries", "github_client_retries"), False),
+    ("faults: GitHub 5xx answered", _path("retries", "github_5xx_answered"), False),
+    ("faults: EC2 capacity refusals", _path("retries", "ec2_capacity_refusals"), False),
+    ("scale-up record failures", _path("retries", "scale_up_record_failures"), False),
+    ("DLQ messages redriven", _path("retries", "dlq_redriven"), False),
+]
+
+
+def table(plain: dict[str, Any], faulty: dict[str, Any], faults_text: str) -> str:
+    lines = [
+        f"burst of {plain['jobs']} jobs; right column with --faults {faults_text}",
+        f"{'':38} {'plain':>10} {'faults':>10} {'ratio':>7}",
+    ]
+    for label, value, with_ratio in ROWS:
+        if value is None:
+            lines.append(label)
+            continue
+        a, b = value(plain), value(faulty)
+        ratio = _ratio(a, b) if with_ratio else None
+        lines.append(
+            f"{label:38} {_fmt(a):>10} {_fmt(b):>10} {'' if ratio is None else f'{ratio:.2f}':>7}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
+def ratios(plain: dict[str, Any], faulty: dict[str, Any]) -> dict[str, Any]:
+    """faults / plain for calls per job and control-plane time per job."""
+    return {
+        "calls_per_job": {
+            k: _ratio(plain["calls_per_job"][k], faulty["calls_per_job"][k])
+            for k in ("all", "aws", "github")
+        },
+        "control_plane_ms_per_job": {
+            k: _ratio(plain["control_plane_ms_per_job"][k], faulty["control_plane_ms_per_job"][k])
+            for k in ("all", "event_driven")
+        },
+        "seconds": {
+            k: _ratio(plain["seconds"].get(k, 0.0), faulty["seconds"].get(k, 0.0))
+            for k in ("all_launched", "all_completed")
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from devstack.faults import parse_faults
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--faults", default=FAULTS, help="the second burst's faults (k=v,...)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--job-seconds", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per burst, seconds")
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="one burst after the other in this process (default with 2+ cores: both at once, "
+        "one process and so one core each)",
+    )
+    parser.add_argument("--only", choices=BURSTS, help=argparse.SUPPRESS)  # one burst's JSON
+    args = parser.parse_args(argv)
+    faults = {"plain": {}, "faults": parse_faults(args.faults)}
+    if args.only:
+        print(json.dumps(_one(args.only, faults[args.only], args)), flush=True)
+        return 0
+    started = time.monotonic()
+    if args.serial or (os.cpu_count() or 1) < 2:
+        results = {name: _one(name, faults[name], args) for name in BURSTS}
+    else:
+        results = _at_once(args)
+    print(f"both bursts: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
+    print(table(results["plain"], results["faults"], args.faults))
+    report = {
+        "jobs": args.jobs,
+        "faults": args.faults,
+        "plain": results["plain"],
+        "with_faults": results["faults"],
+        "ratio_faults_to_plain": ratios(results["plain"], results["faults"]),
+    }
+    print(json.dumps(report, separators=(",", ":")), flush=True)
+    complete = all(r["jobs_completed"] == args.jobs for r in results.values())
+    return 0 if complete else 1
+
+
+BURSTS = ("plain", "faults")
+
+
+def _one(name: str, faults: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    result = run_burst(
+        args.jobs,
+        faults,
+        workdir=ROOT / ".devstack" / "bench" / f"burst-{name}",
+        seed=args.seed,
+        job_seconds=args.job_seconds,
+        timeout_s=args.timeout,
+    )
+    print(f"{name} burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
+    return result
+
+
+def _at_once(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Both bursts at the same time, each in its own process: a stack is one process bound by
+    one interpreter lock, so two take two cores, and both see the same machine meanwhile."""
+    common = ["--jobs", str(args.jobs), "--faults", args.faults, "--seed", str(args.seed)]
+    common += ["--job-seconds", str(args.job_seconds), "--timeout", str(args.timeout)]
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--only", name, *common],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in BURSTS
+    }
+    results = {}
+    for name, child in children.items():
+        output, _ = child.communicate()
+        lines = [line for line in output.splitlines() if line.startswith("{")]
+        if child.returncode or not lines:
+            raise RuntimeError(f"the {name} burst failed (exit {child.returncode})")
+        results[name] = json.loads(lines[-1])
+    return results
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,128 @@
+"""Fixes to moto's in-process backends, without which a burst of a thousand instances crawls.
+
+Each keeps what AWS answers; they only change how moto finds it:
+
+* moto looks up one EC2 resource's tags by scanning every tag of the region with a regular
+  expression each (`TaggedEC2Resource.get_tags` -> `describe_tags`), so every DescribeInstances
+  with a tag filter costs instances x tags: 0.9 s for one instance among a thousand. Here it is a
+  dictionary lookup with the same result.
+* moto's SendCommand adds every instance of the region to a command that names its `InstanceIds`
+  (an empty `Targets` list is read as "no filter"), and records an invocation for each: a thousand
+  commands over a thousand instances are a million invocations, and ListCommands for one instance
+  lists them all. SSM sends a command to the instances it names, or to its targets.
+* DescribeInstances tests each instance against the filters in the order given and translates
+  every tag filter's pattern into a regular expression again for each instance: the Lambdas'
+  `tag:jitrunners:prefix` + `instance-id` lookup of one instance among a thousand took 30 ms.
+  Here attribute filters (instance id, state) go first and each pattern is translated once.
+* moto's response serializer works out, for every attribute of every object it writes, which
+  names the attribute may have (aliases from the object's class and the API model's shape) anew:
+  about 4 ms per instance in DescribeInstances. The names depend only on the class, the key and
+  the shape, so they are worked out once per service, class, key and shape.
+* DescribeInstances copies every reservation of the region before filtering them (the filter
+  replaces a copy's instance list): here only the reservations that match are copied.
+* ReceiveMessage checks each message against the queue's retention period by computing every
+  attribute of the queue, message counts included (a scan of all its messages): a receive was
+  quadratic in the queue's depth. Here the retention period is read as it is.
+* Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
+  every entry) to match the host to a backend, and inspects the response class for its method
+  names: a tenth of the stack's time under a burst. Neither changes while the process runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from typing import Any
+
+_APPLIED: list[bool] = []
+
+
+def apply() -> None:
+    """Patch moto's classes once per process (the server runs in this process, in threads)."""
+    if _APPLIED:
+        return
+    from moto import backends
+    from moto.core import responses
+    from moto.core.serialize import XFormedAttributePicker
+    from moto.ec2 import utils
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.models.instances import InstanceBackend
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+    from moto.sqs.models import SQSBackend
+    from moto.ssm.models import Command
+
+    def get_tags(self: Any) -> list[dict[str, str]]:
+        resource_id = getattr(self, "id", None)
+        if not resource_id:
+            return []
+        # .get: the backend's tags are a defaultdict; a lookup must not add an entry.
+        tags = dict(self.ec2_backend.tags.get(resource_id) or {})
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+        return [
+            {"resource_id": resource_id, "key": key, "value": value, "resource_type": kind}
+            for key, value in tags.items()
+        ]
+
+    targets_of = Command._get_instance_ids_from_targets
+
+    def instance_ids_from_targets(self: Any) -> list[str]:
+        return list(targets_of(self)) if self.targets else []
+
+    passes = utils.passes_filter_dict
+
+    def passes_filter_dict(instance: Any, filter_dict: dict[str, Any]) -> bool:
+        # All filters must pass: the cheap, selective attribute ones first.
+        ordered = sorted(filter_dict.items(), key=lambda item: utils.is_tag_filter(item[0]))
+        return bool(passes(instance, dict(ordered)))
+
+    possible_keys = XFormedAttributePicker.get_possible_keys
+    known: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def get_possible_keys(self: Any, context: Any) -> tuple[str, ...]:
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (
+            getattr(context.service_model, "service_name", None),
+            type(context.obj),
+            context.key,
+            None if shape is None else (shape.name, shape.type_name, str(shape.serialization)),
+            None if parent is None else (parent.name, parent.type_name),
+        )
+        keys = known.get(key)
+        if keys is None:
+            keys = known[key] = tuple(possible_keys(self, context))
+        return keys
+
+    XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
+
+    def all_reservations(self: Any, filters: Any = None) -> list[Any]:
+        if filters is None:
+            return [copy.copy(r) for r in list(self.reservations.values())]
+        found = []
+        for reservation in list(self.reservations.values()):
+            instances = [i for i in reservation.instances if utils.passes_filter_dict(i, filters)]
+            if instances:
+                found.append(copy.copy(reservation))
+                found[-1].instances = instances
+        return found
+
+    InstanceBackend.all_reservations = all_reservations  # type: ignore[method-assign]
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any):
+        retention_s = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_s + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    method_names = functools.cache(responses.method_names_from_class)
+    responses.method_names_from_class = lambda clazz: list(method_names(clazz))
+    # Module globals: moto's own callers in moto.ec2.utils look them up at call time.
+    utils.passes_filter_dict = passes_filter_dict
+    utils.simple_aws_filter_to_re = functools.lru_cache(maxsize=1024)(utils.simple_aws_filter_to_re)
+    TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
+    Command._get_instance_ids_from_targets = instance_ids_from_targets  # type: ignore[method-assign]
+    _APPLIED.append(True)
