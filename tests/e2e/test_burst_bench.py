@@ -42,6 +42,7 @@ def assert_counts_add_up(result: dict[str, Any], jobs: int) -> None:
     assert calls["aws"] > 0
     assert calls["github"] > 0
     assert calls["all"] == pytest.approx(calls["aws"] + calls["github"], abs=0.011)
+    assert calls["event_driven"] <= calls["all"]
     for key in ("webhook", "scale-up", "scale-down"):
         assert result["functions"][key]["invocations"] > 0, key
         assert calls["by_function"][key] > 0, key
