@@ -44,74 +44,29 @@ resource "aws_sqs_queue" "events_dlq" {
   tags                              = local.tags
 }
 
-data "aws_iam_policy_document" "tls_only" {
+# Queue policies: documents.tf local.queue_policies.
+resource "aws_sqs_queue_policy" "this" {
   for_each = {
-    jobs     = aws_sqs_queue.jobs.arn
-    jobs_dlq = aws_sqs_queue.jobs_dlq.arn
+    jobs       = aws_sqs_queue.jobs.id
+    jobs_dlq   = aws_sqs_queue.jobs_dlq.id
+    events_dlq = aws_sqs_queue.events_dlq.id
   }
 
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [each.value]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+  queue_url = each.value
+  policy    = local.queue_policies[each.key]
 }
 
-resource "aws_sqs_queue_policy" "jobs" {
-  queue_url = aws_sqs_queue.jobs.id
-  policy    = data.aws_iam_policy_document.tls_only["jobs"].json
+moved {
+  from = aws_sqs_queue_policy.jobs
+  to   = aws_sqs_queue_policy.this["jobs"]
 }
 
-resource "aws_sqs_queue_policy" "jobs_dlq" {
-  queue_url = aws_sqs_queue.jobs_dlq.id
-  policy    = data.aws_iam_policy_document.tls_only["jobs_dlq"].json
+moved {
+  from = aws_sqs_queue_policy.jobs_dlq
+  to   = aws_sqs_queue_policy.this["jobs_dlq"]
 }
 
-# EventBridge delivers events it could not hand to a Lambda here (rule target DLQ).
-data "aws_iam_policy_document" "events_dlq" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.events_dlq.arn]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "EventBridgeRulesOfOurs"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.events_dlq.arn]
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "events_dlq" {
-  queue_url = aws_sqs_queue.events_dlq.id
-  policy    = data.aws_iam_policy_document.events_dlq.json
+moved {
+  from = aws_sqs_queue_policy.events_dlq
+  to   = aws_sqs_queue_policy.this["events_dlq"]
 }

@@ -37,28 +37,6 @@ resource "aws_cloudwatch_log_group" "runner_commands" {
   tags              = local.tags
 }
 
-locals {
-  scripts_dir = "${path.module}/../runner_scripts"
-  user_data = {
-    for name, t in local.runner_templates : name => t.os == "windows" ? templatefile("${path.module}/templates/user-data.ps1.tftpl", {
-      bootstrap_b64    = filebase64("${local.scripts_dir}/bootstrap.ps1")
-      start_runner_b64 = filebase64("${local.scripts_dir}/start-runner.ps1")
-      runner_version   = var.runner_version
-      runner_sha256    = lookup(var.runner_sha256, "win-x64", "")
-      preinstalled     = t.runner_preinstalled
-      extra_user_data  = t.extra_user_data
-      }) : templatefile("${path.module}/templates/user-data.sh.tftpl", {
-      bootstrap_b64       = base64gzip(file("${local.scripts_dir}/bootstrap.sh"))
-      start_runner_b64    = base64gzip(file("${local.scripts_dir}/start-runner.sh"))
-      runner_version      = var.runner_version
-      runner_sha256_x64   = lookup(var.runner_sha256, "x64", "")
-      runner_sha256_arm64 = lookup(var.runner_sha256, "arm64", "")
-      preinstalled        = t.runner_preinstalled
-      extra_user_data     = t.extra_user_data
-    })
-  }
-}
-
 resource "aws_launch_template" "runner" {
   for_each = local.runner_templates
 
@@ -104,6 +82,16 @@ resource "aws_launch_template" "runner" {
 
   monitoring {
     enabled = true
+  }
+
+  # Each launched resource carries our prefix from its creation: the scale-up policy allows a
+  # launch only with aws:RequestTag/jitrunners:prefix on the instance, its volumes and interfaces.
+  dynamic "tag_specifications" {
+    for_each = toset(["instance", "volume", "network-interface"])
+    content {
+      resource_type = tag_specifications.value
+      tags          = local.launch_template_tags[each.key]
+    }
   }
 
   tags = local.tags

@@ -6,8 +6,9 @@ resource "aws_kms_key" "this" {
   description             = "${local.prefix}: SSM secrets, JIT configs, queues, logs, alarms"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
-  tags                    = local.tags
+  # checkov:skip=CKV2_AWS_64:The key policy is documents.tf local.kms_key_policy; checkov cannot read a policy from a local value.
+  policy = local.kms_key_policy
+  tags   = local.tags
 }
 
 resource "aws_kms_alias" "this" {
@@ -19,56 +20,6 @@ resource "aws_kms_alias" "this" {
 
 locals {
   kms_key_arn = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.this[0].arn
-}
-
-# The account administers the key (and IAM policies grant its use); the services that encrypt on
-# our behalf are named, each limited to our resources.
-data "aws_iam_policy_document" "kms" {
-  # checkov:skip=CKV_AWS_111:A key policy's Resource "*" means this key only; writes are limited to the account and named services.
-  # checkov:skip=CKV_AWS_356:A key policy's Resource "*" means this key only.
-  # checkov:skip=CKV_AWS_109:The account root administers its own key (the AWS default key policy); service principals are limited by conditions.
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid       = "CloudWatchLogsEncryptsOurLogGroups"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values = [
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*",
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${local.prefix}/*",
-      ]
-    }
-  }
-
-  statement {
-    sid       = "AlarmsAndEventsUseEncryptedTopicAndQueues"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
 }
 
 resource "aws_ssm_parameter" "runner_templates" {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import base64
 import gzip
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 from scripts import tfdocs
 
 from jitrunners import config
+from devstack.aws_world import TEMPLATES_FILE
+from tests.deploy import rendered
 from tests.deploy import tfmodel as tf
 
 FUNCTIONS = {  # Terraform key -> policy document name
@@ -71,6 +74,7 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
+ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper"}
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
 STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|"
@@ -166,8 +170,8 @@ def test_scan_reads_paginators_and_refuses_indirect_clients(tmp_path: Path) -> N
 def test_function_policy_grants_exactly_what_its_code_calls(key: str) -> None:
     module = require_handler(key)
     called = tf.handler_actions(module)
-    document = tf.blocks("data", "aws_iam_policy_document")[FUNCTIONS[key]]
-    granted = tf.policy_actions(document)
+    docs = rendered.documents()
+    granted = rendered.actions(docs.function_policies[key])
     assert called - granted == set(), f"{key}: called by the code but not granted"
     unexplained = granted - called - set(REVIEWED_EXTRAS[key])
     assert unexplained == set(), f"{key}: granted but neither called nor reviewed"
@@ -176,87 +180,116 @@ def test_function_policy_grants_exactly_what_its_code_calls(key: str) -> None:
 def test_every_function_has_its_own_role_and_the_base_policy_is_minimal() -> None:
     roles = tf.blocks("resource", "aws_iam_role")["function"]
     assert roles["for_each"] == "${local.functions}"
-    base = tf.blocks("data", "aws_iam_policy_document")["lambda_base"]
-    plain = {a for st in base["statement"] for a in st["actions"]}
-    assert plain == BASE_ACTIONS
-    assert tf.policy_actions(base) == BASE_ACTIONS | ASYNC_DLQ_ACTIONS
+    docs = rendered.documents()
+    for key in FUNCTIONS:
+        granted = rendered.actions(docs.lambda_base_policies[key])
+        expected = BASE_ACTIONS | (ASYNC_DLQ_ACTIONS if key in ASYNC_FUNCTIONS else set())
+        assert granted == expected, key
 
 
 def _all_statements() -> list[tuple[str, dict]]:
+    """Every Allow statement of every identity policy (resource policies have a Principal)."""
     return [
         (name, st)
-        for name, doc in tf.blocks("data", "aws_iam_policy_document").items()
-        for st in tf.statements(doc)
-        if st.get("effect", "Allow") == "Allow" and "principals" not in st
+        for name, doc in rendered.documents().all_policies().items()
+        for st in rendered.statements(doc)
+        if st["Effect"] == "Allow" and "Principal" not in st
     ]
-
-
-def _conditions(statement: dict) -> dict[str, list[str]]:
-    return {c["variable"]: c["values"] for c in statement.get("condition", [])}
 
 
 def test_identity_policies_use_star_only_for_actions_without_resource_level_permissions() -> None:
     for name, st in _all_statements():
-        resources = st.get("resources", [])
-        if st.get("sid") == "SsmAgentCore":  # the agent's APIs act on the calling instance
-            assert all(
-                a.split(":")[0] in ("ssm", "ec2messages", "ssmmessages") for a in st["actions"]
-            )
-            assert not {a for a in st["actions"] if "Parameter" in a}
+        if st.get("Sid") == "RunCommandMessages":  # the agent's APIs act on the calling instance
+            assert all(a.split(":")[0] in ("ec2messages", "ssmmessages") for a in st["Action"])
             continue
-        if isinstance(resources, list) and "*" in resources:
-            assert all(STAR_OK.match(a) for a in st["actions"]), (name, st["actions"])
+        if "*" in st["Resource"]:
+            assert all(STAR_OK.match(a) for a in st["Action"]), (name, st["Action"])
 
 
-def test_terminate_and_tag_only_instances_carrying_our_prefix() -> None:
+def test_terminate_tag_and_command_only_our_instances() -> None:
+    """Ours = our prefix tag AND our runner instance profile (a tag alone anyone could set)."""
+    profile = f"arn:aws:iam::{rendered.ACCOUNT}:instance-profile/jitrunners-runner"
     seen = 0
     for name, st in _all_statements():
-        conditions = _conditions(st)
-        if "ec2:TerminateInstances" in st["actions"]:
+        cond = rendered.conditions(st)
+        if "ec2:TerminateInstances" in st["Action"]:
             seen += 1
-            assert conditions.get("aws:ResourceTag/jitrunners:prefix") == ["${local.prefix}"], name
-        if "ec2:CreateTags" in st["actions"]:
-            assert conditions.get("aws:ResourceTag/jitrunners:prefix") == ["${local.prefix}"] or (
-                conditions.get("ec2:CreateAction") == ["CreateFleet", "RunInstances"]
+            assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
+            assert cond["ec2:InstanceProfile"] == [profile], name
+        if "ec2:CreateTags" in st["Action"]:
+            created = cond.get("ec2:CreateAction") == ["CreateFleet", "RunInstances"]
+            assert created or (
+                cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"]
+                and cond["ec2:InstanceProfile"] == [profile]
+                and "jitrunners:prefix" not in cond["aws:TagKeys"]
+                and "jitrunners:template" not in cond["aws:TagKeys"]
             ), name
-        if "ssm:SendCommand" in st["actions"] and ":instance/" in str(st["resources"]):
-            assert conditions.get("ssm:resourceTag/jitrunners:prefix") == ["${local.prefix}"]
+        if "ssm:SendCommand" in st["Action"] and any(":instance/" in r for r in st["Resource"]):
+            assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
     assert seen >= 3  # scale-up, scale-down, housekeeper
 
 
-def test_new_instances_must_be_created_with_our_prefix_tag() -> None:
-    launch = [st for _, st in _all_statements() if st.get("sid") == "LaunchTaggedInstances"]
-    assert len(launch) == 1
-    assert _conditions(launch[0])["aws:RequestTag/jitrunners:prefix"] == ["${local.prefix}"]
+def test_launches_need_our_templates_tags_types_and_images() -> None:
+    docs = rendered.documents()
+    templates = docs.templates_document
+    lts = sorted(rendered.deployed(templates)["launch_template_arns"].values())
+    launch = [st for st in rendered.statements(docs.function_policies["scale-up"])
+              if "ec2:RunInstances" in st["Action"]]  # fmt: skip
+    by_resource = {r.split(":")[-1].split("/")[0]: st for st in launch for r in st["Resource"]}
+    for kind in ("instance", "volume", "network-interface"):
+        cond = rendered.conditions(by_resource[kind])
+        assert cond["aws:RequestTag/jitrunners:prefix"] == ["jitrunners"], kind
+        assert sorted(cond["ec2:LaunchTemplate"]) == lts, kind
+    types = rendered.conditions(by_resource["instance"])["ec2:InstanceType"]
+    assert set(types) == {it for t in templates for it in t["instance_types"]}
+    images = {r for st in launch for r in st["Resource"] if ":image/" in r}
+    assert images == {f"arn:aws:ec2:{rendered.REGION}::image/{t_ami}" for t_ami in _template_amis()}
+    assert not [r for st in launch for r in st["Resource"] if r.endswith(("image/*", ":*"))]
+
+
+def _template_amis() -> set[str]:
+    return {t["ami_id"] for t in json.loads(TEMPLATES_FILE.read_text())}
+
+
+def test_launch_templates_tag_instance_volume_and_interface() -> None:
+    lt = tf.blocks("resource", "aws_launch_template")["runner"]
+    dynamic = lt["dynamic"][0]["tag_specifications"]
+    assert set(dynamic["for_each"].split('"')[1::2]) == {"instance", "volume", "network-interface"}
+    tags = rendered.documents().launch_template_tags
+    assert all(t["jitrunners:prefix"] == "jitrunners" for t in tags.values())
 
 
 def test_pass_role_only_for_the_runner_role_to_ec2() -> None:
-    passes = [st for _, st in _all_statements() if "iam:PassRole" in st["actions"]]
+    passes = [st for _, st in _all_statements() if "iam:PassRole" in st["Action"]]
     assert len(passes) == 1
-    assert passes[0]["resources"] == ["${aws_iam_role.runner.arn}"]
-    assert _conditions(passes[0])["iam:PassedToService"] == ["ec2.amazonaws.com"]
+    assert passes[0]["Resource"] == [f"arn:aws:iam::{rendered.ACCOUNT}:role/jitrunners-runner"]
+    assert rendered.conditions(passes[0])["iam:PassedToService"] == ["ec2.amazonaws.com"]
 
 
 def test_runner_role_reads_and_deletes_only_its_own_jit_parameter() -> None:
-    doc = tf.blocks("data", "aws_iam_policy_document")["runner"]
-    allows = [st for st in tf.statements(doc) if st.get("effect", "Allow") == "Allow"]
-    ssm = [st for st in allows if any(a.startswith("ssm:") for a in st["actions"])]
+    doc = rendered.documents().runner_policies["own-jit-config"]
+    jit = f"arn:aws:ssm:{rendered.REGION}:{rendered.ACCOUNT}:parameter/jitrunners/jit/*"
+    allows = [st for st in rendered.statements(doc) if st["Effect"] == "Allow"]
+    ssm = [st for st in allows if any(a.startswith("ssm:") for a in st["Action"])]
     assert len(ssm) == 1
-    statement = ssm[0]
-    assert sorted(statement["actions"]) == ["ssm:DeleteParameter", "ssm:GetParameter"]
-    assert statement["resources"] == ["${local.arn.jit_params}"]
-    # HCL `$${...}` is the literal IAM policy variable ${ec2:SourceInstanceARN}.
-    condition = _conditions(statement)["ssm:resourceTag/jitrunners:instance-arn"]
-    assert condition == ["$${ec2:SourceInstanceARN}"]
-    assert tf.locals_()["arn"]["jit_params"].endswith("${local.jit_param_path}*")
-    assert tf.locals_()["jit_param_path"] == "/${local.prefix}/jit/"
-    # Defence in depth: other instances' parameters are denied whatever else the role gets.
-    denies = {st["sid"]: st for st in tf.statements(doc) if st.get("effect") == "Deny"}
+    assert sorted(ssm[0]["Action"]) == ["ssm:DeleteParameter", "ssm:GetParameter"]
+    assert ssm[0]["Resource"] == [jit]
+    # aws:ResourceTag (the key the Service Authorization Reference lists for parameters), matched
+    # against the IAM policy variable filled from the instance profile's credentials.
+    tag_key = "aws:ResourceTag/jitrunners:instance-arn"
+    assert rendered.conditions(ssm[0])[tag_key] == ["${ec2:SourceInstanceARN}"]
+    denies = {st["Sid"]: st for st in rendered.statements(doc) if st["Effect"] == "Deny"}
     other = denies["DenyOtherInstancesJitConfigs"]
-    assert {"ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter"} <= set(other["actions"])
-    assert other["condition"][0]["test"] == "StringNotEquals"
-    assert other["condition"][0]["values"] == ["$${ec2:SourceInstanceARN}"]
-    assert denies["DenyJitConfigsByPath"]["actions"] == ["ssm:GetParametersByPath"]
+    assert {"ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter"} <= set(other["Action"])
+    assert other["Condition"]["StringNotEquals"][tag_key] == "${ec2:SourceInstanceARN}"
+    assert denies["DenyJitConfigsByPath"]["Action"] == ["ssm:GetParametersByPath"]
+    secrets = denies["DenySecretsConfigAndState"]
+    assert secrets["Action"] == ["ssm:*"]
+    for path in ("secrets", "config", "state"):
+        base = f"arn:aws:ssm:{rendered.REGION}:{rendered.ACCOUNT}:parameter/jitrunners/{path}"
+        assert {base, base + "/*"} <= set(secrets["Resource"])
+    decrypt = next(st for st in allows if st["Action"] == ["kms:Decrypt"])
+    assert rendered.conditions(decrypt)["kms:EncryptionContext:PARAMETER_ARN"] == [jit]
 
 
 def test_runner_role_does_not_get_the_managed_ssm_core_policy() -> None:
@@ -381,32 +414,6 @@ def test_every_checkov_skip_carries_a_reason() -> None:
                 assert match, f"{path}: {line.strip()}"
                 assert len(match.group(2).split()) >= 5, f"{path}: reason too short: {line}"
     assert skips > 0
-
-
-def test_linux_user_data_renders_to_valid_shell_that_unpacks_the_scripts(tmp_path: Path) -> None:
-    template = (tf.TERRAFORM / "templates" / "user-data.sh.tftpl").read_text()
-    scripts = tf.ROOT / "runner_scripts"
-    values = {
-        "bootstrap_b64": base64.b64encode(gzip.compress((scripts / "bootstrap.sh").read_bytes())),
-        "start_runner_b64": base64.b64encode(
-            gzip.compress((scripts / "start-runner.sh").read_bytes())
-        ),
-        "runner_version": b"2.329.0",
-        "runner_sha256_x64": b"0" * 64,
-        "runner_sha256_arm64": b"1" * 64,
-        "preinstalled": b"false",
-    }
-    text = re.sub(r"%\{[^}]*\}\n?", "", template)  # directives: extra_user_data is empty here
-    text = text.replace("${extra_user_data}\n", "")
-    for key, value in values.items():
-        text = text.replace("${" + key + "}", value.decode())
-    assert "${" not in text
-    rendered = tmp_path / "user-data.sh"
-    rendered.write_text(text)
-    assert subprocess.run(["bash", "-n", str(rendered)], check=False).returncode == 0
-    # The heredoc part decodes back to the exact scripts.
-    body = text.split("<<'B64'\n")[2].split("\nB64\n")[0]
-    assert gzip.decompress(base64.b64decode(body)) == (scripts / "start-runner.sh").read_bytes()
 
 
 def test_windows_user_data_fits_the_16_kb_limit() -> None:

@@ -1,0 +1,727 @@
+# The documents AWS evaluates or runs for this module: every IAM policy (the roles' and the KMS key
+# policy) and the runners' user data, with the names they are built from.
+#
+# Pure expressions of the variables and of four inputs main.tf supplies: local.account_id,
+# local.partition, local.region and local.deployed (ARNs and ids of what the module creates). No
+# resource, data source or provider here: the local stack and the tests render this very file with
+# the terraform binary, beside variables.tf (devstack/tfrender.py), then run the user data and
+# evaluate every AWS request against these policies. Keep it that way: a reference to a resource
+# here breaks that rendering (tests/deploy/test_documents.py says so first).
+
+locals {
+  prefix   = var.prefix
+  tags     = merge(var.tags, { "jitrunners:prefix" = var.prefix })
+  app_mode = var.github_app_id != ""
+
+  # The five Lambdas (docs/contracts.md "Lambda entry points"). Handler strings are checked against
+  # the package by tests/deploy/test_terraform.py.
+  functions = {
+    "webhook" = {
+      handler     = "jitrunners.handlers.webhook.handler"
+      description = "Verifies GitHub workflow_job webhooks and enqueues launch messages"
+      timeout     = 10
+    }
+    "scale-up" = {
+      handler     = "jitrunners.handlers.scale_up.handler"
+      description = "Launches runner instances and starts the runner on them (SQS job queue)"
+      timeout     = var.scale_up_timeout_s
+    }
+    "scale-down" = {
+      handler     = "jitrunners.handlers.scale_down.handler"
+      description = "Terminates runner instances whose command ended or that were interrupted"
+      timeout     = 60
+    }
+    "redrive" = {
+      handler     = "jitrunners.handlers.redrive.handler"
+      description = "Moves job messages from the DLQ back to the job queue (schedule)"
+      timeout     = 300
+    }
+    "housekeeper" = {
+      handler     = "jitrunners.handlers.housekeeper.handler"
+      description = "Reaps zombie instances, orphan parameters and runners; redelivers failed webhooks"
+      timeout     = 300
+    }
+  }
+  # Invoked asynchronously by EventBridge: failed events land in the events DLQ.
+  async_functions = toset(["scale-down", "redrive", "housekeeper"])
+  function_names  = { for k, _ in local.functions : k => "${local.prefix}-${k}" }
+
+  # SSM names (config, secrets, JIT configs, state records).
+  templates_param_name = "/${local.prefix}/config/runner-templates"
+  webhook_secret_name  = "/${local.prefix}/secrets/webhook-secret"
+  github_app_key_name  = "/${local.prefix}/secrets/github-app-key"
+  github_token_name    = "/${local.prefix}/secrets/github-token"
+  jit_param_path       = "/${local.prefix}/jit/"
+  ssm_param_arn_prefix = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter"
+  runner_script_path   = "/opt/jitrunners/start-runner.sh"
+  ssm_output_log_group = "/${local.prefix}/runner-commands"
+  github_secret_name   = local.app_mode ? local.github_app_key_name : local.github_token_name
+  runner_role_name     = "${local.prefix}-runner"
+
+  # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
+  runner_templates = { for t in var.runner_templates : t.name => t }
+  templates_document = jsonencode([for t in var.runner_templates : {
+    name            = t.name
+    labels          = t.labels
+    launch_template = "${local.prefix}-${t.name}"
+    instance_types  = t.instance_types
+    market          = t.market
+    max_runners     = t.max_runners
+    runner_group_id = t.runner_group_id
+    scope           = t.scope
+    os              = t.os
+    subnet_ids      = t.subnet_ids
+    start_timeout_s = t.start_timeout_s
+    idle_timeout_s  = t.idle_timeout_s
+    max_lifetime_s  = t.max_lifetime_s
+  }])
+
+  # Tags every launched resource carries from its launch template (instance, volume, interface):
+  # the launch policy requires aws:RequestTag/jitrunners:prefix on each of them.
+  launch_template_tags = {
+    for name, _ in local.runner_templates : name => merge(local.tags, {
+      "Name"                = "${local.prefix}-${name}"
+      "jitrunners:template" = name
+    })
+  }
+}
+
+################################################################################
+# Runner user data (EC2 runs it as root at first boot; the local stack runs it in a sandbox)
+################################################################################
+
+locals {
+  scripts_dir = "${path.module}/../runner_scripts"
+  user_data = {
+    for name, t in local.runner_templates : name => t.os == "windows" ? templatefile("${path.module}/templates/user-data.ps1.tftpl", {
+      bootstrap_b64    = filebase64("${local.scripts_dir}/bootstrap.ps1")
+      start_runner_b64 = filebase64("${local.scripts_dir}/start-runner.ps1")
+      runner_version   = var.runner_version
+      runner_sha256    = lookup(var.runner_sha256, "win-x64", "")
+      preinstalled     = t.runner_preinstalled
+      extra_user_data  = t.extra_user_data
+      }) : templatefile("${path.module}/templates/user-data.sh.tftpl", {
+      bootstrap_b64       = base64gzip(file("${local.scripts_dir}/bootstrap.sh"))
+      start_runner_b64    = base64gzip(file("${local.scripts_dir}/start-runner.sh"))
+      runner_version      = var.runner_version
+      runner_sha256_x64   = lookup(var.runner_sha256, "x64", "")
+      runner_sha256_arm64 = lookup(var.runner_sha256, "arm64", "")
+      preinstalled        = t.runner_preinstalled
+      extra_user_data     = t.extra_user_data
+    })
+  }
+}
+
+################################################################################
+# IAM policy documents
+################################################################################
+
+locals {
+  ec2_arn           = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  via_ssm           = "ssm.${local.region}.amazonaws.com"
+  via_sqs           = "sqs.${local.region}.amazonaws.com"
+  runner_types      = distinct(flatten([for t in var.runner_templates : t.instance_types]))
+  runner_amis       = distinct([for t in var.runner_templates : t.ami_id])
+  key_pairs         = distinct(compact([for t in var.runner_templates : t.key_name == null ? "" : t.key_name]))
+  runner_subnet_ids = distinct(concat(var.subnet_ids, flatten([for t in var.runner_templates : t.subnet_ids])))
+  runner_security_group_ids = distinct(concat(
+    [local.deployed.runner_security_group_id],
+    flatten([for t in var.runner_templates : t.security_group_ids]),
+  ))
+
+  arn = {
+    jit_params     = "${local.ssm_param_arn_prefix}${local.jit_param_path}*"
+    jit_path       = "${local.ssm_param_arn_prefix}${trimsuffix(local.jit_param_path, "/")}"
+    templates      = "${local.ssm_param_arn_prefix}${local.templates_param_name}"
+    webhook_secret = "${local.ssm_param_arn_prefix}${local.webhook_secret_name}"
+    github_secret  = "${local.ssm_param_arn_prefix}${local.github_secret_name}"
+    # Records of re-runs and redeliveries (lambdas/jitrunners/aws/markers.py).
+    state_params = "${local.ssm_param_arn_prefix}/${local.prefix}/state/*"
+    state_path   = "${local.ssm_param_arn_prefix}/${local.prefix}/state"
+    # What a runner must never read: everything of ours outside its own JIT config.
+    not_for_runners = [
+      "${local.ssm_param_arn_prefix}/${local.prefix}/secrets",
+      "${local.ssm_param_arn_prefix}/${local.prefix}/secrets/*",
+      "${local.ssm_param_arn_prefix}/${local.prefix}/config",
+      "${local.ssm_param_arn_prefix}/${local.prefix}/config/*",
+      "${local.ssm_param_arn_prefix}/${local.prefix}/state",
+      "${local.ssm_param_arn_prefix}/${local.prefix}/state/*",
+    ]
+    ssm_documents = [
+      "arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript",
+      "arn:${local.partition}:ssm:${local.region}::document/AWS-RunPowerShellScript",
+    ]
+    runner_instance_profile = "arn:${local.partition}:iam::${local.account_id}:instance-profile/${local.runner_role_name}"
+  }
+
+  # Ours = tagged with our prefix AND started with our instance profile: a tag alone is something
+  # anyone with ec2:CreateTags could set (the code checks the profile too, aws/fleet.py).
+  our_instance_conditions = [
+    { test = "StringEquals", variable = "aws:ResourceTag/jitrunners:prefix", values = [local.prefix] },
+    { test = "ArnEquals", variable = "ec2:InstanceProfile", values = [local.arn.runner_instance_profile] },
+  ]
+
+  # Instance tags the code writes after launch (lambdas/jitrunners/aws/fleet.py TAG_*): never the
+  # prefix or template tags, which decide ownership.
+  job_tag_keys = [
+    "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
+    "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
+    "jitrunners:started-at",
+  ]
+}
+
+locals {
+  assume_role_policies = {
+    lambda = jsonencode({
+      Version = "2012-10-17"
+      Statement = [{
+        Effect    = "Allow"
+        Action    = "sts:AssumeRole"
+        Principal = { Service = "lambda.amazonaws.com" }
+      }]
+    })
+    ec2 = jsonencode({
+      Version = "2012-10-17"
+      Statement = [{
+        Effect    = "Allow"
+        Action    = "sts:AssumeRole"
+        Principal = { Service = "ec2.amazonaws.com" }
+      }]
+    })
+  }
+
+  # What every function needs: its own log group, tracing, the async DLQ where it has one.
+  lambda_base_policies = {
+    for key, _ in local.functions : key => jsonencode({
+      Version = "2012-10-17"
+      Statement = concat([
+        {
+          Sid      = "OwnLogGroup"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+          Resource = "${local.deployed.function_log_group_arns[key]}:*"
+        },
+        {
+          Sid      = "Tracing"
+          Effect   = "Allow"
+          Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+          Resource = "*" # X-Ray has no resource-level permissions
+        },
+        ], [for st in [
+          {
+            Sid      = "AsyncDeadLetterQueue"
+            Effect   = "Allow"
+            Action   = "sqs:SendMessage"
+            Resource = local.deployed.events_dlq_arn
+          },
+          {
+            Sid       = "AsyncDeadLetterQueueKey"
+            Effect    = "Allow"
+            Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
+            Resource  = local.deployed.kms_key_arn
+            Condition = { StringEquals = { "kms:ViaService" = local.via_sqs } }
+          },
+      ] : st if contains(local.async_functions, key)])
+    })
+  }
+
+  # Parameter Store and SQS use the module's key on the caller's behalf; nothing calls KMS directly.
+  key_via_services = { StringEquals = { "kms:ViaService" = [local.via_ssm, local.via_sqs] } }
+
+  function_policies = {
+    "webhook" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "EnqueueLaunch"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = local.deployed.jobs_queue_arn
+        },
+        {
+          Sid      = "ReadSecretAndTemplates"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = [local.arn.webhook_secret, local.arn.templates]
+        },
+        {
+          Sid       = "DecryptSecretEncryptQueue"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource  = local.deployed.kms_key_arn
+          Condition = local.key_via_services
+        },
+      ]
+    })
+
+    "scale-up" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid    = "ConsumeAndEnqueue"
+          Effect = "Allow"
+          Action = [
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes", "sqs:SendMessage",
+          ]
+          Resource = local.deployed.jobs_queue_arn
+        },
+        {
+          Sid      = "ReadConfigAndGitHubCredentials"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = [local.arn.templates, local.arn.github_secret]
+        },
+        {
+          # Written, tagged with the instance's ARN and deleted here; read only by that instance.
+          Sid      = "JitConfigParameters"
+          Effect   = "Allow"
+          Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:DeleteParameter"]
+          Resource = local.arn.jit_params
+        },
+        {
+          # Re-run checks (a job failed on one of our runners) share scale-down's re-run records.
+          Sid      = "RerunRecords"
+          Effect   = "Allow"
+          Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter"]
+          Resource = local.arn.state_params
+        },
+        {
+          Sid       = "KeyForSecretsQueueAndJitConfigs"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+          Resource  = local.deployed.kms_key_arn
+          Condition = local.key_via_services
+        },
+        {
+          # Instances, their volumes and interfaces: only from our launch templates, which tag
+          # all three with our prefix (aws:RequestTag needs the tag on each resource at creation).
+          Sid    = "LaunchFromOurTemplatesTagged"
+          Effect = "Allow"
+          Action = ["ec2:CreateFleet", "ec2:RunInstances"]
+          Resource = [
+            "${local.ec2_arn}:volume/*",
+            "${local.ec2_arn}:network-interface/*",
+          ]
+          Condition = {
+            StringEquals = { "aws:RequestTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:LaunchTemplate" = values(local.deployed.launch_template_arns) }
+          }
+        },
+        {
+          Sid      = "LaunchOurInstanceTypes"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateFleet", "ec2:RunInstances"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = {
+              "aws:RequestTag/jitrunners:prefix" = local.prefix
+              "ec2:InstanceType"                 = local.runner_types
+            }
+            ArnEquals = {
+              "ec2:LaunchTemplate"  = values(local.deployed.launch_template_arns)
+              "ec2:InstanceProfile" = local.arn.runner_instance_profile
+            }
+          }
+        },
+        {
+          Sid      = "LaunchTemplates"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateFleet", "ec2:RunInstances"]
+          Resource = values(local.deployed.launch_template_arns)
+        },
+        {
+          # Our subnets and security groups, the templates' AMIs and key pairs only.
+          Sid    = "LaunchIntoOurNetwork"
+          Effect = "Allow"
+          Action = ["ec2:CreateFleet", "ec2:RunInstances"]
+          Resource = concat(
+            [for s in local.runner_subnet_ids : "${local.ec2_arn}:subnet/${s}"],
+            [for g in local.runner_security_group_ids : "${local.ec2_arn}:security-group/${g}"],
+            [for a in local.runner_amis : "arn:${local.partition}:ec2:${local.region}::image/${a}"],
+            [for k in local.key_pairs : "${local.ec2_arn}:key-pair/${k}"],
+            ["${local.ec2_arn}:spot-instances-request/*", "${local.ec2_arn}:fleet/*"],
+          )
+        },
+        {
+          Sid       = "TagAtCreation"
+          Effect    = "Allow"
+          Action    = "ec2:CreateTags"
+          Resource  = "${local.ec2_arn}:*/*"
+          Condition = { StringEquals = { "ec2:CreateAction" = ["CreateFleet", "RunInstances"] } }
+        },
+        {
+          # After launch: the job tags only, never the ownership tags.
+          Sid      = "TagOurInstancesWithJobTags"
+          Effect   = "Allow"
+          Action   = "ec2:CreateTags"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals                   = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = local.job_tag_keys }
+            "Null"                      = { "aws:TagKeys" = "false" }
+          }
+        },
+        {
+          Sid      = "TerminateOurInstances"
+          Effect   = "Allow"
+          Action   = "ec2:TerminateInstances"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+          }
+        },
+        {
+          Sid      = "DescribeInstances"
+          Effect   = "Allow"
+          Action   = "ec2:DescribeInstances"
+          Resource = "*" # Describe* has no resource-level permissions
+        },
+        {
+          Sid       = "PassRunnerRole"
+          Effect    = "Allow"
+          Action    = "iam:PassRole"
+          Resource  = local.deployed.runner_role_arn
+          Condition = { StringEquals = { "iam:PassedToService" = "ec2.amazonaws.com" } }
+        },
+        {
+          Sid       = "SpotServiceLinkedRole"
+          Effect    = "Allow"
+          Action    = "iam:CreateServiceLinkedRole"
+          Resource  = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+          Condition = { StringEquals = { "iam:AWSServiceName" = "spot.amazonaws.com" } }
+        },
+        {
+          # SSM authorises an instance target by its tags only; the code checks the profile too.
+          Sid       = "StartRunnerOnOurInstances"
+          Effect    = "Allow"
+          Action    = "ssm:SendCommand"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix } }
+        },
+        {
+          Sid      = "StartRunnerDocuments"
+          Effect   = "Allow"
+          Action   = "ssm:SendCommand"
+          Resource = local.arn.ssm_documents
+        },
+        {
+          Sid      = "FindExistingJitConfig"
+          Effect   = "Allow"
+          Action   = "ssm:DescribeParameters"
+          Resource = "*" # DescribeParameters has no resource-level permissions
+        },
+        {
+          # A retried start looks for the runner command an earlier delivery already sent.
+          Sid      = "FindSentRunnerCommand"
+          Effect   = "Allow"
+          Action   = "ssm:ListCommands"
+          Resource = "*" # ListCommands has no resource-level permissions
+        },
+      ]
+    })
+
+    "scale-down" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "ReadConfigAndGitHubCredentials"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = [local.arn.templates, local.arn.github_secret]
+        },
+        {
+          Sid      = "DeleteJitConfigs"
+          Effect   = "Allow"
+          Action   = "ssm:DeleteParameter"
+          Resource = local.arn.jit_params
+        },
+        {
+          Sid      = "StateRecords"
+          Effect   = "Allow"
+          Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter"]
+          Resource = local.arn.state_params
+        },
+        {
+          Sid      = "RelaunchJobs"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = local.deployed.jobs_queue_arn
+        },
+        {
+          Sid       = "KeyForSecretsAndQueue"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource  = local.deployed.kms_key_arn
+          Condition = local.key_via_services
+        },
+        {
+          Sid      = "DescribeInstances"
+          Effect   = "Allow"
+          Action   = "ec2:DescribeInstances"
+          Resource = "*" # no resource-level permissions
+        },
+        {
+          Sid      = "TerminateOurInstances"
+          Effect   = "Allow"
+          Action   = "ec2:TerminateInstances"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+          }
+        },
+      ]
+    })
+
+    "redrive" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "DrainDeadLetterQueue"
+          Effect   = "Allow"
+          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+          Resource = local.deployed.dlq_arn
+        },
+        {
+          Sid      = "RequeueJobs"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = [local.deployed.jobs_queue_arn, local.deployed.dlq_arn]
+        },
+        {
+          Sid      = "ReadConfigAndGitHubCredentials"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = [local.arn.templates, local.arn.github_secret]
+        },
+        {
+          Sid       = "KeyForQueuesAndSecrets"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource  = local.deployed.kms_key_arn
+          Condition = local.key_via_services
+        },
+      ]
+    })
+
+    "housekeeper" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "ReadConfigAndGitHubCredentials"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = [local.arn.templates, local.arn.github_secret]
+        },
+        {
+          Sid      = "DeleteOrphanJitConfigs"
+          Effect   = "Allow"
+          Action   = "ssm:DeleteParameter"
+          Resource = local.arn.jit_params
+        },
+        {
+          Sid      = "StateRecords"
+          Effect   = "Allow"
+          Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
+          Resource = [local.arn.state_params, local.arn.state_path]
+        },
+        {
+          Sid      = "RelaunchJobs"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = local.deployed.jobs_queue_arn
+        },
+        {
+          Sid       = "KeyForSecretsAndQueue"
+          Effect    = "Allow"
+          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource  = local.deployed.kms_key_arn
+          Condition = local.key_via_services
+        },
+        {
+          Sid      = "ListInstancesParametersCommands"
+          Effect   = "Allow"
+          Action   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation"]
+          Resource = "*" # no resource-level permissions
+        },
+        {
+          Sid      = "TerminateOurInstances"
+          Effect   = "Allow"
+          Action   = "ec2:TerminateInstances"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+          }
+        },
+      ]
+    })
+  }
+
+  # The runner instances' role: the SSM agent's RunCommand needs and their own JIT config only.
+  runner_policies = {
+    # Not AmazonSSMManagedInstanceCore: it grants ssm:GetParameter(s) on "*" (every JIT config),
+    # plus State Manager, inventory, patching and Session Manager, none of which a runner uses.
+    # RunCommand needs the agent to register, fetch and answer its messages.
+    "ssm-agent" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "RegisterWithSsm"
+          Effect   = "Allow"
+          Action   = "ssm:UpdateInstanceInformation"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+          }
+        },
+        {
+          Sid    = "RunCommandMessages"
+          Effect = "Allow"
+          Action = [
+            "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+            "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+            "ssmmessages:CreateControlChannel", "ssmmessages:OpenControlChannel",
+          ]
+          Resource = "*" # these act on the calling instance; no resource-level permissions
+        },
+      ]
+    })
+
+    # DESIGN 3b: an instance may read and delete only its own JIT parameter, tagged with its ARN;
+    # IAM fills ${ec2:SourceInstanceARN} from the instance profile's credentials.
+    "own-jit-config" = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          # Whatever else an operator attaches to the role: no other instance's JIT config.
+          Sid      = "DenyOtherInstancesJitConfigs"
+          Effect   = "Deny"
+          Action   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:DeleteParameter", "ssm:DeleteParameters"]
+          Resource = local.arn.jit_params
+          Condition = {
+            StringNotEquals = { "aws:ResourceTag/jitrunners:instance-arn" = "$${ec2:SourceInstanceARN}" }
+          }
+        },
+        {
+          Sid      = "DenyJitConfigsByPath"
+          Effect   = "Deny"
+          Action   = "ssm:GetParametersByPath"
+          Resource = [local.arn.jit_path, local.arn.jit_params]
+        },
+        {
+          # Nor the secrets, the configuration or the state records.
+          Sid      = "DenySecretsConfigAndState"
+          Effect   = "Deny"
+          Action   = "ssm:*"
+          Resource = local.arn.not_for_runners
+        },
+        {
+          Sid      = "OwnJitConfigOnly"
+          Effect   = "Allow"
+          Action   = ["ssm:GetParameter", "ssm:DeleteParameter"]
+          Resource = local.arn.jit_params
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:instance-arn" = "$${ec2:SourceInstanceARN}" }
+          }
+        },
+        {
+          # The key decrypts JIT configs only, through Parameter Store.
+          Sid      = "DecryptJitConfigThroughSsm"
+          Effect   = "Allow"
+          Action   = "kms:Decrypt"
+          Resource = local.deployed.kms_key_arn
+          Condition = {
+            StringEquals = { "kms:ViaService" = local.via_ssm }
+            StringLike   = { "kms:EncryptionContext:PARAMETER_ARN" = local.arn.jit_params }
+          }
+        },
+        {
+          Sid      = "RunCommandOutput"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+          Resource = [local.deployed.runner_command_log_group_arn, "${local.deployed.runner_command_log_group_arn}:*"]
+        },
+        {
+          Sid      = "RunCommandOutputGroups"
+          Effect   = "Allow"
+          Action   = "logs:DescribeLogGroups"
+          Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
+        },
+      ]
+    })
+  }
+
+  # The account administers the key (and IAM policies grant its use); the services that encrypt on
+  # our behalf are named, each limited to our resources.
+  kms_key_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministers"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*" # in a key policy, "*" is this key
+      },
+      {
+        Sid       = "CloudWatchLogsEncryptsOurLogGroups"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${local.region}.amazonaws.com" }
+        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+        Resource  = "*"
+        Condition = {
+          ArnLike = {
+            "kms:EncryptionContext:aws:logs:arn" = [
+              "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*",
+              "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${local.prefix}/*",
+            ]
+          }
+        }
+      },
+      {
+        Sid       = "AlarmsAndEventsUseEncryptedTopicAndQueues"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
+    ]
+  })
+
+  # Resource policies of the queues: TLS only; EventBridge may park undeliverable events of our
+  # rules in the events DLQ.
+  queue_arns = {
+    jobs       = local.deployed.jobs_queue_arn
+    jobs_dlq   = local.deployed.dlq_arn
+    events_dlq = local.deployed.events_dlq_arn
+  }
+  queue_policies = {
+    for name, arn in local.queue_arns : name => jsonencode({
+      Version = "2012-10-17"
+      Statement = concat([
+        {
+          Sid       = "DenyInsecureTransport"
+          Effect    = "Deny"
+          Principal = "*"
+          Action    = "sqs:*"
+          Resource  = arn
+          Condition = { Bool = { "aws:SecureTransport" = "false" } }
+        },
+        ], [for st in [
+          {
+            Sid       = "EventBridgeRulesOfOurs"
+            Effect    = "Allow"
+            Principal = { Service = "events.amazonaws.com" }
+            Action    = "sqs:SendMessage"
+            Resource  = arn
+            Condition = { ArnEquals = { "aws:SourceArn" = values(local.deployed.event_rule_arns) } }
+          },
+      ] : st if name == "events_dlq"])
+    })
+  }
+}
