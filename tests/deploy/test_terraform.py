@@ -11,15 +11,14 @@ import base64
 import gzip
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import hcl2
 import pytest
 from scripts import tfdocs
 
-from jitrunners import config
 from devstack.aws_world import TEMPLATES_FILE
+from jitrunners import config
 from tests.deploy import rendered
 from tests.deploy import tfmodel as tf
 
