@@ -340,7 +340,7 @@ locals {
             [for g in local.runner_security_group_ids : "${local.ec2_arn}:security-group/${g}"],
             [for a in local.runner_amis : "arn:${local.partition}:ec2:${local.region}::image/${a}"],
             [for k in local.key_pairs : "${local.ec2_arn}:key-pair/${k}"],
-            ["${local.ec2_arn}:spot-instances-request/*", "${local.ec2_arn}:fleet/*"],
+            ["${local.ec2_arn}:fleet/*"],
           )
         },
         {
@@ -649,7 +649,7 @@ locals {
           Sid      = "RunCommandOutputGroups"
           Effect   = "Allow"
           Action   = "logs:DescribeLogGroups"
-          Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
+          Resource = "*" # DescribeLogGroups has no resource-level permissions
         },
       ]
     })
@@ -671,10 +671,12 @@ locals {
         Sid       = "CloudWatchLogsEncryptsOurLogGroups"
         Effect    = "Allow"
         Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
+        # Not kms:Describe*: DescribeKey carries no encryption context, so this condition could
+        # never allow it (the AWS example's Describe* grants nothing).
+        Action   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
+        Resource = "*"
         Condition = {
-          ArnLike = {
+          StringLike = {
             "kms:EncryptionContext:aws:logs:arn" = [
               "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*",
               "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${local.prefix}/*",

@@ -76,8 +76,10 @@ BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegme
 ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper"}
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
-STAR_OK = re.compile(r"^(ec2:Describe\w+|ssm:(GetCommandInvocation|ListCommandInvocations|"
-                     r"ListCommands|DescribeParameters)|xray:\w+)$")  # fmt: skip
+STAR_OK = re.compile(
+    r"^(ec2:Describe\w+|logs:DescribeLogGroups|xray:\w+|"
+    r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters))$"
+)
 # Set by Terraform although the package does not read them itself (Powertools reads them).
 POWERTOOLS_ENV = re.compile(r"^POWERTOOLS_[A-Z_]+$")
 # Read by the package but deliberately absent in AWS: the local stack's plain settings.
