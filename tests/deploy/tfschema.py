@@ -4,6 +4,13 @@ What `terraform validate` would say about arguments and blocks, without download
 every resource, data source and provider block of every .tf file is walked against the schema
 (nested and `dynamic` blocks included), plus each module's `required_providers` and the module
 calls of the examples. Findings are plain strings naming file, line, block and argument.
+
+Required arguments are checked on every block, `count`/`for_each` or not: Terraform validates a
+block's body before it expands it, so `count = 0` does not excuse a missing argument. What cannot be
+told statically is left to Terraform: an argument set to an expression that may be null, and a
+required block written only as `dynamic` (counted as present; its for_each may be empty). The
+assembly records no deprecations, so deprecated arguments pass, and attribute references
+(`data.x.y.attr`) are not checked.
 """
 
 from __future__ import annotations
