@@ -11,7 +11,8 @@ BURST_ARGS ?= --jobs 1000
 ARCH ?= arm64
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help venv test test-e2e lint pytest bench run package clean lint-shell bats checkov tf-fmt tf-docs
+.PHONY: help venv test test-e2e lint pytest bench run package clean lint-shell bats checkov tf-fmt tf-docs \
+	tf-schema
 
 # Static checks of terraform/ and runner_scripts/ (issue 5). checkov pins an old boto3: own venv.
 CHECKOV_VENV := .venv-checkov
@@ -38,7 +39,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-pytest: $(STAMP)
+# The aws provider's argument schema for tests/deploy/test_tf_schema.py: one `pip download` of
+# cdk-terrain's bindings (a 60 MB wheel, a few seconds), distilled to a 3 MB JSON; the pinned
+# version is in scripts/aws_schema.py, and changing that file fetches again.
+AWS_SCHEMA := .cache/tfschema/aws.json
+
+$(AWS_SCHEMA): scripts/aws_schema.py | $(STAMP)
+	$(PY) scripts/aws_schema.py --out $@
+
+tf-schema: $(AWS_SCHEMA)
+
+pytest: $(STAMP) $(AWS_SCHEMA)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests
 
 # Only the local stack's tests (the pipeline under each fault, the simulator, the shims); also in
