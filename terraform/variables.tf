@@ -532,9 +532,9 @@ variable "function_reserved_concurrency" {
 }
 
 variable "runner_egress_ports" {
-  description = "TCP ports runners may reach on runner_egress_cidr_blocks (443: GitHub, SSM, package mirrors)."
+  description = "TCP ports runners may reach on runner_egress_cidr_blocks. Default 443 only (GitHub, SSM, HTTPS package mirrors): plain HTTP is not needed by the runner and lets a job fetch unauthenticated content. Add 80 if your jobs' package mirrors are HTTP only (Ubuntu's default apt sources are)."
   type        = list(number)
-  default     = [80, 443]
+  default     = [443]
 
   validation {
     condition     = alltrue([for p in var.runner_egress_ports : p >= 1 && p <= 65535])
