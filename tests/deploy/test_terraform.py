@@ -481,3 +481,8 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
     custom = {m for m in watched if m not in aws_metrics}
     assert {"LaunchFailed", "Zombies"} <= custom
     assert custom - emitted == set()
+
+
+def test_runners_reach_https_only_by_default() -> None:
+    """Plain HTTP egress is opt-in (security review of 824236b)."""
+    assert tf.variables()["runner_egress_ports"]["default"] == [443]
