@@ -490,3 +490,47 @@ def test_runner_decrypt_needs_the_key_policy_too(world: World) -> None:
     assert "because no resource-based policy allows the kms:Decrypt action" in message
     # Without decryption no key is used.
     assert ssm.get_parameter(Name=name)["Parameter"]["Name"] == name
+
+
+# ---------------------------------------------------------------------------------- the stack
+def lambda_role(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/jitrunners-{name}-lambda"
+
+
+KEYS = ("webhook", "redrive")
+
+
+def test_each_function_invocation_acts_as_its_own_role(world: World) -> None:
+    from devstack.iam.principals import Principals, lambda_enforcer
+    from devstack.shims import Function
+
+    url = world.raw("sqs").create_queue(QueueName="jitrunners-jobs")["QueueUrl"]
+    send = policy({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"})
+    principals = Principals()
+    principals.register("webhook", Principal.role(lambda_role("webhook"), lambda: [send]))
+    principals.register("redrive", Principal.role(lambda_role("redrive"), list))
+    sqs = lambda_enforcer(world.lookup, REGION).attach(boto3.client("sqs", region_name=REGION))
+    functions = {key: Function(key, "jitrunners", principals=principals) for key in KEYS}
+    for function in functions.values():
+        function.handler = lambda event, context: sqs.send_message(QueueUrl=url, MessageBody="x")
+    functions["webhook"].invoke({})
+    with pytest.raises(ClientError, match="jitrunners-redrive-lambda/devstack is not authorized"):
+        functions["redrive"].invoke({})
+    with pytest.raises(NoPrincipal):
+        sqs.send_message(QueueUrl=url, MessageBody="outside any invocation")
+
+
+def test_powertools_parameters_read_through_the_hooked_client(world: World) -> None:
+    from devstack.iam.principals import acting_as, attach_lambda_clients, lambda_enforcer
+    from jitrunners.aws.params import ParameterError, get_text
+
+    world.raw("ssm").put_parameter(Name="/jitrunners/config/templates", Value="[]", Type="String")
+    attach_lambda_clients(lambda_enforcer(world.lookup, REGION))
+    reader = policy({"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "*"})
+    with acting_as(Principal.role(lambda_role("webhook"), lambda: [reader])):
+        assert get_text("/jitrunners/config/templates", max_age=0) == "[]"
+    with (
+        acting_as(Principal.role(lambda_role("redrive"), list)),
+        pytest.raises(ParameterError, match="AccessDeniedException"),
+    ):
+        get_text("/jitrunners/config/templates", max_age=0)
