@@ -10,6 +10,7 @@ long: a plain lock lets whichever thread the scheduler wakes first win, again an
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib
 import json
@@ -85,8 +86,13 @@ class LambdaContext:
 class Function:
     """One Lambda function: its handler (None when it is not in this build) and its invocations."""
 
-    def __init__(self, key: str, prefix: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, key: str, prefix: str, timeout_s: float = 60.0, principals: Any = None
+    ) -> None:
         self.key = key
+        # devstack.iam.principals.Principals: when set, each invocation's AWS calls are
+        # authorized as this function's role (an Enforcer on the shared clients reads it).
+        self.principals = principals
         self.name = f"{prefix}-{key}"
         self.timeout_s = timeout_s
         self.missing_reason = ""
@@ -107,7 +113,8 @@ class Function:
     def invoke(self, event: Any) -> Any:
         if self.handler is None:
             raise RuntimeError(self.missing_reason)
-        with _RUNTIME:
+        acting = self.principals.bind(self.key) if self.principals else contextlib.nullcontext()
+        with _RUNTIME, acting:
             context = LambdaContext(self.name, self.timeout_s)
             started = time.perf_counter()
             try:

@@ -1,0 +1,1 @@
+"""IAM in the local stack: a policy evaluator and the authorizer that applies it to boto3 calls."""
