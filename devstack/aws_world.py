@@ -104,6 +104,15 @@ class AwsWorld:
     _clients: dict[str, Any] = field(default_factory=dict)
     _clients_lock: threading.Lock = field(default_factory=threading.Lock)
     _terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Extra module variables for the renders (runner download location and checksums...).
+    tfvars_extra: dict[str, Any] = field(default_factory=dict)
+    # Resource types the launch templates tag at creation (runners.tf tag_specifications); a test
+    # removes one to show the launch policy then denies the launch.
+    launch_template_tagged: tuple[str, ...] = ("instance", "volume", "network-interface")
+    kms_key_arn: str = ""
+    runner_role_arn: str = ""
+    runner_profile_arn: str = ""
+    documents: Any = None  # devstack.tfrender.Documents once created
 
     @property
     def names(self) -> Names:
@@ -163,8 +172,34 @@ class AwsWorld:
         )
 
     def create(self, *, webhook_secret: str, github_app_key: str) -> None:
-        """Create what `terraform apply` would, minus the parts moto has no use for."""
+        """Create what `terraform apply` would, minus the parts moto has no use for.
+
+        Policies, the key policy, the launch templates' tags and user data come from the module's
+        own documents.tf, rendered by the terraform binary (devstack/tfrender.py)."""
+        from devstack.iam import deployment
+
         ec2, sqs, ssm = self.client("ec2"), self.client("sqs"), self.client("ssm")
+        kms, iam = self.client("kms"), self.client("iam")
+        first = deployment.render(
+            deployment.tfvars(self.prefix, self.tf_templates, extra=self.tfvars_extra),
+            account=ACCOUNT,
+            region=REGION,
+            deployed=deployment.placeholder_deployed(self.tf_templates),
+        )
+        self.kms_key_arn = kms.create_key(
+            Description=f"{self.prefix}: SSM secrets, JIT configs, queues",
+            Policy=json.dumps(first.kms_key_policy),
+        )["KeyMetadata"]["Arn"]
+        role = iam.create_role(
+            RoleName=first.runner_role_name,
+            AssumeRolePolicyDocument=json.dumps(first.assume_role_policies["ec2"]),
+        )["Role"]
+        self.runner_role_arn = role["Arn"]
+        profile = iam.create_instance_profile(InstanceProfileName=first.runner_role_name)
+        iam.add_role_to_instance_profile(
+            InstanceProfileName=first.runner_role_name, RoleName=first.runner_role_name
+        )
+        self.runner_profile_arn = profile["InstanceProfile"]["Arn"]
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         for index, zone in enumerate(("a", "b")):
             # /20: 4,091 addresses each, room for a burst of a thousand runners (a /24 has 251).
@@ -176,22 +211,42 @@ class AwsWorld:
             GroupName=f"{self.prefix}-runner", Description="runners", VpcId=vpc
         )["GroupId"]
         tags = [{"Key": "jitrunners:prefix", "Value": self.prefix}]
+        launch_templates: dict[str, str] = {}
         for t in self.tf_templates:
-            ec2.create_launch_template(
+            # terraform/runners.tf aws_launch_template.runner, field by field.
+            created = ec2.create_launch_template(
                 LaunchTemplateName=f"{self.prefix}-{t['name']}",
                 LaunchTemplateData={
                     "ImageId": t["ami_id"],
                     "InstanceType": t["instance_types"][0],
                     "SecurityGroupIds": [group],
                     "InstanceInitiatedShutdownBehavior": "terminate",
-                    "MetadataOptions": {"HttpTokens": "required"},
+                    "IamInstanceProfile": {"Arn": self.runner_profile_arn},
+                    "MetadataOptions": {
+                        "HttpEndpoint": "enabled",
+                        "HttpTokens": "required",
+                        "HttpPutResponseHopLimit": 1,
+                    },
+                    "TagSpecifications": [
+                        {
+                            "ResourceType": kind,
+                            "Tags": [
+                                {"Key": k, "Value": v}
+                                for k, v in first.launch_template_tags[t["name"]].items()
+                            ],
+                        }
+                        for kind in self.launch_template_tagged
+                    ],
                 },
                 TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
+            )["LaunchTemplate"]
+            launch_templates[t["name"]] = (
+                f"arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/{created['LaunchTemplateId']}"
             )
-        self.dlq_url = sqs.create_queue(QueueName=self.names.dlq)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        self.dlq_url = sqs.create_queue(
+            QueueName=self.names.dlq, Attributes={"KmsMasterKeyId": self.kms_key_arn}
+        )["QueueUrl"]
+        dlq_arn = self._queue_arn(self.dlq_url)
         self.job_queue_url = sqs.create_queue(
             QueueName=self.names.job_queue,
             Attributes={
@@ -199,6 +254,7 @@ class AwsWorld:
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
                 ),
+                "KmsMasterKeyId": self.kms_key_arn,
             },
         )["QueueUrl"]
         ssm.put_parameter(
@@ -206,12 +262,54 @@ class AwsWorld:
             Type="String",
             Value=json.dumps(lambda_document(self.tf_templates, self.prefix)),
         )
-        ssm.put_parameter(
-            Name=self.names.webhook_secret_param, Type="SecureString", Value=webhook_secret
+        for name, value in (
+            (self.names.webhook_secret_param, webhook_secret),
+            (self.names.github_app_key_param, github_app_key),
+        ):
+            ssm.put_parameter(Name=name, Type="SecureString", Value=value, KeyId=self.kms_key_arn)
+        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+        deployed = {
+            "kms_key_arn": self.kms_key_arn,
+            "jobs_queue_arn": self._queue_arn(self.job_queue_url),
+            "dlq_arn": dlq_arn,
+            "events_dlq_arn": arn.format("sqs", f"{self.prefix}-events-dlq"),
+            "function_log_group_arns": {
+                k: arn.format("logs", f"log-group:/aws/lambda/{self.prefix}-{k}")
+                for k in deployment.FUNCTIONS
+            },
+            "launch_template_arns": launch_templates,
+            "runner_role_arn": self.runner_role_arn,
+            "runner_security_group_id": group,
+            "runner_command_log_group_arn": arn.format(
+                "logs", f"log-group:/{self.prefix}/runner-commands"
+            ),
+            "event_rule_arns": {
+                k: arn.format("events", f"rule/{self.prefix}-{k}")
+                for k in ("command-finished", "spot-interruption", "instance-stopped")
+            },
+        }
+        self.documents = deployment.render(
+            deployment.tfvars(
+                self.prefix,
+                self.tf_templates,
+                vpc_id=vpc,
+                subnet_ids=self.subnet_ids,
+                extra=self.tfvars_extra,
+            ),
+            account=ACCOUNT,
+            region=REGION,
+            deployed=deployed,
         )
-        ssm.put_parameter(
-            Name=self.names.github_app_key_param, Type="SecureString", Value=github_app_key
-        )
+        for url, key in ((self.job_queue_url, "jobs"), (self.dlq_url, "jobs_dlq")):
+            sqs.set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(self.documents.queue_policies[key])}
+            )
+
+    def _queue_arn(self, url: str) -> str:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )["Attributes"]
+        return str(attributes["QueueArn"])
 
     def env(self, *, github_api_url: str, github_app_id: str, **extra: str) -> dict[str, str]:
         """The Lambdas' environment, as terraform/main.tf `local.environment` builds it."""
@@ -225,6 +323,7 @@ class AwsWorld:
             "GITHUB_APP_ID": github_app_id,
             "GITHUB_APP_KEY_PARAM": self.names.github_app_key_param,
             "RUNNER_SUBNET_IDS": ",".join(self.subnet_ids),
+            "JIT_KMS_KEY_ID": self.kms_key_arn,
             "POWERTOOLS_SERVICE_NAME": self.prefix,
             "POWERTOOLS_METRICS_NAMESPACE": self.prefix,
         }

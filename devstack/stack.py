@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.agent import AgentShim
-from devstack.aws_world import REGION, TEMPLATES_FILE, AwsWorld, load_tf_templates
+from devstack.aws_world import ACCOUNT, REGION, TEMPLATES_FILE, AwsWorld, load_tf_templates
 from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, SimJob
 from devstack.inline_agent import InlineAgent
@@ -52,6 +52,13 @@ class Options:
     watch: str = "api"  # instances seen by DescribeInstances ("api") or in moto's state ("moto")
     webhook_senders: int = 1  # webhooks the simulator delivers at once (a burst's: in parallel)
     event_workers: int = 1  # EventBridge events delivered to scale-down at once
+    # Every AWS call of the Lambdas authorized against the module's own policies (devstack/iam).
+    iam: bool = True
+    # Module resources/statements to leave out, to show what then fails (tests of the IAM layer):
+    # launch-template resource types not tagged at creation.
+    untagged_launch_resources: tuple[str, ...] = ()
+    # ... and statements (by Sid) left out of a function's policies: {"scale-down": ("Sid",)}.
+    iam_without: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Stack:
@@ -73,7 +80,13 @@ class Stack:
             tf_templates=load_tf_templates(options.templates_file or TEMPLATES_FILE),
             max_receive_count=options.max_receive_count,
             visibility_timeout_s=options.visibility_timeout_s,
+            launch_template_tagged=tuple(
+                kind
+                for kind in ("instance", "volume", "network-interface")
+                if kind not in options.untagged_launch_resources
+            ),
         )
+        self.enforcer: Any = None
         self.sim = GitHubSim(
             seed=options.seed,
             webhook_senders=options.webhook_senders,
@@ -135,8 +148,16 @@ class Stack:
         _reset_lambda_caches()
         self._route_lambda_logs()
         prefix = self.options.prefix
+        principals = None
+        if self.options.iam:
+            from devstack.iam import deployment
+
+            principals, self.enforcer = deployment.enforce_lambdas(
+                self.world.client, self.world.documents, account=ACCOUNT, region=REGION,
+                prefix=prefix, without=self.options.iam_without,
+            )  # fmt: skip
         self.functions = {
-            key: Function(key, prefix)
+            key: Function(key, prefix, principals=principals)
             for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
         }
         self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
@@ -430,6 +451,16 @@ class Stack:
             "github_api_url": self.sim.url,
         }
 
+    def iam_denials(self) -> list[str]:
+        """Every request the IAM layer refused, as `operation action resource (principal)`."""
+        if self.enforcer is None:
+            return []
+        return [
+            f"{operation} {check.action} {check.resource}"
+            for operation, check, result in list(self.enforcer.decisions)
+            if not result.allowed
+        ]
+
     def logged_text(self) -> str:
         """Everything the stack logged: Lambda logs, progress lines, every runner's output."""
         parts = [self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""]
@@ -465,5 +496,7 @@ def _reset_lambda_caches() -> None:
     clients.reset()
     with contextlib.suppress(ImportError):
         from aws_lambda_powertools.utilities import parameters
+        from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 
         parameters.clear_caches()
+        DEFAULT_PROVIDERS.pop("ssm", None)  # an IAM-hooked provider of an earlier stack

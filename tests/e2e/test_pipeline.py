@@ -6,6 +6,7 @@ These need every handler; while one is not in the build they are skipped with th
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ def assert_clean(stack: Stack, summary: dict[str, object]) -> None:
     limits = {t["name"]: t["max_runners"] for t in stack.world.tf_templates}
     for template, peak in stack.max_per_template.items():
         assert peak <= limits[template], (template, peak)
+    assert stack.enforcer is not None, "IAM enforcement is on in every pipeline test"
+    assert stack.iam_denials() == [], "a request the module's own policies deny"
     text = stack.logged_text() + stack.commands_text()
     for secret in stack.sim.issued_secrets:
         if secret != stack.sim.webhook_secret:
@@ -95,3 +98,43 @@ def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None
     )
     assert_clean(stack, summary)
     assert stack.scheduler.counters["redrive:moved"] > 0, "nothing went through the DLQ"
+
+
+def _until_denied(tmp_path: Path, what: str, **kwargs: object) -> Stack:
+    """Start the stack, queue one job and wait until the IAM layer refuses `what` (a substring of
+    `operation action resource`). Bounded by how long the job could take, not by a fixed time."""
+    options = Options(job_seconds=0.3, workdir=tmp_path, jobs=1, seed=41, **kwargs)  # type: ignore[arg-type]
+    stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
+    try:
+        stack.start()
+        stack.queue_jobs()
+        deadline_polls = 600  # x 0.2 s of waiting, reset while the stack still makes progress
+        while deadline_polls and not any(what in d for d in stack.iam_denials()):
+            deadline_polls -= 1
+            time.sleep(0.2)
+    finally:
+        stack.stop()
+    return stack
+
+
+def test_launch_template_without_volume_tags_is_denied_as_aws_denies_it(tmp_path: Path) -> None:
+    """The launch policy requires aws:RequestTag/jitrunners:prefix on volumes: a launch template
+    that does not tag them (824236b's) gets UnauthorizedOperation and launches nothing."""
+    stack = _until_denied(
+        tmp_path, "ec2:RunInstances arn:aws:ec2:", untagged_launch_resources=("volume",)
+    )
+    denied = [d for d in stack.iam_denials() if d.startswith("ec2.CreateFleet")]
+    assert any(":volume/" in d for d in denied), stack.iam_denials()
+    assert "UnauthorizedOperation" in stack.logged_text()
+    assert stack.seen_instances == {}
+
+
+def test_a_policy_missing_a_needed_statement_fails_with_the_aws_error(tmp_path: Path) -> None:
+    """Without TerminateOurInstances, scale-down cannot end a runner's instance."""
+    stack = _until_denied(
+        tmp_path,
+        "ec2.TerminateInstances",
+        iam_without={"scale-down": ("TerminateOurInstances",)},
+    )
+    assert any(d.startswith("ec2.TerminateInstances") for d in stack.iam_denials())
+    assert "terminate:UnauthorizedOperation" in stack.logged_text()
