@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -291,9 +292,16 @@ def _instrument(stack: Any, github_backoff_percent: float) -> tuple[CallMeter, M
         meter.attach_aws(client(service))  # the very clients the adapters use (cached)
     # Parameters (templates, secrets) go through Powertools' own SSM client: created here as
     # Powertools would on first use, so that it is counted too.
-    meter.attach_aws(DEFAULT_PROVIDERS.setdefault("ssm", SSMProvider()).client)
-    # The Lambdas' GitHub client (cached per settings): made now, as a warm container has it.
-    meter.attach_github(get_client(get_settings()), github_backoff_percent)
+    # Where the IAM layer is on, Powertools already reads through the Lambdas' hooked SSM client.
+    provider_client = DEFAULT_PROVIDERS.setdefault("ssm", SSMProvider()).client
+    if provider_client is not client("ssm"):
+        meter.attach_aws(provider_client)
+    # The Lambdas' GitHub client (cached per settings): made now, as a warm container has it,
+    # reading its App key as scale-up's role where the IAM layer is on.
+    scale_up = stack.functions["scale-up"]
+    acting = scale_up.principals.bind("scale-up") if scale_up.principals else nullcontext()
+    with acting:
+        meter.attach_github(get_client(get_settings()), github_backoff_percent)
     for function in stack.functions.values():
         if function.available:
             meter.attach_function(function)
