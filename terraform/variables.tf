@@ -238,7 +238,7 @@ variable "github_token" {
 }
 
 variable "webhook_secret" {
-  description = "Webhook secret (one per line during a rotation). null: created with a placeholder for you to overwrite; the webhook refuses every delivery until then."
+  description = "Webhook secret (one per line during a rotation; each line at least 16 bytes, use 32+ random ones). null: the parameter is created with the placeholder REPLACE_ME for you to overwrite with aws ssm put-parameter --overwrite; the webhook treats the placeholder and any line under 16 bytes as no secret and refuses every delivery (401 secret_not_configured, alarm <prefix>-webhook-secret-not-configured) until then."
   type        = string
   default     = null
   sensitive   = true

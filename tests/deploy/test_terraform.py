@@ -450,7 +450,13 @@ def test_observability_ships_queries_dashboard_and_alarms() -> None:
     assert set(queries) == {"job", "launch_failures", "zombies"}
     assert "job_id" in queries["job"]["query_string"]
     alarms = tf.blocks("resource", "aws_cloudwatch_metric_alarm")
-    assert set(alarms) == {"dlq_not_empty", "launch_failures", "zombies", "webhook_errors"}
+    assert set(alarms) == {
+        "dlq_not_empty",
+        "launch_failures",
+        "zombies",
+        "webhook_errors",
+        "webhook_secret_not_configured",
+    }
     assert "4xx" in str(alarms["webhook_errors"]["for_each"])
     assert "5xx" in str(alarms["webhook_errors"]["for_each"])
     assert tf.blocks("resource", "aws_cloudwatch_dashboard")["this"]

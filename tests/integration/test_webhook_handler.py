@@ -12,6 +12,9 @@ from jitrunners.handlers import webhook
 from tests.conftest import _reset_process_caches, drain
 from tests.support.webhooks import SECRET, proxy_event, signed_job_event, workflow_job_payload
 
+# Secrets under 16 bytes count as not configured (a placeholder, a guessable value).
+SSM_SECRET = "from-ssm-0123456789"
+
 
 def _call(event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any]]:
     response = webhook.handler(event, ctx)
@@ -205,7 +208,7 @@ def test_secret_and_templates_come_from_ssm_parameters(
     env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ssm = boto3.client("ssm")
-    ssm.put_parameter(Name="/jitrunners/webhook-secret", Value="from-ssm", Type="SecureString")
+    ssm.put_parameter(Name="/jitrunners/webhook-secret", Value=SSM_SECRET, Type="SecureString")
     ssm.put_parameter(Name="/jitrunners/templates", Value=env["RUNNER_TEMPLATES"], Type="String")
     monkeypatch.delenv("RUNNER_TEMPLATES")
     _reconfigure(
@@ -216,7 +219,7 @@ def test_secret_and_templates_come_from_ssm_parameters(
     )
     body = json.dumps(workflow_job_payload())
     assert _call(proxy_event(body, secret=SECRET), lambda_context)[0] == 401
-    assert _call(proxy_event(body, secret="from-ssm"), lambda_context)[0] == 202
+    assert _call(proxy_event(body, secret=SSM_SECRET), lambda_context)[0] == 202
     assert len(drain(env["JOB_QUEUE_URL"])) == 1
 
 
@@ -291,3 +294,56 @@ def test_cold_path_imports_no_github_or_ec2_code() -> None:
         env={"PYTHONPATH": "lambdas", "PATH": "/usr/bin:/bin"},
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "REPLACE_ME",  # what terraform/secrets.tf stores when the operator sets no secret
+        "short-secret",  # 12 bytes: guessable, or a typo'd paste
+        "REPLACE_ME\nstill-too-short",
+    ],
+)
+def test_placeholder_or_short_secret_counts_as_not_configured(
+    env: dict[str, str],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    log_lines: Any,
+    stored: str,
+) -> None:
+    """Anyone can read the module's placeholder: a delivery signed with it must not be taken."""
+    boto3.client("ssm").put_parameter(
+        Name="/jitrunners/webhook-secret", Value=stored, Type="SecureString"
+    )
+    _reconfigure(monkeypatch, WEBHOOK_SECRET="", WEBHOOK_SECRET_PARAM="/jitrunners/webhook-secret")
+    body = json.dumps(workflow_job_payload())
+
+    status, answer = _call(proxy_event(body, secret=stored.partition("\n")[0]), lambda_context)
+
+    assert (status, answer["error"]) == (401, "secret_not_configured")
+    assert "16 bytes" in answer["detail"]
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    errors = [line["message"] for line in log_lines() if line["level"] == "ERROR"]
+    assert errors == ["webhook secret not configured: every delivery is refused (fail closed)"]
+    for line in stored.split("\n"):
+        assert line not in log_lines.text()
+    emf = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [n["Name"] for d in emf for m in d["_aws"]["CloudWatchMetrics"] for n in m["Metrics"]]
+    assert "WebhookSecretNotConfigured" in names
+
+
+def test_short_line_of_a_rotation_is_dropped_and_the_long_one_still_verifies(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_lines: Any
+) -> None:
+    rotation = f"REPLACE_ME\n{SECRET}"
+    _reconfigure(monkeypatch, WEBHOOK_SECRET=rotation)
+    body = json.dumps(workflow_job_payload())
+
+    assert _call(proxy_event(body, secret="REPLACE_ME"), lambda_context)[0] == 401
+    assert _call(proxy_event(body, secret=SECRET), lambda_context)[0] == 202
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    assert "REPLACE_ME" not in log_lines.text()
+    ignored = [line for line in log_lines() if line.get("ignored_lines") == 1]
+    assert ignored
+    assert all(line["level"] == "WARNING" for line in ignored)

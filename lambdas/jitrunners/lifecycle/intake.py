@@ -84,9 +84,26 @@ def handle_delivery(
         secrets = deps.secrets()
     except (ParameterError, ConfigError) as exc:
         return _unavailable("secret_unavailable", exc)
-    if not secrets:
-        logger.error("no webhook secret configured: every delivery is refused (fail closed)")
-        return _reject(401, "secret_not_configured")
+    usable = signature.usable_secrets(secrets)
+    if len(usable) < len(secrets):
+        # Never the lines themselves: a short one may still be half of a real secret.
+        logger.warning(
+            "webhook secret: placeholder or short lines ignored",
+            extra={"ignored_lines": len(secrets) - len(usable)},
+        )
+    if not usable:
+        count("WebhookSecretNotConfigured")
+        logger.error(
+            "webhook secret not configured: every delivery is refused (fail closed)",
+            extra={"lines": len(secrets), "min_bytes": signature.MIN_SECRET_BYTES},
+        )
+        return _reject(
+            401,
+            "secret_not_configured",
+            f"the webhook secret is unset, a placeholder or shorter than "
+            f"{signature.MIN_SECRET_BYTES} bytes",
+        )
+    secrets = usable
     if not signature.verify(secrets, request.body, request.headers.get("x-hub-signature-256")):
         return _reject(401, "bad_signature")
 
