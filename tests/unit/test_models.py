@@ -11,7 +11,9 @@ from tests.support.webhooks import workflow_job_payload
 
 
 def test_payload_parses_the_fields_we_use() -> None:
-    job = WorkflowJob.from_payload(workflow_job_payload(job_id=5, run_id=6, run_attempt=2))
+    job = WorkflowJob.from_payload(
+        workflow_job_payload(job_id=5, run_id=6, run_attempt=2, created_at="2026-11-22T10:00:00Z")
+    )
     assert (job.job_id, job.run_id, job.run_attempt) == (5, 6, 2)
     assert job.repo == "acme/widgets"
     assert job.owner == "acme"
@@ -54,7 +56,7 @@ def test_bad_payloads_name_the_field(mutate, message: str) -> None:  # type: ign
 
 
 def _launch() -> JobMessage:
-    job = WorkflowJob.from_payload(workflow_job_payload())
+    job = WorkflowJob.from_payload(workflow_job_payload(created_at="2026-11-22T10:00:00Z"))
     return JobMessage.launch_for(job, "linux-x64", "d-1")
 
 
