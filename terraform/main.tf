@@ -97,6 +97,7 @@ locals {
     ALLOWED_REPOS                 = join(",", var.allowed_repos)
     ALLOW_PUBLIC_REPOS            = tostring(var.allow_public_repos)
     MAX_BODY_BYTES                = tostring(var.max_body_bytes)
+    DELIVERIES_TABLE              = aws_dynamodb_table.deliveries.name
     GITHUB_API_URL                = var.github_api_url
     GITHUB_APP_ID                 = var.github_app_id
     GITHUB_APP_KEY_PARAM          = local.app_mode ? local.github_app_key_name : ""

@@ -205,6 +205,9 @@ class Settings:
     allowed_repos: tuple[str, ...] = ()
     allow_public_repos: bool = False
     max_body_bytes: int = 1_048_576
+    # Webhook replay guard: DynamoDB table of claimed X-GitHub-Delivery ids (empty: no guard,
+    # for tests; the Terraform module always sets it).
+    deliveries_table: str = ""
     # GitHub access (scale-up, scale-down, redrive, housekeeper).
     github_api_url: str = DEFAULT_GITHUB_API_URL
     github_app_id: str = ""
@@ -264,6 +267,7 @@ class Settings:
             allowed_repos=tuple(r.casefold() for r in _csv(env.get("ALLOWED_REPOS"))),
             allow_public_repos=_flag(env, "ALLOW_PUBLIC_REPOS", False),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
+            deliveries_table=env.get("DELIVERIES_TABLE", "").strip(),
             github_api_url=(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
             github_app_id=env.get("GITHUB_APP_ID", "").strip(),
             github_app_key_param=env.get("GITHUB_APP_KEY_PARAM", "").strip(),

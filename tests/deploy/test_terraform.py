@@ -144,9 +144,14 @@ def test_terraform_sets_every_environment_variable_the_code_reads() -> None:
 
 
 def test_the_scan_finds_the_webhook_calls() -> None:
-    """The scan is not vacuous: the webhook sends to SQS and reads its secret through Powertools."""
-    assert tf.handler_actions("jitrunners.handlers.webhook") == {"sqs:SendMessage",
-                                                                 "ssm:GetParameter"}  # fmt: skip
+    """The scan is not vacuous: the webhook sends to SQS, reads its secret through Powertools
+    and claims (or releases) delivery ids in DynamoDB."""
+    assert tf.handler_actions("jitrunners.handlers.webhook") == {
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    }
 
 
 def test_scan_reads_paginators_and_refuses_indirect_clients(tmp_path: Path) -> None:
@@ -479,3 +484,18 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
     custom = {m for m in watched if m not in aws_metrics}
     assert {"LaunchFailed", "Zombies"} <= custom
     assert custom - emitted == set()
+
+
+def test_delivery_claim_table_matches_what_the_webhook_writes() -> None:
+    from jitrunners.aws import deliveries
+
+    table = tf.blocks("resource", "aws_dynamodb_table")["deliveries"]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["hash_key"] == deliveries.KEY
+    assert table["ttl"][0] == {"attribute_name": deliveries.TTL_ATTRIBUTE, "enabled": True}
+    assert table["server_side_encryption"][0] == {
+        "enabled": True,
+        "kms_key_arn": "${local.kms_key_arn}",
+    }
+    main = (tf.TERRAFORM / "main.tf").read_text()
+    assert re.search(r"DELIVERIES_TABLE\s*=\s*aws_dynamodb_table\.deliveries\.name", main)

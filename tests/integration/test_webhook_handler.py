@@ -347,3 +347,91 @@ def test_short_line_of_a_rotation_is_dropped_and_the_long_one_still_verifies(
     ignored = [line for line in log_lines() if line.get("ignored_lines") == 1]
     assert ignored
     assert all(line["level"] == "WARNING" for line in ignored)
+
+
+# --- replay: each delivery id is enqueued at most once ------------------------------------------
+@pytest.fixture
+def deliveries_table(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The claim table as terraform/deliveries.tf creates it."""
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="jitrunners-deliveries",
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    _reconfigure(monkeypatch, DELIVERIES_TABLE="jitrunners-deliveries")
+    return "jitrunners-deliveries"
+
+
+def _claims(table: str) -> set[str]:
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {item["delivery_id"]["S"] for item in items}
+
+
+def test_replayed_delivery_is_answered_duplicate_and_enqueues_nothing(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any
+) -> None:
+    body = json.dumps(workflow_job_payload(job_id=61))
+    event = proxy_event(body, delivery="dlv-61")
+
+    first = _call(event, lambda_context)
+    replayed = _call(event, lambda_context)  # GitHub's duplicate, or a captured delivery
+
+    assert first == (202, {"accepted": True, "job_id": 61, "template": "linux-x64"})
+    assert replayed == (202, {"ignored": "duplicate", "job_id": 61})
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    assert _claims(deliveries_table) == {"dlv-61"}
+
+
+def test_delivery_that_failed_to_enqueue_is_released_so_its_redelivery_is_taken(
+    env: dict[str, str],
+    deliveries_table: str,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = proxy_event(json.dumps(workflow_job_payload(job_id=62)), delivery="dlv-62")
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"] + "-gone")
+    assert _call(event, lambda_context)[1] == {"error": "enqueue_failed"}
+    assert _claims(deliveries_table) == set()
+
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"])
+    status, answer = _call(event, lambda_context)  # GitHub's (or the housekeeper's) redelivery
+
+    assert (status, answer.get("accepted")) == (202, True)
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+
+
+def test_unavailable_claim_store_is_a_5xx_and_enqueues_nothing(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, DELIVERIES_TABLE="jitrunners-no-such-table")
+    status, answer = _call(signed_job_event(), lambda_context)
+    assert (status, answer) == (503, {"error": "claim_unavailable"})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize(
+    ("created_at", "reason"),
+    [("2020-01-01T00:00:00Z", "job_too_old"), ("yesterday", "job_age_unknown")],
+)
+def test_queued_delivery_of_a_job_older_than_the_claim_window_is_ignored(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, created_at: str, reason: str
+) -> None:
+    """A replay after the claim expired: the job it names is older than the claim window."""
+    body = json.dumps(workflow_job_payload(job_id=63, created_at=created_at))
+    status, answer = _call(proxy_event(body), lambda_context)
+    assert (status, answer) == (202, {"ignored": reason, "job_id": 63})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    assert _claims(deliveries_table) == set()
+
+
+def test_job_just_inside_the_claim_window_is_still_taken(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    queued = datetime.now(UTC) - timedelta(days=3) + timedelta(minutes=5)
+    stamp = queued.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    body = json.dumps(workflow_job_payload(job_id=64, created_at=stamp))
+    assert _call(proxy_event(body), lambda_context)[1].get("accepted") is True
