@@ -108,6 +108,7 @@ locals {
     JIT_KMS_KEY_ID                = local.kms_key_arn
     RUNNER_SUBNET_IDS             = join(",", var.subnet_ids)
     RUNNER_SCRIPT_PATH            = local.runner_script_path
+    RUNNER_INSTANCE_PROFILE_ARN   = aws_iam_instance_profile.runner.arn
     SSM_OUTPUT_LOG_GROUP          = aws_cloudwatch_log_group.runner_commands.name
     RERUN_INTERRUPTED_JOBS        = tostring(var.rerun_interrupted_jobs)
     MAX_RERUNS                    = tostring(var.max_reruns)

@@ -220,6 +220,9 @@ class Settings:
     jit_kms_key_id: str = ""
     runner_subnet_ids: tuple[str, ...] = ()
     runner_script_path: str = "/opt/jitrunners/start-runner.sh"
+    # Ownership beyond the tag: only instances with this IAM instance profile are ever
+    # terminated, tagged or commanded ("" = the tag alone; the Terraform module always sets it).
+    runner_instance_profile_arn: str = ""
     ssm_output_log_group: str = ""
     # Scale-down / redrive / housekeeper.
     rerun_interrupted_jobs: bool = False
@@ -281,6 +284,7 @@ class Settings:
                 env.get("RUNNER_SCRIPT_PATH") or "/opt/jitrunners/start-runner.sh"
             ).strip(),
             ssm_output_log_group=env.get("SSM_OUTPUT_LOG_GROUP", "").strip(),
+            runner_instance_profile_arn=env.get("RUNNER_INSTANCE_PROFILE_ARN", "").strip(),
             rerun_interrupted_jobs=_flag(env, "RERUN_INTERRUPTED_JOBS", False),
             max_reruns=_int(env, "MAX_RERUNS", 1),
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),

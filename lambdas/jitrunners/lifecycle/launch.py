@@ -50,7 +50,9 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     outcomes: dict[str, Outcome] = {}
     settings = deps.settings
     try:
-        live = fleet.list_instances(settings.prefix)
+        live = fleet.list_instances(
+            settings.prefix, profile_arn=settings.runner_instance_profile_arn
+        )
     except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
         logger.warning("cannot count runners", extra={"detail": str(exc)})
         failure = RecordFailed("cannot count runners", THROTTLE_DELAY_S)
@@ -236,7 +238,9 @@ def _after_launch(instance: fleet.Launched, start_id: str | None, deps: ScaleUpD
     if start_id is None:
         # An instance nobody will start must not live on; the launch is retried instead.
         logger.error("cannot enqueue start: terminating the instance")
-        fleet.terminate([instance.id], deps.settings.prefix)
+        fleet.terminate(
+            [instance.id], deps.settings.prefix, deps.settings.runner_instance_profile_arn
+        )
         return Outcome("failed", RecordFailed("start not enqueued", THROTTLE_DELAY_S))
     count("RunnerLaunched", market=instance.market)
     logger.info(
