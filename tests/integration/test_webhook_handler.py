@@ -435,3 +435,14 @@ def test_job_just_inside_the_claim_window_is_still_taken(
     stamp = queued.replace(microsecond=0).isoformat().replace("+00:00", "Z")
     body = json.dumps(workflow_job_payload(job_id=64, created_at=stamp))
     assert _call(proxy_event(body), lambda_context)[1].get("accepted") is True
+
+
+def test_job_whose_repository_does_not_say_private_is_refused_as_public(
+    env: dict[str, str], lambda_context: Any
+) -> None:
+    payload = workflow_job_payload(job_id=65)
+    del payload["repository"]["private"]
+    del payload["repository"]["visibility"]
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer) == (202, {"ignored": "public_repo", "job_id": 65})
+    assert drain(env["JOB_QUEUE_URL"]) == []
