@@ -245,9 +245,15 @@ variable "webhook_secret" {
 }
 
 variable "allowed_owners" {
-  description = "Owners (orgs/users) whose jobs are taken; empty list: all."
+  description = "Owners (orgs/users) whose jobs are taken; empty list: all (token mode only: an App deployment must name its owners, since anyone can install a public App)."
   type        = list(string)
   default     = []
+
+  # Cross-variable validation: Terraform >= 1.9 (versions.tf).
+  validation {
+    condition     = var.github_app_id == "" || length(var.allowed_owners) > 0
+    error_message = "allowed_owners must not be empty in GitHub App mode (github_app_id set): name the organizations whose jobs may use these runners."
+  }
 }
 
 variable "allowed_repos" {

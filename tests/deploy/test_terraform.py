@@ -499,3 +499,35 @@ def test_delivery_claim_table_matches_what_the_webhook_writes() -> None:
     }
     main = (tf.TERRAFORM / "main.tf").read_text()
     assert re.search(r"DELIVERIES_TABLE\s*=\s*aws_dynamodb_table\.deliveries\.name", main)
+
+
+def test_app_mode_without_allowed_owners_is_refused_by_variable_validation(tmp_path: Path) -> None:
+    """Anyone may install a public GitHub App: an App deployment must name the owners it serves."""
+    import shutil
+    import subprocess
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH")
+    shutil.copy(tf.TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+
+    def console(*args: str) -> str:
+        # `terraform console` reads stdin and exits 0 even on an error: read what it printed.
+        done = subprocess.run(
+            [terraform, "console", "-no-color", *args],
+            input="var.allowed_owners\n",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        return done.stdout + done.stderr
+
+    refusal = "allowed_owners must not be empty in GitHub App mode"
+    assert refusal in console("-var", "github_app_id=123")
+    named = console("-var", "github_app_id=123", "-var", 'allowed_owners=["acme"]')
+    assert refusal not in named
+    assert '"acme"' in named
+    assert refusal not in console("-var", "github_app_id=")  # token mode: empty means all
+    assert 'required_version = ">= 1.9"' in (tf.TERRAFORM / "versions.tf").read_text()
