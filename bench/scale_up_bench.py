@@ -45,8 +45,14 @@ class FakeGitHub(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        job_id = int(self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1])
-        self._reply(200, {"id": job_id, "status": "queued"})
+        path = self.path.split("?")[0].rstrip("/")
+        last = int(path.rsplit("/", 1)[-1])
+        if "/actions/runner-groups/" in path:  # asked once per process: a safe group
+            self._reply(
+                200, {"id": last, "visibility": "selected", "allows_public_repositories": False}
+            )
+            return
+        self._reply(200, {"id": last, "status": "queued"})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)

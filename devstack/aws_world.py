@@ -84,6 +84,10 @@ class Names:
         return f"/{self.prefix}/secrets/github-app-key"
 
     @property
+    def deliveries_table(self) -> str:
+        return f"{self.prefix}-deliveries"
+
+    @property
     def jit_path(self) -> str:
         return f"/{self.prefix}/jit/"
 
@@ -257,6 +261,13 @@ class AwsWorld:
                 "KmsMasterKeyId": self.kms_key_arn,
             },
         )["QueueUrl"]
+        # The webhook's replay guard (terraform/deliveries.tf; moto has no use for its TTL).
+        self.client("dynamodb").create_table(
+            TableName=self.names.deliveries_table,
+            KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         ssm.put_parameter(
             Name=self.names.templates_param,
             Type="String",
@@ -319,6 +330,7 @@ class AwsWorld:
             "DLQ_URL": self.dlq_url,
             "RUNNER_TEMPLATES_PARAM": self.names.templates_param,
             "WEBHOOK_SECRET_PARAM": self.names.webhook_secret_param,
+            "DELIVERIES_TABLE": self.names.deliveries_table,
             "GITHUB_API_URL": github_api_url,
             "GITHUB_APP_ID": github_app_id,
             "GITHUB_APP_KEY_PARAM": self.names.github_app_key_param,

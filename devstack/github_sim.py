@@ -198,6 +198,10 @@ class GitHubSim:
         self._tokens: dict[str, tuple[int, float]] = {}
         self.pat = "ghp_sim" + secrets.token_hex(16)
         self.runners: dict[int, SimRunner] = {}
+        # Runner groups by id: unlisted ids are safe groups (selected repositories, no public
+        # ones), so the local stack's templates launch; None answers 404. GitHub's real Default
+        # group (id 1) is visible to all repositories: set_runner_group(1, visibility="all").
+        self.runner_groups: dict[int, dict[str, Any] | None] = {}
         self.jobs: dict[int, SimJob] = {}
         self.deliveries: list[SimDelivery] = []
         # Every secret handed out (tokens, JIT configs): the secrets scan looks for them.
@@ -594,6 +598,38 @@ class GitHubSim:
             self.issued_secrets.append(encoded)
         return {"runner": runner.api(), "encoded_jit_config": encoded}
 
+    def set_runner_group(
+        self,
+        group_id: int,
+        *,
+        visibility: str = "selected",
+        allows_public_repositories: bool = False,
+        exists: bool = True,
+    ) -> None:
+        with self._lock:
+            self.runner_groups[group_id] = (
+                {"visibility": visibility, "allows_public_repositories": allows_public_repositories}
+                if exists
+                else None
+            )
+
+    def runner_group(self, group_id: int) -> dict[str, Any]:
+        """`GET /orgs/{org}/actions/runner-groups/{id}` (the fields GitHub documents)."""
+        with self._lock:
+            configured = self.runner_groups.get(group_id, {})
+        if configured is None:
+            raise ApiError(404, "Not Found")
+        return {
+            "id": group_id,
+            "name": "Default" if group_id == 1 else f"group-{group_id}",
+            "default": group_id == 1,
+            "visibility": configured.get("visibility", "selected"),
+            "allows_public_repositories": configured.get("allows_public_repositories", False),
+            "restricted_to_workflows": False,
+            "selected_workflows": [],
+            "inherited": False,
+        }
+
     def scoped_runners(self, scope: str, name: str | None) -> list[SimRunner]:
         with self._lock:
             found = [r for r in self.runners.values() if r.scope == scope]
@@ -682,6 +718,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"^/(orgs/[^/]+|repos/[^/]+/[^/]+)/actions/runners$", "runners"),
         ("GET", r"^/(orgs/[^/]+|repos/[^/]+/[^/]+)/actions/runners/(\d+)$", "runner"),
         ("DELETE", r"^/(orgs/[^/]+|repos/[^/]+/[^/]+)/actions/runners/(\d+)$", "delete_runner"),
+        ("GET", r"^/orgs/([^/]+)/actions/runner-groups/(\d+)$", "runner_group"),
         ("GET", r"^/repos/([^/]+/[^/]+)/actions/jobs/(\d+)$", "job"),
         ("POST", r"^/repos/([^/]+/[^/]+)/actions/jobs/(\d+)/rerun$", "rerun"),
         ("POST", r"^/_sim/runner/(connect|poll|complete|disconnect)$", "sim_runner"),
@@ -702,6 +739,7 @@ _TEMPLATES = {
     "runners": "/{scope}/actions/runners",
     "runner": "/{scope}/actions/runners/{id}",
     "delete_runner": "/{scope}/actions/runners/{id}",
+    "runner_group": "/orgs/{org}/actions/runner-groups/{id}",
     "job": "/repos/{repo}/actions/jobs/{id}",
     "rerun": "/repos/{repo}/actions/jobs/{id}/rerun",
 }
@@ -866,6 +904,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.simulator.installation_auth(self.headers, self._owner_of(scope))
         self.simulator.delete_runner(scope, int(m.group(2)))
         return 204, None, {}
+
+    def _r_runner_group(self, m: re.Match[str], q: Any, b: Any):
+        self.simulator.installation_auth(self.headers, m.group(1))
+        return 200, self.simulator.runner_group(int(m.group(2))), {}
 
     def _r_job(self, m: re.Match[str], q: Any, b: Any):
         repo = m.group(1)

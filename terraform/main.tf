@@ -44,6 +44,7 @@ locals {
     ALLOWED_REPOS                 = join(",", var.allowed_repos)
     ALLOW_PUBLIC_REPOS            = tostring(var.allow_public_repos)
     MAX_BODY_BYTES                = tostring(var.max_body_bytes)
+    DELIVERIES_TABLE              = aws_dynamodb_table.deliveries.name
     GITHUB_API_URL                = var.github_api_url
     GITHUB_APP_ID                 = var.github_app_id
     GITHUB_APP_KEY_PARAM          = local.app_mode ? local.github_app_key_name : ""
@@ -54,6 +55,7 @@ locals {
     JIT_KMS_KEY_ID                = local.kms_key_arn
     RUNNER_SUBNET_IDS             = join(",", var.subnet_ids)
     RUNNER_SCRIPT_PATH            = local.runner_script_path
+    RUNNER_INSTANCE_PROFILE_ARN   = aws_iam_instance_profile.runner.arn
     SSM_OUTPUT_LOG_GROUP          = aws_cloudwatch_log_group.runner_commands.name
     RERUN_INTERRUPTED_JOBS        = tostring(var.rerun_interrupted_jobs)
     MAX_RERUNS                    = tostring(var.max_reruns)

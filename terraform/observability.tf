@@ -106,6 +106,25 @@ resource "aws_cloudwatch_metric_alarm" "zombies" {
   tags                = local.tags
 }
 
+# The webhook refuses every delivery while its secret is unset, the module's placeholder or
+# shorter than 16 bytes: jobs are not taken until an operator stores a real secret.
+resource "aws_cloudwatch_metric_alarm" "webhook_secret_not_configured" {
+  alarm_name          = "${local.prefix}-webhook-secret-not-configured"
+  alarm_description   = "The webhook secret parameter holds no usable secret (unset, the REPLACE_ME placeholder or under 16 bytes): every delivery is refused with 401. Store a real secret with aws ssm put-parameter --overwrite."
+  namespace           = local.metrics_namespace
+  metric_name         = "WebhookSecretNotConfigured"
+  dimensions          = { service = local.prefix }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "webhook_errors" {
   for_each = {
     "4xx" = { threshold = 20, what = "Deliveries refused (forged, unsigned or malformed, or a wrong secret)" }

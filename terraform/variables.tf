@@ -238,16 +238,22 @@ variable "github_token" {
 }
 
 variable "webhook_secret" {
-  description = "Webhook secret (one per line during a rotation). null: created with a placeholder for you to overwrite; the webhook refuses every delivery until then."
+  description = "Webhook secret (one per line during a rotation; each line at least 16 bytes, use 32+ random ones). null: the parameter is created with the placeholder REPLACE_ME for you to overwrite with aws ssm put-parameter --overwrite; the webhook treats the placeholder and any line under 16 bytes as no secret and refuses every delivery (401 secret_not_configured, alarm <prefix>-webhook-secret-not-configured) until then."
   type        = string
   default     = null
   sensitive   = true
 }
 
 variable "allowed_owners" {
-  description = "Owners (orgs/users) whose jobs are taken; empty list: all."
+  description = "Owners (orgs/users) whose jobs are taken; empty list: all (token mode only: an App deployment must name its owners, since anyone can install a public App)."
   type        = list(string)
   default     = []
+
+  # Cross-variable validation: Terraform >= 1.9 (versions.tf).
+  validation {
+    condition     = var.github_app_id == "" || length(var.allowed_owners) > 0
+    error_message = "allowed_owners must not be empty in GitHub App mode (github_app_id set): name the organizations whose jobs may use these runners."
+  }
 }
 
 variable "allowed_repos" {

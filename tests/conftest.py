@@ -72,6 +72,9 @@ def _reset_process_caches() -> None:
 
     config.get_settings.cache_clear()
     config._parsed.clear()
+    from jitrunners.lifecycle import boundary
+
+    boundary.reset()
     clients.reset()
     try:
         from aws_lambda_powertools.utilities import parameters

@@ -205,6 +205,9 @@ class Settings:
     allowed_repos: tuple[str, ...] = ()
     allow_public_repos: bool = False
     max_body_bytes: int = 1_048_576
+    # Webhook replay guard: DynamoDB table of claimed X-GitHub-Delivery ids (empty: no guard,
+    # for tests; the Terraform module always sets it).
+    deliveries_table: str = ""
     # GitHub access (scale-up, scale-down, redrive, housekeeper).
     github_api_url: str = DEFAULT_GITHUB_API_URL
     github_app_id: str = ""
@@ -217,6 +220,9 @@ class Settings:
     jit_kms_key_id: str = ""
     runner_subnet_ids: tuple[str, ...] = ()
     runner_script_path: str = "/opt/jitrunners/start-runner.sh"
+    # Ownership beyond the tag: only instances with this IAM instance profile are ever
+    # terminated, tagged or commanded ("" = the tag alone; the Terraform module always sets it).
+    runner_instance_profile_arn: str = ""
     ssm_output_log_group: str = ""
     # Scale-down / redrive / housekeeper.
     rerun_interrupted_jobs: bool = False
@@ -264,6 +270,7 @@ class Settings:
             allowed_repos=tuple(r.casefold() for r in _csv(env.get("ALLOWED_REPOS"))),
             allow_public_repos=_flag(env, "ALLOW_PUBLIC_REPOS", False),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
+            deliveries_table=env.get("DELIVERIES_TABLE", "").strip(),
             github_api_url=(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
             github_app_id=env.get("GITHUB_APP_ID", "").strip(),
             github_app_key_param=env.get("GITHUB_APP_KEY_PARAM", "").strip(),
@@ -277,6 +284,7 @@ class Settings:
                 env.get("RUNNER_SCRIPT_PATH") or "/opt/jitrunners/start-runner.sh"
             ).strip(),
             ssm_output_log_group=env.get("SSM_OUTPUT_LOG_GROUP", "").strip(),
+            runner_instance_profile_arn=env.get("RUNNER_INSTANCE_PROFILE_ARN", "").strip(),
             rerun_interrupted_jobs=_flag(env, "RERUN_INTERRUPTED_JOBS", False),
             max_reruns=_int(env, "MAX_RERUNS", 1),
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),

@@ -207,6 +207,12 @@ class JobMessage:
             ) from None
         if kind in ("start", "rerun") and not isinstance(message.instance_id, str):
             raise MessageError(f"a {kind} message needs instance_id")
+        if message.instance_id is not None and (
+            not isinstance(message.instance_id, str)
+            or not INSTANCE_ID_RE.fullmatch(message.instance_id)
+        ):
+            # It reaches EC2 and SSM calls and a RunCommand's parameter name: only an id's shape.
+            raise MessageError("message field instance_id is not an EC2 instance id")
         if message.installation_id is not None and (
             isinstance(message.installation_id, bool)
             or not isinstance(message.installation_id, int)

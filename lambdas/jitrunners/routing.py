@@ -31,10 +31,22 @@ def refusal(job: WorkflowJob, settings: Settings) -> str | None:
     Public repositories are refused unless ALLOW_PUBLIC_REPOS: a self-hosted runner there would
     run code from anyone who can open a pull request.
     """
-    if settings.allowed_owners and job.owner.casefold() not in settings.allowed_owners:
-        return "owner_not_allowed"
-    if settings.allowed_repos and job.repo.casefold() not in settings.allowed_repos:
-        return "repo_not_allowed"
+    why = allowlist_refusal(job.owner, job.repo, settings)
+    if why:
+        return why
     if not job.private and not settings.allow_public_repos:
         return "public_repo"
+    return None
+
+
+def allowlist_refusal(owner: str, repo: str, settings: Settings) -> str | None:
+    """Why ALLOWED_OWNERS / ALLOWED_REPOS refuse this repository, or None when they admit it.
+
+    Checked at intake and again by scale-up for every job message, so a narrowed allowlist also
+    stops jobs already queued or waiting in the DLQ.
+    """
+    if settings.allowed_owners and owner.casefold() not in settings.allowed_owners:
+        return "owner_not_allowed"
+    if settings.allowed_repos and repo.casefold() not in settings.allowed_repos:
+        return "repo_not_allowed"
     return None

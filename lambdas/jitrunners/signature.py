@@ -8,6 +8,21 @@ from collections.abc import Sequence
 
 PREFIX = "sha256="
 _HEX_LEN = 64
+# A secret shorter than this is a placeholder, a test value or a truncated paste: a key anyone
+# may guess (the Terraform module's own placeholder is public). GitHub suggests 32+ random bytes.
+MIN_SECRET_BYTES = 16
+PLACEHOLDERS = frozenset({"replace_me", "replace-me", "changeme", "change_me"})
+
+
+def usable_secrets(secrets: Sequence[str]) -> tuple[str, ...]:
+    """The secrets that may act as HMAC keys: each rotation line on its own, placeholders and
+    lines shorter than MIN_SECRET_BYTES dropped. Empty means "not configured"."""
+    return tuple(
+        secret
+        for secret in secrets
+        if len(secret.encode()) >= MIN_SECRET_BYTES
+        and secret.strip().casefold() not in PLACEHOLDERS
+    )
 
 
 def sign(secret: str, body: bytes) -> str:

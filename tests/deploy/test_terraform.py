@@ -149,9 +149,14 @@ def test_terraform_sets_every_environment_variable_the_code_reads() -> None:
 
 
 def test_the_scan_finds_the_webhook_calls() -> None:
-    """The scan is not vacuous: the webhook sends to SQS and reads its secret through Powertools."""
-    assert tf.handler_actions("jitrunners.handlers.webhook") == {"sqs:SendMessage",
-                                                                 "ssm:GetParameter"}  # fmt: skip
+    """The scan is not vacuous: the webhook sends to SQS, reads its secret through Powertools
+    and claims (or releases) delivery ids in DynamoDB."""
+    assert tf.handler_actions("jitrunners.handlers.webhook") == {
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    }
 
 
 def test_scan_reads_paginators_and_refuses_indirect_clients(tmp_path: Path) -> None:
@@ -458,7 +463,13 @@ def test_observability_ships_queries_dashboard_and_alarms() -> None:
     assert set(queries) == {"job", "launch_failures", "zombies"}
     assert "job_id" in queries["job"]["query_string"]
     alarms = tf.blocks("resource", "aws_cloudwatch_metric_alarm")
-    assert set(alarms) == {"dlq_not_empty", "launch_failures", "zombies", "webhook_errors"}
+    assert set(alarms) == {
+        "dlq_not_empty",
+        "launch_failures",
+        "zombies",
+        "webhook_errors",
+        "webhook_secret_not_configured",
+    }
     assert "4xx" in str(alarms["webhook_errors"]["for_each"])
     assert "5xx" in str(alarms["webhook_errors"]["for_each"])
     assert tf.blocks("resource", "aws_cloudwatch_dashboard")["this"]
@@ -486,3 +497,50 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
 def test_runners_reach_https_only_by_default() -> None:
     """Plain HTTP egress is opt-in (security review of 824236b)."""
     assert tf.variables()["runner_egress_ports"]["default"] == [443]
+
+
+def test_delivery_claim_table_matches_what_the_webhook_writes() -> None:
+    from jitrunners.aws import deliveries
+
+    table = tf.blocks("resource", "aws_dynamodb_table")["deliveries"]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["hash_key"] == deliveries.KEY
+    assert table["ttl"][0] == {"attribute_name": deliveries.TTL_ATTRIBUTE, "enabled": True}
+    assert table["server_side_encryption"][0] == {
+        "enabled": True,
+        "kms_key_arn": "${local.kms_key_arn}",
+    }
+    main = (tf.TERRAFORM / "main.tf").read_text()
+    assert re.search(r"DELIVERIES_TABLE\s*=\s*aws_dynamodb_table\.deliveries\.name", main)
+
+
+def test_app_mode_without_allowed_owners_is_refused_by_variable_validation(tmp_path: Path) -> None:
+    """Anyone may install a public GitHub App: an App deployment must name the owners it serves."""
+    import shutil
+    import subprocess
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH")
+    shutil.copy(tf.TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+
+    def console(*args: str) -> str:
+        # `terraform console` reads stdin and exits 0 even on an error: read what it printed.
+        done = subprocess.run(
+            [terraform, "console", "-no-color", *args],
+            input="var.allowed_owners\n",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        return done.stdout + done.stderr
+
+    refusal = "allowed_owners must not be empty in GitHub App mode"
+    assert refusal in console("-var", "github_app_id=123")
+    named = console("-var", "github_app_id=123", "-var", 'allowed_owners=["acme"]')
+    assert refusal not in named
+    assert '"acme"' in named
+    assert refusal not in console("-var", "github_app_id=")  # token mode: empty means all
+    assert 'required_version = ">= 1.9"' in (tf.TERRAFORM / "versions.tf").read_text()

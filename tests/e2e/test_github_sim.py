@@ -269,3 +269,26 @@ def test_lost_and_duplicate_webhooks() -> None:
     first, second = handler.received
     assert first[0]["X-GitHub-Delivery"] == second[0]["X-GitHub-Delivery"]
     server.shutdown()
+
+
+def test_runner_groups_are_safe_unless_configured_otherwise(sim: GitHubSim) -> None:
+    headers = token(sim)
+
+    def group(group_id: int) -> requests.Response:
+        return requests.get(
+            f"{sim.url}/orgs/acme/actions/runner-groups/{group_id}", headers=headers, timeout=5
+        )
+
+    safe = group(1).json()
+    assert (safe["visibility"], safe["allows_public_repositories"]) == ("selected", False)
+    sim.set_runner_group(2, visibility="all", allows_public_repositories=True)
+    sim.set_runner_group(3, exists=False)
+    unsafe = group(2).json()
+    assert (unsafe["visibility"], unsafe["allows_public_repositories"]) == ("all", True)
+    assert group(3).status_code == 404
+    assert (
+        requests.get(
+            f"{sim.url}/orgs/other/actions/runner-groups/1", headers=headers, timeout=5
+        ).status_code
+        == 404
+    )  # not an org the App is installed in

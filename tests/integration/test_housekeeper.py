@@ -402,3 +402,26 @@ def test_one_unreadable_command_status_does_not_stop_the_sweep(
 
     assert run()["actions"] == [["terminate", stuck, "start_timeout"]]
     assert world.state(throttled) == "running"
+
+
+def test_runner_registration_still_busy_or_online_is_kept_after_its_instance_is_gone(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    """GitHub's view lags EC2's: a runner it still reports running a job (or online) is not an
+    orphan yet, even though its instance has ended. Deleting it would fail its job."""
+    ago = clock() - timedelta(minutes=30)
+    busy, online, idle = (
+        world.launch(launched_at=ago, job_id=job, command_id=world.command_id(f"c{job}"))
+        for job in (71, 72, 73)
+    )
+    github.register(ORG, busy, status="offline", busy=True)
+    github.register(ORG, online, status="online")
+    github.register(ORG, idle, status="offline")
+    for instance_id in (busy, online, idle):
+        world.terminate(instance_id)
+
+    actions = run()["actions"]
+
+    assert actions == [["delete_runner", f"{ORG}/{idle}", "instance_gone"]]
+    assert github.all_runner_names() == {busy, online}
+    assert github.calls["delete_runner"] == 1

@@ -447,3 +447,31 @@ def test_finished_runners_never_relaunch(
     call(command_event(instance_id, command, "Failed"))  # idled out: its own doing
 
     assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+def test_instance_with_our_tag_but_not_our_instance_profile_is_never_terminated(
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Anyone with ec2:CreateTags can tag an instance as ours; nobody else can give it our
+    instance profile without iam:PassRole on the runner role."""
+    monkeypatch.setenv("RUNNER_INSTANCE_PROFILE_ARN", world.instance_profile(world.RUNNER_PROFILE))
+    get_settings.cache_clear()
+    ours, command = _ours(clock, github, profile=world.RUNNER_PROFILE)
+    impostor, _ = _ours(clock, github, profile="someone-elses-profile")
+    bare, _ = _ours(clock, github)  # our tag, no instance profile at all
+
+    for instance_id in (impostor, bare):
+        assert call(command_event(instance_id, "cmd-ours", "Success")) == "ignored:not_ours"
+        assert call(state_event(instance_id, "stopped")).startswith("not_ours_or_unknown")
+    call(command_event(ours, command, "Success"))
+
+    assert world.state(impostor) == world.state(bare) == "running"
+    assert world.state(ours) == "terminated"
+    flagged = {x["instance_id"] for x in log_lines() if "instance profile" in x["message"]}
+    assert flagged == {impostor, bare}
+    assert '"ForeignTaggedInstances"' in capsys.readouterr().out

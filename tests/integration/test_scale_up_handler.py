@@ -28,6 +28,7 @@ from tests.support.scale_up import (
     jit_endpoint,
     job_status,
     launch_message,
+    runner_group,
     sqs_event,
     use_app_auth,
     world,  # noqa: F401 - fixture
@@ -93,7 +94,10 @@ def test_check_job_queued_can_be_turned_off(
     response = run(sqs_event(launch_message(1)), lambda_context)
     assert failed_ids(response) == []
     assert len(world.instances()) == 1
-    assert len(world.github.calls) == 0
+    # Only the org template's runner group is asked about (once per process), never the job.
+    assert [c.request.url for c in world.github.calls] == [
+        f"{API}/orgs/acme/actions/runner-groups/1"
+    ]
 
 
 def test_batch_of_one_template_uses_one_create_fleet(
@@ -580,3 +584,109 @@ def test_instance_whose_start_cannot_be_enqueued_is_terminated(
     assert failed_ids(response) == ["msg-0"]
     assert world.instances() == []
     assert world.visibility == [("receipt-0", 30)]
+
+
+# --- the security boundary: allowlist again, and the runner group --------------------------------
+def _narrow_allowlist(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    from jitrunners import config
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config.get_settings.cache_clear()  # not the clients: the world's hooks live on them
+
+
+@pytest.mark.parametrize(
+    ("narrowed", "reason"),
+    [
+        ({"ALLOWED_OWNERS": "other-org"}, "owner_not_allowed"),
+        ({"ALLOWED_REPOS": "acme/app"}, "repo_not_allowed"),
+    ],
+)
+@pytest.mark.parametrize("redrives", [0, 2])
+def test_launch_of_a_repository_no_longer_allowed_is_dropped_not_retried(
+    world: World,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: Any,
+    narrowed: dict[str, str],
+    reason: str,
+    redrives: int,
+) -> None:
+    """Queued (and DLQ'd, redriven) jobs of a repository taken off the allowlist launch nothing."""
+    job_status(world, 71)
+    message = launch_message(71)
+    for _ in range(redrives):
+        message = message.redriven()
+    _narrow_allowlist(monkeypatch, **narrowed)
+
+    response = run(sqs_event(message), lambda_context)
+
+    assert failed_ids(response) == []  # dropped: the message is deleted, not retried
+    assert world.instances() == []
+    assert world.sent == []
+    assert len(world.github.calls) == 0
+    [line] = [x for x in log_lines() if x.get("reason") == reason]
+    assert (line["level"], line["job_id"], line["kind"]) == ("WARNING", 71, "launch")
+
+
+def test_rerun_check_of_a_repository_no_longer_allowed_is_dropped(
+    reruns_on: None, world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance_id, check = _rerun_check(world, lambda_context, launched_for=73, failed=74)
+    rerun = _failed_job(world, 74, instance_id)
+    reclaim_spot(instance_id)
+    calls_before = len(world.github.calls)
+    _narrow_allowlist(monkeypatch, ALLOWED_OWNERS="other-org")
+
+    assert failed_ids(run(sqs_event(check), lambda_context)) == []
+    assert rerun.call_count == 0
+    assert len(world.github.calls) == calls_before
+
+
+@pytest.mark.parametrize(
+    ("group", "problem"),
+    [
+        ({"visibility": "all"}, "visibility is 'all'"),
+        ({"visibility": "private"}, "visibility is 'private'"),
+        ({"allows_public_repositories": True}, "allows public repositories"),
+        ({"code": 404}, "does not exist"),
+    ],
+)
+def test_org_template_whose_runner_group_is_not_a_safe_boundary_launches_nothing_and_keeps_the_job(
+    world: World,
+    lambda_context: Any,
+    log_lines: Any,
+    capsys: pytest.CaptureFixture[str],
+    group: dict[str, Any],
+    problem: str,
+) -> None:
+    runner_group(world, 1, **group)
+    job_status(world, 81)
+
+    response = run(sqs_event(launch_message(81)), lambda_context)
+
+    assert world.instances() == []
+    # Kept: the record fails slowly (5 min) and reaches the DLQ after maxReceiveCount, from
+    # which the redrive brings it back once the operator has fixed the group.
+    assert failed_ids(response) == ["msg-0"]
+    assert world.visibility == [("receipt-0", 300)]
+    [error] = [x for x in log_lines() if x["level"] == "ERROR"]
+    assert (error["template"], error["runner_group_id"], error["org"]) == ("linux-x64", 1, "acme")
+    assert problem in error["problem"]
+    out = capsys.readouterr().out
+    assert '"RunnerGroupUnsafe"' in out
+
+
+def test_runner_group_is_asked_about_once_per_process_and_not_for_repo_templates(
+    world: World, lambda_context: Any
+) -> None:
+    for job_id in (91, 92):
+        job_status(world, job_id)
+    job_status(world, 93)
+    run(sqs_event(launch_message(91)), lambda_context)
+    run(sqs_event(launch_message(92)), lambda_context)
+    run(sqs_event(launch_message(93, labels=["self-hosted", "arm64"])), lambda_context)
+
+    asked = [c for c in world.github.calls if "/runner-groups/" in c.request.url]
+    assert len(asked) == 1
+    assert len(world.instances()) == 3

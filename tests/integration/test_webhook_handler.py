@@ -12,6 +12,9 @@ from jitrunners.handlers import webhook
 from tests.conftest import _reset_process_caches, drain
 from tests.support.webhooks import SECRET, proxy_event, signed_job_event, workflow_job_payload
 
+# Secrets under 16 bytes count as not configured (a placeholder, a guessable value).
+SSM_SECRET = "from-ssm-0123456789"
+
 
 def _call(event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any]]:
     response = webhook.handler(event, ctx)
@@ -205,7 +208,7 @@ def test_secret_and_templates_come_from_ssm_parameters(
     env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ssm = boto3.client("ssm")
-    ssm.put_parameter(Name="/jitrunners/webhook-secret", Value="from-ssm", Type="SecureString")
+    ssm.put_parameter(Name="/jitrunners/webhook-secret", Value=SSM_SECRET, Type="SecureString")
     ssm.put_parameter(Name="/jitrunners/templates", Value=env["RUNNER_TEMPLATES"], Type="String")
     monkeypatch.delenv("RUNNER_TEMPLATES")
     _reconfigure(
@@ -216,7 +219,7 @@ def test_secret_and_templates_come_from_ssm_parameters(
     )
     body = json.dumps(workflow_job_payload())
     assert _call(proxy_event(body, secret=SECRET), lambda_context)[0] == 401
-    assert _call(proxy_event(body, secret="from-ssm"), lambda_context)[0] == 202
+    assert _call(proxy_event(body, secret=SSM_SECRET), lambda_context)[0] == 202
     assert len(drain(env["JOB_QUEUE_URL"])) == 1
 
 
@@ -291,3 +294,155 @@ def test_cold_path_imports_no_github_or_ec2_code() -> None:
         env={"PYTHONPATH": "lambdas", "PATH": "/usr/bin:/bin"},
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "REPLACE_ME",  # what terraform/secrets.tf stores when the operator sets no secret
+        "short-secret",  # 12 bytes: guessable, or a typo'd paste
+        "REPLACE_ME\nstill-too-short",
+    ],
+)
+def test_placeholder_or_short_secret_counts_as_not_configured(
+    env: dict[str, str],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    log_lines: Any,
+    stored: str,
+) -> None:
+    """Anyone can read the module's placeholder: a delivery signed with it must not be taken."""
+    boto3.client("ssm").put_parameter(
+        Name="/jitrunners/webhook-secret", Value=stored, Type="SecureString"
+    )
+    _reconfigure(monkeypatch, WEBHOOK_SECRET="", WEBHOOK_SECRET_PARAM="/jitrunners/webhook-secret")
+    body = json.dumps(workflow_job_payload())
+
+    status, answer = _call(proxy_event(body, secret=stored.partition("\n")[0]), lambda_context)
+
+    assert (status, answer["error"]) == (401, "secret_not_configured")
+    assert "16 bytes" in answer["detail"]
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    errors = [line["message"] for line in log_lines() if line["level"] == "ERROR"]
+    assert errors == ["webhook secret not configured: every delivery is refused (fail closed)"]
+    for line in stored.split("\n"):
+        assert line not in log_lines.text()
+    emf = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    names = [n["Name"] for d in emf for m in d["_aws"]["CloudWatchMetrics"] for n in m["Metrics"]]
+    assert "WebhookSecretNotConfigured" in names
+
+
+def test_short_line_of_a_rotation_is_dropped_and_the_long_one_still_verifies(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_lines: Any
+) -> None:
+    rotation = f"REPLACE_ME\n{SECRET}"
+    _reconfigure(monkeypatch, WEBHOOK_SECRET=rotation)
+    body = json.dumps(workflow_job_payload())
+
+    assert _call(proxy_event(body, secret="REPLACE_ME"), lambda_context)[0] == 401
+    assert _call(proxy_event(body, secret=SECRET), lambda_context)[0] == 202
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    assert "REPLACE_ME" not in log_lines.text()
+    ignored = [line for line in log_lines() if line.get("ignored_lines") == 1]
+    assert ignored
+    assert all(line["level"] == "WARNING" for line in ignored)
+
+
+# --- replay: each delivery id is enqueued at most once ------------------------------------------
+@pytest.fixture
+def deliveries_table(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The claim table as terraform/deliveries.tf creates it."""
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="jitrunners-deliveries",
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    _reconfigure(monkeypatch, DELIVERIES_TABLE="jitrunners-deliveries")
+    return "jitrunners-deliveries"
+
+
+def _claims(table: str) -> set[str]:
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {item["delivery_id"]["S"] for item in items}
+
+
+def test_replayed_delivery_is_answered_duplicate_and_enqueues_nothing(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any
+) -> None:
+    body = json.dumps(workflow_job_payload(job_id=61))
+    event = proxy_event(body, delivery="dlv-61")
+
+    first = _call(event, lambda_context)
+    replayed = _call(event, lambda_context)  # GitHub's duplicate, or a captured delivery
+
+    assert first == (202, {"accepted": True, "job_id": 61, "template": "linux-x64"})
+    assert replayed == (202, {"ignored": "duplicate", "job_id": 61})
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    assert _claims(deliveries_table) == {"dlv-61"}
+
+
+def test_delivery_that_failed_to_enqueue_is_released_so_its_redelivery_is_taken(
+    env: dict[str, str],
+    deliveries_table: str,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = proxy_event(json.dumps(workflow_job_payload(job_id=62)), delivery="dlv-62")
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"] + "-gone")
+    assert _call(event, lambda_context)[1] == {"error": "enqueue_failed"}
+    assert _claims(deliveries_table) == set()
+
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"])
+    status, answer = _call(event, lambda_context)  # GitHub's (or the housekeeper's) redelivery
+
+    assert (status, answer.get("accepted")) == (202, True)
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+
+
+def test_unavailable_claim_store_is_a_5xx_and_enqueues_nothing(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, DELIVERIES_TABLE="jitrunners-no-such-table")
+    status, answer = _call(signed_job_event(), lambda_context)
+    assert (status, answer) == (503, {"error": "claim_unavailable"})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize(
+    ("created_at", "reason"),
+    [("2020-01-01T00:00:00Z", "job_too_old"), ("yesterday", "job_age_unknown")],
+)
+def test_queued_delivery_of_a_job_older_than_the_claim_window_is_ignored(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, created_at: str, reason: str
+) -> None:
+    """A replay after the claim expired: the job it names is older than the claim window."""
+    body = json.dumps(workflow_job_payload(job_id=63, created_at=created_at))
+    status, answer = _call(proxy_event(body), lambda_context)
+    assert (status, answer) == (202, {"ignored": reason, "job_id": 63})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    assert _claims(deliveries_table) == set()
+
+
+def test_job_just_inside_the_claim_window_is_still_taken(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    queued = datetime.now(UTC) - timedelta(days=3) + timedelta(minutes=5)
+    stamp = queued.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    body = json.dumps(workflow_job_payload(job_id=64, created_at=stamp))
+    assert _call(proxy_event(body), lambda_context)[1].get("accepted") is True
+
+
+def test_job_whose_repository_does_not_say_private_is_refused_as_public(
+    env: dict[str, str], lambda_context: Any
+) -> None:
+    payload = workflow_job_payload(job_id=65)
+    del payload["repository"]["private"]
+    del payload["repository"]["visibility"]
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer) == (202, {"ignored": "public_repo", "job_id": 65})
+    assert drain(env["JOB_QUEUE_URL"]) == []

@@ -96,6 +96,28 @@ def job_status(world: World, job_id: int, status: str = "queued", code: int = 20
     )
 
 
+def runner_group(
+    world: World,
+    group_id: int = 1,
+    *,
+    visibility: str = "selected",
+    allows_public_repositories: bool = False,
+    code: int = 200,
+) -> None:
+    """GitHub's answer for the org's runner group (the world starts with a safe group 1)."""
+    world.github.upsert(
+        responses.GET,
+        f"{API}/orgs/acme/actions/runner-groups/{group_id}",
+        json={
+            "id": group_id,
+            "name": f"group-{group_id}",
+            "visibility": visibility,
+            "allows_public_repositories": allows_public_repositories,
+        },
+        status=code,
+    )
+
+
 def jit_endpoint(world: World, path: str = "orgs/acme") -> Any:
     def reply(request: Any) -> tuple[int, dict[str, str], str]:
         sent = json.loads(request.body)
@@ -132,6 +154,7 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
     monkeypatch.setattr(scale_up, "pause", clock.sleep)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as github:
         state = World(env["JOB_QUEUE_URL"], subnets, clock, github)
+        runner_group(state)
 
         def on_send(params: dict[str, Any], **_: Any) -> None:
             state.sent.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitrunners.signature import sign
@@ -24,8 +25,13 @@ def workflow_job_payload(
     installation_id: int | None = 99,
     conclusion: str | None = None,
     runner_name: str | None = None,
+    created_at: str | None = None,
 ) -> dict[str, Any]:
+    """A payload as GitHub sends it; the job was queued a minute ago unless `created_at` says."""
     owner = repo.split("/", 1)[0]
+    if created_at is None:
+        queued = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        created_at = queued.isoformat().replace("+00:00", "Z")
     payload: dict[str, Any] = {
         "action": action,
         "workflow_job": {
@@ -34,7 +40,7 @@ def workflow_job_payload(
             "run_attempt": run_attempt,
             "labels": ["self-hosted", "linux-x64"] if labels is None else labels,
             "status": action,
-            "created_at": "2026-11-22T10:00:00Z",
+            "created_at": created_at,
             "name": "build",
         },
         "repository": {

@@ -65,6 +65,7 @@ def _run(
     prefix: str | None = PREFIX,
     market: str = "spot",
     count: int = 1,
+    profile: str | None = None,
 ) -> list[str]:
     tags: dict[str, str] = {"Name": f"{prefix or 'other'}-{template}"}
     if prefix is not None:
@@ -86,6 +87,8 @@ def _run(
         if started_at is not None:
             tags["jitrunners:started-at"] = started_at.isoformat().replace("+00:00", "Z")
     kwargs: dict[str, Any] = {}
+    if profile is not None:
+        kwargs["IamInstanceProfile"] = {"Arn": instance_profile(profile)}
     if market == "spot":
         kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
     response = boto3.client("ec2").run_instances(
@@ -105,6 +108,18 @@ def _run(
             tzinfo=None
         )
     return ids
+
+
+RUNNER_PROFILE = "jitrunners-runner"
+
+
+def instance_profile(name: str) -> str:
+    """The ARN of an IAM instance profile (created in moto on first use)."""
+    iam = boto3.client("iam")
+    try:
+        return str(iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"])
+    except iam.exceptions.NoSuchEntityException:
+        return str(iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"])
 
 
 def state(instance_id: str) -> str:

@@ -326,3 +326,24 @@ def test_rerun_job(clock: Clock) -> None:
 def test_reprs_hide_secrets() -> None:
     assert "ghp_secret" not in repr(TokenAuth("ghp_secret"))
     assert "PRIVATE" not in repr(AppAuth("1", private_key_pem()))
+
+
+@responses.activate
+def test_get_runner_group_reads_visibility_and_public_repositories(clock: Clock) -> None:
+    responses.get(
+        f"{API}/orgs/acme/actions/runner-groups/7",
+        json={
+            "id": 7,
+            "name": "ci",
+            "visibility": "selected",
+            "default": False,
+            "allows_public_repositories": False,
+            "selected_repositories_url": f"{API}/orgs/acme/actions/runner-groups/7/repositories",
+        },
+    )
+    responses.get(f"{API}/orgs/acme/actions/runner-groups/8", status=404, json={})
+    client = token_client(clock)
+    group = client.get_runner_group("acme", 7, None)
+    assert group is not None
+    assert (group.visibility, group.allows_public_repositories) == ("selected", False)
+    assert client.get_runner_group("acme", 8, None) is None

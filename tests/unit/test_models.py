@@ -11,7 +11,9 @@ from tests.support.webhooks import workflow_job_payload
 
 
 def test_payload_parses_the_fields_we_use() -> None:
-    job = WorkflowJob.from_payload(workflow_job_payload(job_id=5, run_id=6, run_attempt=2))
+    job = WorkflowJob.from_payload(
+        workflow_job_payload(job_id=5, run_id=6, run_attempt=2, created_at="2026-11-22T10:00:00Z")
+    )
     assert (job.job_id, job.run_id, job.run_attempt) == (5, 6, 2)
     assert job.repo == "acme/widgets"
     assert job.owner == "acme"
@@ -54,7 +56,7 @@ def test_bad_payloads_name_the_field(mutate, message: str) -> None:  # type: ign
 
 
 def _launch() -> JobMessage:
-    job = WorkflowJob.from_payload(workflow_job_payload())
+    job = WorkflowJob.from_payload(workflow_job_payload(created_at="2026-11-22T10:00:00Z"))
     return JobMessage.launch_for(job, "linux-x64", "d-1")
 
 
@@ -80,8 +82,8 @@ def test_launch_message_has_exactly_the_design_fields() -> None:
 def test_messages_round_trip_and_start_carries_the_instance() -> None:
     launch = _launch()
     assert JobMessage.from_json(launch.to_json()) == launch
-    start = launch.start_for("i-0123")
-    assert json.loads(start.to_json())["instance_id"] == "i-0123"
+    start = launch.start_for("i-0123456789abcdef0")
+    assert json.loads(start.to_json())["instance_id"] == "i-0123456789abcdef0"
     assert JobMessage.from_json(start.to_json()) == start
     again = start.relaunch()
     assert (again.kind, again.instance_id, again.attempt) == ("launch", None, 2)
@@ -108,3 +110,34 @@ def test_start_message_without_instance_is_refused() -> None:
     body["kind"] = "start"
     with pytest.raises(MessageError, match="needs instance_id"):
         JobMessage.from_json(json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    "instance_id",
+    [
+        "i-0; rm -rf /",
+        "i-0123456789abcdef0\n",
+        "../../jit/i-0123456789abcdef0",
+        "i-12",
+        "I-01234567",
+        "",
+    ],
+)
+@pytest.mark.parametrize("kind", ["start", "rerun"])
+def test_message_with_an_instance_id_not_shaped_like_one_is_rejected(
+    kind: str, instance_id: str
+) -> None:
+    """The id reaches EC2/SSM calls and a RunCommand's parameter name: it is checked at parse."""
+    body = json.loads(_launch().start_for("i-0123456789abcdef0").to_json())
+    body.update(kind=kind, instance_id=instance_id)
+    with pytest.raises(MessageError, match="instance_id"):
+        JobMessage.from_json(json.dumps(body))
+
+
+def test_repository_without_private_field_is_treated_as_public() -> None:
+    """A payload that does not say the repository is private is not taken for private: the
+    public-repository refusal must fail safe."""
+    payload = workflow_job_payload(private=True)
+    del payload["repository"]["private"]
+    del payload["repository"]["visibility"]
+    assert WorkflowJob.from_payload(payload).private is False

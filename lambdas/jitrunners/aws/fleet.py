@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws.clients import client, error_code
+from jitrunners.observability import count, logger
 
 TAG_PREFIX = "jitrunners:prefix"
 TAG_TEMPLATE = "jitrunners:template"
@@ -106,6 +107,8 @@ class Instance:
     tags: Mapping[str, str]
     # EC2's StateReason code, e.g. "Server.SpotInstanceTermination" for a spot reclaim.
     state_reason: str = ""
+    # The IAM instance profile (IamInstanceProfile.Arn); "" when the instance has none.
+    profile_arn: str = ""
 
     @property
     def spot_reclaimed(self) -> bool:
@@ -136,6 +139,7 @@ def _instance(data: Mapping[str, Any]) -> Instance:
         lifecycle=data.get("InstanceLifecycle") or "on-demand",
         tags=tags,
         state_reason=str((data.get("StateReason") or {}).get("Code") or ""),
+        profile_arn=str((data.get("IamInstanceProfile") or {}).get("Arn") or ""),
     )
 
 
@@ -282,9 +286,19 @@ def _with_throttle_retry(call: Callable[[], dict[str, Any]], sleep: Callable[[fl
 
 
 def list_instances(
-    prefix: str, states: Iterable[str] = LIVE_STATES, *, instance_ids: Sequence[str] = ()
+    prefix: str,
+    states: Iterable[str] = LIVE_STATES,
+    *,
+    instance_ids: Sequence[str] = (),
+    profile_arn: str = "",
 ) -> list[Instance]:
-    """Our instances (carrying the prefix tag) in the given states."""
+    """Our instances in the given states: carrying the prefix tag and, when `profile_arn` is
+    given, running with the runner instance profile.
+
+    A tag is proof of nothing (anyone with ec2:CreateTags can set it); the instance profile is
+    chosen at launch and needs iam:PassRole on our role. An instance with our tag and another
+    profile is left out (never terminated, tagged or commanded), logged and counted.
+    """
     filters = [
         {"Name": f"tag:{TAG_PREFIX}", "Values": [prefix]},
         {"Name": "instance-state-name", "Values": list(states)},
@@ -296,24 +310,37 @@ def list_instances(
     for page in client("ec2").get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page.get("Reservations", []):
             found.extend(_instance(data) for data in reservation.get("Instances", []))
-    return found
+    if not profile_arn:
+        return found
+    impostors = [i for i in found if i.profile_arn != profile_arn]
+    for instance in impostors:
+        count("ForeignTaggedInstances")
+        logger.warning(
+            "instance carries our tag but not the runner instance profile: left alone",
+            extra={"instance_id": instance.id, "instance_profile": instance.profile_arn or None},
+        )
+    return [i for i in found if i.profile_arn == profile_arn]
 
 
-def get_instance(instance_id: str, prefix: str) -> Instance | None:
+def get_instance(instance_id: str, prefix: str, profile_arn: str = "") -> Instance | None:
     """One of our instances in any state, or None when it is unknown or not ours."""
     states = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
-    found = list_instances(prefix, states, instance_ids=[instance_id])
+    found = list_instances(prefix, states, instance_ids=[instance_id], profile_arn=profile_arn)
     return found[0] if found else None
 
 
-def terminate(instance_ids: Sequence[str], prefix: str) -> list[str]:
-    """Terminate those of `instance_ids` that carry our prefix tag; returns the ids terminated."""
+def terminate(instance_ids: Sequence[str], prefix: str, profile_arn: str = "") -> list[str]:
+    """Terminate those of `instance_ids` that are ours (prefix tag, and the runner instance
+    profile when `profile_arn` is given); returns the ids terminated."""
     if not instance_ids:
         return []
     ours = [
         i.id
         for i in list_instances(
-            prefix, ("pending", "running", "stopping", "stopped"), instance_ids=instance_ids
+            prefix,
+            ("pending", "running", "stopping", "stopped"),
+            instance_ids=instance_ids,
+            profile_arn=profile_arn,
         )
         if i.tags.get(TAG_PREFIX) == prefix
     ]

@@ -74,6 +74,16 @@ class Runner:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerGroup:
+    """An organization's runner group: which repositories its runners may take jobs from."""
+
+    id: int
+    name: str
+    visibility: str  # "selected" | "all" | "private"
+    allows_public_repositories: bool
+
+
+@dataclass(frozen=True, slots=True)
 class JobStatus:
     id: int
     status: str
@@ -313,6 +323,28 @@ class GitHubClient:
         body = response.json()
         return JitConfig(
             runner_id=int(body["runner"]["id"]), encoded=str(body["encoded_jit_config"])
+        )
+
+    def get_runner_group(
+        self, org: str, group_id: int, installation_id: int | None
+    ) -> RunnerGroup | None:
+        """The organization's runner group, or None when it does not exist (404)."""
+        try:
+            response = self._call(
+                "GET",
+                "/orgs/{org}/actions/runner-groups/{id}",
+                f"/orgs/{org}/actions/runner-groups/{group_id}",
+                installation_id=installation_id,
+            )
+        except GitHubNotFound:
+            return None
+        body = response.json()
+        return RunnerGroup(
+            id=int(body["id"]),
+            name=str(body.get("name", "")),
+            visibility=str(body.get("visibility", "")),
+            # Absent means GitHub did not say: assume the unsafe answer.
+            allows_public_repositories=bool(body.get("allows_public_repositories", True)),
         )
 
     def find_runner(

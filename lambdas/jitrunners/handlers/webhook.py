@@ -9,18 +9,30 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from jitrunners.aws import deliveries
 from jitrunners.aws.queue import send_job
 from jitrunners.config import get_settings, load_templates, webhook_secrets
-from jitrunners.lifecycle.intake import IntakeDeps, WebhookRequest, WebhookResponse, handle_delivery
+from jitrunners.lifecycle.intake import (
+    CLAIM_TTL,
+    IntakeDeps,
+    WebhookRequest,
+    WebhookResponse,
+    handle_delivery,
+    utcnow,
+)
 from jitrunners.observability import logger, metrics
 
 
 def _deps() -> IntakeDeps:
     settings = get_settings()
+    table = settings.deliveries_table
+    ttl_s = int(CLAIM_TTL.total_seconds())
     return IntakeDeps(
         secrets=lambda: webhook_secrets(settings),
         templates=lambda: load_templates(settings),
         enqueue=lambda message: send_job(settings.job_queue_url, message),
+        claim=(lambda d: deliveries.claim(table, d, now=utcnow(), ttl_s=ttl_s)) if table else None,
+        release=(lambda d: deliveries.release(table, d)) if table else None,
     )
 
 

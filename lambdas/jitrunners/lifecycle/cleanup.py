@@ -120,7 +120,9 @@ def cleanup(
             logger.info("would terminate instance", extra=extra)
         else:
             try:
-                done = fleet.terminate([instance_id], prefix)
+                done = fleet.terminate(
+                    [instance_id], prefix, ctx.settings.runner_instance_profile_arn
+                )
             except (ClientError, BotoCoreError, fleet.ThrottledError) as exc:
                 result.incomplete.append(f"terminate:{error_code(exc) or type(exc).__name__}")
             else:

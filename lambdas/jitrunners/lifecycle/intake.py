@@ -5,14 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from jitrunners import signature
+from jitrunners.aws.deliveries import DeliveryStoreError
 from jitrunners.aws.params import ParameterError
 from jitrunners.config import ConfigError, RunnerTemplate, Settings
 from jitrunners.models import INSTANCE_ID_RE, JobMessage, PayloadError, WorkflowJob
 from jitrunners.observability import count, logger
 from jitrunners.routing import match_template, refusal
+
+# How long a delivery id stays claimed. GitHub lets a delivery be redelivered for 3 days; a
+# `queued` delivery whose job is older than this is refused, so replaying a captured delivery
+# after its claim expired is useless too (GitHub cancels jobs queued for 24 h anyway).
+CLAIM_TTL: Final = timedelta(days=3)
+MAX_DELIVERY_ID_LEN: Final = 100  # GitHub's are GUIDs (36 characters)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +48,11 @@ class IntakeDeps:
     secrets: Callable[[], Sequence[str]]
     templates: Callable[[], Sequence[RunnerTemplate]]
     enqueue: Callable[[JobMessage], str]
+    # Replay guard (None: no guard). claim(delivery id) -> False when already claimed;
+    # both raise DeliveryStoreError when the store is unavailable.
+    claim: Callable[[str], bool] | None = None
+    release: Callable[[str], None] | None = None
+    clock: Callable[[], datetime] = field(default=lambda: utcnow())  # noqa: PLW0108
 
 
 def _reject(status: int, reason: str, detail: str | None = None) -> WebhookResponse:
@@ -72,6 +89,29 @@ def _failed_on_an_instance(payload: dict[str, Any], settings: Settings) -> bool:
     return isinstance(runner, str) and INSTANCE_ID_RE.match(runner) is not None
 
 
+def _stale(job: WorkflowJob, now: datetime) -> str | None:
+    """Why a `queued` delivery is too old to act on (its job's age), or None."""
+    try:
+        queued = datetime.fromisoformat(job.queued_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "job_age_unknown"
+    if queued.tzinfo is None:
+        return "job_age_unknown"
+    return "job_too_old" if now - queued > CLAIM_TTL else None
+
+
+def _release(delivery_id: str, deps: IntakeDeps) -> None:
+    """Undo the claim of a delivery we failed to enqueue, so its redelivery is taken."""
+    if deps.release is None:
+        return
+    try:
+        deps.release(delivery_id)
+    except DeliveryStoreError as exc:
+        # Its redelivery will be answered "duplicate" until the claim expires: say so loudly.
+        count("DeliveryReleaseFailed")
+        logger.error("cannot release the delivery claim", extra={"detail": str(exc)})
+
+
 def handle_delivery(
     request: WebhookRequest, settings: Settings, deps: IntakeDeps
 ) -> WebhookResponse:
@@ -84,9 +124,26 @@ def handle_delivery(
         secrets = deps.secrets()
     except (ParameterError, ConfigError) as exc:
         return _unavailable("secret_unavailable", exc)
-    if not secrets:
-        logger.error("no webhook secret configured: every delivery is refused (fail closed)")
-        return _reject(401, "secret_not_configured")
+    usable = signature.usable_secrets(secrets)
+    if len(usable) < len(secrets):
+        # Never the lines themselves: a short one may still be half of a real secret.
+        logger.warning(
+            "webhook secret: placeholder or short lines ignored",
+            extra={"ignored_lines": len(secrets) - len(usable)},
+        )
+    if not usable:
+        count("WebhookSecretNotConfigured")
+        logger.error(
+            "webhook secret not configured: every delivery is refused (fail closed)",
+            extra={"lines": len(secrets), "min_bytes": signature.MIN_SECRET_BYTES},
+        )
+        return _reject(
+            401,
+            "secret_not_configured",
+            f"the webhook secret is unset, a placeholder or shorter than "
+            f"{signature.MIN_SECRET_BYTES} bytes",
+        )
+    secrets = usable
     if not signature.verify(secrets, request.body, request.headers.get("x-hub-signature-256")):
         return _reject(401, "bad_signature")
 
@@ -103,6 +160,8 @@ def handle_delivery(
         return _ignore("event_not_handled", event=event[:100])
     if not delivery_id:
         return _reject(400, "missing_delivery_header", "X-GitHub-Delivery header is required")
+    if len(delivery_id) > MAX_DELIVERY_ID_LEN:
+        return _reject(400, "invalid_delivery_header", "X-GitHub-Delivery header is too long")
 
     try:
         payload = json.loads(request.body)
@@ -119,6 +178,17 @@ def handle_delivery(
     except PayloadError as exc:
         return _reject(400, "invalid_payload", str(exc))
     logger.append_keys(job_id=job.job_id, repo=job.repo)
+    if not rerun_check:
+        stale = _stale(job, deps.clock())
+        if stale:
+            # 2xx, not 4xx: a late redelivery of a real delivery is not an attack, and a 4xx
+            # would make the housekeeper ask GitHub to redeliver it again. Nothing is enqueued.
+            count("WebhookIgnored", reason=stale)
+            logger.warning(
+                "queued delivery refused: its job is older than the replay window",
+                extra={"reason": stale, "queued_at": job.queued_at[:40]},
+            )
+            return WebhookResponse(202, {"ignored": stale, "job_id": job.job_id})
 
     why = refusal(job, settings)
     if why:
@@ -139,9 +209,18 @@ def handle_delivery(
         message = JobMessage.rerun_check_for(job, template.name, delivery_id)
     else:
         message = JobMessage.launch_for(job, template.name, delivery_id)
+    if deps.claim is not None:
+        try:
+            first = deps.claim(delivery_id)
+        except DeliveryStoreError as exc:
+            return _unavailable("claim_unavailable", exc)
+        if not first:
+            # GitHub's own duplicate (or a replay within the claim window): already enqueued.
+            return _ignore("duplicate", job_id=job.job_id)
     try:
         message_id = deps.enqueue(message)
     except Exception as exc:  # noqa: BLE001 - any enqueue failure must reach GitHub as a 5xx
+        _release(delivery_id, deps)
         return _unavailable("enqueue_failed", exc)
     if rerun_check:
         count("RerunChecksQueued")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle import boundary
 from jitrunners.lifecycle.scale_up import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
@@ -16,6 +17,9 @@ LIMIT_DELAY_S = 60  # over max runners: a runner will free up within minutes
 CAPACITY_DELAY_S = 60
 THROTTLE_DELAY_S = 30
 GITHUB_DELAY_S = 30
+# The template's runner group is unsafe: an operator must fix it. The message fails slowly until it
+# reaches the DLQ (alarm), from which the redrive brings it back once the group is fixed.
+UNSAFE_GROUP_DELAY_S = 300
 
 Item = tuple[Record, JobMessage]
 
@@ -46,7 +50,9 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     outcomes: dict[str, Outcome] = {}
     settings = deps.settings
     try:
-        live = fleet.list_instances(settings.prefix)
+        live = fleet.list_instances(
+            settings.prefix, profile_arn=settings.runner_instance_profile_arn
+        )
     except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
         logger.warning("cannot count runners", extra={"detail": str(exc)})
         failure = RecordFailed("cannot count runners", THROTTLE_DELAY_S)
@@ -89,6 +95,8 @@ def _admit(
         count("LaunchFailed", code="UnknownTemplate")
         logger.error("launch refused: no runner template of that name; message goes to the DLQ")
         return Outcome("failed", RecordFailed("unknown template"))
+    if boundary.refused_repository(message, deps.settings):
+        return Outcome("refused")
     key = (message.job_id, message.run_attempt)
     if key in live_jobs:
         # A redelivered webhook or a retried message: the instance it asked for exists already.
@@ -117,8 +125,42 @@ def _admit(
             count("LaunchDropped", reason=f"job_{status}")
             logger.info("launch dropped: the job is no longer queued", extra={"job_status": status})
             return Outcome("dropped")
+    # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
+    outcome = _check_runner_group(message, deps)
+    if outcome is not None:
+        return outcome
     live_jobs.add(key)  # a second copy in this batch is a duplicate too
     return None
+
+
+def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | None:
+    """None when the template's runner group is a safe boundary; otherwise the failed outcome."""
+    from jitrunners.github.client import GitHubError, GitHubRateLimited
+
+    template = deps.template(message.template)
+    assert template is not None  # checked by _admit
+    try:
+        problem = boundary.runner_group_refusal(
+            template, message, deps.github, allow_public_repos=deps.settings.allow_public_repos
+        )
+    except GitHubRateLimited as exc:
+        count("LaunchFailed", code="GitHubRateLimited")
+        logger.warning(
+            "GitHub rate limit: runner group check retried later",
+            extra={"wait_s": exc.retry_after_s},
+        )
+        return Outcome("failed", RecordFailed("github rate limited", _ceil(exc.retry_after_s)))
+    except GitHubError as exc:
+        count("LaunchFailed", code=f"GitHub{exc.status or 'Unavailable'}")
+        logger.warning(
+            "cannot check the runner group on GitHub: launch retried later",
+            extra={"detail": str(exc), "runner_group_id": template.runner_group_id},
+        )
+        return Outcome("failed", RecordFailed("github unavailable", GITHUB_DELAY_S))
+    if problem is None:
+        return None
+    count("LaunchFailed", code="RunnerGroupUnsafe")
+    return Outcome("failed", RecordFailed("runner group unsafe", UNSAFE_GROUP_DELAY_S))
 
 
 def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> Outcome:
@@ -196,7 +238,9 @@ def _after_launch(instance: fleet.Launched, start_id: str | None, deps: ScaleUpD
     if start_id is None:
         # An instance nobody will start must not live on; the launch is retried instead.
         logger.error("cannot enqueue start: terminating the instance")
-        fleet.terminate([instance.id], deps.settings.prefix)
+        fleet.terminate(
+            [instance.id], deps.settings.prefix, deps.settings.runner_instance_profile_arn
+        )
         return Outcome("failed", RecordFailed("start not enqueued", THROTTLE_DELAY_S))
     count("RunnerLaunched", market=instance.market)
     logger.info(

@@ -126,7 +126,7 @@ def check_failed_job(message: Any, ctx: Context) -> str:
         return "disabled"
     prefix = ctx.settings.prefix
     instance_id = str(message.instance_id)
-    instance = fleet.get_instance(instance_id, prefix)
+    instance = fleet.get_instance(instance_id, prefix, ctx.settings.runner_instance_profile_arn)
     if instance is None:
         return "not_ours"
     reclaimed = instance.spot_reclaimed or markers.exists(f"{recorded_path(prefix)}/{instance_id}")

@@ -31,7 +31,9 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     logger.append_keys(instance_id=event.instance_id)
     # Only instances carrying our prefix tag come back: a foreign instance and one EC2 no longer
     # describes look the same here, and both are left alone.
-    instance = fleet.get_instance(event.instance_id, ctx.settings.prefix)
+    instance = fleet.get_instance(
+        event.instance_id, ctx.settings.prefix, ctx.settings.runner_instance_profile_arn
+    )
     if instance is None:
         if isinstance(event, InstanceStateChanged) and event.gone:
             # Possibly ours but too old to describe: a parameter under our own path is ours by

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from jitrunners.config import RunnerTemplate, Settings
+from jitrunners.lifecycle import boundary
 from jitrunners.models import JobMessage, MessageError
 from jitrunners.observability import count, logger
 
@@ -166,6 +167,8 @@ class ScaleUpBatch:
         from jitrunners.lifecycle.rerun import check_failed_job
 
         deps = self.deps
+        if boundary.refused_repository(message, deps.settings):
+            return "refused"
         ctx = Context.build(deps.settings, deps.templates(), deps.github(), deps.clock)
         outcome = check_failed_job(message, ctx)
         if outcome.startswith("wait:github") or outcome == "wait:claim_failed":

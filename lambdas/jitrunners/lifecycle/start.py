@@ -43,7 +43,9 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
         # A retry. An earlier delivery may have got as far as SendCommand (and then lost its
         # tag write or its invocation): a second command would start a second runner on the
         # instance, possibly after the first finished. Look before starting again.
-        instance = fleet.get_instance(instance_id, settings.prefix)
+        instance = fleet.get_instance(
+            instance_id, settings.prefix, settings.runner_instance_profile_arn
+        )
         started = _already_started(instance, instance_id, comment)
         if started:
             count("StartSkipped", reason="already_started")
@@ -54,6 +56,18 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
         if instance is None or instance.state not in fleet.LIVE_STATES:
             _give_up(message, scope, param, deps, "instance_gone")
             return "relaunched"
+    elif settings.runner_instance_profile_arn:
+        # Before a JIT config is made for it or a command sent to it, the instance must be ours
+        # by its instance profile, not only by a tag anyone may set (nor by a message's word).
+        instance = fleet.get_instance(
+            instance_id, settings.prefix, settings.runner_instance_profile_arn
+        )
+        if instance is None:
+            # Unknown (EC2 may not list a fresh instance yet) or not ours: never commanded.
+            # Retried; a message for a foreign instance ends in the DLQ, visible.
+            count("StartFailed", reason="not_our_instance")
+            logger.error("start refused: no runner instance of ours has that id")
+            raise RecordFailed("not our instance", RETRY_BASE_S)
 
     # First delivery: no parameter can exist yet, so skip the lookup. On a retry (agent not
     # ready) it does: reuse it, never ask GitHub for a second registration.
@@ -148,7 +162,9 @@ def _agent_not_ready(
 ) -> str:
     assert message.instance_id is not None
     if instance is None:
-        instance = fleet.get_instance(message.instance_id, deps.settings.prefix)
+        instance = fleet.get_instance(
+            message.instance_id, deps.settings.prefix, deps.settings.runner_instance_profile_arn
+        )
     now = deps.clock()
     alive = instance is not None and instance.state in fleet.LIVE_STATES
     age = (now - instance.launch_time).total_seconds() if instance and instance.launch_time else 0.0
@@ -169,7 +185,7 @@ def _give_up(
     """Terminate, clean up and launch the job again: another instance may well come up."""
     assert message.instance_id is not None
     settings = deps.settings
-    fleet.terminate([message.instance_id], settings.prefix)
+    fleet.terminate([message.instance_id], settings.prefix, settings.runner_instance_profile_arn)
     count("RunnerTerminated", reason=reason)
     ssm.delete_parameter(param)
     try:

@@ -60,7 +60,11 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     report = SweepReport()
     now = ctx.clock()
     prefix = ctx.settings.prefix
-    instances = list(fleet.list_instances(prefix, states=ALL_STATES))
+    instances = list(
+        fleet.list_instances(
+            prefix, states=ALL_STATES, profile_arn=ctx.settings.runner_instance_profile_arn
+        )
+    )
     ended: set[str] = {i.id for i in instances if i.state in ENDED_STATES}
 
     for instance in instances:
