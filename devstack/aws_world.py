@@ -294,6 +294,7 @@ class AwsWorld:
             "runner_command_log_group_arn": arn.format(
                 "logs", f"log-group:/{self.prefix}/runner-commands"
             ),
+            "deliveries_table_arn": arn.format("dynamodb", f"table/{self.names.deliveries_table}"),
             "event_rule_arns": {
                 k: arn.format("events", f"rule/{self.prefix}-{k}")
                 for k in ("command-finished", "spot-interruption", "instance-stopped")
@@ -336,6 +337,7 @@ class AwsWorld:
             "GITHUB_APP_KEY_PARAM": self.names.github_app_key_param,
             "RUNNER_SUBNET_IDS": ",".join(self.subnet_ids),
             "JIT_KMS_KEY_ID": self.kms_key_arn,
+            "RUNNER_INSTANCE_PROFILE_ARN": self.runner_profile_arn,
             "POWERTOOLS_SERVICE_NAME": self.prefix,
             "POWERTOOLS_METRICS_NAMESPACE": self.prefix,
         }

@@ -245,6 +245,13 @@ locals {
           Resource = [local.arn.webhook_secret, local.arn.templates]
         },
         {
+          # Each delivery id once (replay guard); released when its enqueue fails.
+          Sid      = "ClaimDeliveries"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = local.deployed.deliveries_table_arn
+        },
+        {
           Sid       = "DecryptSecretEncryptQueue"
           Effect    = "Allow"
           Action    = ["kms:Decrypt", "kms:GenerateDataKey"]

@@ -21,6 +21,7 @@ locals {
     runner_security_group_id     = aws_security_group.runner.id
     runner_command_log_group_arn = aws_cloudwatch_log_group.runner_commands.arn
     event_rule_arns              = { for k, r in aws_cloudwatch_event_rule.this : k => r.arn }
+    deliveries_table_arn         = aws_dynamodb_table.deliveries.arn
   }
 
   reserved_concurrency = {

@@ -67,6 +67,7 @@ def placeholder_deployed(tf_templates: Sequence[Mapping[str, Any]]) -> dict[str,
         "runner_security_group_id": "sg-00000000000000000",
         "runner_command_log_group_arn": _PLACEHOLDER,
         "event_rule_arns": {"placeholder": _PLACEHOLDER},
+        "deliveries_table_arn": _PLACEHOLDER,
     }
 
 

@@ -891,6 +891,23 @@ def _unique(checks: list[Check]) -> list[Check]:
 
 
 # ----------------------------------------------------------------------------------- rules
+def _dynamodb_item(action: str) -> Rule:
+    """Item writes on a table: the table's ARN. Encryption with a customer managed key is DynamoDB's
+    own business through the grant it made at table creation: callers need no KMS permission
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.usagenotes.html)."""
+
+    def rule(call: Call) -> list[Check]:
+        table = str(call.params.get("TableName", ""))
+        arn = (
+            table
+            if table.startswith("arn:")
+            else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
+        )
+        return [Check(action, arn, {})]
+
+    return rule
+
+
 RULES: dict[tuple[str, str], Rule] = {
     ("sqs", "SendMessage"): _sqs("SendMessage", "GenerateDataKey"),
     ("sqs", "SendMessageBatch"): _sqs("SendMessage", "GenerateDataKey"),
@@ -917,6 +934,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ec2", "CreateTags"): _create_tags,
     ("ec2", "RunInstances"): _run_instances,
     ("ec2", "CreateFleet"): _create_fleet,
+    ("dynamodb", "PutItem"): _dynamodb_item("dynamodb:PutItem"),
+    ("dynamodb", "DeleteItem"): _dynamodb_item("dynamodb:DeleteItem"),
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),

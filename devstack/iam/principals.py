@@ -17,7 +17,7 @@ from typing import Any
 from devstack.iam.enforce import Enforcer, Lookup, Principal
 
 _CURRENT: ContextVar[Principal | None] = ContextVar("devstack_iam_principal", default=None)
-LAMBDA_SERVICES = ("ec2", "kms", "sqs", "ssm")
+LAMBDA_SERVICES = ("dynamodb", "ec2", "kms", "sqs", "ssm")
 
 
 def current() -> Principal | None:

@@ -32,6 +32,7 @@ def deployed(templates: list[dict[str, Any]]) -> dict[str, Any]:
         "runner_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-runner",
         "runner_security_group_id": "sg-0123456789abcdef0",
         "runner_command_log_group_arn": arn.format("logs", f"log-group:/{PREFIX}/runner-commands"),
+        "deliveries_table_arn": arn.format("dynamodb", f"table/{PREFIX}-deliveries"),
         "event_rule_arns": {
             k: arn.format("events", f"rule/{PREFIX}-{k}")
             for k in ("command-finished", "spot-interruption", "instance-stopped")
