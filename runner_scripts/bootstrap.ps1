@@ -8,6 +8,8 @@ param(
   [Parameter(Mandatory = $true)][ValidatePattern('^\d+\.\d+\.\d+$')][string]$RunnerVersion,
   [string]$RunnerSha256 = '',
   [ValidateSet('true', 'false')][string]$Preinstalled = 'false',
+  # Base URL of the runner releases (a mirror for private subnets): <url>/v<version>/<zip>.
+  [ValidatePattern('^https?://\S+[^/]$')][string]$DownloadUrl = 'https://github.com/actions/runner/releases/download',
   [string]$RunnerDir = 'C:\actions-runner',
   [string]$InstallDir = 'C:\jitrunners',
   [string]$LogDir = 'C:\jitrunners\logs'
@@ -52,7 +54,7 @@ if ($Preinstalled -eq 'true') {
 } else {
   if ($RunnerSha256 -notmatch '^[0-9a-fA-F]{64}$') { throw "no SHA-256 for runner ${RunnerVersion}: refusing to install an unverified runner" }
   $zip = Join-Path $env:TEMP "actions-runner-win-x64-$RunnerVersion.zip"
-  $url = "https://github.com/actions/runner/releases/download/v$RunnerVersion/actions-runner-win-x64-$RunnerVersion.zip"
+  $url = "$DownloadUrl/v$RunnerVersion/actions-runner-win-x64-$RunnerVersion.zip"
   Write-Log "downloading $url"
   Invoke-WebRequest -UseBasicParsing -Uri $url -OutFile $zip
   $actual = (Get-FileHash -Algorithm SHA256 -Path $zip).Hash

@@ -9,6 +9,8 @@
 #   RUNNER_SHA256_X64    SHA-256 of actions-runner-linux-x64-<version>.tar.gz
 #   RUNNER_SHA256_ARM64  SHA-256 of actions-runner-linux-arm64-<version>.tar.gz
 #   RUNNER_PREINSTALLED  "true": the AMI has the runner at RUNNER_DIR; download nothing
+#   RUNNER_DOWNLOAD_URL  base URL of the runner releases (default GitHub's; a mirror for private
+#                        subnets): <base>/v<version>/actions-runner-linux-<arch>-<version>.tar.gz
 #   START_RUNNER_SRC     start-runner.sh to install (default /opt/jitrunners/src/start-runner.sh)
 #   RUNNER_DIR (/opt/actions-runner), RUNNER_USER (runner), JITRUNNERS_LOG_DIR (/var/log/jitrunners),
 #   JITRUNNERS_INSTALL_DIR (/opt/jitrunners), JITRUNNERS_ENV_DIR (/etc/jitrunners): overridable so
@@ -24,7 +26,8 @@ START_RUNNER_SRC="${START_RUNNER_SRC:-/opt/jitrunners/src/start-runner.sh}"
 INSTALL_DIR="${JITRUNNERS_INSTALL_DIR:-/opt/jitrunners}"
 ENV_DIR="${JITRUNNERS_ENV_DIR:-/etc/jitrunners}"
 LOG_DIR="${JITRUNNERS_LOG_DIR:-/var/log/jitrunners}"
-DOWNLOAD_BASE="https://github.com/actions/runner/releases/download"
+DOWNLOAD_BASE="${RUNNER_DOWNLOAD_URL:-https://github.com/actions/runner/releases/download}"
+DOWNLOAD_BASE="${DOWNLOAD_BASE%/}"
 
 work_dir=""
 
