@@ -10,6 +10,7 @@ document from it the way `local.templates_document` does.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -162,8 +163,17 @@ class AwsWorld:
             "Server.SpotInstanceTermination",
         )
 
-    def create(self, *, webhook_secret: str, github_app_key: str) -> None:
-        """Create what `terraform apply` would, minus the parts moto has no use for."""
+    def create(
+        self,
+        *,
+        webhook_secret: str,
+        github_app_key: str,
+        user_data: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create what `terraform apply` would, minus the parts moto has no use for.
+
+        `user_data`: per template, what terraform/documents.tf renders (devstack/deployment.py),
+        put in each launch template as runners.tf does (base64)."""
         ec2, sqs, ssm = self.client("ec2"), self.client("sqs"), self.client("ssm")
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         for index, zone in enumerate(("a", "b")):
@@ -185,6 +195,7 @@ class AwsWorld:
                     "SecurityGroupIds": [group],
                     "InstanceInitiatedShutdownBehavior": "terminate",
                     "MetadataOptions": {"HttpTokens": "required"},
+                    **_user_data(user_data, t["name"]),
                 },
                 TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
             )
@@ -296,3 +307,10 @@ class AwsWorld:
             ],
         )["Attributes"]
         return sum(int(v) for v in attributes.values())
+
+
+def _user_data(user_data: Mapping[str, str] | None, template: str) -> dict[str, str]:
+    """LaunchTemplateData's UserData (base64, as runners.tf passes it), when rendered."""
+    if not user_data or template not in user_data:
+        return {}
+    return {"UserData": base64.b64encode(user_data[template].encode()).decode()}
