@@ -17,6 +17,12 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 New-Item -ItemType Directory -Force -Path $LogDir, $InstallDir | Out-Null
+# C:\ lets every user create folders and files (and modify their own): inherited, that would let the
+# runner account replace the scripts SYSTEM runs. The install directory gets its own ACL, no
+# inheritance, SYSTEM and Administrators only (SIDs: names differ between languages); its
+# subdirectories and files inherit it.
+& icacls.exe $InstallDir /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' | Out-Null
+if ($LASTEXITCODE -ne 0) { throw "icacls could not restrict $InstallDir" }
 
 function Write-Log([string]$Message) {
   $line = "$((Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')) bootstrap: $Message"

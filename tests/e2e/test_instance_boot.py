@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "runner_scripts"
 TEMPLATE = "linux-x64"
 FIXED = "base64 -d <<'B64' | gunzip >"
+# bootstrap.sh's environment for a second run by hand (what the user data passes, preinstalled).
+_ENV = {"RUNNER_PREINSTALLED": "true"}
 
 pytestmark = [
     pytest.mark.e2e,
@@ -151,5 +153,33 @@ def test_user_data_of_824236b_never_runs_bootstrap(dist: RunnerDist, tmp_path: P
         assert "/opt/jitrunners/src/bootstrap.sh is not runner_scripts/bootstrap.sh" in found
         assert "bootstrap did not log done" in found
         assert "not in gzip format" in instance.read("/var/log/jitrunners/user-data.log")
+    finally:
+        instance.kill()
+
+
+def test_bootstrap_keeps_the_runner_user_off_instance_metadata(
+    dist: RunnerDist, tmp_path: Path
+) -> None:
+    instance, status = boot(tmp_path, user_data(dist))
+    try:
+        assert status == 0, instance.read("/var/log/jitrunners/user-data.log")
+        uid = instance.run(["id", "-u", "runner"]).stdout.strip()
+        assert instance.state("iptables.filter.rules").splitlines() == [
+            f"-A OUTPUT -d 169.254.169.254 -m owner --uid-owner {uid} -j REJECT"
+        ]
+        assert instance.state("ip6tables.filter.rules").splitlines() == [
+            f"-A OUTPUT -d fd00:ec2::254 -m owner --uid-owner {uid} -j REJECT"
+        ]
+        token = ["curl", "-fsS", "-X", "PUT", "http://169.254.169.254/latest/api/token"]
+        as_root = instance.run(token)
+        assert as_root.returncode == 0, as_root.stdout
+        as_runner = instance.run(["runuser", "-u", "runner", "--", *token])
+        assert as_runner.returncode == 7, as_runner.stdout  # curl: couldn't connect
+        v6 = ["curl", "-fsS", "-X", "PUT", "http://[fd00:ec2::254]/latest/api/token"]
+        assert instance.run(["runuser", "-u", "runner", "--", *v6]).returncode == 7
+        # A second bootstrap (the next boot) adds nothing.
+        again = instance.run(["/opt/jitrunners/src/bootstrap.sh"], env=instance_env(_ENV))
+        assert again.returncode == 0, again.stdout
+        assert len(instance.state("iptables.filter.rules").splitlines()) == 1
     finally:
         instance.kill()
