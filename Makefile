@@ -19,7 +19,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-3.3.30
 BATS_DIR := .tools/bats
 BATS := $(BATS_DIR)/node_modules/bats/bin/bats
-SHELL_SCRIPTS := runner_scripts/*.sh
+SHELL_SCRIPTS := runner_scripts/*.sh devstack/instance/init.sh devstack/instance/bin/curl devstack/instance/bin/iptables devstack/instance/bin/shutdown devstack/instance/bin/systemctl
 
 help:
 	@echo "make run     the whole pipeline locally and offline (ARGS=\"--jobs 6\")"

@@ -1,26 +1,32 @@
-"""The SSM agent shim: runs the real runner_scripts/start-runner.sh for each RunCommand invocation.
+"""The SSM agent shim: boots each instance from its user data and runs RunCommand documents on it.
 
-Moto records `send_command` but runs nothing, and lists every instance of the region as a target.
-The shim hooks the SendCommand calls of a boto3 client (the Lambdas' `ssm` client): before the call
-it plays the agent's availability (`InvalidInstanceId` until an instance has booted; the
-`ssm-offline` fault makes some instances come online late), after the call it takes the command's
-own `InstanceIds` and runs start-runner.sh for each in a sandbox directory (a copy of the simulated
-runner as `RUNNER_DIR`, the fake `aws` first on `PATH`). The exit status becomes the command's
-status, reported as the EventBridge event SSM sends.
+Moto records launches and `send_command` but runs nothing, and lists every instance of the region
+as a command target. The shim does what EC2 and the SSM agent would:
+
+* boot (`boot`, when the stack first sees an instance): an instance sandbox (devstack/sandbox.py:
+  its own root view over the host, which is never modified), the user data of the instance's launch
+  template read back from moto (DescribeLaunchTemplateVersions, base64) and run as cloud-init runs
+  it; bootstrap.sh downloads and checks the runner and enables the SSM agent unit. The agent is
+  online once that unit was started and `boot_s` after launch (the `ssm-offline` fault makes some
+  come online `offline_s` later); until then SendCommand answers `InvalidInstanceId`. An instance
+  that powers itself off (a failing bootstrap's `shutdown -h now`) is reported to `on_poweroff`;
+* RunCommand (the SendCommand calls of a hooked boto3 client, the Lambdas' `ssm`): for each of the
+  command's own `InstanceIds`, the AWS-RunShellScript `commands` joined into one script, run as
+  root on the instance from its orchestration directory with the agent's environment
+  (`AWS_SSM_INSTANCE_ID`, `AWS_SSM_REGION_NAME`), killed after `executionTimeout`. The exit status
+  becomes the command's status (Success, Failed, TimedOut), reported as the EventBridge event SSM
+  sends.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import getpass
 import json
 import os
 import random
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,13 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-ROOT = Path(__file__).resolve().parents[1]
-START_RUNNER = ROOT / "runner_scripts" / "start-runner.sh"
-FAKE_RUNNER = Path(__file__).with_name("fake_runner")
-FAKE_BIN = Path(__file__).with_name("bin")
+from devstack.sandbox import Instance, SandboxError, instance_env
+
 ACCOUNT = "123456789012"
+DOCUMENT = "AWS-RunShellScript"
+# The agent unit's environment on the stack's instances (a systemd drop-in on a real one would set
+# it): start-runner.sh polls its runner every 0.2 s instead of 5 s, as jobs here last a second.
+AGENT_UNIT_ENV = {"JITRUNNERS_POLL_S": "0.2", "JITRUNNERS_STOP_GRACE_S": "2"}
+USER_DATA_TIMEOUT_S = 300
 
 
 @dataclass
@@ -48,71 +57,6 @@ class _Http:
 class Result:
     returncode: int
     output: str
-
-
-@dataclass
-class Sandbox:
-    """One instance's disk: a runner directory with the simulated runner; start-runner.sh's env."""
-
-    root: Path
-    instance_id: str
-    process: subprocess.Popen[str] | None = None
-
-    @property
-    def runner_dir(self) -> Path:
-        return self.root / "actions-runner"
-
-    @classmethod
-    def create(cls, base: Path, instance_id: str, *, job_seconds: float) -> Sandbox:
-        root = base / instance_id
-        shutil.copytree(FAKE_RUNNER, root / "actions-runner", dirs_exist_ok=True)
-        settings = {"job_seconds": job_seconds, "poll_s": 0.2}
-        (root / "actions-runner" / ".runner-sim.json").write_text(json.dumps(settings))
-        return cls(root, instance_id)
-
-    @staticmethod
-    def base_env() -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            PATH=f"{FAKE_BIN}{os.pathsep}{env.get('PATH', '')}",
-            DEVSTACK_PYTHON=sys.executable,
-            PYTHONPATH=str(ROOT),
-            # RunCommand runs as root and the script drops to RUNNER_USER; here: whoever we are.
-            RUNNER_USER=getpass.getuser(),
-            JITRUNNERS_POLL_S="0.2",
-            JITRUNNERS_STOP_GRACE_S="2",
-            JITRUNNERS_ENV_FILE=os.devnull,
-        )
-        return env
-
-    def start(self, args: list[str]) -> subprocess.Popen[str]:
-        env = self.base_env()
-        env["RUNNER_DIR"] = str(self.runner_dir)
-        env["TMPDIR"] = str(self.root)
-        self.process = subprocess.Popen(
-            ["bash", str(START_RUNNER), *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group: an interruption kills it all
-        )
-        return self.process
-
-    def run(self, args: list[str], *, timeout_s: float) -> Result:
-        process = self.start(args)
-        try:
-            output, _ = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            output, _ = process.communicate()
-            return Result(-9, output)
-        return Result(process.returncode, output)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def command_event(instance_id: str, command_id: str, status: str, region: str) -> dict[str, Any]:
@@ -129,7 +73,7 @@ def command_event(instance_id: str, command_id: str, status: str, region: str) -
         "resources": [f"arn:aws:ec2:{region}:{ACCOUNT}:instance/{instance_id}"],
         "detail": {
             "command-id": command_id,
-            "document-name": "AWS-RunShellScript",
+            "document-name": DOCUMENT,
             "instance-id": instance_id,
             "requested-date-time": now.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "status": status,
@@ -141,19 +85,21 @@ def command_event(instance_id: str, command_id: str, status: str, region: str) -
 class Invocation:
     command_id: str
     instance_id: str
-    sandbox: Sandbox | None  # None for the in-process agent (devstack/inline_agent.py)
+    instance: Instance | None  # None for the in-process agent (devstack/inline_agent.py)
     status: str = "InProgress"
     returncode: int | None = None
     output: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)  # the instance is gone
+    process: subprocess.Popen[str] | None = None
 
     def end(self) -> None:
         """The instance died with the command running: no agent is left to report it."""
         self.status = "Interrupted"
         self.stopped.set()
-        if self.sandbox is not None:
-            self.sandbox.kill()
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 class AgentShim:
@@ -172,6 +118,9 @@ class AgentShim:
         seed: int = 0,
         region: str = "eu-west-1",
         log: Callable[[str], None] = lambda line: None,
+        ec2: Any = None,
+        prefix: str = "jitrunners",
+        on_poweroff: Callable[[str], None] = lambda instance_id: None,
     ) -> None:
         self.base_dir = base_dir
         self.on_event = on_event
@@ -182,6 +131,12 @@ class AgentShim:
         self.offline_s = offline_s
         self.region = region
         self.log = log
+        self.ec2 = ec2  # where launch templates are read (moto)
+        self.prefix = prefix
+        self.on_poweroff = on_poweroff
+        self.instances: dict[str, Instance] = {}
+        self.boots: dict[str, int | None] = {}  # user data exit status (None: still running)
+        self.boot_seconds: dict[str, float] = {}  # launch seen -> SSM agent unit started
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._late: dict[str, bool] = {}
@@ -196,14 +151,89 @@ class AgentShim:
         events.register("after-call.ssm.SendCommand", self._after_send)
         events.register("before-call.ssm.GetCommandInvocation", self._invocation_status)
 
-    # ---- the agent comes online some time after boot
+    # ---- boot: the user data of the instance's launch template, run in its sandbox
+    def boot(self, instance_id: str) -> None:
+        """EC2 starts the instance: boot it in the background (the stack calls this once)."""
+        with self._lock:
+            if instance_id in self.boots:
+                return
+            self.boots[instance_id] = None
+        thread = threading.Thread(
+            target=self._boot, args=(instance_id,), name=f"boot-{instance_id}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def user_data(self, instance_id: str) -> str:
+        """The user data EC2 hands the instance: its launch template's default version's (the
+        module's name for the template in the tag scale-up sets), or the instance's own."""
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        tags = {t["Key"]: t["Value"] for t in reservations[0]["Instances"][0].get("Tags", [])}
+        encoded = ""
+        if "jitrunners:template" in tags:
+            versions = self.ec2.describe_launch_template_versions(
+                LaunchTemplateName=f"{self.prefix}-{tags['jitrunners:template']}",
+                Versions=["$Default"],
+            )["LaunchTemplateVersions"]
+            encoded = versions[0]["LaunchTemplateData"].get("UserData", "")
+        else:
+            attribute = self.ec2.describe_instance_attribute(
+                InstanceId=instance_id, Attribute="userData"
+            )
+            encoded = attribute.get("UserData", {}).get("Value", "")
+        return base64.b64decode(encoded).decode() if encoded else ""
+
+    def _boot(self, instance_id: str) -> None:
+        started = time.time()
+        try:
+            script = self.user_data(instance_id)
+            instance = Instance.create(self.base_dir, instance_id, region=self.region).boot()
+        except (ClientError, BotoCoreError, SandboxError, OSError) as exc:
+            self.log(f"agent {instance_id}: cannot boot: {exc}")
+            with self._lock:
+                self.boots[instance_id] = -1
+            return
+        with self._lock:
+            self.instances[instance_id] = instance
+        watcher = threading.Thread(
+            target=self._watch_power, args=(instance,), name=f"power-{instance_id}", daemon=True
+        )
+        self._threads.append(watcher)
+        watcher.start()
+        status = instance.run_user_data(script, env=instance_env(), timeout_s=USER_DATA_TIMEOUT_S)
+        with self._lock:
+            self.boots[instance_id] = status
+        agent_started = self._agent_started(instance_id)
+        if agent_started is not None:
+            self.boot_seconds[instance_id] = agent_started - started
+        self.log(f"agent {instance_id}: user data exit {status}")
+
+    def _watch_power(self, instance: Instance) -> None:
+        if instance.wait_stopped():
+            self.log(f"agent {instance.instance_id}: powered off")
+            self.kill_instance(instance.instance_id)
+            self.on_poweroff(instance.instance_id)
+
+    def _agent_started(self, instance_id: str) -> float | None:
+        """When the instance's SSM agent unit was started (its systemctl stand-in's record)."""
+        with self._lock:
+            instance = self.instances.get(instance_id)
+        if instance is None or not instance.running():
+            return None
+        stamp = instance.state("ssm-agent.started").strip()
+        return float(stamp) if stamp else None
+
+    # ---- the agent comes online once booted, some time after launch
     def online(self, instance_id: str) -> bool:
         launched = self.launch_time(instance_id)
         if launched is None:
             return False
+        agent_started = self._agent_started(instance_id)
+        if agent_started is None:
+            return False
         with self._lock:
             late = self._late.setdefault(instance_id, self._rng.random() < self.ssm_offline)
-        ready_at = launched + self.boot_s + (self.offline_s if late else 0.0)
+        ready_at = max(launched + self.boot_s, agent_started) + (self.offline_s if late else 0.0)
         return time.time() >= ready_at
 
     def _before_send(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -255,37 +285,55 @@ class AgentShim:
         return _Http(200), {
             "CommandId": key[0],
             "InstanceId": key[1],
-            "DocumentName": "AWS-RunShellScript",
+            "DocumentName": DOCUMENT,
             "Status": status,
             "StatusDetails": status,
             "ResponseCode": -1 if invocation.returncode is None else invocation.returncode,
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
 
-    # ---- one invocation: start-runner.sh in the instance's sandbox
+    # ---- one invocation: the document's commands as one script on the instance
     def run_invocation(self, command_id: str, instance_id: str, parameters: dict[str, Any]) -> None:
-        line = (parameters.get("commands") or [""])[0]
-        argv = shlex.split(line)[1:]  # the script path is the instance's; the args are the contract
         timeout_s = float((parameters.get("executionTimeout") or ["3600"])[0])
-        sandbox = self._sandbox(instance_id)
-        invocation = Invocation(command_id, instance_id, sandbox, parameters=parameters)
+        with self._lock:
+            instance = self.instances.get(instance_id)
+        invocation = Invocation(command_id, instance_id, instance, parameters=parameters)
         with self._lock:
             self.invocations[(command_id, instance_id)] = invocation
             self.counters["invocations"] += 1
-        thread = threading.Thread(target=self._run, args=(invocation, argv, timeout_s), daemon=True)
+        thread = threading.Thread(target=self._run, args=(invocation, timeout_s), daemon=True)
         self._threads.append(thread)
         thread.start()
 
-    def _sandbox(self, instance_id: str) -> Sandbox | None:
-        return Sandbox.create(self.base_dir, instance_id, job_seconds=self.job_seconds)
+    def _execute(self, invocation: Invocation, timeout_s: float) -> Result:
+        """As the agent runs aws:runShellScript: `_script.sh` in the command's orchestration
+        directory, as root, stdout and stderr captured; killed (-9) past the execution timeout."""
+        instance = invocation.instance
+        if instance is None or not instance.running():
+            return Result(-9, "the instance is not running")
+        iid = invocation.instance_id
+        folder = f"/var/lib/amazon/ssm/{iid}/document/orchestration/{invocation.command_id}"
+        script = "\n".join(invocation.parameters.get("commands") or []) + "\n"
+        env = instance_env(
+            {"AWS_SSM_INSTANCE_ID": iid, "AWS_SSM_REGION_NAME": self.region, **AGENT_UNIT_ENV}
+        )
+        process = instance.install_and_run(
+            f"{folder}/awsrunShellScript/0.awsrunShellScript/_script.sh", script, env=env
+        )
+        invocation.process = process
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            return Result(-9, output)
+        return Result(process.returncode, output)
 
-    def _execute(self, invocation: Invocation, argv: list[str], timeout_s: float) -> Result:
-        assert invocation.sandbox is not None
-        return invocation.sandbox.run(argv, timeout_s=timeout_s)
-
-    def _run(self, invocation: Invocation, argv: list[str], timeout_s: float) -> None:
-        self.log(f"agent {invocation.instance_id}: start-runner.sh {' '.join(argv)}")
-        result = self._execute(invocation, argv, timeout_s)
+    def _run(self, invocation: Invocation, timeout_s: float) -> None:
+        commands = invocation.parameters.get("commands") or []
+        self.log(f"agent {invocation.instance_id}: {DOCUMENT} {' && '.join(commands)}")
+        result = self._execute(invocation, timeout_s)
         invocation.returncode, invocation.output = result.returncode, result.output
         if invocation.status == "Interrupted":
             return  # the instance died: no agent is left to report anything
@@ -302,10 +350,13 @@ class AgentShim:
         killed = False
         with self._lock:
             running = [i for i in self.invocations.values() if i.instance_id == instance_id]
+            instance = self.instances.get(instance_id)
         for invocation in running:
             if invocation.status == "InProgress":
                 invocation.end()
                 killed = True
+        if instance is not None:
+            instance.kill()
         return killed
 
     def busy(self) -> bool:
@@ -322,5 +373,9 @@ class AgentShim:
         for invocation in running:
             if invocation.status == "InProgress":
                 invocation.end()
+        with self._lock:
+            instances = list(self.instances.values())
+        for instance in instances:
+            instance.kill()
         for thread in self._threads:
             thread.join(timeout=5)

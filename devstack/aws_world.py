@@ -10,6 +10,7 @@ document from it the way `local.templates_document` does.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -175,20 +176,28 @@ class AwsWorld:
             "Server.SpotInstanceTermination",
         )
 
-    def create(self, *, webhook_secret: str, github_app_key: str) -> None:
+    def create(
+        self,
+        *,
+        webhook_secret: str,
+        github_app_key: str,
+        runner: Mapping[str, Any] | None = None,
+    ) -> None:
         """Create what `terraform apply` would, minus the parts moto has no use for.
 
         Policies, the key policy, the launch templates' tags and user data come from the module's
-        own documents.tf, rendered by the terraform binary (devstack/tfrender.py)."""
-        from devstack.iam import deployment
+        own documents.tf, rendered by the terraform binary (devstack/tfrender.py). `runner`: the
+        module's runner variables (devstack/runner_dist.py RunnerDist.tfvars(): the local mirror
+        and its checksums) that the user data passes to bootstrap.sh."""
+        from devstack import deployment, tfrender
 
+        self.tfvars_extra = {**self.tfvars_extra, **dict(runner or {})}
         ec2, sqs, ssm = self.client("ec2"), self.client("sqs"), self.client("ssm")
         kms, iam = self.client("kms"), self.client("iam")
-        first = deployment.render(
-            deployment.tfvars(self.prefix, self.tf_templates, extra=self.tfvars_extra),
-            account=ACCOUNT,
-            region=REGION,
-            deployed=deployment.placeholder_deployed(self.tf_templates),
+        # Before anything exists: the key policy, the launch templates' tags and user data need
+        # no ARN (well-formed stand-ins fill local.deployed).
+        first = deployment.documents(
+            self.tf_templates, prefix=self.prefix, region=REGION, runner=self.tfvars_extra
         )
         self.kms_key_arn = kms.create_key(
             Description=f"{self.prefix}: SSM secrets, JIT configs, queues",
@@ -241,6 +250,8 @@ class AwsWorld:
                         }
                         for kind in self.launch_template_tagged
                     ],
+                    # base64, as runners.tf passes it
+                    "UserData": base64.b64encode(first.user_data[t["name"]].encode()).decode(),
                 },
                 TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
             )["LaunchTemplate"]
@@ -286,7 +297,7 @@ class AwsWorld:
             "events_dlq_arn": arn.format("sqs", f"{self.prefix}-events-dlq"),
             "function_log_group_arns": {
                 k: arn.format("logs", f"log-group:/aws/lambda/{self.prefix}-{k}")
-                for k in deployment.FUNCTIONS
+                for k in deployment.FUNCTION_KEYS
             },
             "launch_template_arns": launch_templates,
             "runner_role_arn": self.runner_role_arn,
@@ -300,15 +311,15 @@ class AwsWorld:
                 for k in ("command-finished", "spot-interruption", "instance-stopped")
             },
         }
-        self.documents = deployment.render(
+        self.documents = tfrender.render(
             deployment.tfvars(
-                self.prefix,
                 self.tf_templates,
+                prefix=self.prefix,
+                runner=self.tfvars_extra,
                 vpc_id=vpc,
                 subnet_ids=self.subnet_ids,
-                extra=self.tfvars_extra,
             ),
-            account=ACCOUNT,
+            account_id=ACCOUNT,
             region=REGION,
             deployed=deployed,
         )

@@ -7,19 +7,21 @@ script and the runner do on the instance, against the same endpoints: read the J
 (moto) with decryption, delete it, connect to the simulator as the runner, take one job, run it
 for `job_seconds`, complete it, and report the command's status as the EventBridge event SSM
 sends. The exit codes are the script's (3 parameter missing, 4 idle timeout, 2 usage) and the
-runner's; the agent's availability (`InvalidInstanceId` until booted, `ssm-offline`) is
-AgentShim's. `make run` and the end-to-end tests keep the real script.
+runner's; the agent's availability (`InvalidInstanceId` until `boot_s` after launch, `ssm-offline`)
+is AgentShim's, without booting anything: no sandbox, no user data. `make run` and the end-to-end
+tests boot every instance from its user data and run the real script.
 """
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devstack.agent import AgentShim, Invocation, Result, Sandbox
+from devstack.agent import AgentShim, Invocation, Result
 from devstack.fake_runner.runner import EXIT_CONFIG, EXIT_REFUSED, Session, parse_config
 
 EXIT_USAGE = 2
@@ -47,10 +49,15 @@ class InlineAgent(AgentShim):
                 self._ssm = boto3.session.Session().client("ssm", region_name=self.region)
             return self._ssm
 
-    def _sandbox(self, instance_id: str) -> Sandbox | None:
-        return None
+    def boot(self, instance_id: str) -> None:
+        """Nothing to boot: the agent is online `boot_s` after launch."""
 
-    def _execute(self, invocation: Invocation, argv: list[str], timeout_s: float) -> Result:
+    def _agent_started(self, instance_id: str) -> float | None:
+        return 0.0
+
+    def _execute(self, invocation: Invocation, timeout_s: float) -> Result:
+        # The script path is the instance's; the arguments are the contract (docs/contracts.md).
+        argv = shlex.split((invocation.parameters.get("commands") or [""])[0])[1:]
         lines: list[str] = []
         code = self._start_runner(invocation, argv, time.monotonic() + timeout_s, lines.append)
         return Result(code, "\n".join(lines))

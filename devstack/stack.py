@@ -22,6 +22,7 @@ from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
+from devstack.runner_dist import RunnerDist
 from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
 
 REPOS = ("acme/widgets", "acme/gadgets")
@@ -116,6 +117,7 @@ class Stack:
         self.apigw: ApiGatewayShim | None = None
         self.bus: EventBus | None = None
         self.agent: AgentShim | None = None
+        self.runner_dist = RunnerDist(self.workdir / "runner-dist", job_seconds=options.job_seconds)
         self.event_source: SqsEventSource | None = None
         self.scheduler = Scheduler()
 
@@ -125,8 +127,12 @@ class Stack:
         self._saved_env = dict(os.environ)
         self.world.start()
         self.sim.start()
+        # Instances boot from the user data terraform renders, with the runner from a local mirror.
+        self.runner_dist.start()
         self.world.create(
-            webhook_secret=self.sim.webhook_secret, github_app_key=self.sim.private_key_pem
+            webhook_secret=self.sim.webhook_secret,
+            github_app_key=self.sim.private_key_pem,
+            runner=self.runner_dist.tfvars(),
         )
         env = self.world.env(
             github_api_url=self.sim.url,
@@ -150,9 +156,9 @@ class Stack:
         prefix = self.options.prefix
         principals = None
         if self.options.iam:
-            from devstack.iam import deployment
+            from devstack.iam import deployment as iam_deployment
 
-            principals, self.enforcer = deployment.enforce_lambdas(
+            principals, self.enforcer = iam_deployment.enforce_lambdas(
                 self.world.client, self.world.documents, account=ACCOUNT, region=REGION,
                 prefix=prefix, without=self.options.iam_without,
             )  # fmt: skip
@@ -183,6 +189,9 @@ class Stack:
             seed=self.options.seed,
             region=REGION,
             log=self._debug,
+            ec2=self.world.client("ec2"),
+            prefix=self.options.prefix,
+            on_poweroff=self._on_poweroff,
         )
         if self.functions["scale-up"].available:
             from jitrunners.aws.clients import client
@@ -220,6 +229,7 @@ class Stack:
             self.bus.stop()
         if self.apigw:
             self.apigw.stop()
+        self.runner_dist.stop()
         self.sim.stop()
         self.world.stop()
         self._unroute_lambda_logs()
@@ -306,6 +316,8 @@ class Stack:
             self.launch_times[iid] = time.time()
             self.progress(f"instance {iid} launched ({template}, {market})")
             self.counters["instances_launched"] += 1
+            if state in LIVE_STATES and self.agent is not None:
+                self.agent.boot(iid)
         self.seen_instances[iid] = {"state": state, "template": template, "market": market}
         if self.progress.table is not None:
             self.progress.table.instance(iid, state)
@@ -321,6 +333,14 @@ class Stack:
                     "EC2 Instance State-change Notification", iid, {"state": "terminated"}, REGION
                 )
             )
+
+    def _on_poweroff(self, iid: str) -> None:
+        """The instance shut itself down (a failing bootstrap): the launch templates say
+        instance_initiated_shutdown_behavior = terminate (terraform/runners.tf)."""
+        self.counters["powered_off"] += 1
+        self.progress(f"instance {iid}: powered off from inside")
+        with contextlib.suppress(Exception):
+            self.world.client("ec2").terminate_instances(InstanceIds=[iid])
 
     def _maybe_interrupt(self, job: SimJob) -> None:
         """`spot-interrupt`: the instance running this job is reclaimed mid-job (warning event,

@@ -88,12 +88,12 @@ def terraform_binary() -> str:
     return found
 
 
-def _workdir(tfvars: Mapping[str, Any], inputs: Mapping[str, Any]) -> Path:
+def _workdir(tfvars: Mapping[str, Any], inputs: Mapping[str, Any], module_dir: Path) -> Path:
     base = Path(tempfile.mkdtemp(prefix="jitrunners-tfrender-"))
     module = base / "terraform"
     module.mkdir()
     for name in MODULE_FILES:
-        (module / name).symlink_to(TERRAFORM_DIR / name)
+        (module / name).symlink_to(module_dir / name)
     # documents.tf reads the scripts at ${path.module}/../runner_scripts.
     (base / "runner_scripts").symlink_to(RUNNER_SCRIPTS)
     (module / "inputs.tf.json").write_text(json.dumps({"locals": dict(inputs)}, indent=1))
@@ -122,8 +122,12 @@ def render(
     region: str,
     deployed: Mapping[str, Any],
     partition: str = "aws",
+    module_dir: Path = TERRAFORM_DIR,
 ) -> Documents:
-    """Render documents.tf for these variables and deployed resources (cached per inputs)."""
+    """Render documents.tf for these variables and deployed resources (cached per inputs).
+
+    `module_dir`: another copy of the module's MODULE_FILES (a test renders an old template).
+    """
     inputs = {
         "account_id": account_id,
         "partition": partition,
@@ -131,12 +135,14 @@ def render(
         "deployed": dict(deployed),
     }
     key = hashlib.sha256(
-        json.dumps([tfvars, inputs, _module_digest()], sort_keys=True, default=str).encode()
+        json.dumps(
+            [tfvars, inputs, _module_digest(module_dir)], sort_keys=True, default=str
+        ).encode()
     ).hexdigest()
     with _lock:
         if key in _cache:
             return _cache[key]
-    module = _workdir(tfvars, inputs)
+    module = _workdir(tfvars, inputs, module_dir)
     try:
         env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
         env.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
@@ -177,11 +183,11 @@ def _policies(texts: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return {name: json.loads(text) for name, text in texts.items()}
 
 
-def _module_digest() -> str:
+def _module_digest(module_dir: Path) -> str:
     """The rendered inputs on disk: a changed template or script is a new cache key."""
-    digest = hashlib.sha256()
-    paths = [TERRAFORM_DIR / "variables.tf", TERRAFORM_DIR / "documents.tf"]
-    paths += sorted((TERRAFORM_DIR / "templates").iterdir()) + sorted(RUNNER_SCRIPTS.glob("*.*"))
+    digest = hashlib.sha256(str(module_dir).encode())
+    paths = [module_dir / "variables.tf", module_dir / "documents.tf"]
+    paths += sorted((module_dir / "templates").iterdir()) + sorted(RUNNER_SCRIPTS.glob("*.*"))
     for path in paths:
         if path.is_file():
             digest.update(path.name.encode())

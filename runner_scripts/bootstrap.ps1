@@ -8,6 +8,8 @@ param(
   [Parameter(Mandatory = $true)][ValidatePattern('^\d+\.\d+\.\d+$')][string]$RunnerVersion,
   [string]$RunnerSha256 = '',
   [ValidateSet('true', 'false')][string]$Preinstalled = 'false',
+  # Base URL of the runner releases (a mirror for private subnets): <url>/v<version>/<zip>.
+  [ValidatePattern('^https?://\S+[^/]$')][string]$DownloadUrl = 'https://github.com/actions/runner/releases/download',
   [string]$RunnerDir = 'C:\actions-runner',
   [string]$InstallDir = 'C:\jitrunners',
   [string]$LogDir = 'C:\jitrunners\logs'
@@ -15,6 +17,12 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 New-Item -ItemType Directory -Force -Path $LogDir, $InstallDir | Out-Null
+# C:\ lets every user create folders and files (and modify their own): inherited, that would let the
+# runner account replace the scripts SYSTEM runs. The install directory gets its own ACL, no
+# inheritance, SYSTEM and Administrators only (SIDs: names differ between languages); its
+# subdirectories and files inherit it.
+& icacls.exe $InstallDir /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' | Out-Null
+if ($LASTEXITCODE -ne 0) { throw "icacls could not restrict $InstallDir" }
 
 function Write-Log([string]$Message) {
   $line = "$((Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')) bootstrap: $Message"
@@ -52,7 +60,7 @@ if ($Preinstalled -eq 'true') {
 } else {
   if ($RunnerSha256 -notmatch '^[0-9a-fA-F]{64}$') { throw "no SHA-256 for runner ${RunnerVersion}: refusing to install an unverified runner" }
   $zip = Join-Path $env:TEMP "actions-runner-win-x64-$RunnerVersion.zip"
-  $url = "https://github.com/actions/runner/releases/download/v$RunnerVersion/actions-runner-win-x64-$RunnerVersion.zip"
+  $url = "$DownloadUrl/v$RunnerVersion/actions-runner-win-x64-$RunnerVersion.zip"
   Write-Log "downloading $url"
   Invoke-WebRequest -UseBasicParsing -Uri $url -OutFile $zip
   $actual = (Get-FileHash -Algorithm SHA256 -Path $zip).Hash

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runner instance bootstrap (cloud-init user data runs it as root, once per boot): creates the
-# unprivileged runner user, installs the GitHub Actions runner at a pinned version with its SHA-256
-# checked (or verifies one baked into the AMI), installs start-runner.sh, and writes the region for
-# it. Idempotent: a second run changes nothing that is already in place.
+# unprivileged runner user, blocks the instance metadata service for it, installs the GitHub
+# Actions runner at a pinned version with its SHA-256 checked (or verifies one baked into the AMI),
+# installs start-runner.sh, and writes the region for it. Idempotent: a second run changes nothing
+# that is already in place.
 #
 # Environment (set by terraform/templates/user-data.sh.tftpl):
 #   RUNNER_VERSION       runner version, e.g. 2.329.0 (>= 2.329.0: GitHub refuses older runners)
 #   RUNNER_SHA256_X64    SHA-256 of actions-runner-linux-x64-<version>.tar.gz
 #   RUNNER_SHA256_ARM64  SHA-256 of actions-runner-linux-arm64-<version>.tar.gz
 #   RUNNER_PREINSTALLED  "true": the AMI has the runner at RUNNER_DIR; download nothing
+#   RUNNER_DOWNLOAD_URL  base URL of the runner releases (default GitHub's; a mirror for private
+#                        subnets): <base>/v<version>/actions-runner-linux-<arch>-<version>.tar.gz
 #   START_RUNNER_SRC     start-runner.sh to install (default /opt/jitrunners/src/start-runner.sh)
 #   RUNNER_DIR (/opt/actions-runner), RUNNER_USER (runner), JITRUNNERS_LOG_DIR (/var/log/jitrunners),
 #   JITRUNNERS_INSTALL_DIR (/opt/jitrunners), JITRUNNERS_ENV_DIR (/etc/jitrunners): overridable so
@@ -24,7 +27,8 @@ START_RUNNER_SRC="${START_RUNNER_SRC:-/opt/jitrunners/src/start-runner.sh}"
 INSTALL_DIR="${JITRUNNERS_INSTALL_DIR:-/opt/jitrunners}"
 ENV_DIR="${JITRUNNERS_ENV_DIR:-/etc/jitrunners}"
 LOG_DIR="${JITRUNNERS_LOG_DIR:-/var/log/jitrunners}"
-DOWNLOAD_BASE="https://github.com/actions/runner/releases/download"
+DOWNLOAD_BASE="${RUNNER_DOWNLOAD_URL:-https://github.com/actions/runner/releases/download}"
+DOWNLOAD_BASE="${DOWNLOAD_BASE%/}"
 
 work_dir=""
 
@@ -81,6 +85,45 @@ ensure_aws_cli() {
     apt-get update -q && apt-get install -y -q awscli
   fi
   command -v aws >/dev/null 2>&1 || fail "no aws CLI and no way to install it: bake it into the AMI"
+}
+
+ensure_iptables() {
+  if command -v iptables >/dev/null 2>&1 && command -v ip6tables >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing iptables"
+  if command -v dnf >/dev/null 2>&1; then
+    dnf install -y -q iptables-nft || true
+  elif command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q iptables || true
+  fi
+  if ! command -v iptables >/dev/null 2>&1 || ! command -v ip6tables >/dev/null 2>&1; then
+    fail "no iptables/ip6tables: cannot keep ${RUNNER_USER} off the instance metadata service"
+  fi
+}
+
+# One OUTPUT rule rejecting the address for one uid, inserted first, added once.
+reject_for_uid() {
+  local tool="$1" address="$2" uid="$3"
+  local -a rule=(OUTPUT -d "${address}" -m owner --uid-owner "${uid}" -j REJECT)
+  if "${tool}" -w -C "${rule[@]}" >/dev/null 2>&1; then
+    return 0
+  fi
+  "${tool}" -w -I "${rule[@]}" || fail "${tool} could not block ${address} for uid ${uid}"
+}
+
+# Jobs run as the runner user; the instance metadata service hands out the instance role's
+# credentials to any local process. Root (this script, the SSM agent, start-runner.sh) keeps it.
+block_imds_for_runner() {
+  local uid
+  uid="$(id -u "${RUNNER_USER}")" || fail "no user ${RUNNER_USER}"
+  if ((uid == 0)); then
+    fail "RUNNER_USER ${RUNNER_USER} is root: refusing to run jobs with the instance's credentials"
+  fi
+  ensure_iptables
+  reject_for_uid iptables 169.254.169.254 "${uid}"
+  reject_for_uid ip6tables fd00:ec2::254 "${uid}"
+  log "instance metadata blocked for ${RUNNER_USER} (uid ${uid})"
 }
 
 # The region for start-runner.sh, from instance metadata (IMDSv2: a token first).
@@ -166,6 +209,7 @@ main() {
   trap cleanup EXIT
   log "starting (runner ${RUNNER_VERSION:-preinstalled}, user ${RUNNER_USER}, dir ${RUNNER_DIR})"
   ensure_user
+  block_imds_for_runner
   ensure_aws_cli
   write_region
   install_runner

@@ -98,6 +98,7 @@ locals {
       start_runner_b64 = filebase64("${local.scripts_dir}/start-runner.ps1")
       runner_version   = var.runner_version
       runner_sha256    = lookup(var.runner_sha256, "win-x64", "")
+      download_url     = var.runner_download_url
       preinstalled     = t.runner_preinstalled
       extra_user_data  = t.extra_user_data
       }) : templatefile("${path.module}/templates/user-data.sh.tftpl", {
@@ -106,6 +107,7 @@ locals {
       runner_version      = var.runner_version
       runner_sha256_x64   = lookup(var.runner_sha256, "x64", "")
       runner_sha256_arm64 = lookup(var.runner_sha256, "arm64", "")
+      runner_download_url = var.runner_download_url
       preinstalled        = t.runner_preinstalled
       extra_user_data     = t.extra_user_data
     })

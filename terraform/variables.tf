@@ -428,6 +428,18 @@ variable "runner_sha256" {
   }
 }
 
+variable "runner_download_url" {
+  description = "Base URL the bootstrap downloads the runner packages from: <url>/v<runner_version>/actions-runner-<platform>-<runner_version>.tar.gz (.zip on Windows), the layout of GitHub's releases. Point it at a mirror (S3 behind a VPC endpoint, an internal artifact server) for runners in private subnets without a route to github.com; runner_sha256 still decides what is installed. Ignored where runner_templates[*].runner_preinstalled is true."
+  type        = string
+  default     = "https://github.com/actions/runner/releases/download"
+
+  validation {
+    # Substituted into the user data inside single quotes: no quotes, spaces or backslashes.
+    condition     = can(regex("^https?://[^\\s'\"\\\\`$]*[^/\\s'\"\\\\`$]$", var.runner_download_url))
+    error_message = "runner_download_url must be an http(s) URL without a trailing slash, quotes, spaces, backslashes, backquotes or $."
+  }
+}
+
 variable "runner_templates" {
   description = <<-EOT
     Runner templates (DESIGN 2) plus the launch template fields of each. The module creates the launch

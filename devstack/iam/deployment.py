@@ -2,10 +2,9 @@
 per Lambda function with the policies the module attaches to its role, and the enforcer on the
 Lambdas' clients.
 
-The documents are rendered twice: before the world exists (the key policy, the launch templates'
-tags and user data need no ARN) and once it does (every policy names the real queue, key, launch
-template, role and subnet ARNs moto gave out), so each request is judged against exactly what
-`terraform apply` would attach, with this world's ARNs filled in.
+The documents are the world's (devstack/aws_world.py renders them once it exists: every policy
+names the real queue, key, launch template, role and subnet ARNs moto gave out), so each request
+is judged against exactly what `terraform apply` would attach, with this world's ARNs filled in.
 """
 
 from __future__ import annotations
@@ -28,53 +27,6 @@ from devstack.iam.enforce import (
 from devstack.iam.principals import Principals, attach_lambda_clients, lambda_enforcer
 
 FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
-
-# What documents.tf needs from main.tf's local.deployed before anything exists: well-formed
-# placeholders (nothing rendered from them is kept).
-_PLACEHOLDER = "arn:aws:iam::000000000000:placeholder"
-
-
-def tfvars(
-    prefix: str,
-    tf_templates: Sequence[Mapping[str, Any]],
-    *,
-    vpc_id: str = "vpc-00000000000000000",
-    subnet_ids: Sequence[str] = ("subnet-00000000000000000",),
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The module's input variables for this stack (a valid terraform.tfvars.json)."""
-    return {
-        "prefix": prefix,
-        "vpc_id": vpc_id,
-        "subnet_ids": list(subnet_ids),
-        "runner_templates": [dict(t) for t in tf_templates],
-        "lambda_package_path": "dist/jitrunners-lambda.zip",
-        "github_app_id": "1",
-        "allowed_owners": ["devstack"],
-        **dict(extra or {}),
-    }
-
-
-def placeholder_deployed(tf_templates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {
-        "kms_key_arn": _PLACEHOLDER,
-        "jobs_queue_arn": _PLACEHOLDER,
-        "dlq_arn": _PLACEHOLDER,
-        "events_dlq_arn": _PLACEHOLDER,
-        "function_log_group_arns": dict.fromkeys(FUNCTIONS, _PLACEHOLDER),
-        "launch_template_arns": {t["name"]: _PLACEHOLDER for t in tf_templates},
-        "runner_role_arn": _PLACEHOLDER,
-        "runner_security_group_id": "sg-00000000000000000",
-        "runner_command_log_group_arn": _PLACEHOLDER,
-        "event_rule_arns": {"placeholder": _PLACEHOLDER},
-        "deliveries_table_arn": _PLACEHOLDER,
-    }
-
-
-def render(
-    variables: Mapping[str, Any], *, account: str, region: str, deployed: Mapping[str, Any]
-) -> tfrender.Documents:
-    return tfrender.render(variables, account_id=account, region=region, deployed=deployed)
 
 
 def function_role_arn(account: str, prefix: str, key: str) -> str:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bats
-# bootstrap.sh in a sandbox: fake curl (instance metadata and the runner download), fake aws and
-# systemctl on PATH; every directory redirected under the test's temporary directory.
+# bootstrap.sh in a sandbox: fake curl (instance metadata and the runner download), fake aws,
+# systemctl, iptables/ip6tables (rules kept in files) and `id` (the runner user is uid 4242, so
+# the test may run as root) on PATH; every directory redirected under the test's temporary
+# directory.
 
 bats_require_minimum_version 1.5.0
 
@@ -44,7 +46,33 @@ esac
 FAKE
   printf '#!/bin/sh\nexit 0\n' >"${FAKES}/aws"
   printf '#!/bin/sh\necho "$*" >>"%s/systemctl-calls"\nexit 0\n' "${FAKE_STATE}" >"${FAKES}/systemctl"
-  chmod +x "${FAKES}/curl" "${FAKES}/aws" "${FAKES}/systemctl"
+  cat >"${FAKES}/id" <<'FAKE'
+#!/usr/bin/env bash
+if [[ "$#" -eq 2 && "$1" == -u && "$2" == "${RUNNER_USER}" ]]; then
+  echo "${FAKE_RUNNER_UID:-4242}"
+  exit 0
+fi
+exec /usr/bin/id "$@"
+FAKE
+  # iptables/ip6tables: -C finds a rule in <tool>-rules, -I adds it; every call in <tool>-calls.
+  cat >"${FAKES}/iptables" <<'FAKE'
+#!/usr/bin/env bash
+tool="$(basename "$0")"
+printf '%s\n' "$*" >>"${FAKE_STATE}/${tool}-calls"
+[[ -e "${FAKE_STATE}/${tool}-broken" ]] && exit 4
+[[ "$1" == -w ]] && shift
+op="$1"
+shift
+touch "${FAKE_STATE}/${tool}-rules"
+case "${op}" in
+  -C) grep -qxF -- "$*" "${FAKE_STATE}/${tool}-rules" ;;
+  -I | -A) printf '%s\n' "$*" >>"${FAKE_STATE}/${tool}-rules" ;;
+  *) exit 2 ;;
+esac
+FAKE
+  cp "${FAKES}/iptables" "${FAKES}/ip6tables"
+  chmod +x "${FAKES}/curl" "${FAKES}/aws" "${FAKES}/systemctl" "${FAKES}/id" "${FAKES}/iptables" \
+    "${FAKES}/ip6tables"
   PATH="${FAKES}:${PATH}"
 }
 
@@ -95,4 +123,37 @@ FAKE
   [ "${status}" -eq 0 ]
   [[ "${output}" == *"baked into the AMI"* ]]
   run ! grep -q 'actions-runner-linux' "${FAKE_STATE}/curl-calls"
+}
+
+@test "instance metadata is rejected for the runner user only, and the rules are added once" {
+  RUNNER_VERSION=2.329.0 RUNNER_SHA256_X64="${GOOD_SHA}" RUNNER_SHA256_ARM64="${GOOD_SHA}" \
+    run "${SCRIPT}"
+  [ "${status}" -eq 0 ]
+  [ "$(cat "${FAKE_STATE}/iptables-rules")" = "OUTPUT -d 169.254.169.254 -m owner --uid-owner 4242 -j REJECT" ]
+  [ "$(cat "${FAKE_STATE}/ip6tables-rules")" = "OUTPUT -d fd00:ec2::254 -m owner --uid-owner 4242 -j REJECT" ]
+  [[ "${output}" == *"instance metadata blocked for ${RUNNER_USER} (uid 4242)"* ]]
+
+  RUNNER_VERSION=2.329.0 RUNNER_SHA256_X64="${GOOD_SHA}" RUNNER_SHA256_ARM64="${GOOD_SHA}" \
+    run "${SCRIPT}"
+  [ "${status}" -eq 0 ]
+  [ "$(wc -l <"${FAKE_STATE}/iptables-rules")" -eq 1 ]
+  [ "$(wc -l <"${FAKE_STATE}/ip6tables-rules")" -eq 1 ]
+  [ "$(grep -c -- '-I OUTPUT' "${FAKE_STATE}/iptables-calls")" -eq 1 ]
+}
+
+@test "a metadata block that cannot be applied fails the bootstrap before the runner is installed" {
+  touch "${FAKE_STATE}/ip6tables-broken"
+  RUNNER_VERSION=2.329.0 RUNNER_SHA256_X64="${GOOD_SHA}" RUNNER_SHA256_ARM64="${GOOD_SHA}" \
+    run "${SCRIPT}"
+  [ "${status}" -eq 1 ]
+  [[ "${output}" == *"ip6tables could not block fd00:ec2::254 for uid 4242"* ]]
+  [ ! -e "${RUNNER_DIR}/run.sh" ]
+  run ! grep -q 'enable' "${FAKE_STATE}/systemctl-calls"
+}
+
+@test "a runner user with uid 0 is refused" {
+  FAKE_RUNNER_UID=0 RUNNER_VERSION=2.329.0 RUNNER_SHA256_X64="${GOOD_SHA}" \
+    RUNNER_SHA256_ARM64="${GOOD_SHA}" run "${SCRIPT}"
+  [ "${status}" -eq 1 ]
+  [[ "${output}" == *"is root: refusing"* ]]
 }

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from devstack import tfrender
+from devstack import deployment, tfrender
 from devstack.aws_world import ACCOUNT, REGION, TEMPLATES_FILE
 
 PREFIX = "jitrunners"
@@ -16,28 +16,7 @@ FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
 
 def deployed(templates: list[dict[str, Any]]) -> dict[str, Any]:
     """ARNs shaped as AWS returns them for what main.tf's `local.deployed` lists."""
-    arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
-    return {
-        "kms_key_arn": arn.format("kms", "key/0f2c8a4e-1111-2222-3333-444455556666"),
-        "jobs_queue_arn": arn.format("sqs", f"{PREFIX}-jobs"),
-        "dlq_arn": arn.format("sqs", f"{PREFIX}-jobs-dlq"),
-        "events_dlq_arn": arn.format("sqs", f"{PREFIX}-events-dlq"),
-        "function_log_group_arns": {
-            k: arn.format("logs", f"log-group:/aws/lambda/{PREFIX}-{k}") for k in FUNCTION_KEYS
-        },
-        "launch_template_arns": {
-            t["name"]: arn.format("ec2", f"launch-template/lt-0{i:016x}")
-            for i, t in enumerate(templates)
-        },
-        "runner_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-runner",
-        "runner_security_group_id": "sg-0123456789abcdef0",
-        "runner_command_log_group_arn": arn.format("logs", f"log-group:/{PREFIX}/runner-commands"),
-        "deliveries_table_arn": arn.format("dynamodb", f"table/{PREFIX}-deliveries"),
-        "event_rule_arns": {
-            k: arn.format("events", f"rule/{PREFIX}-{k}")
-            for k in ("command-finished", "spot-interruption", "instance-stopped")
-        },
-    }
+    return deployment.deployed(templates, prefix=PREFIX, region=REGION)
 
 
 @cache

@@ -1,14 +1,22 @@
-"""Fixtures of the local stack: a GitHub simulator and a moto server world, torn down after use."""
+"""Fixtures of the local stack: a GitHub simulator, a moto server world whose launch templates
+carry the user data terraform renders, the runner mirror, and an SSM agent shim that boots
+instances; torn down after use."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devstack.aws_world import AwsWorld
+from devstack.agent import AgentShim
+from devstack.aws_world import REGION, AwsWorld
 from devstack.github_sim import GitHubSim
+from devstack.runner_dist import RunnerDist
 
 _AWS_KEYS = (
     "AWS_ENDPOINT_URL",
@@ -27,12 +35,24 @@ def sim() -> Iterator[GitHubSim]:
     simulator.stop()
 
 
+@pytest.fixture(scope="session")
+def runner_dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerDist]:
+    """The simulated runner's release files on a loopback mirror (jobs of 0.1 s)."""
+    dist = RunnerDist(tmp_path_factory.mktemp("runner-dist"), job_seconds=0.1).start()
+    yield dist
+    dist.stop()
+
+
 @pytest.fixture
-def world(sim: GitHubSim) -> Iterator[AwsWorld]:
+def world(sim: GitHubSim, runner_dist: RunnerDist) -> Iterator[AwsWorld]:
     """Moto on a random loopback port with the module's resources; the process env is restored."""
     saved = {key: os.environ.get(key) for key in _AWS_KEYS}
     aws = AwsWorld().start()
-    aws.create(webhook_secret=sim.webhook_secret, github_app_key=sim.private_key_pem)
+    aws.create(
+        webhook_secret=sim.webhook_secret,
+        github_app_key=sim.private_key_pem,
+        runner=runner_dist.tfvars(),
+    )
     yield aws
     aws.stop()
     for key, value in saved.items():
@@ -40,3 +60,69 @@ def world(sim: GitHubSim) -> Iterator[AwsWorld]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def until(predicate: Callable[[], object], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@dataclass
+class Fleet:
+    """Instances launched from the world's launch templates, booted by an agent shim."""
+
+    world: AwsWorld
+    agent: AgentShim
+    events: list[dict[str, Any]] = field(default_factory=list)
+    launched: dict[str, float] = field(default_factory=dict)
+
+    def launch(self, count: int = 1, template: str = "linux-x64") -> list[str]:
+        tags = [
+            {"Key": "jitrunners:prefix", "Value": self.world.prefix},
+            {"Key": "jitrunners:template", "Value": template},
+        ]
+        ids = [
+            i["InstanceId"]
+            for i in self.world.client("ec2").run_instances(
+                LaunchTemplate={"LaunchTemplateName": f"{self.world.prefix}-{template}"},
+                MinCount=count,
+                MaxCount=count,
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+            )["Instances"]
+        ]
+        for iid in ids:
+            self.launched[iid] = time.time()
+            self.agent.boot(iid)
+        return ids
+
+    def send(self, iid: str, line: str, timeout_s: int = 120) -> str:
+        return str(
+            self.world.client("ssm").send_command(
+                InstanceIds=[iid],
+                DocumentName="AWS-RunShellScript",
+                Parameters={"commands": [line], "executionTimeout": [str(timeout_s)]},
+            )["Command"]["CommandId"]
+        )
+
+
+@pytest.fixture
+def fleet(world: AwsWorld, tmp_path: Path) -> Iterator[Fleet]:
+    events: list[dict[str, Any]] = []
+    launched: dict[str, float] = {}
+    agent = AgentShim(
+        tmp_path / "instances",
+        on_event=events.append,
+        launch_time=launched.get,
+        job_seconds=0.1,
+        boot_s=0.0,
+        ec2=world.client("ec2"),
+        prefix=world.prefix,
+        region=REGION,
+    )
+    agent.attach(world.client("ssm"))
+    yield Fleet(world, agent, events, launched)
+    agent.stop()

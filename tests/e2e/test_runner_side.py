@@ -1,4 +1,6 @@
-"""The instance side: the real start-runner.sh, the fake `aws` CLI (moto), the simulated runner."""
+"""The instance side: an instance booted from its user data runs the RunCommand of
+docs/contracts.md: the real start-runner.sh, the fake `aws` CLI (moto), the installed simulated
+runner as the unprivileged `runner` user."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from devstack.agent import Sandbox
-from devstack.aws_world import AwsWorld, lambda_document, load_tf_templates
+from devstack.aws_world import REGION, AwsWorld, lambda_document, load_tf_templates
 from devstack.github_sim import GitHubSim
+from devstack.sandbox import instance_env
 from jitrunners.config import parse_templates
+from tests.e2e.conftest import Fleet, until
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +28,7 @@ def _jit(sim: GitHubSim, name: str, labels: list[str]) -> str:
 
 def test_fake_aws_cli_reads_deletes_and_fails_like_the_cli(world: AwsWorld, tmp_path: Path) -> None:
     world.client("ssm").put_parameter(Name="/jitrunners/jit/i-x", Type="SecureString", Value="v1")
-    env = Sandbox.base_env()
+    env = instance_env({"AWS_DEFAULT_REGION": REGION})
     aws = [str(REPO / "devstack/bin/aws"), "ssm"]
     got = subprocess.run(
         [
@@ -67,38 +70,71 @@ def test_fake_aws_cli_reads_deletes_and_fails_like_the_cli(world: AwsWorld, tmp_
     assert "GetParameter" in missing.stderr
 
 
-def test_start_runner_runs_one_job_and_deletes_its_parameter(
-    sim: GitHubSim, world: AwsWorld, tmp_path: Path
+def _booted(fleet: Fleet) -> str:
+    [iid] = fleet.launch()
+    assert until(lambda: fleet.agent.online(iid), 60), fleet.agent.boots
+    return iid
+
+
+def _finished(fleet: Fleet, command_id: str, iid: str) -> tuple[str, int | None, str]:
+    assert until(lambda: any(e["detail"]["command-id"] == command_id for e in fleet.events), 90)
+    invocation = fleet.agent.invocations[(command_id, iid)]
+    return invocation.status, invocation.returncode, invocation.output
+
+
+def test_start_runner_runs_one_job_as_the_runner_user_and_deletes_its_parameter(
+    sim: GitHubSim, fleet: Fleet
 ) -> None:
+    iid = _booted(fleet)
     job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
-    name = "/jitrunners/jit/i-0abc"
-    world.client("ssm").put_parameter(
-        Name=name, Type="SecureString", Value=_jit(sim, "i-0abc", ["self-hosted", "linux"])
+    name = f"/jitrunners/jit/{iid}"
+    fleet.world.client("ssm").put_parameter(
+        Name=name, Type="SecureString", Value=_jit(sim, iid, ["self-hosted", "linux"])
     )
-    sandbox = Sandbox.create(tmp_path, "i-0abc", job_seconds=0.2)
 
-    result = sandbox.run([name, "20"], timeout_s=60)
+    command_id = fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 20")
 
-    assert result.returncode == 0, result.output
+    status, code, output = _finished(fleet, command_id, iid)
+    assert (status, code) == ("Success", 0), output
     assert sim.jobs[job.id].conclusion == "success"
-    assert sim.jobs[job.id].runner_name == "i-0abc"
-    assert world.jit_params() == []
-    assert list((sandbox.runner_dir / "_diag").glob("Worker_*.log"))
+    assert sim.jobs[job.id].runner_name == iid
+    assert fleet.world.jit_params() == []
+    instance = fleet.agent.instances[iid]
+    [worker_log] = instance.path("/opt/actions-runner/_diag").glob("Worker_*.log")
+    assert worker_log.stat().st_uid != 0  # written by the runner, not root
     for secret in sim.issued_secrets:
-        assert secret not in result.output
+        assert secret not in output
 
 
-def test_start_runner_idle_timeout_and_missing_parameter(
-    sim: GitHubSim, world: AwsWorld, tmp_path: Path
-) -> None:
-    name = "/jitrunners/jit/i-idle"
-    world.client("ssm").put_parameter(
-        Name=name, Type="SecureString", Value=_jit(sim, "i-idle", ["self-hosted", "gpu"])
+def test_start_runner_idle_timeout_and_missing_parameter(sim: GitHubSim, fleet: Fleet) -> None:
+    iid = _booted(fleet)
+    name = f"/jitrunners/jit/{iid}"
+    fleet.world.client("ssm").put_parameter(
+        Name=name, Type="SecureString", Value=_jit(sim, iid, ["self-hosted", "gpu"])
     )
-    idle = Sandbox.create(tmp_path, "i-idle", job_seconds=0.2).run([name, "1"], timeout_s=60)
-    assert idle.returncode == 4, idle.output
-    again = Sandbox.create(tmp_path / "2", "i-idle", job_seconds=0.2).run([name, "1"], timeout_s=60)
-    assert again.returncode == 3, again.output
+    idle = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
+    assert idle[:2] == ("Failed", 4), idle[2]
+    again = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
+    assert again[:2] == ("Failed", 3), again[2]
+
+
+def test_run_shell_script_runs_every_command_as_root_with_ssms_environment(
+    fleet: Fleet,
+) -> None:
+    iid = _booted(fleet)
+    lines = ["set -e", "id -u", 'echo "$AWS_SSM_INSTANCE_ID $AWS_SSM_REGION_NAME"', "pwd", "exit 7"]
+    status, code, output = _finished(fleet, fleet.send(iid, "\n".join(lines)), iid)
+    assert (status, code) == ("Failed", 7)
+    uid, identity, cwd = output.splitlines()
+    assert uid == "0"
+    assert identity == f"{iid} {REGION}"
+    assert cwd.startswith(f"/var/lib/amazon/ssm/{iid}/document/orchestration/")
+
+
+def test_execution_timeout_ends_the_command_as_timed_out(fleet: Fleet) -> None:
+    iid = _booted(fleet)
+    status, code, _ = _finished(fleet, fleet.send(iid, "sleep 30", timeout_s=1), iid)
+    assert (status, code) == ("TimedOut", -9)
 
 
 def test_templates_document_is_derived_like_terraform_and_valid() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -15,12 +17,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack.agent import AgentShim
 from devstack.aws_world import AwsWorld
 from devstack.faults import FAULTS, Ec2Faults, parse_faults
 from devstack.github_sim import GitHubSim
 from devstack.shims import EventBus, Function, SqsEventSource
 from devstack.stack import Options, Stack
+from tests.e2e.conftest import Fleet
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,20 +166,12 @@ def test_event_bus_drops_a_seeded_fraction_and_delivers_the_rest_in_order() -> N
     assert delivered == sorted(delivered, key=int)
 
 
-def test_agent_runs_start_runner_only_on_the_commands_targets_once_online(
-    sim: GitHubSim, world: AwsWorld, tmp_path: Path
+def test_agent_boots_from_user_data_and_runs_start_runner_only_on_the_commands_targets(
+    sim: GitHubSim, fleet: Fleet
 ) -> None:
-    ec2, ssm = world.client("ec2"), world.client("ssm")
-    ids = [
-        i["InstanceId"]
-        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2)["Instances"]
-    ]
-    launched = {ids[0]: time.time(), ids[1]: time.time()}
-    events: list[dict[str, Any]] = []
-    agent = AgentShim(
-        tmp_path, on_event=events.append, launch_time=launched.get, job_seconds=0.1, boot_s=1.0
-    )
-    agent.attach(ssm)
+    fleet.agent.boot_s = 1.0
+    ids = fleet.launch(2)
+    ssm = fleet.world.client("ssm")
     job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
     encoded = sim.generate_jitconfig(
         "orgs/acme", {"name": ids[0], "labels": ["self-hosted", "linux"], "runner_group_id": 1}
@@ -195,18 +189,49 @@ def test_agent_runs_start_runner_only_on_the_commands_targets_once_online(
     with pytest.raises(ClientError) as refused:
         ssm.send_command(**send)
     assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
-    assert _until(lambda: agent.online(ids[0]), 5)
+    assert _until(lambda: fleet.agent.online(ids[0]), 30), fleet.agent.boots
+    # Online = the user data's bootstrap started the SSM agent unit, and boot_s passed.
+    instance = fleet.agent.instances[ids[0]]
+    assert "enable --now amazon-ssm-agent.service" in instance.state("systemctl.log")
+    assert time.time() - fleet.launched[ids[0]] >= 1.0
     command_id = ssm.send_command(**send)["Command"]["CommandId"]
-    assert _until(lambda: len(events) == 1, 60)
-    agent.stop()
-    [event] = events
+    assert _until(lambda: len(fleet.events) == 1, 60)
+    [event] = fleet.events
     assert event["detail-type"] == "EC2 Command Invocation Status-change Notification"
     assert event["detail"] == {**event["detail"], "command-id": command_id, "status": "Success"}
     assert event["detail"]["instance-id"] == ids[0]
-    assert list(agent.invocations) == [(command_id, ids[0])]  # not every instance, as moto says
+    assert list(fleet.agent.invocations) == [(command_id, ids[0])]  # not every instance
     assert sim.jobs[job.id].conclusion == "success"
-    assert encoded not in json.dumps(agent.commands)
-    assert encoded not in "".join(agent.outputs())
+    assert encoded not in json.dumps(fleet.agent.commands)
+    assert encoded not in "".join(fleet.agent.outputs())
+
+
+def test_a_failing_bootstrap_powers_the_instance_off(fleet: Fleet, tmp_path: Path) -> None:
+    """`bootstrap.sh || shutdown -h now`: here the runner's checksum cannot match."""
+    ec2 = fleet.world.client("ec2")
+    [version] = ec2.describe_launch_template_versions(
+        LaunchTemplateName="jitrunners-linux-x64", Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    user_data = base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+    broken = re.sub(
+        r"RUNNER_SHA256_X64='[0-9a-f]{64}'", "RUNNER_SHA256_X64='" + "0" * 64 + "'", user_data
+    )
+    assert broken != user_data
+    ec2.create_launch_template_version(
+        LaunchTemplateName="jitrunners-linux-x64",
+        SourceVersion="$Default",
+        LaunchTemplateData={"UserData": base64.b64encode(broken.encode()).decode()},
+    )
+    ec2.modify_launch_template(LaunchTemplateName="jitrunners-linux-x64", DefaultVersion="2")
+    powered_off: list[str] = []
+    fleet.agent.on_poweroff = powered_off.append
+    [iid] = fleet.launch()
+    assert _until(lambda: powered_off == [iid], 60), fleet.agent.boots
+    instance = fleet.agent.instances[iid]
+    assert instance.state("power.log").startswith("shutdown -h now")
+    assert "SHA-256 mismatch" in instance.read("/var/log/jitrunners/bootstrap.log")
+    assert not instance.running()
+    assert not fleet.agent.online(iid)
 
 
 def test_ec2_faults_refuse_spot_capacity_and_throttle(world: AwsWorld) -> None:
@@ -279,16 +304,10 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
     assert "meteor" in bad.stderr
 
 
-def test_command_invocation_status_comes_from_the_agent_not_moto(
-    world: AwsWorld, tmp_path: Path
-) -> None:
-    ec2, ssm = world.client("ec2"), world.client("ssm")
-    [iid] = [
-        i["InstanceId"]
-        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"]
-    ]
-    agent = AgentShim(tmp_path, on_event=lambda e: None, launch_time=lambda i: 0.0, boot_s=0)
-    agent.attach(ssm)
+def test_command_invocation_status_comes_from_the_agent_not_moto(fleet: Fleet) -> None:
+    ssm = fleet.world.client("ssm")
+    [iid] = fleet.launch()
+    assert _until(lambda: fleet.agent.online(iid), 30), fleet.agent.boots
     command_id = ssm.send_command(
         InstanceIds=[iid],
         DocumentName="AWS-RunShellScript",
@@ -305,4 +324,3 @@ def test_command_invocation_status_comes_from_the_agent_not_moto(
     with pytest.raises(ClientError) as error:
         ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)
     assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
-    agent.stop()
