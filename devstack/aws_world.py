@@ -37,6 +37,13 @@ _TF_DEFAULTS: Mapping[str, Any] = {
     "max_lifetime_s": 86400,
 }
 _LAMBDA_FIELDS = ("name", "labels", "instance_types", *_TF_DEFAULTS)
+# A cheap read per service: moto builds a service's backend (EC2's: default VPC, zones) and its
+# request parser on the first request it gets.
+_WARM_CALLS: Mapping[str, str] = {
+    "ec2": "describe_vpcs",
+    "sqs": "list_queues",
+    "ssm": "describe_parameters",
+}
 
 
 def free_port() -> int:
@@ -110,9 +117,12 @@ class AwsWorld:
         return Names(self.prefix)
 
     def start(self) -> AwsWorld:
-        from moto.server import ThreadedMotoServer
+        from devstack import moto_fixes, startup
 
-        from devstack import moto_fixes
+        # Before moto is imported and builds backends: both are read then.
+        startup.lighten_moto()
+        startup.share_botocore_models()
+        from moto.server import ThreadedMotoServer
 
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -133,6 +143,10 @@ class AwsWorld:
 
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         return self
+
+    def warm(self, service: str) -> None:
+        """Make moto build `service`'s backend now (start-up), not in the first Lambda's call."""
+        getattr(self.client(service), _WARM_CALLS[service])()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -34,6 +34,7 @@ SUMMARY_KEYS = {
     "queue_left",
     "dlq_left",
     "max_concurrent",
+    "startup_s",
     "seconds",
 }
 
