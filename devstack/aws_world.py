@@ -126,6 +126,15 @@ class AwsWorld:
 
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        return self.attach(f"http://127.0.0.1:{port}")
+
+    def attach(self, endpoint_url: str) -> AwsWorld:
+        """Point this world and the process at a moto server of this process, emptied (tests
+        share one warm server per worker): moto's backends are process-wide, so a reset gives
+        each world, and a second server, an account of its own."""
         os.environ.update(
             AWS_ACCESS_KEY_ID="devstack",
             AWS_SECRET_ACCESS_KEY="devstack",
@@ -133,15 +142,12 @@ class AwsWorld:
             AWS_REGION=REGION,
         )
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
-        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.endpoint_url = endpoint_url
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
-        # Moto's backends are process-wide: a second server in one process starts from scratch.
         import requests
 
-        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        # A bound against a hung server only: on a busy machine a reset can take seconds.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=120).raise_for_status()
         return self
 
     def warm(self, service: str) -> None:

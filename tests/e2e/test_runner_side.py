@@ -12,6 +12,7 @@ from devstack.agent import Sandbox
 from devstack.aws_world import AwsWorld, lambda_document, load_tf_templates
 from devstack.github_sim import GitHubSim
 from jitrunners.config import parse_templates
+from tests.support.waits import PATIENCE_S
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def test_start_runner_runs_one_job_and_deletes_its_parameter(
     )
     sandbox = Sandbox.create(tmp_path, "i-0abc", job_seconds=0.2)
 
-    result = sandbox.run([name, "20"], timeout_s=60)
+    result = sandbox.run([name, "20"], timeout_s=PATIENCE_S)
 
     assert result.returncode == 0, result.output
     assert sim.jobs[job.id].conclusion == "success"
@@ -95,9 +96,13 @@ def test_start_runner_idle_timeout_and_missing_parameter(
     world.client("ssm").put_parameter(
         Name=name, Type="SecureString", Value=_jit(sim, "i-idle", ["self-hosted", "gpu"])
     )
-    idle = Sandbox.create(tmp_path, "i-idle", job_seconds=0.2).run([name, "1"], timeout_s=60)
+    idle = Sandbox.create(tmp_path, "i-idle", job_seconds=0.2).run(
+        [name, "1"], timeout_s=PATIENCE_S
+    )
     assert idle.returncode == 4, idle.output
-    again = Sandbox.create(tmp_path / "2", "i-idle", job_seconds=0.2).run([name, "1"], timeout_s=60)
+    again = Sandbox.create(tmp_path / "2", "i-idle", job_seconds=0.2).run(
+        [name, "1"], timeout_s=PATIENCE_S
+    )
     assert again.returncode == 3, again.output
 
 

@@ -21,6 +21,7 @@ from devstack.faults import FAULTS, Ec2Faults, parse_faults
 from devstack.github_sim import GitHubSim
 from devstack.shims import EventBus, Function, SqsEventSource
 from devstack.stack import Options, Stack
+from tests.support.waits import PATIENCE_S
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ SUMMARY_KEYS = {
 }
 
 
-def _until(predicate: Any, timeout_s: float = 30.0) -> bool:
+def _until(predicate: Any, timeout_s: float = PATIENCE_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -68,7 +69,7 @@ def test_signed_webhooks_travel_through_api_gateway_into_the_job_queue(stack: St
     if stack.event_source is not None:
         stack.event_source.stop()
     jobs = stack.queue_jobs()
-    assert stack.sim.wait_webhooks_sent()
+    assert stack.sim.wait_webhooks_sent(timeout_s=PATIENCE_S)
     duplicated = stack.sim.counters["webhooks_duplicated"]
     assert duplicated > 0
     assert stack.apigw is not None
@@ -99,7 +100,7 @@ def test_lost_webhooks_are_recorded_as_failed_and_reach_nobody(tmp_path: Path) -
         if stack.event_source is not None:
             stack.event_source.stop()
         stack.queue_jobs()
-        assert stack.sim.wait_webhooks_sent()
+        assert stack.sim.wait_webhooks_sent(timeout_s=PATIENCE_S)
         assert len(stack.sim.failed_deliveries()) == 3
         assert all(d.status_code == 0 for d in stack.sim.failed_deliveries())
         assert stack.apigw is not None
@@ -140,11 +141,11 @@ def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
     assert record["eventSource"] == "aws:sqs"
     assert record["receiptHandle"]
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
-    assert _until(lambda: source.poll_once() == 1, 10)  # only the failure comes back
+    assert _until(lambda: source.poll_once() == 1)  # only the failure comes back
     assert seen[-1]["attributes"]["ApproximateReceiveCount"] == "2"
     time.sleep(1.2)
     source.poll_once()  # a third receive is over maxReceiveCount: moto moves it to the DLQ
-    assert _until(lambda: world.queue_depth(dlq) == 1, 10)
+    assert _until(lambda: world.queue_depth(dlq) == 1)
     assert world.queue_depth(queue) == 0
 
 
@@ -196,9 +197,9 @@ def test_agent_runs_start_runner_only_on_the_commands_targets_once_online(
     with pytest.raises(ClientError) as refused:
         ssm.send_command(**send)
     assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
-    assert _until(lambda: agent.online(ids[0]), 5)
+    assert _until(lambda: agent.online(ids[0]))
     command_id = ssm.send_command(**send)["Command"]["CommandId"]
-    assert _until(lambda: len(events) == 1, 60)
+    assert _until(lambda: len(events) == 1)
     agent.stop()
     [event] = events
     assert event["detail-type"] == "EC2 Command Invocation Status-change Notification"
@@ -257,7 +258,7 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PATIENCE_S,
         check=False,
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -273,7 +274,7 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
         check=False,
     )
     assert bad.returncode == 2
@@ -301,7 +302,6 @@ def test_command_invocation_status_comes_from_the_agent_not_moto(
         lambda: (
             ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"] == "Failed"
         ),
-        30,
     )
     with pytest.raises(ClientError) as error:
         ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)
