@@ -81,7 +81,7 @@ class Startup:
             except queue.Empty:
                 late = ", ".join(n for n in steps if n not in results)
                 raise StartupError(
-                    f"start-up: {late} did not come up within {self.timeout_s:.0f} s "
+                    f"start-up: {late} did not come up within {self.timeout_s:g} s "
                     f"(--startup-timeout); the machine may be overloaded"
                 ) from None
             if error is not None:

@@ -263,6 +263,9 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(summary) == SUMMARY_KEYS
+    # Start-up said what it was doing before the jobs ran.
+    assert "EC2 backend ready" in done.stdout
+    assert f"stack up in {summary['startup_s']:.1f} s" in done.stdout
     assert summary["jobs"] == 2
     clean = summary["completed"] == 2 and not any(
         summary[k]
