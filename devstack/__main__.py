@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         view=_view(args),
     )
     stack = Stack(options, status_out=status)
+    stdout = sys.stdout
     try:
         try:
             stack.start()
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"jobs": options.jobs, "completed": 0, "startup_error": str(exc)}))
             return 1
         if args.serve:
-            print(json.dumps(stack.serve_info()), flush=True)
+            # sys.stdout now feeds the Lambdas' log (their EMF metrics go there): the terminal's.
+            print(json.dumps(stack.serve_info()), file=stdout, flush=True)
             stopped = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stopped.set())
             with contextlib.suppress(KeyboardInterrupt):

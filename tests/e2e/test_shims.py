@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,6 +283,27 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
     )
     assert bad.returncode == 2
     assert "meteor" in bad.stderr
+
+
+def test_serve_prints_its_json_line_on_stdout_and_start_up_on_stderr() -> None:
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "--serve"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    guard = threading.Timer(PATIENCE_S, serve.kill)  # readline returns "" if it never comes
+    guard.start()
+    try:
+        info = json.loads(serve.stdout.readline())  # type: ignore[union-attr]
+    finally:
+        guard.cancel()
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=PATIENCE_S)
+    assert info["webhook_url"].startswith("http://127.0.0.1:")
+    assert {"webhook_secret", "aws_endpoint_url", "github_api_url"} <= info.keys()
+    assert "stack up in" in stderr
 
 
 def test_command_invocation_status_comes_from_the_agent_not_moto(
