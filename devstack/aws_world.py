@@ -38,6 +38,13 @@ _TF_DEFAULTS: Mapping[str, Any] = {
     "max_lifetime_s": 86400,
 }
 _LAMBDA_FIELDS = ("name", "labels", "instance_types", *_TF_DEFAULTS)
+# A cheap read per service: moto builds a service's backend (EC2's: default VPC, zones) and its
+# request parser on the first request it gets.
+_WARM_CALLS: Mapping[str, str] = {
+    "ec2": "describe_vpcs",
+    "sqs": "list_queues",
+    "ssm": "describe_parameters",
+}
 
 
 def free_port() -> int:
@@ -124,12 +131,24 @@ class AwsWorld:
         return Names(self.prefix)
 
     def start(self) -> AwsWorld:
-        from moto.server import ThreadedMotoServer
+        from devstack import moto_fixes, startup
 
-        from devstack import moto_fixes
+        # Before moto is imported and builds backends: both are read then.
+        startup.lighten_moto()
+        startup.share_botocore_models()
+        from moto.server import ThreadedMotoServer
 
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        return self.attach(f"http://127.0.0.1:{port}")
+
+    def attach(self, endpoint_url: str) -> AwsWorld:
+        """Point this world and the process at a moto server of this process, emptied (tests
+        share one warm server per worker): moto's backends are process-wide, so a reset gives
+        each world, and a second server, an account of its own."""
         os.environ.update(
             AWS_ACCESS_KEY_ID="devstack",
             AWS_SECRET_ACCESS_KEY="devstack",
@@ -137,16 +156,17 @@ class AwsWorld:
             AWS_REGION=REGION,
         )
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
-        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.endpoint_url = endpoint_url
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
-        # Moto's backends are process-wide: a second server in one process starts from scratch.
         import requests
 
-        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        # A bound against a hung server only: on a busy machine a reset can take seconds.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=120).raise_for_status()
         return self
+
+    def warm(self, service: str) -> None:
+        """Make moto build `service`'s backend now (start-up), not in the first Lambda's call."""
+        getattr(self.client(service), _WARM_CALLS[service])()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -119,6 +119,13 @@ class Progress:
         self._lock = threading.Lock()
         self.lines: list[str] = []
 
+    def note(self, text: str, out: TextIO | None = None) -> None:
+        """A line printed even where a table will be drawn: start-up, before the table starts."""
+        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
+        with self._lock:
+            self.lines.append(line)
+            print(line, file=out or self.out, flush=True)
+
     def __call__(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
 from devstack.runner_dist import RunnerDist
 from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
+from devstack.startup import STARTUP_TIMEOUT_S, Startup
 
 REPOS = ("acme/widgets", "acme/gadgets")
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
@@ -37,7 +39,8 @@ class Options:
     job_seconds: float = 1.0
     faults: dict[str, float] = field(default_factory=dict)
     verbose: bool = False
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # the run's bound, counted from when the stack is up
+    startup_timeout_s: float = STARTUP_TIMEOUT_S  # start-up's own bound
     redrive_every_s: float = 4.0
     housekeeper_every_s: float = 6.0
     workdir: Path | None = None
@@ -63,10 +66,14 @@ class Options:
 
 
 class Stack:
-    def __init__(self, options: Options, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, options: Options, out: TextIO = sys.stdout, status_out: TextIO | None = None
+    ) -> None:
         self.options = options
         self.out = out
+        self.status_out = status_out or out  # start-up lines (`--serve`: stderr, beside its JSON)
         self.started = time.monotonic()
+        self.startup_s: float | None = None  # from here to the stack being up
         table = JobTable(out, self.started) if options.view == "table" else None
         self.progress = Progress(out, self.started, table)
         self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="devstack-"))
@@ -123,16 +130,45 @@ class Stack:
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> Stack:
+        """Bring every piece up, saying what is up and when; StartupError names a piece that
+        does not come up within `startup_timeout_s`."""
         # The handlers read the process environment; it is put back as it was by stop().
         self._saved_env = dict(os.environ)
-        self.world.start()
-        self.sim.start()
-        # Instances boot from the user data terraform renders, with the runner from a local mirror.
-        self.runner_dist.start()
-        self.world.create(
-            webhook_secret=self.sim.webhook_secret,
-            github_app_key=self.sim.private_key_pem,
-            runner=self.runner_dist.tfvars(),
+        boot = Startup(self._status, self.options.startup_timeout_s)
+        self._status("starting moto (AWS), the GitHub simulator, the shims and the Lambda handlers")
+        boot.parallel(
+            {
+                "moto": self.world.start,
+                "GitHub simulator": self.sim.start,
+                # Instances boot from the user data terraform renders, with the runner from a
+                # local mirror.
+                "runner mirror": self.runner_dist.start,
+            },
+            {
+                "moto": lambda world: f"moto on {world.endpoint_url.removeprefix('http://')}",
+                "GitHub simulator": lambda sim: (
+                    f"GitHub simulator on {sim.url.removeprefix('http://')}"
+                ),
+                "runner mirror": lambda dist: "runner mirror (the simulated runner's tarball) up",
+            },
+        )
+        # Each first request to a moto service builds its backend: all three at once, before the
+        # world is created and the Lambdas' first calls would wait for them one by one.
+        boot.parallel(
+            {
+                f"{name} backend": functools.partial(self.world.warm, name.lower())
+                for name in ("EC2", "SQS", "SSM")
+            }
+        )
+        boot.step(
+            "AWS world",
+            lambda: self.world.create(
+                webhook_secret=self.sim.webhook_secret,
+                github_app_key=self.sim.private_key_pem,
+                runner=self.runner_dist.tfvars(),
+            ),
+            "AWS world created from the module's rendered documents: KMS key, runner role and "
+            "profile, VPC, launch templates (user data), queues, parameters",
         )
         env = self.world.env(
             github_api_url=self.sim.url,
@@ -152,7 +188,26 @@ class Stack:
         if not self.options.verbose:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         _reset_lambda_caches()
+        # After the environment: the handlers' modules read it when imported.
+        self.functions = boot.step(
+            "Lambda handlers", self._import_functions, "Lambda handlers imported"
+        )
         self._route_lambda_logs()
+        boot.step(
+            "shims",
+            self._start_shims,
+            "shims up: API Gateway, SQS event source, EventBridge, SSM agent, schedules",
+        )
+        self.startup_s = round(time.monotonic() - self.started, 1)
+        self._status(f"stack up in {self.startup_s:.1f} s")
+        if self.progress.table is not None:
+            self.progress.table.start()
+        return self
+
+    def _status(self, text: str) -> None:
+        self.progress.note(text, self.status_out)
+
+    def _import_functions(self) -> dict[str, Function]:
         prefix = self.options.prefix
         principals = None
         if self.options.iam:
@@ -162,10 +217,12 @@ class Stack:
                 self.world.client, self.world.documents, account=ACCOUNT, region=REGION,
                 prefix=prefix, without=self.options.iam_without,
             )  # fmt: skip
-        self.functions = {
+        return {
             key: Function(key, prefix, principals=principals)
             for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
         }
+
+    def _start_shims(self) -> None:
         self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
         self.sim.webhook_url = self.apigw.url
         self.sim.listeners.append(self._on_job)
@@ -210,14 +267,11 @@ class Stack:
         watcher = threading.Thread(target=self._watch_instances, name="ec2-watcher", daemon=True)
         self._threads.append(watcher)
         watcher.start()
-        if self.progress.table is not None:
-            self.progress.table.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self.progress.table is not None:
-            self.progress.table.stop()
+        if self.progress.table is not None and self.startup_s is not None:
+            self.progress.table.stop()  # drawn only once the stack was up
         for thread in self._threads:
             thread.join(timeout=10)
         if self.event_source:
@@ -412,6 +466,7 @@ class Stack:
             "queue_left": self.world.queue_depth(self.world.job_queue_url),
             "dlq_left": self.world.queue_depth(self.world.dlq_url),
             "max_concurrent": self.max_concurrent,
+            "startup_s": self.startup_s,
             "seconds": round(time.monotonic() - self.started, 1),
         }
 
@@ -424,11 +479,15 @@ class Stack:
             and not summary["dlq_left"]
         )
 
+    def run_timeout_s(self) -> float:
+        """The run's bound: generous per job, and counted from when the stack is up, so that a
+        slow start-up (its own bound) leaves the jobs all of their time."""
+        per_job = 10 * max(1.0, self.options.job_seconds)
+        return self.options.timeout_s or 120 + per_job * self.options.jobs
+
     def run_demo(self) -> dict[str, Any]:
-        timeout = self.options.timeout_s or 90 + 6 * self.options.jobs * max(
-            1.0, self.options.job_seconds
-        )
-        deadline = self.started + timeout
+        timeout = self.run_timeout_s()
+        deadline = time.monotonic() + timeout
         self.queue_jobs()
         if not self.functions["scale-up"].available:
             self.sim.wait_webhooks_sent(timeout_s=30)
@@ -450,7 +509,9 @@ class Stack:
                 self.scheduler.fire(self.functions["housekeeper"])
             time.sleep(1.0)
         if time.monotonic() >= deadline:
-            self.progress(f"timed out after {timeout:.0f}s")
+            self.progress(
+                f"timed out: the jobs did not finish within {timeout:.0f} s of start-up (--timeout)"
+            )
         return self.summary()
 
     @staticmethod

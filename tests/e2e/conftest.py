@@ -1,6 +1,11 @@
 """Fixtures of the local stack: a GitHub simulator, a moto server world whose launch templates
 carry the user data terraform renders, the runner mirror, and an SSM agent shim that boots
-instances; torn down after use."""
+instances; torn down after use.
+
+Moto's server is started once per worker (pytest-xdist) and emptied for each test: importing and
+warming moto takes seconds, tens of them on a busy machine, and its backends are process-wide
+anyway. Each test still gets an empty AWS account (`AwsWorld.attach` resets moto).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from devstack.agent import AgentShim
 from devstack.aws_world import REGION, AwsWorld
 from devstack.github_sim import GitHubSim
 from devstack.runner_dist import RunnerDist
+from tests.support.waits import PATIENCE_S
 
 _AWS_KEYS = (
     "AWS_ENDPOINT_URL",
@@ -26,6 +32,20 @@ _AWS_KEYS = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 )
+
+
+class _SavedAwsEnv:
+    """The AWS variables of the process environment, put back as they were."""
+
+    def __init__(self) -> None:
+        self.saved = {key: os.environ.get(key) for key in _AWS_KEYS}
+
+    def restore(self) -> None:
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture
@@ -43,26 +63,31 @@ def runner_dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerDist
     dist.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The endpoint of this worker's moto server, started once."""
+    saved = _SavedAwsEnv()
+    server = AwsWorld().start()
+    saved.restore()
+    yield server.endpoint_url
+    server.stop()
+
+
 @pytest.fixture
-def world(sim: GitHubSim, runner_dist: RunnerDist) -> Iterator[AwsWorld]:
-    """Moto on a random loopback port with the module's resources; the process env is restored."""
-    saved = {key: os.environ.get(key) for key in _AWS_KEYS}
-    aws = AwsWorld().start()
+def world(sim: GitHubSim, moto_server: str, runner_dist: RunnerDist) -> Iterator[AwsWorld]:
+    """An empty moto account with the module's resources; the process env is restored."""
+    saved = _SavedAwsEnv()
+    aws = AwsWorld().attach(moto_server)
     aws.create(
         webhook_secret=sim.webhook_secret,
         github_app_key=sim.private_key_pem,
         runner=runner_dist.tfvars(),
     )
     yield aws
-    aws.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    saved.restore()
 
 
-def until(predicate: Callable[[], object], timeout_s: float = 30) -> bool:
+def until(predicate: Callable[[], object], timeout_s: float = PATIENCE_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from bench.burst_bench import FUNCTIONS, run_burst
 
+from tests.support.waits import PATIENCE_S
+
 MISSING = [
     name
     for name in ("scale_up", "scale_down", "redrive", "housekeeper")
@@ -53,7 +55,7 @@ def assert_counts_add_up(result: dict[str, Any], jobs: int) -> None:
 
 
 def test_a_plain_burst_launches_every_job_and_its_counts_add_up(tmp_path: Path) -> None:
-    result = run_burst(20, {}, workdir=tmp_path, job_seconds=0.2, timeout_s=120)
+    result = run_burst(20, {}, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S)
     assert_counts_add_up(result, 20)
     assert result["retries"]["botocore"] == 0
     assert result["retries"]["github_client_retries"] == 0
@@ -63,7 +65,7 @@ def test_a_plain_burst_launches_every_job_and_its_counts_add_up(tmp_path: Path) 
 
 def test_faults_show_up_as_retries_and_every_job_still_completes(tmp_path: Path) -> None:
     faults = {"ec2-capacity": 0.5, "github-5xx": 0.2}
-    result = run_burst(12, faults, workdir=tmp_path, job_seconds=0.2, timeout_s=120, seed=3)
+    result = run_burst(12, faults, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S, seed=3)
     assert_counts_add_up(result, 12)
     retries = result["retries"]
     assert retries["github_5xx_answered"] > 0

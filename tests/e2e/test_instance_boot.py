@@ -22,6 +22,7 @@ from devstack import deployment, tfrender
 from devstack.aws_world import REGION, TEMPLATES_FILE
 from devstack.runner_dist import RunnerDist
 from devstack.sandbox import Instance, instance_env
+from tests.support.waits import PATIENCE_S
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "runner_scripts"
@@ -78,7 +79,7 @@ def module_with_824236b_template(base: Path) -> Path:
 
 def boot(base: Path, script: str) -> tuple[Instance, int]:
     instance = Instance.create(base, "i-0123456789abcdef0", region=REGION).boot()
-    status = instance.run_user_data(script, env=instance_env(), timeout_s=120)
+    status = instance.run_user_data(script, env=instance_env(), timeout_s=PATIENCE_S)
     return instance, status
 
 

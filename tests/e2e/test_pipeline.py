@@ -13,6 +13,7 @@ import pytest
 
 from devstack.faults import FAULTS
 from devstack.stack import Options, Stack
+from tests.support.waits import PATIENCE_S
 
 MISSING = [
     name
@@ -33,7 +34,7 @@ def run(tmp_path: Path, **kwargs: object) -> tuple[Stack, dict[str, object]]:
         "visibility_timeout_s": 2,
         "max_receive_count": 4,
         "workdir": tmp_path,
-        "timeout_s": 150,
+        "timeout_s": PATIENCE_S,  # a hang guard: a run takes 10-30 s on an idle machine
     }
     options = Options(**{**settings, **kwargs})  # type: ignore[arg-type]
     stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))

@@ -72,12 +72,12 @@ def test_fake_aws_cli_reads_deletes_and_fails_like_the_cli(world: AwsWorld, tmp_
 
 def _booted(fleet: Fleet) -> str:
     [iid] = fleet.launch()
-    assert until(lambda: fleet.agent.online(iid), 60), fleet.agent.boots
+    assert until(lambda: fleet.agent.online(iid)), fleet.agent.boots
     return iid
 
 
 def _finished(fleet: Fleet, command_id: str, iid: str) -> tuple[str, int | None, str]:
-    assert until(lambda: any(e["detail"]["command-id"] == command_id for e in fleet.events), 90)
+    assert until(lambda: any(e["detail"]["command-id"] == command_id for e in fleet.events))
     invocation = fleet.agent.invocations[(command_id, iid)]
     return invocation.status, invocation.returncode, invocation.output
 

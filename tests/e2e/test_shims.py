@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from devstack.github_sim import GitHubSim
 from devstack.shims import EventBus, Function, SqsEventSource
 from devstack.stack import Options, Stack
 from tests.e2e.conftest import Fleet
+from tests.support.waits import PATIENCE_S
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +38,12 @@ SUMMARY_KEYS = {
     "queue_left",
     "dlq_left",
     "max_concurrent",
+    "startup_s",
     "seconds",
 }
 
 
-def _until(predicate: Any, timeout_s: float = 30.0) -> bool:
+def _until(predicate: Any, timeout_s: float = PATIENCE_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -69,7 +72,7 @@ def test_signed_webhooks_travel_through_api_gateway_into_the_job_queue(stack: St
     if stack.event_source is not None:
         stack.event_source.stop()
     jobs = stack.queue_jobs()
-    assert stack.sim.wait_webhooks_sent()
+    assert stack.sim.wait_webhooks_sent(timeout_s=PATIENCE_S)
     duplicated = stack.sim.counters["webhooks_duplicated"]
     assert duplicated > 0
     assert stack.apigw is not None
@@ -100,7 +103,7 @@ def test_lost_webhooks_are_recorded_as_failed_and_reach_nobody(tmp_path: Path) -
         if stack.event_source is not None:
             stack.event_source.stop()
         stack.queue_jobs()
-        assert stack.sim.wait_webhooks_sent()
+        assert stack.sim.wait_webhooks_sent(timeout_s=PATIENCE_S)
         assert len(stack.sim.failed_deliveries()) == 3
         assert all(d.status_code == 0 for d in stack.sim.failed_deliveries())
         assert stack.apigw is not None
@@ -141,11 +144,11 @@ def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
     assert record["eventSource"] == "aws:sqs"
     assert record["receiptHandle"]
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
-    assert _until(lambda: source.poll_once() == 1, 10)  # only the failure comes back
+    assert _until(lambda: source.poll_once() == 1)  # only the failure comes back
     assert seen[-1]["attributes"]["ApproximateReceiveCount"] == "2"
     time.sleep(1.2)
     source.poll_once()  # a third receive is over maxReceiveCount: moto moves it to the DLQ
-    assert _until(lambda: world.queue_depth(dlq) == 1, 10)
+    assert _until(lambda: world.queue_depth(dlq) == 1)
     assert world.queue_depth(queue) == 0
 
 
@@ -189,13 +192,13 @@ def test_agent_boots_from_user_data_and_runs_start_runner_only_on_the_commands_t
     with pytest.raises(ClientError) as refused:
         ssm.send_command(**send)
     assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
-    assert _until(lambda: fleet.agent.online(ids[0]), 30), fleet.agent.boots
+    assert _until(lambda: fleet.agent.online(ids[0]), PATIENCE_S), fleet.agent.boots
     # Online = the user data's bootstrap started the SSM agent unit, and boot_s passed.
     instance = fleet.agent.instances[ids[0]]
     assert "enable --now amazon-ssm-agent.service" in instance.state("systemctl.log")
     assert time.time() - fleet.launched[ids[0]] >= 1.0
     command_id = ssm.send_command(**send)["Command"]["CommandId"]
-    assert _until(lambda: len(fleet.events) == 1, 60)
+    assert _until(lambda: len(fleet.events) == 1, PATIENCE_S)
     [event] = fleet.events
     assert event["detail-type"] == "EC2 Command Invocation Status-change Notification"
     assert event["detail"] == {**event["detail"], "command-id": command_id, "status": "Success"}
@@ -226,7 +229,7 @@ def test_a_failing_bootstrap_powers_the_instance_off(fleet: Fleet, tmp_path: Pat
     powered_off: list[str] = []
     fleet.agent.on_poweroff = powered_off.append
     [iid] = fleet.launch()
-    assert _until(lambda: powered_off == [iid], 60), fleet.agent.boots
+    assert _until(lambda: powered_off == [iid], PATIENCE_S), fleet.agent.boots
     instance = fleet.agent.instances[iid]
     assert instance.state("power.log").startswith("shutdown -h now")
     assert "SHA-256 mismatch" in instance.read("/var/log/jitrunners/bootstrap.log")
@@ -281,11 +284,14 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PATIENCE_S,
         check=False,
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(summary) == SUMMARY_KEYS
+    # Start-up said what it was doing before the jobs ran.
+    assert "EC2 backend ready" in done.stdout
+    assert f"stack up in {summary['startup_s']:.1f} s" in done.stdout
     assert summary["jobs"] == 2
     clean = summary["completed"] == 2 and not any(
         summary[k]
@@ -297,17 +303,38 @@ def test_demo_cli_last_line_is_the_summary_and_the_exit_status_follows_it() -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
         check=False,
     )
     assert bad.returncode == 2
     assert "meteor" in bad.stderr
 
 
+def test_serve_prints_its_json_line_on_stdout_and_start_up_on_stderr() -> None:
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "--serve"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    guard = threading.Timer(PATIENCE_S, serve.kill)  # readline returns "" if it never comes
+    guard.start()
+    try:
+        info = json.loads(serve.stdout.readline())  # type: ignore[union-attr]
+    finally:
+        guard.cancel()
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=PATIENCE_S)
+    assert info["webhook_url"].startswith("http://127.0.0.1:")
+    assert {"webhook_secret", "aws_endpoint_url", "github_api_url"} <= info.keys()
+    assert "stack up in" in stderr
+
+
 def test_command_invocation_status_comes_from_the_agent_not_moto(fleet: Fleet) -> None:
     ssm = fleet.world.client("ssm")
     [iid] = fleet.launch()
-    assert _until(lambda: fleet.agent.online(iid), 30), fleet.agent.boots
+    assert _until(lambda: fleet.agent.online(iid), PATIENCE_S), fleet.agent.boots
     command_id = ssm.send_command(
         InstanceIds=[iid],
         DocumentName="AWS-RunShellScript",
@@ -319,7 +346,6 @@ def test_command_invocation_status_comes_from_the_agent_not_moto(fleet: Fleet) -
         lambda: (
             ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)["Status"] == "Failed"
         ),
-        30,
     )
     with pytest.raises(ClientError) as error:
         ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)

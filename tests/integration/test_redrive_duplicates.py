@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -39,7 +41,10 @@ def test_duplicate_from_a_crashed_redrive_launches_one_instance(
 
     config.get_settings.cache_clear()  # not _reset_process_caches(): keep the world's hooks
     job_status(world, 7)
-    sqs.send_message(QueueUrl=dlq, MessageBody=launch_message(7).to_json())
+    # Queued just now: the redrive handler reads the real clock, and the payload's fixed
+    # created_at would be past GitHub's 24 h queue lifetime a day after it was written.
+    message = replace(launch_message(7), queued_at=datetime.now(UTC).isoformat())
+    sqs.send_message(QueueUrl=dlq, MessageBody=message.to_json())
 
     receipts: list[str] = []
 

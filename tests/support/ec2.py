@@ -10,7 +10,7 @@ import boto3
 
 from jitrunners.aws.clients import client
 
-# An image moto knows without loading its AMI catalogue (describe_images is slow).
+# Any AMI id: moto validates none (tests/conftest.py does not load its default catalogue).
 AMI = "ami-12c6146b"
 
 

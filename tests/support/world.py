@@ -31,7 +31,7 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-# One of moto's built-in images; describing images to find one costs seconds per test.
+# Any AMI id: moto validates none (tests/conftest.py does not load its default catalogue).
 AMI = "ami-12c6146b"
 
 
