@@ -183,11 +183,33 @@ class AgentShim:
             encoded = attribute.get("UserData", {}).get("Value", "")
         return base64.b64decode(encoded).decode() if encoded else ""
 
+    def instance_profile(self, instance_id: str) -> tuple[str, str]:
+        """The instance profile EC2 started the instance with, and its role's name."""
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        arn = (reservations[0]["Instances"][0].get("IamInstanceProfile") or {}).get("Arn", "")
+        if not arn:
+            return "", ""
+        import boto3
+
+        iam = boto3.session.Session().client(
+            "iam", endpoint_url=self.ec2.meta.endpoint_url, region_name=self.region
+        )
+        profile = iam.get_instance_profile(InstanceProfileName=arn.rsplit("/", 1)[-1])
+        roles = profile["InstanceProfile"].get("Roles") or []
+        return arn, (roles[0]["RoleName"] if roles else "")
+
     def _boot(self, instance_id: str) -> None:
         started = time.time()
         try:
             script = self.user_data(instance_id)
-            instance = Instance.create(self.base_dir, instance_id, region=self.region).boot()
+            profile_arn, role_name = self.instance_profile(instance_id)
+            instance = Instance.create(
+                self.base_dir,
+                instance_id,
+                region=self.region,
+                instance_profile_arn=profile_arn,
+                role_name=role_name,
+            ).boot()
         except (ClientError, BotoCoreError, SandboxError, OSError) as exc:
             self.log(f"agent {instance_id}: cannot boot: {exc}")
             with self._lock:

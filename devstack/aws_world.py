@@ -343,6 +343,14 @@ class AwsWorld:
             region=REGION,
             deployed=deployed,
         )
+        # The runner role's policies, as iam.tf attaches them: what an instance's credentials
+        # are authorized against (devstack/fake_aws.py reads them from IAM).
+        for name, document in self.documents.runner_policies.items():
+            iam.put_role_policy(
+                RoleName=self.documents.runner_role_name,
+                PolicyName=name,
+                PolicyDocument=json.dumps(document),
+            )
         for url, key in ((self.job_queue_url, "jobs"), (self.dlq_url, "jobs_dlq")):
             sqs.set_queue_attributes(
                 QueueUrl=url, Attributes={"Policy": json.dumps(self.documents.queue_policies[key])}

@@ -24,9 +24,10 @@ Each keeps what AWS answers; they only change how moto finds it:
   attribute of the queue, message counts included (a scan of all its messages): a receive was
   quadratic in the queue's depth. Here the retention period is read as it is.
 * (A gap, not speed.) Instances an EC2 Fleet launches from a launch template do not get the
-  template's IAM instance profile in moto (RunInstances associates it; CreateFleet forgets): EC2
-  starts them with it, and the IAM layer's `ec2:InstanceProfile` conditions read it. Here the
-  fleet associates each instance with its launch spec's profile, as RunInstances does.
+  template's IAM instance profile in moto, nor do instances RunInstances launches from a launch
+  template (moto applies only a profile given in the call): EC2 starts them with it, and the IAM
+  layer's `ec2:InstanceProfile` conditions and the instances' credentials depend on it. Here both
+  associate each instance with its launch template's profile.
 * Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
   every entry) to match the host to a backend, and inspects the response class for its method
   names: a tenth of the stack's time under a burst. Neither changes while the process runs.
@@ -142,6 +143,26 @@ def apply() -> None:
         return fleet
 
     FleetsBackend.create_fleet = create_fleet_with_profiles  # type: ignore[method-assign]
+    run_instances = InstanceBackend.run_instances
+
+    def run_instances_with_profile(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reservation = run_instances(self, *args, **kwargs)
+        template = kwargs.get("launch_template")
+        given = kwargs.get("iam_instance_profile_arn") or kwargs.get("iam_instance_profile_name")
+        if template and not given:
+            profile = self._get_template_from_args(template).data.get("IamInstanceProfile") or {}
+            for instance in reservation.instances:
+                if (profile.get("Arn") or profile.get("Name")) and (
+                    instance.id not in self.iam_instance_profile_associations
+                ):
+                    self.associate_iam_instance_profile(
+                        instance_id=instance.id,
+                        iam_instance_profile_arn=profile.get("Arn"),
+                        iam_instance_profile_name=profile.get("Name"),
+                    )
+        return reservation
+
+    InstanceBackend.run_instances = run_instances_with_profile  # type: ignore[method-assign]
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     method_names = functools.cache(responses.method_names_from_class)

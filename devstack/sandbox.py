@@ -19,6 +19,7 @@ agent (devstack/agent.py), cloud-init (`run_user_data` does its one relevant ste
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -79,16 +80,35 @@ class Instance:
     zone: str = ""
     init: subprocess.Popen[str] | None = None
     powered_off: bool = False  # PID 1 ended from inside (shutdown), not by kill()
+    # The instance profile EC2 started it with: IMDS then serves its role's credentials.
+    instance_profile_arn: str = ""
+    role_name: str = ""
     _killed: bool = field(default=False, repr=False)
 
     @classmethod
-    def create(cls, base: Path, instance_id: str, *, region: str, zone: str = "") -> Instance:
+    def create(
+        cls,
+        base: Path,
+        instance_id: str,
+        *,
+        region: str,
+        zone: str = "",
+        instance_profile_arn: str = "",
+        role_name: str = "",
+    ) -> Instance:
         root = (base / instance_id).resolve()
         for top in OVERLAID:
             if root == Path(top) or Path(top) in root.parents:
                 raise SandboxError(f"the sandbox {root} must not be under {top}: it is overlaid")
         root.mkdir(parents=True, exist_ok=True)
-        instance = cls(root, instance_id, region=region, zone=zone or f"{region}a")
+        instance = cls(
+            root,
+            instance_id,
+            region=region,
+            zone=zone or f"{region}a",
+            instance_profile_arn=instance_profile_arn,
+            role_name=role_name,
+        )
         instance._write_metadata()
         return instance
 
@@ -102,6 +122,25 @@ class Instance:
         (data / "instance-id").write_text(self.instance_id)
         (data / "placement" / "region").write_text(self.region)
         (data / "placement" / "availability-zone").write_text(self.zone)
+        if self.instance_profile_arn and self.role_name:
+            # What IMDS serves an instance started with a profile: iam/info and the role's
+            # temporary credentials (stand-ins: moto accepts any key; the IAM layer decides).
+            iam = data / "iam"
+            (iam / "security-credentials").mkdir(parents=True, exist_ok=True)
+            (iam / "info").write_text(
+                json.dumps({"Code": "Success", "InstanceProfileArn": self.instance_profile_arn})
+            )
+            (iam / "security-credentials" / self.role_name).write_text(
+                json.dumps(
+                    {
+                        "Code": "Success",
+                        "Type": "AWS-HMAC",
+                        "AccessKeyId": "ASIADEVSTACK" + self.instance_id[-8:].upper(),
+                        "SecretAccessKey": secrets.token_urlsafe(30),
+                        "Token": secrets.token_urlsafe(60),
+                    }
+                )
+            )
 
     # ---- the instance's life
     def boot(self) -> Instance:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_world import REGION, AwsWorld, lambda_document, load_tf_templates
+from devstack.aws_world import ACCOUNT, REGION, AwsWorld, lambda_document, load_tf_templates
 from devstack.github_sim import GitHubSim
 from devstack.sandbox import instance_env
 from jitrunners.config import parse_templates
@@ -18,6 +18,7 @@ from tests.e2e.conftest import Fleet, until
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
+INSTANCE_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance"
 
 
 def _jit(sim: GitHubSim, name: str, labels: list[str]) -> str:
@@ -70,6 +71,26 @@ def test_fake_aws_cli_reads_deletes_and_fails_like_the_cli(world: AwsWorld, tmp_
     assert "GetParameter" in missing.stderr
 
 
+def _put_jit(fleet: Fleet, iid: str, value: str) -> str:
+    """A JIT parameter as scale-up writes it (aws/ssm.py put_jit_config): SecureString under the
+    module's key, tagged with the instance's ARN, which the runner role's policy matches."""
+    name = f"/jitrunners/jit/{iid}"
+    fleet.world.client("ssm").put_parameter(
+        Name=name,
+        Type="SecureString",
+        Value=value,
+        KeyId=fleet.world.kms_key_arn,
+        Tags=[
+            {"Key": "jitrunners:prefix", "Value": "jitrunners"},
+            {
+                "Key": "jitrunners:instance-arn",
+                "Value": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{iid}",
+            },
+        ],
+    )
+    return name
+
+
 def _booted(fleet: Fleet) -> str:
     [iid] = fleet.launch()
     assert until(lambda: fleet.agent.online(iid)), fleet.agent.boots
@@ -87,10 +108,7 @@ def test_start_runner_runs_one_job_as_the_runner_user_and_deletes_its_parameter(
 ) -> None:
     iid = _booted(fleet)
     job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
-    name = f"/jitrunners/jit/{iid}"
-    fleet.world.client("ssm").put_parameter(
-        Name=name, Type="SecureString", Value=_jit(sim, iid, ["self-hosted", "linux"])
-    )
+    name = _put_jit(fleet, iid, _jit(sim, iid, ["self-hosted", "linux"]))
 
     command_id = fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 20")
 
@@ -108,14 +126,33 @@ def test_start_runner_runs_one_job_as_the_runner_user_and_deletes_its_parameter(
 
 def test_start_runner_idle_timeout_and_missing_parameter(sim: GitHubSim, fleet: Fleet) -> None:
     iid = _booted(fleet)
-    name = f"/jitrunners/jit/{iid}"
-    fleet.world.client("ssm").put_parameter(
-        Name=name, Type="SecureString", Value=_jit(sim, iid, ["self-hosted", "gpu"])
-    )
+    name = _put_jit(fleet, iid, _jit(sim, iid, ["self-hosted", "gpu"]))
     idle = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
     assert idle[:2] == ("Failed", 4), idle[2]
     again = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
     assert again[:2] == ("Failed", 3), again[2]
+
+
+def test_an_instance_reads_its_own_jit_parameter_and_nothing_else(fleet: Fleet) -> None:
+    """The instance's credentials (its profile's role, from IMDS) are held to the runner role's
+    policies as the module deploys them: its own JIT config only, no other instance's, no secret."""
+    mine, other = _booted(fleet), _booted(fleet)
+    _put_jit(fleet, mine, "mine")
+    _put_jit(fleet, other, "not-mine")
+    get = "aws ssm get-parameter --with-decryption --query Parameter.Value --output text --name"
+    for name, expected in (
+        (f"/jitrunners/jit/{mine}", "Success"),
+        (f"/jitrunners/jit/{other}", "AccessDeniedException"),
+        ("/jitrunners/secrets/webhook-secret", "AccessDeniedException"),
+    ):
+        status, code, output = _finished(fleet, fleet.send(mine, f"{get} {name}"), mine)
+        if expected == "Success":
+            assert (status, code, output.strip()) == ("Success", 0, "mine")
+        else:
+            assert (status, code) == ("Failed", 254), output
+            assert expected in output
+            assert "is not authorized to perform" in output
+            assert f"assumed-role/jitrunners-runner/{mine}" in output
 
 
 def test_run_shell_script_runs_every_command_as_root_with_ssms_environment(
