@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from jitrunners.aws import fleet
 from jitrunners.config import get_settings, load_templates
 from jitrunners.handlers import scale_down
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
@@ -475,3 +476,6 @@ def test_instance_with_our_tag_but_not_our_instance_profile_is_never_terminated(
     flagged = {x["instance_id"] for x in log_lines() if "instance profile" in x["message"]}
     assert flagged == {impostor, bare}
     assert '"ForeignTaggedInstances"' in capsys.readouterr().out
+    # Terminated, ours keeps being ours for its history although EC2 ended its profile
+    # association (a terminated instance shows no IamInstanceProfile): it is found, not flagged.
+    assert fleet.get_instance(ours, "jitrunners", world.instance_profile(world.RUNNER_PROFILE))

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jitrunners.aws.clients import client, error_code
 from jitrunners.observability import count, logger
 
+GONE_STATES = ("shutting-down", "terminated")
 TAG_PREFIX = "jitrunners:prefix"
 TAG_TEMPLATE = "jitrunners:template"
 TAG_JOB_ID = "jitrunners:job-id"
@@ -312,14 +313,16 @@ def list_instances(
             found.extend(_instance(data) for data in reservation.get("Instances", []))
     if not profile_arn:
         return found
-    impostors = [i for i in found if i.profile_arn != profile_arn]
+    # EC2 ends a terminated instance's profile association (IamInstanceProfile disappears): it
+    # can no longer be terminated, tagged or commanded, so its tag is enough to read its history.
+    impostors = [i for i in found if i.profile_arn != profile_arn and i.state not in GONE_STATES]
     for instance in impostors:
         count("ForeignTaggedInstances")
         logger.warning(
             "instance carries our tag but not the runner instance profile: left alone",
             extra={"instance_id": instance.id, "instance_profile": instance.profile_arn or None},
         )
-    return [i for i in found if i.profile_arn == profile_arn]
+    return [i for i in found if i not in impostors]
 
 
 def get_instance(instance_id: str, prefix: str, profile_arn: str = "") -> Instance | None:
