@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack.aws_world import AwsWorld
+from devstack.aws_world import ACCOUNT, REGION, AwsWorld
 from devstack.faults import FAULTS, Ec2Faults, parse_faults
 from devstack.github_sim import GitHubSim
 from devstack.shims import EventBus, Function, SqsEventSource
@@ -180,7 +180,19 @@ def test_agent_boots_from_user_data_and_runs_start_runner_only_on_the_commands_t
         "orgs/acme", {"name": ids[0], "labels": ["self-hosted", "linux"], "runner_group_id": 1}
     )["encoded_jit_config"]
     name = f"/jitrunners/jit/{ids[0]}"
-    ssm.put_parameter(Name=name, Type="SecureString", Value=encoded)
+    # As scale-up writes it: only the instance named in its tag may read it (the runner role).
+    ssm.put_parameter(
+        Name=name,
+        Type="SecureString",
+        Value=encoded,
+        KeyId=fleet.world.kms_key_arn,
+        Tags=[
+            {
+                "Key": "jitrunners:instance-arn",
+                "Value": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{ids[0]}",
+            }
+        ],
+    )
     send = {
         "InstanceIds": [ids[0]],
         "DocumentName": "AWS-RunShellScript",
