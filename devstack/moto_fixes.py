@@ -132,14 +132,7 @@ def apply() -> None:
             profile = getattr(spec, "iam_instance_profile", None) or {}
             while isinstance(profile.get("Arn"), dict):  # a spot request wraps the spec's dict
                 profile = profile["Arn"]
-            if instance.id in self.iam_instance_profile_associations:
-                continue
-            if profile.get("Arn") or profile.get("Name"):
-                self.associate_iam_instance_profile(
-                    instance_id=instance.id,
-                    iam_instance_profile_arn=profile.get("Arn"),
-                    iam_instance_profile_name=profile.get("Name"),
-                )
+            _associate(self, instance.id, profile)
         return fleet
 
     FleetsBackend.create_fleet = create_fleet_with_profiles  # type: ignore[method-assign]
@@ -152,14 +145,7 @@ def apply() -> None:
         if template and not given:
             profile = self._get_template_from_args(template).data.get("IamInstanceProfile") or {}
             for instance in reservation.instances:
-                if (profile.get("Arn") or profile.get("Name")) and (
-                    instance.id not in self.iam_instance_profile_associations
-                ):
-                    self.associate_iam_instance_profile(
-                        instance_id=instance.id,
-                        iam_instance_profile_arn=profile.get("Arn"),
-                        iam_instance_profile_name=profile.get("Name"),
-                    )
+                _associate(self, instance.id, profile)
         return reservation
 
     InstanceBackend.run_instances = run_instances_with_profile  # type: ignore[method-assign]
@@ -173,3 +159,15 @@ def apply() -> None:
     TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
     Command._get_instance_ids_from_targets = instance_ids_from_targets  # type: ignore[method-assign]
     _APPLIED.append(True)
+
+
+def _associate(backend: Any, instance_id: str, profile: dict[str, Any]) -> None:
+    """Give an instance its launch template's profile, as EC2 does (once; none: nothing)."""
+    if instance_id in backend.iam_instance_profile_associations:
+        return
+    if profile.get("Arn") or profile.get("Name"):
+        backend.associate_iam_instance_profile(
+            instance_id=instance_id,
+            iam_instance_profile_arn=profile.get("Arn"),
+            iam_instance_profile_name=profile.get("Name"),
+        )

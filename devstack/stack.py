@@ -211,9 +211,9 @@ class Stack:
         prefix = self.options.prefix
         principals = None
         if self.options.iam:
-            from devstack.iam import deployment as iam_deployment
+            from devstack.iam import principals as iam
 
-            principals, self.enforcer = iam_deployment.enforce_lambdas(
+            principals, self.enforcer = iam.enforce_lambdas(
                 self.world.client, self.world.documents, account=ACCOUNT, region=REGION,
                 prefix=prefix, without=self.options.iam_without,
             )  # fmt: skip

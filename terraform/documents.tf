@@ -173,6 +173,47 @@ locals {
 }
 
 locals {
+  # Statements several functions share (the same words, the same grant).
+  statements = {
+    read_config = {
+      Sid      = "ReadConfigAndGitHubCredentials"
+      Effect   = "Allow"
+      Action   = "ssm:GetParameter"
+      Resource = [local.arn.templates, local.arn.github_secret]
+    }
+    terminate_ours = {
+      Sid      = "TerminateOurInstances"
+      Effect   = "Allow"
+      Action   = "ec2:TerminateInstances"
+      Resource = "${local.ec2_arn}:instance/*"
+      Condition = {
+        StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+        ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+      }
+    }
+    relaunch_jobs = {
+      Sid      = "RelaunchJobs"
+      Effect   = "Allow"
+      Action   = "sqs:SendMessage"
+      Resource = local.deployed.jobs_queue_arn
+    }
+    key_for_secrets_and_queue = {
+      Sid       = "KeyForSecretsAndQueue"
+      Effect    = "Allow"
+      Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+      Resource  = local.deployed.kms_key_arn
+      Condition = local.key_via_services
+    }
+    describe_instances = {
+      Sid      = "DescribeInstances"
+      Effect   = "Allow"
+      Action   = "ec2:DescribeInstances"
+      Resource = "*" # Describe* has no resource-level permissions
+    }
+  }
+}
+
+locals {
   assume_role_policies = {
     lambda = jsonencode({
       Version = "2012-10-17"
@@ -275,12 +316,7 @@ locals {
           ]
           Resource = local.deployed.jobs_queue_arn
         },
-        {
-          Sid      = "ReadConfigAndGitHubCredentials"
-          Effect   = "Allow"
-          Action   = "ssm:GetParameter"
-          Resource = [local.arn.templates, local.arn.github_secret]
-        },
+        local.statements.read_config,
         {
           # Written, tagged with the instance's ARN and deleted here; read only by that instance.
           Sid      = "JitConfigParameters"
@@ -372,22 +408,8 @@ locals {
             "Null"                      = { "aws:TagKeys" = "false" }
           }
         },
-        {
-          Sid      = "TerminateOurInstances"
-          Effect   = "Allow"
-          Action   = "ec2:TerminateInstances"
-          Resource = "${local.ec2_arn}:instance/*"
-          Condition = {
-            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
-            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
-          }
-        },
-        {
-          Sid      = "DescribeInstances"
-          Effect   = "Allow"
-          Action   = "ec2:DescribeInstances"
-          Resource = "*" # Describe* has no resource-level permissions
-        },
+        local.statements.terminate_ours,
+        local.statements.describe_instances,
         {
           Sid       = "PassRunnerRole"
           Effect    = "Allow"
@@ -435,12 +457,7 @@ locals {
     "scale-down" = jsonencode({
       Version = "2012-10-17"
       Statement = [
-        {
-          Sid      = "ReadConfigAndGitHubCredentials"
-          Effect   = "Allow"
-          Action   = "ssm:GetParameter"
-          Resource = [local.arn.templates, local.arn.github_secret]
-        },
+        local.statements.read_config,
         {
           Sid      = "DeleteJitConfigs"
           Effect   = "Allow"
@@ -453,35 +470,10 @@ locals {
           Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter"]
           Resource = local.arn.state_params
         },
-        {
-          Sid      = "RelaunchJobs"
-          Effect   = "Allow"
-          Action   = "sqs:SendMessage"
-          Resource = local.deployed.jobs_queue_arn
-        },
-        {
-          Sid       = "KeyForSecretsAndQueue"
-          Effect    = "Allow"
-          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
-          Resource  = local.deployed.kms_key_arn
-          Condition = local.key_via_services
-        },
-        {
-          Sid      = "DescribeInstances"
-          Effect   = "Allow"
-          Action   = "ec2:DescribeInstances"
-          Resource = "*" # no resource-level permissions
-        },
-        {
-          Sid      = "TerminateOurInstances"
-          Effect   = "Allow"
-          Action   = "ec2:TerminateInstances"
-          Resource = "${local.ec2_arn}:instance/*"
-          Condition = {
-            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
-            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
-          }
-        },
+        local.statements.relaunch_jobs,
+        local.statements.key_for_secrets_and_queue,
+        local.statements.describe_instances,
+        local.statements.terminate_ours,
       ]
     })
 
@@ -500,12 +492,7 @@ locals {
           Action   = "sqs:SendMessage"
           Resource = [local.deployed.jobs_queue_arn, local.deployed.dlq_arn]
         },
-        {
-          Sid      = "ReadConfigAndGitHubCredentials"
-          Effect   = "Allow"
-          Action   = "ssm:GetParameter"
-          Resource = [local.arn.templates, local.arn.github_secret]
-        },
+        local.statements.read_config,
         {
           Sid       = "KeyForQueuesAndSecrets"
           Effect    = "Allow"
@@ -519,12 +506,7 @@ locals {
     "housekeeper" = jsonencode({
       Version = "2012-10-17"
       Statement = [
-        {
-          Sid      = "ReadConfigAndGitHubCredentials"
-          Effect   = "Allow"
-          Action   = "ssm:GetParameter"
-          Resource = [local.arn.templates, local.arn.github_secret]
-        },
+        local.statements.read_config,
         {
           Sid      = "DeleteOrphanJitConfigs"
           Effect   = "Allow"
@@ -537,35 +519,15 @@ locals {
           Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
           Resource = [local.arn.state_params, local.arn.state_path]
         },
-        {
-          Sid      = "RelaunchJobs"
-          Effect   = "Allow"
-          Action   = "sqs:SendMessage"
-          Resource = local.deployed.jobs_queue_arn
-        },
-        {
-          Sid       = "KeyForSecretsAndQueue"
-          Effect    = "Allow"
-          Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
-          Resource  = local.deployed.kms_key_arn
-          Condition = local.key_via_services
-        },
+        local.statements.relaunch_jobs,
+        local.statements.key_for_secrets_and_queue,
         {
           Sid      = "ListInstancesParametersCommands"
           Effect   = "Allow"
           Action   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation"]
           Resource = "*" # no resource-level permissions
         },
-        {
-          Sid      = "TerminateOurInstances"
-          Effect   = "Allow"
-          Action   = "ec2:TerminateInstances"
-          Resource = "${local.ec2_arn}:instance/*"
-          Condition = {
-            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
-            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
-          }
-        },
+        local.statements.terminate_ours,
       ]
     })
   }
