@@ -690,3 +690,27 @@ def test_runner_group_is_asked_about_once_per_process_and_not_for_repo_templates
     asked = [c for c in world.github.calls if "/runner-groups/" in c.request.url]
     assert len(asked) == 1
     assert len(world.instances()) == 3
+
+
+def test_launch_of_a_job_taken_by_the_runner_of_another_job_gives_that_job_a_launch(
+    world: World, lambda_context: Any
+) -> None:
+    """Job 7's webhook came late: the runner launched for job 8 took job 7 meanwhile. Job 7's
+    launch is dropped, and job 8, still queued, gets a launch of its own (DESIGN 6b swap)."""
+    job_status(world, 8)
+    run(sqs_event(launch_message(8)), lambda_context)
+    [instance] = world.instances()
+    runner = instance["InstanceId"]
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/7",
+        json={"id": 7, "status": "in_progress", "runner_name": runner},
+    )
+    sent_before = len(world.sent)
+
+    response = run(sqs_event(launch_message(7)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1  # nothing launched for job 7: it has its runner
+    assert tags_of(world.instances()[0])["jitrunners:job-id"] == "7"  # the runner owes job 7
+    [(owed, delay)] = world.sent[sent_before:]
+    assert (owed.kind, owed.job_id, owed.template, delay) == ("launch", 8, "linux-x64", 0)

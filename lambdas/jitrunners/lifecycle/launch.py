@@ -124,6 +124,8 @@ def _admit(
             status = "gone" if job is None else job.status
             count("LaunchDropped", reason=f"job_{status}")
             logger.info("launch dropped: the job is no longer queued", extra={"job_status": status})
+            if job is not None:
+                pass_on_the_need(message, job.runner_name, deps)
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
     outcome = _check_runner_group(message, deps)
@@ -131,6 +133,42 @@ def _admit(
         return outcome
     live_jobs.add(key)  # a second copy in this batch is a duplicate too
     return None
+
+
+def pass_on_the_need(message: JobMessage, runner_name: str | None, deps: ScaleUpDeps) -> None:
+    """Runners are fungible (DESIGN 6b): when the runner launched for job Y took this job X, Y
+    lost the runner it was launched for, and X's own launch is dropped (X is taken). The
+    instance now owes X (its job tags say so, for scale-down, re-runs and the housekeeper) and Y
+    gets a launch of its own, which the launch path checks is still needed. Best effort: the
+    drop stands whatever happens here (the housekeeper is the net for what this misses)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from jitrunners.aws import queue
+    from jitrunners.lifecycle.relaunch import launch_message_for
+    from jitrunners.models import INSTANCE_ID_RE
+
+    if not runner_name or not INSTANCE_ID_RE.fullmatch(runner_name):
+        return
+    settings = deps.settings
+    try:
+        instance = fleet.get_instance(
+            runner_name, settings.prefix, settings.runner_instance_profile_arn
+        )
+        if instance is None or instance.job_id in (None, message.job_id):
+            return  # not ours, or it ran the job it was launched for
+        owed = launch_message_for(instance, deps.template(str(instance.template or "")))
+        if owed is None:
+            return
+        fleet.tag_instance(instance.id, job_tags(message))
+        deps.enqueue(owed, 0)
+    except (ClientError, BotoCoreError, queue.QueueError) as exc:
+        logger.warning("cannot pass the need of a taken runner on", extra={"detail": str(exc)})
+        return
+    count("RunnerSwapped")
+    logger.info(
+        "the runner launched for another job took this one: that job gets a launch of its own",
+        extra={"runner_name": runner_name, "launched_for": owed.job_id},
+    )
 
 
 def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | None:

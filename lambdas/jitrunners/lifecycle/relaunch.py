@@ -29,6 +29,30 @@ def relaunch_path(prefix: str) -> str:
     return f"/{prefix}/state/relaunched"
 
 
+def launch_message_for(instance: Any, template: Any) -> JobMessage | None:
+    """A `launch` for the job an instance's tags say it owes; None when they do not say enough."""
+    repo = str(instance.repo or "")
+    tags = getattr(instance, "tags", None) or {}
+    run_id = tags.get("jitrunners:run-id", "")
+    if template is None or instance.job_id is None or repo.count("/") != 1 or not run_id.isdigit():
+        return None
+    return JobMessage(
+        kind="launch",
+        job_id=instance.job_id,
+        run_id=int(run_id),
+        run_attempt=instance.run_attempt or 1,
+        repo=repo,
+        owner=repo.split("/", maxsplit=1)[0],
+        installation_id=instance.installation_id,
+        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
+        labels=template.labels,
+        template=template.name,
+        delivery_id=tags.get("jitrunners:delivery-id", "") or f"relaunch-{instance.id}",
+        queued_at="",
+        attempt=2,
+    )
+
+
 def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
     """Send one `launch` for the instance's job if GitHub still has it queued (once per instance).
 
@@ -45,14 +69,11 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
         # timeout, then terminates and re-queues the launch, and parks it in the DLQ after its
         # last attempt). Relaunching here too would defeat that cap.
         return "not_started"
-    template = ctx.templates.get(str(instance.template or ""))
-    repo = str(instance.repo or "")
-    tags = getattr(instance, "tags", None) or {}
-    run_id = tags.get("jitrunners:run-id", "")
-    if template is None or instance.job_id is None or repo.count("/") != 1 or not run_id.isdigit():
+    message = launch_message_for(instance, ctx.templates.get(str(instance.template or "")))
+    if message is None:
         return "no_job"
     try:
-        job = ctx.github.get_job(repo, instance.job_id, instance.installation_id)
+        job = ctx.github.get_job(message.repo, message.job_id, message.installation_id)
     except GitHubError as exc:
         logger.warning("cannot ask GitHub about the job", extra={"status": exc.status})
         return "unknown"
@@ -61,21 +82,6 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
     if ctx.dry_run:
         logger.info("would relaunch for a still-queued job", extra={"reason": reason})
         return "relaunch:dry_run"
-    message = JobMessage(
-        kind="launch",
-        job_id=instance.job_id,
-        run_id=int(run_id),
-        run_attempt=instance.run_attempt or 1,
-        repo=repo,
-        owner=repo.split("/", maxsplit=1)[0],
-        installation_id=instance.installation_id,
-        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
-        labels=template.labels,
-        template=template.name,
-        delivery_id=tags.get("jitrunners:delivery-id", "") or f"relaunch-{instance.id}",
-        queued_at="",
-        attempt=2,
-    )
     name = f"{relaunch_path(ctx.settings.prefix)}/{instance.id}"
     try:
         if not markers.claim(name, str(instance.job_id), ctx.settings.prefix):
