@@ -714,3 +714,25 @@ def test_launch_of_a_job_taken_by_the_runner_of_another_job_gives_that_job_a_lau
     assert tags_of(world.instances()[0])["jitrunners:job-id"] == "7"  # the runner owes job 7
     [(owed, delay)] = world.sent[sent_before:]
     assert (owed.kind, owed.job_id, owed.template, delay) == ("launch", 8, "linux-x64", 0)
+
+
+def test_a_taken_runner_already_terminated_is_left_to_the_relaunch_of_its_end(
+    world: World, lambda_context: Any
+) -> None:
+    """Its end (scale-down, the housekeeper) relaunches what it owed; a gone instance cannot be
+    tagged (EC2 ended its profile association) and needs no second launch from here."""
+    job_status(world, 8)
+    run(sqs_event(launch_message(8)), lambda_context)
+    [instance] = world.instances()
+    runner = instance["InstanceId"]
+    client("ec2").terminate_instances(InstanceIds=[runner])
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/7",
+        json={"id": 7, "status": "completed", "runner_name": runner},
+    )
+    sent_before = len(world.sent)
+
+    response = run(sqs_event(launch_message(7)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert world.sent[sent_before:] == []

@@ -156,6 +156,8 @@ def pass_on_the_need(message: JobMessage, runner_name: str | None, deps: ScaleUp
         )
         if instance is None or instance.job_id in (None, message.job_id):
             return  # not ours, or it ran the job it was launched for
+        if instance.state in fleet.GONE_STATES:
+            return  # its end already relaunched what it owed, if still queued (relaunch.py)
         owed = launch_message_for(instance, deps.template(str(instance.template or "")))
         if owed is None:
             return
