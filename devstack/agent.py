@@ -37,7 +37,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devstack.sandbox import Instance, SandboxError, instance_env
+from devstack.sandbox import Instance, SandboxError, instance_env, wait_or_kill
 
 ACCOUNT = "123456789012"
 DOCUMENT = "AWS-RunShellScript"
@@ -343,14 +343,8 @@ class AgentShim:
             f"{folder}/awsrunShellScript/0.awsrunShellScript/_script.sh", script, env=env
         )
         invocation.process = process
-        try:
-            output, _ = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            return Result(-9, output)
-        return Result(process.returncode, output)
+        timed_out, output = wait_or_kill(process, timeout_s)
+        return Result(-9 if timed_out else process.returncode, output)
 
     def _run(self, invocation: Invocation, timeout_s: float) -> None:
         commands = invocation.parameters.get("commands") or []

@@ -223,12 +223,7 @@ class Instance:
         self, argv: list[str], *, env: dict[str, str] | None = None, timeout_s: float = 120
     ) -> subprocess.CompletedProcess[str]:
         process = self.popen(argv, env=env or instance_env())
-        try:
-            output, _ = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+        _, output = wait_or_kill(process, timeout_s)
         return subprocess.CompletedProcess(argv, process.returncode, output, "")
 
     def install_and_run(
@@ -289,3 +284,15 @@ class Instance:
     def state(self, name: str) -> str:
         """A stand-in's record (devstack/instance/bin), e.g. power.log, iptables.filter.rules."""
         return self.read(f"/{STATE}/{name}")
+
+
+def wait_or_kill(process: subprocess.Popen[str], timeout_s: float) -> tuple[bool, str]:
+    """(timed out, output): the process's output, its whole group killed past `timeout_s`."""
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return True, output
+    return False, output
