@@ -36,8 +36,11 @@ INSTANCE_BIN = HERE / "instance" / "bin"
 FAKE_BIN = HERE / "bin"
 OVERLAID = ("/etc", "/opt", "/var", "/home", "/root", "/srv", "/usr/local")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The instance's own /tmp hides the host's (init.sh), not a temporary file of ours.
+INSTANCE_TMP = Path("/tmp")  # noqa: S108
 STATE = "var/lib/devstack"  # the stand-ins' records, on the instance's disk
 USER_DATA_PATH = "/var/lib/cloud/instance/scripts/part-001"  # where cloud-init puts it
+
 CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 
 
@@ -53,6 +56,13 @@ def namespace_flags() -> list[str]:
     if os.geteuid() != 0:
         flags = ["--user", "--map-root-user", *flags]
     return flags
+
+
+def kept_visible() -> list[str]:
+    """Host directories the instance must still see under its private /tmp: the checkout (the
+    `aws` CLI, the stand-ins) and the Python running the stack, when a clone lives in /tmp."""
+    keep = {p for p in (ROOT.resolve(), Path(sys.prefix).resolve()) if INSTANCE_TMP in p.parents}
+    return sorted(str(p) for p in keep if not any(k in p.parents for k in keep))
 
 
 def instance_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -146,7 +156,7 @@ class Instance:
     def boot(self) -> Instance:
         """Start PID 1 (init.sh) and wait for its mounts."""
         self.init = subprocess.Popen(
-            ["unshare", *namespace_flags(), "bash", str(INIT), str(self.root)],
+            ["unshare", *namespace_flags(), "bash", str(INIT), str(self.root), *kept_visible()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
