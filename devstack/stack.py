@@ -95,6 +95,7 @@ class Stack:
             ),
         )
         self.enforcer: Any = None
+        self.event_source_enforcer: Any = None
         self.sim = GitHubSim(
             seed=options.seed,
             webhook_senders=options.webhook_senders,
@@ -222,6 +223,23 @@ class Stack:
             for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
         }
 
+    def _event_source_sqs(self) -> Any:
+        """The SQS client the event source mapping polls with: AWS's mapping receives and
+        deletes with the function's execution role, so with the IAM layer on its calls are
+        authorized as scale-up (a client of its own: the world's clients read for the layer)."""
+        if self.enforcer is None:
+            return self.world.client("sqs")
+        import boto3
+
+        from devstack.iam.enforce import Enforcer
+
+        sqs = boto3.session.Session().client(
+            "sqs", endpoint_url=self.world.endpoint_url, region_name=REGION
+        )
+        scale_up = self.functions["scale-up"].principals.get("scale-up")
+        self.event_source_enforcer = Enforcer(scale_up, self.enforcer.lookup, region=REGION)
+        return self.event_source_enforcer.attach(sqs)
+
     def _start_shims(self) -> None:
         self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
         self.sim.webhook_url = self.apigw.url
@@ -256,7 +274,7 @@ class Stack:
             self.agent.attach(client("ssm"))
             self.ec2_faults.attach(client("ec2"))
             self.event_source = SqsEventSource(
-                self.world.client("sqs"),
+                self._event_source_sqs(),
                 self.world.job_queue_url,
                 self.functions["scale-up"],
                 REGION,
@@ -534,11 +552,11 @@ class Stack:
 
     def iam_denials(self) -> list[str]:
         """Every request the IAM layer refused, as `operation action resource (principal)`."""
-        if self.enforcer is None:
-            return []
+        enforcers = [e for e in (self.enforcer, self.event_source_enforcer) if e is not None]
         return [
             f"{operation} {check.action} {check.resource}"
-            for operation, check, result in list(self.enforcer.decisions)
+            for enforcer in enforcers
+            for operation, check, result in list(enforcer.decisions)
             if not result.allowed
         ]
 

@@ -13,6 +13,7 @@ import pytest
 
 from devstack.faults import FAULTS
 from devstack.stack import Options, Stack
+from devstack.startup import StartupError
 from tests.support.waits import PATIENCE_S
 
 MISSING = [
@@ -137,3 +138,16 @@ def test_a_policy_missing_a_needed_statement_fails_with_the_aws_error(tmp_path: 
     )
     assert any(d.startswith("ec2.TerminateInstances") for d in stack.iam_denials())
     assert "terminate:UnauthorizedOperation" in stack.logged_text()
+
+
+def test_the_event_source_polls_with_scale_ups_role(tmp_path: Path) -> None:
+    """Lambda's SQS event source mapping reads the queue with the function's execution role:
+    without the statement that grants it, the mapping cannot even read the queue's attributes."""
+    options = Options(workdir=tmp_path, jobs=1, iam_without={"scale-up": ("ConsumeAndEnqueue",)})
+    stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
+    try:
+        with pytest.raises(StartupError, match=r"AccessDenied.*sqs:GetQueueAttributes"):
+            stack.start()
+    finally:
+        stack.stop()
+    assert any(d.startswith("sqs.GetQueueAttributes") for d in stack.iam_denials())
