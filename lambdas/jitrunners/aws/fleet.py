@@ -322,7 +322,8 @@ def list_instances(
             "instance carries our tag but not the runner instance profile: left alone",
             extra={"instance_id": instance.id, "instance_profile": instance.profile_arn or None},
         )
-    return [i for i in found if i not in impostors]
+    foreign = {i.id for i in impostors}
+    return [i for i in found if i.id not in foreign]
 
 
 def get_instance(instance_id: str, prefix: str, profile_arn: str = "") -> Instance | None:

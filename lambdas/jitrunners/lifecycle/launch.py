@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
@@ -20,6 +21,9 @@ GITHUB_DELAY_S = 30
 # The template's runner group is unsafe: an operator must fix it. The message fails slowly until it
 # reaches the DLQ (alarm), from which the redrive brings it back once the group is fixed.
 UNSAFE_GROUP_DELAY_S = 300
+
+if TYPE_CHECKING:
+    from jitrunners.github.client import GitHubError
 
 Item = tuple[Record, JobMessage]
 
@@ -104,22 +108,12 @@ def _admit(
         logger.info("launch skipped: this job attempt already has a live instance")
         return Outcome("duplicate")
     if deps.settings.check_job_queued:
-        from jitrunners.github.client import GitHubError, GitHubRateLimited
+        from jitrunners.github.client import GitHubError
 
         try:
             job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
-        except GitHubRateLimited as exc:
-            count("LaunchFailed", code="GitHubRateLimited")
-            logger.warning(
-                "GitHub rate limit: launch retried later", extra={"wait_s": exc.retry_after_s}
-            )
-            return Outcome("failed", RecordFailed("github rate limited", _ceil(exc.retry_after_s)))
         except GitHubError as exc:
-            count("LaunchFailed", code=f"GitHub{exc.status or 'Unavailable'}")
-            logger.warning(
-                "cannot check the job on GitHub: launch retried later", extra={"detail": str(exc)}
-            )
-            return Outcome("failed", RecordFailed("github unavailable", GITHUB_DELAY_S))
+            return _github_failed(exc, "the job")
         if job is None or job.status != "queued":
             status = "gone" if job is None else job.status
             count("LaunchDropped", reason=f"job_{status}")
@@ -173,9 +167,29 @@ def pass_on_the_need(message: JobMessage, runner_name: str | None, deps: ScaleUp
     )
 
 
+def _github_failed(exc: GitHubError, what: str, **extra: object) -> Outcome:
+    """A launch check GitHub could not answer: the record is retried, after the rate limit's
+    reset when GitHub gave one."""
+    from jitrunners.github.client import GitHubRateLimited
+
+    if isinstance(exc, GitHubRateLimited):
+        count("LaunchFailed", code="GitHubRateLimited")
+        logger.warning(
+            f"GitHub rate limit: checking {what} retried later",
+            extra={"wait_s": exc.retry_after_s, **extra},
+        )
+        return Outcome("failed", RecordFailed("github rate limited", _ceil(exc.retry_after_s)))
+    count("LaunchFailed", code=f"GitHub{exc.status or 'Unavailable'}")
+    logger.warning(
+        f"cannot check {what} on GitHub: launch retried later",
+        extra={"detail": str(exc), **extra},
+    )
+    return Outcome("failed", RecordFailed("github unavailable", GITHUB_DELAY_S))
+
+
 def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | None:
     """None when the template's runner group is a safe boundary; otherwise the failed outcome."""
-    from jitrunners.github.client import GitHubError, GitHubRateLimited
+    from jitrunners.github.client import GitHubError
 
     template = deps.template(message.template)
     assert template is not None  # checked by _admit
@@ -183,20 +197,8 @@ def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | Non
         problem = boundary.runner_group_refusal(
             template, message, deps.github, allow_public_repos=deps.settings.allow_public_repos
         )
-    except GitHubRateLimited as exc:
-        count("LaunchFailed", code="GitHubRateLimited")
-        logger.warning(
-            "GitHub rate limit: runner group check retried later",
-            extra={"wait_s": exc.retry_after_s},
-        )
-        return Outcome("failed", RecordFailed("github rate limited", _ceil(exc.retry_after_s)))
     except GitHubError as exc:
-        count("LaunchFailed", code=f"GitHub{exc.status or 'Unavailable'}")
-        logger.warning(
-            "cannot check the runner group on GitHub: launch retried later",
-            extra={"detail": str(exc), "runner_group_id": template.runner_group_id},
-        )
-        return Outcome("failed", RecordFailed("github unavailable", GITHUB_DELAY_S))
+        return _github_failed(exc, "the runner group", runner_group_id=template.runner_group_id)
     if problem is None:
         return None
     count("LaunchFailed", code="RunnerGroupUnsafe")
