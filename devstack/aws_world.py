@@ -4,8 +4,8 @@ Names and documents follow terraform/main.tf (`local.*`): queues `<prefix>-jobs`
 `<prefix>-jobs-dlq` (redrive policy), launch templates `<prefix>-<template>`, the runner-template
 document at `/<prefix>/config/runner-templates`, secrets under `/<prefix>/secrets/`. The runner
 templates come from devstack/runner_templates.json, which has the shape of the module's
-`runner_templates` variable (a valid tfvars value); `lambda_document` derives the DESIGN §2
-document from it the way `local.templates_document` does.
+`runner_templates` variable (a valid tfvars value); the DESIGN §2 document the Lambdas read is the
+module's own `local.templates_document`, rendered from them (devstack/tfrender.py).
 """
 
 from __future__ import annotations
@@ -25,19 +25,6 @@ TEMPLATES_FILE = Path(__file__).with_name("runner_templates.json")
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
-# Terraform `runner_templates` optional(...) defaults for the Lambda-side fields (variables.tf).
-_TF_DEFAULTS: Mapping[str, Any] = {
-    "market": "spot-then-on-demand",
-    "max_runners": 10,
-    "runner_group_id": 1,
-    "scope": "org",
-    "os": "linux",
-    "subnet_ids": [],
-    "start_timeout_s": 600,
-    "idle_timeout_s": 300,
-    "max_lifetime_s": 86400,
-}
-_LAMBDA_FIELDS = ("name", "labels", "instance_types", *_TF_DEFAULTS)
 # A cheap read per service: moto builds a service's backend (EC2's: default VPC, zones) and its
 # request parser on the first request it gets.
 _WARM_CALLS: Mapping[str, str] = {
@@ -55,16 +42,6 @@ def free_port() -> int:
 
 def load_tf_templates(path: Path = TEMPLATES_FILE) -> list[dict[str, Any]]:
     return list(json.loads(path.read_text()))
-
-
-def lambda_document(tf_templates: Sequence[Mapping[str, Any]], prefix: str) -> list[dict[str, Any]]:
-    """The DESIGN §2 document the Lambdas read, derived as terraform/main.tf derives it."""
-    document = []
-    for t in tf_templates:
-        item = {k: t.get(k, _TF_DEFAULTS.get(k)) for k in _LAMBDA_FIELDS}
-        item["launch_template"] = f"{prefix}-{t['name']}"
-        document.append(item)
-    return document
 
 
 @dataclass
@@ -302,34 +279,23 @@ class AwsWorld:
         ssm.put_parameter(
             Name=self.names.templates_param,
             Type="String",
-            Value=json.dumps(lambda_document(self.tf_templates, self.prefix)),
+            Value=json.dumps(first.templates_document),
         )
         for name, value in (
             (self.names.webhook_secret_param, webhook_secret),
             (self.names.github_app_key_param, github_app_key),
         ):
             ssm.put_parameter(Name=name, Type="SecureString", Value=value, KeyId=self.kms_key_arn)
-        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+        # What main.tf's local.deployed lists: the ARNs and ids of what was created here, names
+        # for the rest (log groups, rules, the events DLQ and the table, derived from the prefix).
         deployed = {
+            **deployment.deployed(self.tf_templates, prefix=self.prefix, region=REGION),
             "kms_key_arn": self.kms_key_arn,
             "jobs_queue_arn": self._queue_arn(self.job_queue_url),
             "dlq_arn": dlq_arn,
-            "events_dlq_arn": arn.format("sqs", f"{self.prefix}-events-dlq"),
-            "function_log_group_arns": {
-                k: arn.format("logs", f"log-group:/aws/lambda/{self.prefix}-{k}")
-                for k in deployment.FUNCTION_KEYS
-            },
             "launch_template_arns": launch_templates,
             "runner_role_arn": self.runner_role_arn,
             "runner_security_group_id": group,
-            "runner_command_log_group_arn": arn.format(
-                "logs", f"log-group:/{self.prefix}/runner-commands"
-            ),
-            "deliveries_table_arn": arn.format("dynamodb", f"table/{self.names.deliveries_table}"),
-            "event_rule_arns": {
-                k: arn.format("events", f"rule/{self.prefix}-{k}")
-                for k in ("command-finished", "spot-interruption", "instance-stopped")
-            },
         }
         self.documents = tfrender.render(
             deployment.tfvars(

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack import tfrender
+from devstack.aws_world import ACCOUNT
 
-ACCOUNT = "123456789012"
 FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
 
 

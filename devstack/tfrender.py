@@ -34,7 +34,7 @@ RUNNER_SCRIPTS = ROOT / "runner_scripts"
 _RENDERED = (
     "lambda_base_policies", "function_policies", "runner_policies", "kms_key_policy",
     "queue_policies", "assume_role_policies", "user_data", "launch_template_tags",
-    "templates_document", "function_names", "runner_role_name",
+    "templates_document", "runner_role_name",
 )  # fmt: skip
 _EXPRESSION = "jsonencode({" + ", ".join(f"{n} = local.{n}" for n in _RENDERED) + "})\n"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -57,15 +57,11 @@ class Documents:
     user_data: dict[str, str]
     launch_template_tags: dict[str, dict[str, str]]
     templates_document: list[dict[str, Any]]
-    function_names: dict[str, str]
     runner_role_name: str
 
     def function_identity_policies(self, function: str) -> list[dict[str, Any]]:
         """Every identity policy the module attaches to one Lambda function's role."""
         return [self.lambda_base_policies[function], self.function_policies[function]]
-
-    def runner_identity_policies(self) -> list[dict[str, Any]]:
-        return list(self.runner_policies.values())
 
     def all_policies(self) -> dict[str, dict[str, Any]]:
         """Every policy document by a readable name (for catalogue checks)."""
@@ -171,7 +167,6 @@ def render(
         user_data=dict(raw["user_data"]),
         launch_template_tags=dict(raw["launch_template_tags"]),
         templates_document=json.loads(raw["templates_document"]),
-        function_names=dict(raw["function_names"]),
         runner_role_name=str(raw["runner_role_name"]),
     )
     with _lock:

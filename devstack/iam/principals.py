@@ -1,5 +1,6 @@
 """Which principal an AWS call is made as: one per Lambda function, bound for each invocation,
-with the policies the module attaches to its role; and an instance's, from its instance profile.
+with the policies the module attaches to its role. (An instance's credentials are authorized in
+its own `aws` CLI: devstack/fake_aws.py.)
 
 The Lambdas share one cached boto3 client per service (jitrunners/aws/clients.py) and, in the
 local stack, one process. So the clients carry one Enforcer whose principal is a contextvar: the
@@ -133,15 +134,6 @@ def function_principals(
             ),
         )
     return principals
-
-
-def runner_principal(
-    documents: tfrender.Documents, *, account: str, instance_arn: str
-) -> Principal:
-    """An instance's credentials from the runner instance profile."""
-    role = f"arn:aws:iam::{account}:role/{documents.runner_role_name}"
-    policies = documents.runner_identity_policies()
-    return Principal.instance(role, lambda: policies, instance_arn)
 
 
 class CachedLookup:

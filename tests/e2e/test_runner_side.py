@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_world import ACCOUNT, REGION, AwsWorld, lambda_document, load_tf_templates
+from devstack import deployment
+from devstack.aws_world import ACCOUNT, REGION, AwsWorld, load_tf_templates
 from devstack.github_sim import GitHubSim
 from devstack.sandbox import instance_env
 from jitrunners.config import parse_templates
@@ -174,8 +175,10 @@ def test_execution_timeout_ends_the_command_as_timed_out(fleet: Fleet) -> None:
     assert (status, code) == ("TimedOut", -9)
 
 
-def test_templates_document_is_derived_like_terraform_and_valid() -> None:
-    document = lambda_document(load_tf_templates(), "demo")
+def test_templates_document_terraform_renders_is_valid() -> None:
+    document = deployment.documents(
+        load_tf_templates(), prefix="demo", region=REGION, runner={}
+    ).templates_document
     templates = parse_templates(json.dumps(document))
     assert [t.launch_template for t in templates] == [f"demo-{t.name}" for t in templates]
     assert len({t.scope for t in templates}) == 2  # org and repo registrations both exercised
