@@ -21,11 +21,8 @@ as a command target. The shim does what EC2 and the SSM agent would:
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import random
-import signal
 import subprocess
 import threading
 import time
@@ -37,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devstack.sandbox import Instance, SandboxError, instance_env, wait_or_kill
+from devstack.sandbox import Instance, SandboxError, instance_env, kill_group, wait_or_kill
 
 ACCOUNT = "123456789012"
 DOCUMENT = "AWS-RunShellScript"
@@ -98,8 +95,7 @@ class Invocation:
         self.status = "Interrupted"
         self.stopped.set()
         if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            kill_group(self.process)
 
 
 class AgentShim:
@@ -134,6 +130,7 @@ class AgentShim:
         self.ec2 = ec2  # where launch templates are read (moto)
         self.prefix = prefix
         self.on_poweroff = on_poweroff
+        self._iam: Any = None  # read once a booted instance has a profile
         self.instances: dict[str, Instance] = {}
         self.boots: dict[str, int | None] = {}  # user data exit status (None: still running)
         self.boot_seconds: dict[str, float] = {}  # launch seen -> SSM agent unit started
@@ -164,11 +161,11 @@ class AgentShim:
         self._threads.append(thread)
         thread.start()
 
-    def user_data(self, instance_id: str) -> str:
-        """The user data EC2 hands the instance: its launch template's default version's (the
-        module's name for the template in the tag scale-up sets), or the instance's own."""
-        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-        tags = {t["Key"]: t["Value"] for t in reservations[0]["Instances"][0].get("Tags", [])}
+    def user_data(self, instance: dict[str, Any]) -> str:
+        """The user data EC2 hands the instance (as DescribeInstances lists it): its launch
+        template's default version's (the module's name for the template in the tag scale-up
+        sets), or the instance's own."""
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         encoded = ""
         if "jitrunners:template" in tags:
             versions = self.ec2.describe_launch_template_versions(
@@ -178,31 +175,34 @@ class AgentShim:
             encoded = versions[0]["LaunchTemplateData"].get("UserData", "")
         else:
             attribute = self.ec2.describe_instance_attribute(
-                InstanceId=instance_id, Attribute="userData"
+                InstanceId=instance["InstanceId"], Attribute="userData"
             )
             encoded = attribute.get("UserData", {}).get("Value", "")
         return base64.b64decode(encoded).decode() if encoded else ""
 
-    def instance_profile(self, instance_id: str) -> tuple[str, str]:
+    def instance_profile(self, instance: dict[str, Any]) -> tuple[str, str]:
         """The instance profile EC2 started the instance with, and its role's name."""
-        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-        arn = (reservations[0]["Instances"][0].get("IamInstanceProfile") or {}).get("Arn", "")
+        arn = (instance.get("IamInstanceProfile") or {}).get("Arn", "")
         if not arn:
             return "", ""
-        import boto3
+        with self._lock:
+            if self._iam is None:
+                import boto3
 
-        iam = boto3.session.Session().client(
-            "iam", endpoint_url=self.ec2.meta.endpoint_url, region_name=self.region
-        )
-        profile = iam.get_instance_profile(InstanceProfileName=arn.rsplit("/", 1)[-1])
+                self._iam = boto3.session.Session().client(
+                    "iam", endpoint_url=self.ec2.meta.endpoint_url, region_name=self.region
+                )
+        profile = self._iam.get_instance_profile(InstanceProfileName=arn.rsplit("/", 1)[-1])
         roles = profile["InstanceProfile"].get("Roles") or []
         return arn, (roles[0]["RoleName"] if roles else "")
 
     def _boot(self, instance_id: str) -> None:
         started = time.time()
         try:
-            script = self.user_data(instance_id)
-            profile_arn, role_name = self.instance_profile(instance_id)
+            [reservation] = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            described = reservation["Instances"][0]
+            script = self.user_data(described)
+            profile_arn, role_name = self.instance_profile(described)
             instance = Instance.create(
                 self.base_dir,
                 instance_id,

@@ -192,8 +192,7 @@ class Instance:
         self._killed = True
         if self.running():
             assert self.init is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.init.pid, signal.SIGKILL)
+            kill_group(self.init)
 
     def remove(self) -> None:
         self.kill()
@@ -265,14 +264,8 @@ class Instance:
         """cloud-init's part: the user data script, once, as root; output in its log. Returns
         the exit status (-9 if it ran past timeout_s or the instance ended under it)."""
         process = self.install_and_run(USER_DATA_PATH, user_data, env=env, log=CLOUD_INIT_LOG)
-        try:
-            process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            return -9
-        return process.returncode
+        timed_out, _ = wait_or_kill(process, timeout_s)
+        return -9 if timed_out else process.returncode
 
     # ---- the instance's disk, as the host sees the upper layers
     def path(self, instance_path: str) -> Path:
@@ -301,8 +294,13 @@ def wait_or_kill(process: subprocess.Popen[str], timeout_s: float) -> tuple[bool
     try:
         output, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process)
         output, _ = process.communicate()
         return True, output
     return False, output
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a process started in a session of its own, with everything it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
