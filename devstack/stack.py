@@ -551,7 +551,7 @@ class Stack:
         }
 
     def iam_denials(self) -> list[str]:
-        """Every request the IAM layer refused, as `operation action resource (principal)`."""
+        """Every request the IAM layer refused, as `operation action resource`."""
         enforcers = [e for e in (self.enforcer, self.event_source_enforcer) if e is not None]
         return [
             f"{operation} {check.action} {check.resource}"

@@ -91,9 +91,8 @@ def expand_action(action: str) -> list[tuple[str, str]]:
 @dataclass(frozen=True)
 class ResourceType:
     name: str  # "" = the action-level row (no resource type)
-    arn: re.Pattern[str] | None
     keys: tuple[re.Pattern[str], ...]
-    template: str = ""
+    template: str = ""  # the ARN format; "" where the action takes no resource ARN ("*")
 
 
 @cache
@@ -107,16 +106,15 @@ def resource_types(prefix: str, privilege: str) -> tuple[ResourceType, ...]:
     out = []
     for name, entry in row.items():
         keys = list(entry.get("condition_keys", [])) + action_level
-        arn, template = None, ""
+        template = ""
         bare = name.rstrip("*")
         if bare:
             resource = _find_resource(prefix, bare)
             if resource is not None:
                 template = resource["arn"]
-                arn = _template_regex(template)
                 keys += resource.get("condition_keys", [])
         compiled = tuple(_template_regex(k) for k in keys)
-        out.append(ResourceType(bare, arn, compiled, template))
+        out.append(ResourceType(bare, compiled, template))
     return tuple(out)
 
 
@@ -138,7 +136,7 @@ def _all_prefixes() -> tuple[str, ...]:
 
 def _resource_matches(pattern: str, rtype: ResourceType) -> bool:
     """Could the statement's resource pattern name a resource of this type?"""
-    if rtype.arn is None:
+    if not rtype.template:
         return pattern == "*"
     return pattern == "*" or _overlap(_tokens(pattern), _tokens(rtype.template))
 
