@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 from devstack.faults import FAULTS, parse_faults
@@ -101,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"jobs": options.jobs, "completed": 0, "startup_error": str(exc)}))
             return 1
         if args.serve:
-            # sys.stdout now feeds the Lambdas' log (their EMF metrics go there): the terminal's.
-            print(json.dumps(stack.serve_info()), file=stdout, flush=True)
-            stopped = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+            # SIGTERM ends it as Ctrl-C does, armed before the JSON line a caller may answer at
+            # once. Python runs signal handlers on the main thread only, and the kernel may hand
+            # the signal to any of the stack's threads: a main thread blocked for good (an Event
+            # with no timeout, pause()) may never run it. Waking twice a second, it always does.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
-                stopped.wait()
+                # sys.stdout now feeds the Lambdas' log (their EMF metrics go there): the
+                # terminal's.
+                print(json.dumps(stack.serve_info()), file=stdout, flush=True)
+                while True:
+                    time.sleep(0.5)
             return 0
         try:
             summary = stack.run_demo()

@@ -341,6 +341,7 @@ def test_serve_prints_its_json_line_on_stdout_and_start_up_on_stderr() -> None:
     assert info["webhook_url"].startswith("http://127.0.0.1:")
     assert {"webhook_secret", "aws_endpoint_url", "github_api_url"} <= info.keys()
     assert "stack up in" in stderr
+    assert serve.returncode == 0  # SIGTERM ends it cleanly, however soon it comes
 
 
 def test_command_invocation_status_comes_from_the_agent_not_moto(fleet: Fleet) -> None:
