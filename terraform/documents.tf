@@ -168,7 +168,7 @@ locals {
   job_tag_keys = [
     "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
-    "jitrunners:started-at",
+    "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
   ]
 }
 

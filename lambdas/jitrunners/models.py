@@ -8,11 +8,19 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
 MESSAGE_VERSION: Final = 1
-# launch and start (DESIGN §4), and rerun: a job failed on one of our runners; scale-up checks
-# whether a spot reclaim killed it and, if so, re-runs it (the webhook alone knows which job a
-# runner ran: runners are fungible, so the instance's own job tags may name another job).
-MessageKind = Literal["launch", "start", "rerun"]
-_KINDS: Final = ("launch", "start", "rerun")
+# launch and start (DESIGN §4), and three kinds that keep the books by job (DESIGN §6b), all from
+# webhook deliveries (the webhook alone knows which runner ran a job: runners are fungible, so an
+# instance's job tags may name another job):
+# - rerun: a job failed on one of our runners; scale-up checks whether a spot reclaim killed it
+#   and, if so, re-runs it (and records which runner ran it, as `taken` does);
+# - taken: a job is running or ran on one of our runners (`in_progress`, `completed`): when that
+#   runner was launched for another job, the need it was launched for moves on (a swap);
+# - release: a job no longer wants a runner for now (cancelled before any runner took it, or
+#   `waiting` for an approval): the runners launched for it and still idle are stopped.
+MessageKind = Literal["launch", "start", "rerun", "taken", "release"]
+_KINDS: Final = ("launch", "start", "rerun", "taken", "release")
+# Kinds that name the instance they concern.
+_INSTANCE_KINDS: Final = ("start", "rerun", "taken")
 # Our runners are named after their instance (DESIGN §3).
 INSTANCE_ID_RE: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
 
@@ -149,6 +157,14 @@ class JobMessage:
             cls.launch_for(job, template, delivery_id), kind="rerun", instance_id=job.runner_name
         )
 
+    def taken_by(self, runner_name: str) -> JobMessage:
+        """This job ran (or runs) on runner `runner_name`: the swap bookkeeping's message."""
+        return replace(self, kind="taken", instance_id=runner_name)
+
+    def released(self) -> JobMessage:
+        """This job wants no runner for now (cancelled while queued, or waiting for approval)."""
+        return replace(self, kind="release", instance_id=None)
+
     def start_for(self, instance_id: str) -> JobMessage:
         return replace(self, kind="start", instance_id=instance_id)
 
@@ -163,7 +179,7 @@ class JobMessage:
     def to_json(self) -> str:
         body = asdict(self)
         body["labels"] = list(self.labels)
-        if self.kind == "launch":
+        if self.kind in ("launch", "release"):
             body.pop("instance_id")
         if not self.redrives:
             # Bodies of never-redriven messages stay byte-identical to those before the field.
@@ -205,7 +221,7 @@ class JobMessage:
             raise MessageError(
                 f"message field {exc.args[0]} is missing or has the wrong type"
             ) from None
-        if kind in ("start", "rerun") and not isinstance(message.instance_id, str):
+        if kind in _INSTANCE_KINDS and not isinstance(message.instance_id, str):
             raise MessageError(f"a {kind} message needs instance_id")
         if message.instance_id is not None and (
             not isinstance(message.instance_id, str)

@@ -65,6 +65,9 @@ def test_launch_starts_one_tagged_spot_instance_and_enqueues_its_start(
         "jitrunners:repo": "acme/widgets",
         "jitrunners:installation-id": "99",
         "jitrunners:delivery-id": "dlv-4242",
+        # Set once at launch: the job it was launched for, and which launch of it (DESIGN §6b).
+        "jitrunners:launched-for": "4242/1/777/acme/widgets",
+        "jitrunners:launch-attempt": "1",
     }
     assert instance["InstanceLifecycle"] == "spot"
     [start] = world.starts()
@@ -716,11 +719,12 @@ def test_launch_of_a_job_taken_by_the_runner_of_another_job_gives_that_job_a_lau
     assert (owed.kind, owed.job_id, owed.template, delay) == ("launch", 8, "linux-x64", 0)
 
 
-def test_a_taken_runner_already_terminated_is_left_to_the_relaunch_of_its_end(
+def test_a_taken_runner_already_terminated_still_passes_its_need_on(
     world: World, lambda_context: Any
 ) -> None:
-    """Its end (scale-down, the housekeeper) relaunches what it owed; a gone instance cannot be
-    tagged (EC2 ended its profile association) and needs no second launch from here."""
+    """The runner launched for job 8 ran job 7 and ended normally (its end relaunches nothing):
+    8 gets a launch of its own. A gone instance cannot be tagged (EC2 ended its profile
+    association), so nothing is written."""
     job_status(world, 8)
     run(sqs_event(launch_message(8)), lambda_context)
     [instance] = world.instances()
@@ -735,4 +739,5 @@ def test_a_taken_runner_already_terminated_is_left_to_the_relaunch_of_its_end(
     response = run(sqs_event(launch_message(7)), lambda_context)
 
     assert failed_ids(response) == []
-    assert world.sent[sent_before:] == []
+    [(owed, delay)] = world.sent[sent_before:]
+    assert (owed.kind, owed.job_id, owed.attempt, delay) == ("launch", 8, 2, 0)

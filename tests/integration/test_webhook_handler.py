@@ -62,8 +62,8 @@ def test_ping_is_answered(env: dict[str, str], lambda_context: Any) -> None:
     ("event_kwargs", "status", "reason"),
     [
         ({"event": "push"}, 202, "event_not_handled"),
-        ({"action": "completed"}, 202, "action_not_queued"),
-        ({"action": "in_progress"}, 202, "action_not_queued"),
+        ({"action": "in_progress"}, 202, "action_not_handled"),  # not on a runner of ours
+        ({"action": "requested"}, 202, "action_not_handled"),
         ({"labels": ["ubuntu-latest"]}, 202, "no_template"),
         ({"private": False}, 202, "public_repo"),
     ],
@@ -98,28 +98,46 @@ def test_failed_job_on_one_of_our_runners_queues_a_rerun_check(
 
 
 @pytest.mark.parametrize(
-    ("rerun", "conclusion", "runner"),
+    ("rerun", "conclusion", "runner", "kind"),
     [
-        ("false", "failure", RECLAIMED),  # re-runs are off
-        ("true", "success", RECLAIMED),
-        ("true", "cancelled", RECLAIMED),
-        ("true", "failure", "GitHub Actions 7"),  # not one of our runners
-        ("true", "failure", None),
+        ("false", "failure", RECLAIMED, "taken"),  # re-runs are off: only the books
+        ("true", "success", RECLAIMED, "taken"),
+        ("true", "cancelled", RECLAIMED, "taken"),
+        ("true", "failure", "GitHub Actions 7", "release"),  # not one of our runners
+        ("true", "cancelled", None, "release"),  # cancelled before any runner took it
     ],
 )
-def test_other_completed_jobs_are_ignored(
+def test_other_completed_jobs_are_recorded_not_rerun(
     env: dict[str, str],
     lambda_context: Any,
     monkeypatch: pytest.MonkeyPatch,
     rerun: str,
     conclusion: str,
     runner: str | None,
+    kind: str,
 ) -> None:
+    """DESIGN §6b: a job that ran on one of our runners is `taken` (which runner ran it); one
+    that ended without ours is a `release` (runners launched for it and still idle stop)."""
     _reconfigure(monkeypatch, RERUN_INTERRUPTED_JOBS=rerun)
     payload = workflow_job_payload(action="completed", conclusion=conclusion, runner_name=runner)
     status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
-    assert (status, answer["ignored"]) == (202, "action_not_queued")
-    assert drain(env["JOB_QUEUE_URL"]) == []
+    assert (status, answer) == (202, {"recorded": kind, "job_id": payload["workflow_job"]["id"]})
+    [sent] = [json.loads(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (sent["kind"], sent.get("instance_id")) == (kind, runner if kind == "taken" else None)
+
+
+def test_in_progress_on_our_runner_is_taken_and_waiting_is_a_release(
+    env: dict[str, str], lambda_context: Any
+) -> None:
+    running = workflow_job_payload(action="in_progress", runner_name=RECLAIMED)
+    waiting = workflow_job_payload(action="waiting")
+    assert _call(proxy_event(json.dumps(running)), lambda_context)[1]["recorded"] == "taken"
+    assert _call(proxy_event(json.dumps(waiting)), lambda_context)[1]["recorded"] == "release"
+    sent = [json.loads(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert [(m["kind"], m.get("instance_id")) for m in sent] == [
+        ("taken", RECLAIMED),
+        ("release", None),
+    ]
 
 
 def test_public_repo_allowed_when_configured(

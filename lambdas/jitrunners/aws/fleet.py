@@ -24,6 +24,11 @@ TAG_INSTALLATION_ID = "jitrunners:installation-id"
 TAG_DELIVERY_ID = "jitrunners:delivery-id"
 TAG_COMMAND_ID = "jitrunners:command-id"
 TAG_STARTED_AT = "jitrunners:started-at"
+# The job an instance was launched for, as `<job-id>/<run-attempt>/<run-id>/<owner>/<repo>`, and
+# which launch of it this is. The job tags above say which job the runner owes now: they change
+# when it takes another job (a swap, DESIGN §6b); these two are set once, at launch.
+TAG_LAUNCHED_FOR = "jitrunners:launched-for"
+TAG_LAUNCH_ATTEMPT = "jitrunners:launch-attempt"
 
 LIVE_STATES = ("pending", "running")
 

@@ -78,15 +78,33 @@ def _unavailable(reason: str, exc: Exception) -> WebhookResponse:
     return WebhookResponse(503 if reason != "enqueue_failed" else 500, {"error": reason})
 
 
-def _failed_on_an_instance(payload: dict[str, Any], settings: Settings) -> bool:
-    """A completed job that failed on a runner named like one of our instances (re-runs on)."""
-    if not settings.rerun_interrupted_jobs:
-        return False
+def _kind_for(action: str, payload: dict[str, Any], settings: Settings) -> str | None:
+    """The job message a `workflow_job` delivery becomes (DESIGN §4, §6b), or None to ignore it.
+
+    - queued: `launch`.
+    - waiting (environment approval): `release`: a runner started for it would idle out.
+    - in_progress on one of our runners: `taken` (which runner took which job: swaps).
+    - completed on one of our runners: `taken`, or `rerun` when it failed and re-runs are on
+      (a spot reclaim may have killed it; the re-run check records the runner as `taken` does).
+    - completed without having run on one of our runners (cancelled while queued, or run by
+      another runner): `release`: runners launched for it and still idle are stopped.
+    """
     job = payload.get("workflow_job")
-    if not isinstance(job, dict) or job.get("conclusion") != "failure":
-        return False
+    job = job if isinstance(job, dict) else {}
     runner = job.get("runner_name")
-    return isinstance(runner, str) and INSTANCE_ID_RE.match(runner) is not None
+    ours = isinstance(runner, str) and INSTANCE_ID_RE.match(runner) is not None
+    if action == "queued":
+        return "launch"
+    if action == "waiting":
+        return "release"
+    if action == "in_progress":
+        return "taken" if ours else None
+    if action == "completed":
+        if not ours:
+            return "release"
+        failed = job.get("conclusion") == "failure"
+        return "rerun" if failed and settings.rerun_interrupted_jobs else "taken"
+    return None
 
 
 def _stale(job: WorkflowJob, now: datetime) -> str | None:
@@ -170,15 +188,15 @@ def handle_delivery(
     action = payload.get("action") if isinstance(payload, dict) else None
     if not isinstance(action, str):
         return _reject(400, "invalid_payload", "missing field action")
-    rerun_check = action == "completed" and _failed_on_an_instance(payload, settings)
-    if action != "queued" and not rerun_check:
-        return _ignore("action_not_queued", action=action[:50])
+    kind = _kind_for(action, payload, settings)
+    if kind is None:
+        return _ignore("action_not_handled", action=action[:50])
     try:
         job = WorkflowJob.from_payload(payload)
     except PayloadError as exc:
         return _reject(400, "invalid_payload", str(exc))
     logger.append_keys(job_id=job.job_id, repo=job.repo)
-    if not rerun_check:
+    if kind == "launch":
         stale = _stale(job, deps.clock())
         if stale:
             # 2xx, not 4xx: a late redelivery of a real delivery is not an attack, and a 4xx
@@ -205,10 +223,13 @@ def handle_delivery(
         return _ignore("no_template", job_id=job.job_id, labels=list(job.labels)[:20])
     logger.append_keys(template=template.name)
 
-    if rerun_check:
+    message = JobMessage.launch_for(job, template.name, delivery_id)
+    if kind == "rerun":
         message = JobMessage.rerun_check_for(job, template.name, delivery_id)
-    else:
-        message = JobMessage.launch_for(job, template.name, delivery_id)
+    elif kind == "taken":
+        message = message.taken_by(job.runner_name)
+    elif kind == "release":
+        message = message.released()
     if deps.claim is not None:
         try:
             first = deps.claim(delivery_id)
@@ -222,13 +243,20 @@ def handle_delivery(
     except Exception as exc:  # noqa: BLE001 - any enqueue failure must reach GitHub as a 5xx
         _release(delivery_id, deps)
         return _unavailable("enqueue_failed", exc)
-    if rerun_check:
+    if kind == "rerun":
         count("RerunChecksQueued")
         logger.info(
             "job failed on one of our runners: re-run check queued",
             extra={"message_id": message_id, "instance_id": job.runner_name},
         )
         return WebhookResponse(202, {"rerun_check": True, "job_id": job.job_id})
+    if kind != "launch":
+        count("JobEventsQueued", kind=kind)
+        logger.info(
+            f"job {action}: {kind} queued",
+            extra={"message_id": message_id, "runner_name": job.runner_name or None},
+        )
+        return WebhookResponse(202, {"recorded": kind, "job_id": job.job_id})
     count("WebhookAccepted")
     logger.info("job accepted", extra={"message_id": message_id, "labels": list(job.labels)})
     return WebhookResponse(202, {"accepted": True, "job_id": job.job_id, "template": template.name})

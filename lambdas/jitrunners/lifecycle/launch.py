@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle import boundary
+from jitrunners.lifecycle import bookkeeping, boundary
+from jitrunners.lifecycle.bookkeeping import launch_tags
 from jitrunners.lifecycle.scale_up import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
@@ -26,19 +27,6 @@ if TYPE_CHECKING:
     from jitrunners.github.client import GitHubError
 
 Item = tuple[Record, JobMessage]
-
-
-def job_tags(message: JobMessage) -> dict[str, str]:
-    tags = {
-        fleet.TAG_JOB_ID: str(message.job_id),
-        fleet.TAG_RUN_ID: str(message.run_id),
-        fleet.TAG_RUN_ATTEMPT: str(message.run_attempt),
-        fleet.TAG_REPO: message.repo,
-        fleet.TAG_DELIVERY_ID: message.delivery_id or "-",
-    }
-    if message.installation_id is not None:
-        tags[fleet.TAG_INSTALLATION_ID] = str(message.installation_id)
-    return tags
 
 
 def template_tags(prefix: str, template: RunnerTemplate) -> dict[str, str]:
@@ -68,7 +56,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     groups: dict[str, list[Item]] = defaultdict(list)
     for record, message in items:
         with correlated(message):
-            outcome = _admit(record, message, deps, live_jobs)
+            outcome = _admit(record, message, deps, live_jobs, live)
         if outcome is None:
             groups[message.template].append((record, message))
         else:
@@ -92,7 +80,11 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
 
 
 def _admit(
-    record: Record, message: JobMessage, deps: ScaleUpDeps, live_jobs: set[tuple[int, int]]
+    record: Record,
+    message: JobMessage,
+    deps: ScaleUpDeps,
+    live_jobs: set[tuple[int, int]],
+    live: Sequence[fleet.Instance],
 ) -> Outcome | None:
     """None when the message should launch; otherwise its outcome (dropped or failed)."""
     if deps.template(message.template) is None:
@@ -118,8 +110,8 @@ def _admit(
             status = "gone" if job is None else job.status
             count("LaunchDropped", reason=f"job_{status}")
             logger.info("launch dropped: the job is no longer queued", extra={"job_status": status})
-            if job is not None:
-                pass_on_the_need(message, job.runner_name, deps)
+            if job is not None and job.runner_name:
+                _taken(message, job.runner_name, deps, live)
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
     outcome = _check_runner_group(message, deps)
@@ -129,42 +121,20 @@ def _admit(
     return None
 
 
-def pass_on_the_need(message: JobMessage, runner_name: str | None, deps: ScaleUpDeps) -> None:
-    """Runners are fungible (DESIGN 6b): when the runner launched for job Y took this job X, Y
-    lost the runner it was launched for, and X's own launch is dropped (X is taken). The
-    instance now owes X (its job tags say so, for scale-down, re-runs and the housekeeper) and Y
-    gets a launch of its own, which the launch path checks is still needed. Best effort: the
-    drop stands whatever happens here (the housekeeper is the net for what this misses)."""
+def _taken(
+    message: JobMessage, runner_name: str, deps: ScaleUpDeps, live: Sequence[fleet.Instance]
+) -> None:
+    """The job of a dropped launch ran on `runner_name`: if that runner was launched for another
+    job, that job's need moves on (DESIGN §6b). Best effort: the drop stands whatever happens
+    here, and the housekeeper's reconciliation pass is the net for what this misses."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from jitrunners.aws import queue
-    from jitrunners.lifecycle.relaunch import launch_message_for
-    from jitrunners.models import INSTANCE_ID_RE
 
-    if not runner_name or not INSTANCE_ID_RE.fullmatch(runner_name):
-        return
-    settings = deps.settings
     try:
-        instance = fleet.get_instance(
-            runner_name, settings.prefix, settings.runner_instance_profile_arn
-        )
-        if instance is None or instance.job_id in (None, message.job_id):
-            return  # not ours, or it ran the job it was launched for
-        if instance.state in fleet.GONE_STATES:
-            return  # its end already relaunched what it owed, if still queued (relaunch.py)
-        owed = launch_message_for(instance, deps.template(str(instance.template or "")))
-        if owed is None:
-            return
-        fleet.tag_instance(instance.id, job_tags(message))
-        deps.enqueue(owed, 0)
+        bookkeeping.record_taken(message, runner_name, deps, live)
     except (ClientError, BotoCoreError, queue.QueueError) as exc:
-        logger.warning("cannot pass the need of a taken runner on", extra={"detail": str(exc)})
-        return
-    count("RunnerSwapped")
-    logger.info(
-        "the runner launched for another job took this one: that job gets a launch of its own",
-        extra={"runner_name": runner_name, "launched_for": owed.job_id},
-    )
+        logger.warning("cannot keep the books of a taken job", extra={"detail": str(exc)})
 
 
 def _github_failed(exc: GitHubError, what: str, **extra: object) -> Outcome:
@@ -228,7 +198,7 @@ def _launch_group(
     settings = deps.settings
     tags = template_tags(settings.prefix, template)
     if len(items) == 1:
-        tags |= job_tags(items[0][1])  # a lone launch gets every tag at creation
+        tags |= launch_tags(items[0][1])  # a lone launch gets every tag at creation
     try:
         result = fleet.launch(
             launch_template=template.launch_template,
@@ -271,7 +241,7 @@ def _tag_job(message: JobMessage, instance: fleet.Launched) -> None:
     # One fleet launched several jobs' instances; their job tags differ, so they follow right
     # after creation. The prefix and template tags were there from the start.
     try:
-        fleet.tag_instance(instance.id, job_tags(message))
+        fleet.tag_instance(instance.id, launch_tags(message))
     except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
         logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
 

@@ -8,7 +8,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import markers, queue
 from jitrunners.lifecycle.cleanup import Context
-from jitrunners.models import JobMessage
+from jitrunners.models import INSTANCE_ID_RE, JobMessage
 from jitrunners.observability import count, logger
 
 # Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else.
@@ -49,8 +49,13 @@ def launch_message_for(instance: Any, template: Any) -> JobMessage | None:
         template=template.name,
         delivery_id=tags.get("jitrunners:delivery-id", "") or f"relaunch-{instance.id}",
         queued_at="",
-        attempt=2,
+        attempt=_launch_attempt(instance) + 1,
     )
+
+
+def _launch_attempt(instance: Any) -> int:
+    value = str((getattr(instance, "tags", None) or {}).get("jitrunners:launch-attempt", "1"))
+    return max(1, int(value)) if value.isdigit() else 1
 
 
 def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
@@ -77,8 +82,15 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
     except GitHubError as exc:
         logger.warning("cannot ask GitHub about the job", extra={"status": exc.status})
         return "unknown"
-    if job is None or job.status != "queued":
+    if job is None:
         return "not_queued"
+    if job.status != "queued":
+        runner = str(job.runner_name or "")
+        if not INSTANCE_ID_RE.fullmatch(runner) or runner == instance.id:
+            return "not_queued"
+        # Another runner took the job this one was launched for: the need this one carried is
+        # that runner's own job now (DESIGN §6b). The launch finds it (scale-up drops a launch
+        # for a taken job and passes the need on to the job the taking runner was launched for).
     if ctx.dry_run:
         logger.info("would relaunch for a still-queued job", extra={"reason": reason})
         return "relaunch:dry_run"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -16,6 +16,10 @@ from jitrunners.observability import count, logger
 
 if TYPE_CHECKING:
     from jitrunners.github.client import GitHubClient
+
+
+# Back-off before a `taken` or `release` message whose AWS or queue call failed is tried again.
+BOOKS_RETRY_S = 30
 
 
 def utcnow() -> datetime:
@@ -146,6 +150,11 @@ class ScaleUpBatch:
             )
             raise
         with correlated(message):
+            if message.kind in ("taken", "release"):
+                try:
+                    return self._books(message)
+                except RecordFailed as failure:
+                    fail(record, self.deps, failure)
             if message.kind == "rerun":
                 return self._rerun_check(message)
             if message.kind == "start":
@@ -162,6 +171,26 @@ class ScaleUpBatch:
                 fail(record, self.deps, outcome.failure)
             return outcome.result
 
+    def _books(self, message: JobMessage) -> str:
+        """`taken` and `release` messages: keep the books by job (DESIGN §6b)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jitrunners.aws.queue import QueueError
+        from jitrunners.lifecycle import bookkeeping
+
+        try:
+            if message.kind == "release":
+                outcome = bookkeeping.release_job(message, self.deps)
+            else:
+                assert message.instance_id is not None  # JobMessage.from_json guarantees it
+                outcome = bookkeeping.record_taken(message, message.instance_id, self.deps)
+        except (ClientError, BotoCoreError, QueueError) as exc:
+            # Every step is idempotent: the whole message is tried again.
+            logger.warning("job bookkeeping failed: retried", extra={"detail": str(exc)})
+            raise RecordFailed("bookkeeping failed", BOOKS_RETRY_S) from None
+        logger.info("job bookkeeping", extra={"kind": message.kind, "outcome": outcome})
+        return outcome
+
     def _rerun_check(self, message: JobMessage) -> str:
         from jitrunners.lifecycle.cleanup import Context
         from jitrunners.lifecycle.rerun import check_failed_job
@@ -169,6 +198,8 @@ class ScaleUpBatch:
         deps = self.deps
         if boundary.refused_repository(message, deps.settings):
             return "refused"
+        # The failed job ran on this runner: the books first (its `in_progress` may be lost).
+        self._books(replace(message, kind="taken"))
         ctx = Context.build(deps.settings, deps.templates(), deps.github(), deps.clock)
         outcome = check_failed_job(message, ctx)
         if outcome.startswith("wait:github") or outcome == "wait:claim_failed":

@@ -68,6 +68,11 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
             count("StartFailed", reason="not_our_instance")
             logger.error("start refused: no runner instance of ours has that id")
             raise RecordFailed("not our instance", RETRY_BASE_S)
+        if instance.state not in fleet.LIVE_STATES:
+            # Ended before its start (stopped because its job was cancelled, or reclaimed): no
+            # JIT config for it; the launch is re-queued and finds whether the job still waits.
+            _give_up(message, scope, param, deps, "instance_gone")
+            return "relaunched"
 
     # First delivery: no parameter can exist yet, so skip the lookup. On a retry (agent not
     # ready) it does: reuse it, never ask GitHub for a second registration.

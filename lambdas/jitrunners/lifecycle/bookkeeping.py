@@ -1,0 +1,210 @@
+"""Job bookkeeping (DESIGN §6b): which runner owes which job, and where a need goes on a swap.
+
+Runners are fungible: the runner launched for job Y may take job X. Each instance carries two
+records in its tags: the job it was launched for (`launched-for`, set once at launch) and the job
+it owes now (the job tags). When runner R, launched for Y, takes X:
+
+- R now owes X (its job tags are rewritten: the one small write a swap costs). Re-runs and
+  relaunches of R act on X from then on.
+- Y lost the runner launched for it. If X had a runner of its own that is still live (booting or
+  idle), that runner now serves Y as GitHub hands it any queued job: nothing to do. Otherwise Y
+  gets a launch of its own, which scale-up admits only while Y is still queued and not covered.
+
+The same rule runs wherever we learn that X ran on R: the `in_progress` and `completed`
+deliveries (`taken` messages), and a `launch` for X that finds X already taken. It is idempotent
+(R's job tags already naming X, or a live runner covering X or Y, ends it), so lost, duplicated
+or reordered deliveries at worst leave a need for the housekeeper's reconciliation pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from jitrunners.aws import fleet
+from jitrunners.models import INSTANCE_ID_RE, JobMessage
+from jitrunners.observability import count, logger
+
+if TYPE_CHECKING:
+    from jitrunners.config import RunnerTemplate
+    from jitrunners.lifecycle.scale_up import ScaleUpDeps
+
+# A need passed on more often than this (a ring of runners that took each other's jobs, all gone)
+# is left to the housekeeper's reconciliation pass instead of circling through the queue.
+MAX_LAUNCH_ATTEMPT: Final = 8
+
+
+def launched_for_value(message: JobMessage) -> str:
+    """The `launched-for` tag of an instance launched for `message`'s job."""
+    return f"{message.job_id}/{message.run_attempt}/{message.run_id}/{message.repo}"
+
+
+def job_tags(message: JobMessage) -> dict[str, str]:
+    """The tags that say which job an instance owes (rewritten on a swap)."""
+    tags = {
+        fleet.TAG_JOB_ID: str(message.job_id),
+        fleet.TAG_RUN_ID: str(message.run_id),
+        fleet.TAG_RUN_ATTEMPT: str(message.run_attempt),
+        fleet.TAG_REPO: message.repo,
+        fleet.TAG_DELIVERY_ID: message.delivery_id or "-",
+    }
+    if message.installation_id is not None:
+        tags[fleet.TAG_INSTALLATION_ID] = str(message.installation_id)
+    return tags
+
+
+def launch_tags(message: JobMessage) -> dict[str, str]:
+    """Every job tag of a new instance: what it owes, what it was launched for, which launch."""
+    return job_tags(message) | {
+        fleet.TAG_LAUNCHED_FOR: launched_for_value(message),
+        fleet.TAG_LAUNCH_ATTEMPT: str(message.attempt),
+    }
+
+
+def _launch_attempt(instance: Any) -> int:
+    try:
+        return max(1, int((instance.tags or {}).get(fleet.TAG_LAUNCH_ATTEMPT, "1")))
+    except ValueError:
+        return 1
+
+
+def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
+    """A `launch` for the job the instance was launched for; None when its tags do not say."""
+    if template is None:
+        return None
+    tags = instance.tags or {}
+    value = str(tags.get(fleet.TAG_LAUNCHED_FOR, ""))
+    parts = value.split("/", 3)
+    if len(parts) == 4 and all(p.isdigit() for p in parts[:3]) and parts[3].count("/") == 1:
+        job_id, run_attempt, run_id, repo = int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
+    else:
+        # Launched before the tag existed: its job tags still say why, unless a swap rewrote them.
+        run_id_tag = str(tags.get(fleet.TAG_RUN_ID, ""))
+        repo = str(instance.repo or "")
+        if instance.job_id is None or not run_id_tag.isdigit() or repo.count("/") != 1:
+            return None
+        job_id, run_attempt, run_id = instance.job_id, instance.run_attempt or 1, int(run_id_tag)
+    return JobMessage(
+        kind="launch",
+        job_id=job_id,
+        run_id=run_id,
+        run_attempt=run_attempt,
+        repo=repo,
+        owner=repo.split("/", 1)[0],
+        installation_id=instance.installation_id,
+        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
+        labels=template.labels,
+        template=template.name,
+        delivery_id=f"passed-on-{instance.id}",
+        queued_at="",
+        attempt=_launch_attempt(instance) + 1,
+    )
+
+
+def _key(message: JobMessage) -> tuple[int, int]:
+    return (message.job_id, message.run_attempt)
+
+
+def record_taken(
+    job: JobMessage,
+    runner_name: str,
+    deps: ScaleUpDeps,
+    live: Sequence[fleet.Instance] | None = None,
+) -> str:
+    """Job `job` ran (or runs) on runner `runner_name`: keep the books; returns the outcome.
+
+    `live` is our live instances when the caller has listed them already (one DescribeInstances
+    per batch rather than one per message).
+    """
+    if not INSTANCE_ID_RE.fullmatch(runner_name or ""):
+        return "not_ours"
+    settings = deps.settings
+    runner = fleet.get_instance(runner_name, settings.prefix, settings.runner_instance_profile_arn)
+    if runner is None:
+        return "not_ours"  # another system's runner, or not one EC2 still lists
+    took = _key(job)
+    gone = runner.state in fleet.GONE_STATES
+    owed = launched_for(runner, deps.template(str(runner.template or "")))
+    if (runner.job_id, runner.run_attempt) != took:
+        if not gone:
+            # The one write of a swap: from now on the runner owes the job it took.
+            fleet.tag_instance(runner.id, job_tags(job))
+        count("RunnerSwapped")
+    elif gone:
+        return "settled"  # recorded while it ran; what it was launched for was passed on then
+    if owed is None:
+        return "no_job_tags"
+    if _key(owed) == took:
+        return "own_job"
+    if live is None:
+        live = fleet.list_instances(
+            settings.prefix, profile_arn=settings.runner_instance_profile_arn
+        )
+    covering = next(
+        (i for i in live if i.id != runner.id and (i.job_id, i.run_attempt) in (took, _key(owed))),
+        None,
+    )
+    extra = {"runner_name": runner.id, "launched_for": owed.job_id}
+    if covering is not None:
+        # X's own runner is still live (it will serve Y), or Y has a runner already.
+        logger.info(
+            "runner took another job; the job it was launched for is covered",
+            extra={**extra, "covered_by": covering.id},
+        )
+        return "swap:covered"
+    if owed.attempt > MAX_LAUNCH_ATTEMPT:
+        count("NeedLeftToReconciliation")
+        logger.warning("need passed on too often: left to the reconciliation pass", extra=extra)
+        return "swap:left"
+    deps.enqueue(owed, 0)
+    count("NeedPassedOn")
+    logger.info(
+        "runner took another job: the job it was launched for gets a launch of its own",
+        extra=extra,
+    )
+    return "swap:passed_on"
+
+
+def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
+    """Job `job` wants no runner for now (cancelled before a runner took it, or waiting for an
+    approval): stop the runners launched for it that have not taken a job, instead of letting
+    them idle until their timeout. Returns the outcome.
+
+    A runner is stopped only once GitHub has deleted its registration, which GitHub refuses while
+    the runner is busy: a deleted registration can never take a job, so no job is killed. An
+    instance with no registration yet is still booting (its start has not asked GitHub for a JIT
+    config): it is terminated at once, and a start that comes later finds it gone.
+    """
+    from jitrunners.github.client import GitHubError
+    from jitrunners.lifecycle.cleanup import Context, cleanup, runner_scopes
+
+    settings = deps.settings
+    live = fleet.list_instances(settings.prefix, profile_arn=settings.runner_instance_profile_arn)
+    launched = [i for i in live if (i.job_id, i.run_attempt) == _key(job)]
+    if not launched:
+        return "nothing_to_stop"
+    ctx = Context.build(settings, deps.templates(), deps.github(), deps.clock)
+    stopped = 0
+    for instance in launched:
+        extra = {"instance_id": instance.id}
+        try:
+            for scope in runner_scopes(instance, ctx.templates):
+                runner = ctx.github.find_runner(scope, instance.id, instance.installation_id)
+                if runner is None:
+                    continue
+                if runner.busy:
+                    raise GitHubError("runner is busy", status=422)
+                # GitHub answers 422 when the runner took a job meanwhile: then it stays.
+                ctx.github.delete_runner(scope, runner.id, instance.installation_id)
+        except GitHubError as exc:
+            # Busy (it took some other job) or GitHub unavailable: leave the runner be; it ends
+            # by itself after its job or its idle timeout.
+            logger.info(
+                "runner of a released job left alone", extra={**extra, "status": exc.status}
+            )
+            continue
+        result = cleanup(instance, "job_released", ctx)
+        stopped += 1 if result.terminated else 0
+        count("RunnerStopped", reason="job_released")
+        logger.info("runner of a job that needs none now stopped", extra=extra)
+    return f"stopped:{stopped}" if stopped else "left_alone"
