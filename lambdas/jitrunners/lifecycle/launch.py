@@ -51,7 +51,10 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         return {record.message_id: Outcome("failed", failure) for record, _ in items}
     per_template = Counter(i.template for i in live)
     total = len(live)
-    live_jobs = {(i.job_id, i.run_attempt) for i in live}
+    # Which live instance owes each job (None: one launched earlier in this batch).
+    live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None] = {
+        (i.job_id, i.run_attempt): i for i in live
+    }
 
     groups: dict[str, list[Item]] = defaultdict(list)
     for record, message in items:
@@ -83,7 +86,7 @@ def _admit(
     record: Record,
     message: JobMessage,
     deps: ScaleUpDeps,
-    live_jobs: set[tuple[int, int]],
+    live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None],
     live: Sequence[fleet.Instance],
 ) -> Outcome | None:
     """None when the message should launch; otherwise its outcome (dropped or failed)."""
@@ -93,8 +96,17 @@ def _admit(
         return Outcome("failed", RecordFailed("unknown template"))
     if boundary.refused_repository(message, deps.settings):
         return Outcome("refused")
-    key = (message.job_id, message.run_attempt)
+    key: tuple[int | None, int | None] = (message.job_id, message.run_attempt)
     if key in live_jobs:
+        holder = live_jobs[key]
+        if holder is not None and bookkeeping.took_another_job(holder):
+            # A runner launched for another job runs this one (a swap booked earlier): this
+            # launch is a need that runner's own job may still have (a relaunch after the
+            # job's own runner died unstarted, say). The books say where it goes.
+            count("LaunchDropped", reason="job_taken")
+            logger.info("launch dropped: a runner of ours took the job")
+            _taken(message, holder.id, deps, live)
+            return Outcome("dropped")
         # A redelivered webhook or a retried message: the instance it asked for exists already.
         count("LaunchDropped", reason="duplicate")
         logger.info("launch skipped: this job attempt already has a live instance")
@@ -117,7 +129,7 @@ def _admit(
     outcome = _check_runner_group(message, deps)
     if outcome is not None:
         return outcome
-    live_jobs.add(key)  # a second copy in this batch is a duplicate too
+    live_jobs[key] = None  # a second copy in this batch is a duplicate too
     return None
 
 
