@@ -326,6 +326,14 @@ locals {
           Resource = local.arn.jit_params
         },
         {
+          # Each launch of a job attempt claimed once (duplicates launch one instance); a
+          # released job's claim is given back.
+          Sid      = "ClaimLaunches"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = local.deployed.deliveries_table_arn
+        },
+        {
           # Re-run checks (a job failed on one of our runners) share scale-down's re-run records.
           Sid      = "RerunRecords"
           Effect   = "Allow"

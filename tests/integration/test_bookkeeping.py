@@ -261,3 +261,56 @@ def test_a_failed_job_on_our_runner_is_booked_before_the_rerun_check(
     assert failed_ids(response) == []
     assert tags_of(runner)["jitrunners:job-id"] == "7"
     assert sent_since(world, before) == [("launch", 8, 2)]
+
+
+# --- launch claims: duplicates in concurrent batches ------------------------------------------
+@pytest.fixture
+def claims(monkeypatch: pytest.MonkeyPatch) -> str:
+    from jitrunners import config
+
+    client("dynamodb").create_table(
+        TableName="jitrunners-deliveries",
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("DELIVERIES_TABLE", "jitrunners-deliveries")
+    config.get_settings.cache_clear()
+    return "jitrunners-deliveries"
+
+
+def test_two_deliveries_of_one_job_in_concurrent_batches_launch_one_instance(
+    world: World, lambda_context: Any, claims: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch counts instances before the other launched (concurrent scale-ups): the
+    duplicate check by tags cannot see the other's instance; the launch claim can."""
+    from jitrunners.aws import fleet
+
+    job_status(world, 7)
+    first = replace(launch_message(7), delivery_id="dlv-a")
+    second = replace(launch_message(7), delivery_id="dlv-b")
+    scale_up.handler(sqs_event(first), lambda_context)
+    monkeypatch.setattr(fleet, "list_instances", lambda *a, **k: [])  # listed before the launch
+
+    response = scale_up.handler(sqs_event(second), lambda_context)
+
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+
+
+def test_after_a_release_the_jobs_next_queued_delivery_launches_again(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Environment approval: queued (a runner launched), waiting (released: stopped), approved
+    (GitHub sends queued again, another delivery): a fresh runner, not a duplicate."""
+    first = launched(world, 7, lambda_context)
+    world.github.get(RUNNERS, json={"total_count": 0, "runners": []})
+    scale_up.handler(sqs_event(released(7)), lambda_context)
+    assert state_of(first) in ("shutting-down", "terminated")
+
+    again = replace(launch_message(7), delivery_id="dlv-approved")
+    response = scale_up.handler(sqs_event(again), lambda_context)
+
+    assert failed_ids(response) == []
+    [instance] = world.instances()
+    assert instance["InstanceId"] != first

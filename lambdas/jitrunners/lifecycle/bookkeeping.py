@@ -224,6 +224,26 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
             continue
         result = cleanup(instance, "job_released", ctx)
         stopped += 1 if result.terminated else 0
+        _release_launch_claim(job, instance, settings.deliveries_table)
         count("RunnerStopped", reason="job_released")
         logger.info("runner of a job that needs none now stopped", extra=extra)
     return f"stopped:{stopped}" if stopped else "left_alone"
+
+
+def _release_launch_claim(job: JobMessage, instance: Any, table: str) -> None:
+    """A stopped runner's launch claim is given back: after an approval GitHub sends `queued`
+    again (another delivery), and that launch must not count as a duplicate."""
+    from dataclasses import replace
+
+    from jitrunners.aws import deliveries
+    from jitrunners.lifecycle.launch import launch_claim_key
+
+    if not table:
+        return
+    launch = replace(job, kind="launch", attempt=_launch_attempt(instance))
+    try:
+        deliveries.release(table, launch_claim_key(launch))
+    except deliveries.DeliveryStoreError as exc:
+        # The claim expires after the runner's start and idle timeouts; until then the job
+        # waits for the reconciliation pass.
+        logger.warning("cannot release the launch claim", extra={"detail": str(exc)})

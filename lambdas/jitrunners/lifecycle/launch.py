@@ -19,6 +19,8 @@ LIMIT_DELAY_S = 60  # over max runners: a runner will free up within minutes
 CAPACITY_DELAY_S = 60
 THROTTLE_DELAY_S = 30
 GITHUB_DELAY_S = 30
+# A launch claim outlives the runner's wait for its job (start and idle timeouts) by this much.
+CLAIM_MARGIN_S = 300
 # The template's runner group is unsafe: an operator must fix it. The message fails slowly until it
 # reaches the DLQ (alarm), from which the redrive brings it back once the group is fixed.
 UNSAFE_GROUP_DELAY_S = 300
@@ -73,6 +75,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         for record, message in over:
             with correlated(message):
                 outcomes[record.message_id] = _defer(message, deps, template)
+        accepted = _claimed(accepted, template, deps, outcomes)
         if accepted:
             launched = _launch_group(template, accepted, deps)
             outcomes.update(launched)
@@ -201,6 +204,51 @@ def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> 
         logger.warning("cannot defer the launch", extra={"detail": str(exc)})
         return Outcome("failed", RecordFailed("deferral failed", LIMIT_DELAY_S))
     return Outcome("deferred")
+
+
+def launch_claim_key(message: JobMessage) -> str:
+    """The claim of one launch of a job attempt (docs/contracts.md "Launch claims")."""
+    repo = message.repo.casefold()
+    return f"launch:{repo}:{message.job_id}:{message.run_attempt}:{message.attempt}"
+
+
+def _claimed(
+    items: list[Item], template: RunnerTemplate, deps: ScaleUpDeps, outcomes: dict[str, Outcome]
+) -> list[Item]:
+    """The items whose launch this batch may make: each launch of a job attempt is claimed for
+    the delivery its message came from, atomically, so that two deliveries of one job (GitHub's
+    duplicates with different ids, a reconciliation launch racing the webhook's) processed by
+    concurrent batches launch one instance. The claim lives as long as the runner could wait
+    for the job; a `release` of the job gives it back."""
+    from jitrunners.aws import deliveries
+
+    table = deps.settings.deliveries_table
+    if not table:
+        return items
+    ttl_s = template.start_timeout_s + template.idle_timeout_s + CLAIM_MARGIN_S
+    kept: list[Item] = []
+    for record, message in items:
+        with correlated(message):
+            try:
+                mine = deliveries.claim_launch(
+                    table,
+                    launch_claim_key(message),
+                    message.delivery_id or record.message_id,
+                    now=deps.clock(),
+                    ttl_s=ttl_s,
+                )
+            except deliveries.DeliveryStoreError as exc:
+                logger.warning("cannot claim the launch: retried later", extra={"detail": str(exc)})
+                failure = RecordFailed("launch claim unavailable", THROTTLE_DELAY_S)
+                outcomes[record.message_id] = Outcome("failed", failure)
+                continue
+            if not mine:
+                count("LaunchDropped", reason="duplicate_claimed")
+                logger.info("launch skipped: another delivery of this job attempt launches it")
+                outcomes[record.message_id] = Outcome("duplicate")
+                continue
+        kept.append((record, message))
+    return kept
 
 
 def _launch_group(
