@@ -101,6 +101,12 @@ def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage |
     )
 
 
+def launch_claim_key(message: JobMessage) -> str:
+    """The claim of one launch of a job attempt (docs/contracts.md "Launch claims")."""
+    repo = message.repo.casefold()
+    return f"launch:{repo}:{message.job_id}:{message.run_attempt}:{message.attempt}"
+
+
 def took_another_job(instance: Any) -> bool:
     """Whether the instance's runner took a job other than the one it was launched for (a swap
     booked by rewriting its job tags)."""
@@ -236,7 +242,6 @@ def _release_launch_claim(job: JobMessage, instance: Any, table: str) -> None:
     from dataclasses import replace
 
     from jitrunners.aws import deliveries
-    from jitrunners.lifecycle.launch import launch_claim_key
 
     if not table:
         return

@@ -206,12 +206,6 @@ def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> 
     return Outcome("deferred")
 
 
-def launch_claim_key(message: JobMessage) -> str:
-    """The claim of one launch of a job attempt (docs/contracts.md "Launch claims")."""
-    repo = message.repo.casefold()
-    return f"launch:{repo}:{message.job_id}:{message.run_attempt}:{message.attempt}"
-
-
 def _claimed(
     items: list[Item], template: RunnerTemplate, deps: ScaleUpDeps, outcomes: dict[str, Outcome]
 ) -> list[Item]:
@@ -232,7 +226,7 @@ def _claimed(
             try:
                 mine = deliveries.claim_launch(
                     table,
-                    launch_claim_key(message),
+                    bookkeeping.launch_claim_key(message),
                     message.delivery_id or record.message_id,
                     now=deps.clock(),
                     ttl_s=ttl_s,
