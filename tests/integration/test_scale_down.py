@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -436,6 +437,31 @@ def test_reclaimed_runner_whose_job_still_waits_gets_one_new_launch(
         "linux-x64",
     )
     _assert_clean(instance_id, github)
+
+
+@pytest.mark.parametrize("reclaimed", [True, False], ids=["reclaimed", "ended_by_us"])
+def test_a_reclaimed_runner_whose_job_another_of_ours_took_sends_the_need_on(
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+    env: dict[str, str],
+    reclaimed: bool,
+) -> None:
+    """Runner S waited for job 92, which runner R (ours) took: S carried R's own need (DESIGN
+    §6b). Reclaimed before it took a job, S sends a launch of 92 that scale-up passes on to the
+    job R was launched for. After our own terminate of an idle runner there is no such need."""
+    from tests.conftest import drain
+
+    spare, _ = _ours(clock, github, job_id=92)
+    github.jobs[("acme/app", 92)] = FakeJob(92, "in_progress", None, "i-0123456789abcdef0")
+    world.terminate(spare)
+    if reclaimed:
+        call(spot_event(spare))
+    else:
+        call(state_event(spare, "terminated"))
+
+    sent = [json.loads(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert [(m["kind"], m["job_id"]) for m in sent] == ([("launch", 92)] if reclaimed else [])
 
 
 def test_finished_runners_never_relaunch(

@@ -86,11 +86,14 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
         return "not_queued"
     if job.status != "queued":
         runner = str(job.runner_name or "")
-        if not INSTANCE_ID_RE.fullmatch(runner) or runner == instance.id:
+        reclaimed = reason == "spot_interruption" or bool(getattr(instance, "spot_reclaimed", 0))
+        if not INSTANCE_ID_RE.fullmatch(runner) or runner == instance.id or not reclaimed:
             return "not_queued"
-        # Another runner took the job this one was launched for: the need this one carried is
-        # that runner's own job now (DESIGN §6b). The launch finds it (scale-up drops a launch
-        # for a taken job and passes the need on to the job the taking runner was launched for).
+        # Another runner took the job this one was launched for, and this one was reclaimed
+        # before it took any: the need it carried is that runner's own job now (DESIGN §6b).
+        # The launch finds it (scale-up drops a launch for a taken job and passes the need on
+        # to the job the taking runner was launched for). Only for a reclaim: after our own
+        # terminate (an idle runner's end) the state change is no sign of a need.
     if ctx.dry_run:
         logger.info("would relaunch for a still-queued job", extra={"reason": reason})
         return "relaunch:dry_run"
