@@ -158,16 +158,23 @@ def test_deleted_registration_cannot_connect(sim: GitHubSim) -> None:
     assert _connect(sim, answer["encoded_jit_config"])[1] == 401
 
 
-def test_rerun_queues_a_new_attempt_with_a_new_job_id(sim: GitHubSim) -> None:
+def test_rerun_queues_the_next_attempt_under_the_same_job_id(sim: GitHubSim) -> None:
     headers = token(sim)
     job = sim.queue_job("acme/widgets", ["self-hosted"])
     url = f"{sim.url}/repos/acme/widgets/actions/jobs/{job.id}/rerun"
     assert requests.post(url, headers=headers, timeout=5).status_code == 403  # not complete yet
     job.status, job.conclusion = "completed", "failure"
     assert requests.post(url, headers=headers, timeout=5).status_code == 201
+    assert requests.post(url, headers=headers, timeout=5).status_code == 403  # re-running now
     [first, second] = sim.logical_jobs()[job.key]
-    assert second.id != first.id
+    assert second.id == first.id == job.id
     assert (second.run_id, second.run_attempt, second.status) == (job.run_id, 2, "queued")
+    assert sim.jobs[job.id] is second
+    latest = requests.get(
+        f"{sim.url}/repos/acme/widgets/actions/jobs/{job.id}", headers=headers, timeout=5
+    ).json()
+    assert (latest["id"], latest["run_attempt"], latest["status"]) == (job.id, 2, "queued")
+    assert sim.job_outcome(job.key) == "queued"
 
 
 class _Receiver(BaseHTTPRequestHandler):
