@@ -695,6 +695,8 @@ class Stack:
             and not any(summary[k] for k in ("instances_left", "jit_params_left", "runners_left"))
             and not summary["queue_left"]
             and not summary["dlq_left"]
+            # The watcher saw every end too (instance_records' terminated_at).
+            and all(seen["state"] == "terminated" for seen in list(self.seen_instances.values()))
         )
 
     def run_timeout_s(self) -> float:
