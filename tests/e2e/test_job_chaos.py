@@ -170,3 +170,52 @@ def test_every_fault_at_once(tmp_path: Path) -> None:
     faults.update({"cancel": 0.3, "approval": 0.3, "rerun": 0.3, "steal": 0.3})
     stack, summary = run(tmp_path, jobs=6, seed=31, faults=faults)
     assert_chaos_clean(stack, summary)
+
+
+def test_a_job_only_its_own_runner_could_run_gets_another_when_that_runner_is_stolen(
+    tmp_path: Path,
+) -> None:
+    """DESIGN 6b: an arm64 job A and a `self-hosted,linux` job B in one repository. A's arm64
+    runner comes up first and is handed B (`steal`); B's own x64 runner, a few seconds later,
+    cannot run A. A needs a launch of its own (swap bookkeeping on B's `in_progress`, or the
+    housekeeper's reconciliation)."""
+    options = Options(
+        jobs=2,
+        seed=41,
+        faults={"steal": 1.0},
+        job_seconds=0.5,
+        redrive_every_s=2.0,
+        housekeeper_every_s=HOUSEKEEPER_EVERY_S,
+        visibility_timeout_s=2,
+        max_receive_count=6,
+        workdir=tmp_path,
+        timeout_s=90,  # a stranded job fails the test in a minute and a half, not at PATIENCE_S
+        template_overrides={"start_timeout_s": START_TIMEOUT_S, "idle_timeout_s": IDLE_TIMEOUT_S},
+    )
+    stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
+    arm64 = next(t for t in stack.world.tf_templates if t["name"] == "linux-arm64")
+
+    def queue_jobs() -> list[Any]:
+        return [
+            stack.sim.queue_job("acme/widgets", arm64["labels"], name="arm64-only"),
+            stack.sim.queue_job("acme/widgets", ["self-hosted", "linux"], name="any-linux"),
+        ]
+
+    try:
+        stack.start()
+        assert stack.agent is not None
+        # x64 agents come online 3 s late: the arm64 runner polls first, with both jobs queued.
+        stack.agent.slow_boot = 1.0
+        stack.agent._draw_slow_boot = lambda iid: (  # type: ignore[method-assign]
+            3.0 if stack.seen_instances.get(iid, {}).get("template") == "linux-x64" else 0.0
+        )
+        stack.queue_jobs = queue_jobs  # type: ignore[method-assign]
+        summary = stack.run_demo()
+    finally:
+        stack.stop()
+    assert stack.sim.counters["steals"] == 1, stack.progress.lines
+    assert_chaos_clean(stack, summary)
+    assert summary["completed"] == 2
+    arm64_job = next(r for r in stack.job_records() if r.name == "arm64-only")
+    assert arm64_job.runner is not None
+    assert stack.seen_instances[arm64_job.runner]["template"] == "linux-arm64"
