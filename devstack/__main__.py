@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="make run ARGS=...",
         description="Run jitrunners locally and offline: moto for AWS, a GitHub simulator, the "
         "real handlers and runner scripts. The last line printed is a JSON summary; exit 0 "
-        "exactly when every job completed and nothing is left.",
+        "exactly when every job completed or was cancelled by a user and nothing is left.",
     )
     parser.add_argument("--jobs", type=int, default=6, help="jobs to queue (default 6)")
     parser.add_argument("--templates", default="", help="templates to spread jobs over: a,b")
@@ -98,7 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as exc:
             print(str(exc), file=sys.stderr, flush=True)
             # Still one JSON line last, naming what did not come up.
-            print(json.dumps({"jobs": options.jobs, "completed": 0, "startup_error": str(exc)}))
+            print(
+                json.dumps(
+                    {
+                        "jobs": options.jobs,
+                        "completed": 0,
+                        "cancelled": 0,
+                        "startup_error": str(exc),
+                    }
+                )
+            )
             return 1
         if args.serve:
             # SIGTERM ends it as Ctrl-C does, armed before the JSON line a caller may answer at
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     print(json.dumps(summary), flush=True)
-    ok = summary["completed"] == summary["jobs"] and not any(
+    ok = summary["completed"] + summary.get("cancelled", 0) == summary["jobs"] and not any(
         summary[k]
         for k in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left")
     )

@@ -8,7 +8,8 @@ as a command target. The shim does what EC2 and the SSM agent would:
   template read back from moto (DescribeLaunchTemplateVersions, base64) and run as cloud-init runs
   it; bootstrap.sh downloads and checks the runner and enables the SSM agent unit. The agent is
   online once that unit was started and `boot_s` after launch (the `ssm-offline` fault makes some
-  come online `offline_s` later); until then SendCommand answers `InvalidInstanceId`. An instance
+  come online `offline_s` later, and `slow-boot` some just before and some just after their
+  template's start timeout); until then SendCommand answers `InvalidInstanceId`. An instance
   that powers itself off (a failing bootstrap's `shutdown -h now`) is reported to `on_poweroff`;
 * RunCommand (the SendCommand calls of a hooked boto3 client, the Lambdas' `ssm`): for each of the
   command's own `InstanceIds`, the AWS-RunShellScript `commands` joined into one script, run as
@@ -117,6 +118,8 @@ class AgentShim:
         ec2: Any = None,
         prefix: str = "jitrunners",
         on_poweroff: Callable[[str], None] = lambda instance_id: None,
+        slow_boot: float = 0.0,
+        start_timeout: Callable[[str], float | None] = lambda instance_id: None,
     ) -> None:
         self.base_dir = base_dir
         self.on_event = on_event
@@ -130,6 +133,10 @@ class AgentShim:
         self.ec2 = ec2  # where launch templates are read (moto)
         self.prefix = prefix
         self.on_poweroff = on_poweroff
+        self.slow_boot = slow_boot
+        self.start_timeout = start_timeout  # the instance's template's start_timeout_s
+        self._slow_rng = random.Random(f"{seed}/slow-boot")
+        self._slow: dict[str, float] = {}  # instance id -> seconds after launch it is online
         self._iam: Any = None  # read once a booted instance has a profile
         self.instances: dict[str, Instance] = {}
         self.boots: dict[str, int | None] = {}  # user data exit status (None: still running)
@@ -139,7 +146,12 @@ class AgentShim:
         self._late: dict[str, bool] = {}
         self.invocations: dict[tuple[str, str], Invocation] = {}
         self.commands: list[dict[str, Any]] = []  # every command's parameters (secrets scan)
-        self.counters: dict[str, int] = {"agent_not_ready": 0, "invocations": 0}
+        self.counters: dict[str, int] = {
+            "agent_not_ready": 0,
+            "invocations": 0,
+            "slow_boot_before": 0,
+            "slow_boot_after": 0,
+        }
         self._threads: list[threading.Thread] = []
 
     def attach(self, ssm_client: Any) -> None:
@@ -255,8 +267,23 @@ class AgentShim:
             return False
         with self._lock:
             late = self._late.setdefault(instance_id, self._rng.random() < self.ssm_offline)
+            slow = self._slow.get(instance_id)
+            if slow is None:
+                slow = self._slow[instance_id] = self._draw_slow_boot(instance_id)
         ready_at = max(launched + self.boot_s, agent_started) + (self.offline_s if late else 0.0)
-        return time.time() >= ready_at
+        return time.time() >= max(ready_at, launched + slow)
+
+    def _draw_slow_boot(self, instance_id: str) -> float:
+        """`slow-boot`: seconds after launch the agent comes online at the earliest (0: not
+        slow). Half of the slow ones just before the start timeout (the start still succeeds if
+        it is retried in time), half just after (the start gives up on the instance)."""
+        slow, after = self._slow_rng.random(), self._slow_rng.random()
+        timeout = self.start_timeout(instance_id)
+        if timeout is None or slow >= self.slow_boot:
+            return 0.0
+        key = "slow_boot_after" if after < 0.5 else "slow_boot_before"
+        self.counters[key] += 1
+        return timeout + max(2.0, 0.2 * timeout) if after < 0.5 else 0.75 * timeout
 
     def _before_send(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         ids = list(params.get("InstanceIds") or [])

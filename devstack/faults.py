@@ -1,4 +1,5 @@
-"""AWS-side faults, injected with botocore hooks on the Lambdas' own boto3 clients (seeded)."""
+"""The `--faults` kinds, and the AWS-side ones, injected with botocore hooks on the Lambdas' own
+boto3 clients (seeded)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-FAULTS = (
+# Infrastructure: AWS, GitHub's API and its webhooks misbehave (tests/e2e/test_pipeline.py).
+INFRA_FAULTS = (
     "ec2-capacity",
     "ec2-throttle",
     "github-5xx",
@@ -22,6 +24,10 @@ FAULTS = (
     "lost-webhooks",
     "spot-interrupt",
 )
+# Jobs and runners: users cancel, approve late and re-run; runners take other jobs; instances boot
+# around their start timeout (tests/e2e/test_job_chaos.py).
+JOB_FAULTS = ("cancel", "approval", "rerun", "steal", "slow-boot")
+FAULTS = INFRA_FAULTS + JOB_FAULTS
 _MUTATING_EC2 = ("CreateFleet", "RunInstances", "TerminateInstances", "CreateTags")
 
 

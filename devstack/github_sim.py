@@ -3,13 +3,24 @@
 REST (docs/contracts.md "GitHub adapter"): App JWT -> installation tokens, generate-jitconfig (org
 and repo scope), runners list/get/delete, job status, job re-run, webhook deliveries and redelivery,
 a repository's workflow runs by status and a run's jobs (both derived from the jobs).
-GitHub itself: it queues jobs, sends signed `workflow_job` webhooks (queued, in_progress, completed)
-and hands a queued job whose labels match to a JIT runner that connects, at most one job per runner.
-The simulated Actions runner (devstack/fake_runner) talks to it under `/_sim/runner/`.
+GitHub itself: it queues jobs, sends signed `workflow_job` webhooks (queued, waiting, in_progress,
+completed) and hands a queued job whose labels match to a JIT runner of a scope that admits the
+job's repository when it connects, at most one job per runner. The simulated Actions runner
+(devstack/fake_runner) talks to it under `/_sim/runner/`.
+
+Jobs: `jobs[id]` is a job's latest attempt; a re-run (REST or a user's) queues the next attempt
+under the same job id and run id, `run_attempt` + 1, and every attempt stays in `attempts` (what
+`logical_jobs()` and `job_outcome()` read).
 
 Faults (seeded): `github_5xx` and `github_rate_limit` (fractions of REST calls answered 502 or 403
 secondary rate limit with Retry-After), `lost_webhooks` (delivery recorded as failed, not sent),
-`duplicate_webhooks` (delivery sent twice under one guid).
+`duplicate_webhooks` (delivery sent twice under one guid). Users acting on jobs, each decided per
+logical job from the seed and the job's key (the same seed makes the same choices whatever the
+thread timing), at the times of `JobTimings`: `cancel` (cancelled while queued, while its runner
+boots, or while running), `approval` (environment protection: queued, then waiting, then queued
+again once approved, some approvals quick, some slower than a runner's idle timeout), `rerun` (a
+completed job re-run once). `steal`: a runner that polls is handed, with that probability, a
+queued job other than the one it was launched for (`launched_for`, a hook the stack provides).
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ class SimRunner:
     busy: bool = False
     connected: bool = False  # a JIT registration connects once
     job_id: int | None = None
+    job: SimJob | None = field(default=None, repr=False)  # the attempt it took (ids repeat)
 
     def api(self) -> dict[str, Any]:
         return {
@@ -91,6 +103,10 @@ class SimJob:
     runner_id: int | None = None
     runner_name: str | None = None
     created_at: str = field(default_factory=_now_iso)
+    # Not GitHub's fields: the simulator's own bookkeeping.
+    held: bool = False  # environment protection pending: no runner may take it yet
+    cancel_requested: bool = False  # cancelled while running: the runner ends it as cancelled
+    stolen_from: int | None = None  # the job its runner was launched for, when `steal` chose it
 
     def api(self) -> dict[str, Any]:
         return {
@@ -143,6 +159,39 @@ class Faults:
     github_rate_limit: float = 0.0
     lost_webhooks: float = 0.0
     duplicate_webhooks: float = 0.0
+    # Users and GitHub acting on jobs (fractions of logical jobs; `steal`: of runner polls).
+    cancel: float = 0.0
+    approval: float = 0.0
+    rerun: float = 0.0
+    steal: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobTimings:
+    """When the simulated users act, in seconds (each drawn with +-20 % jitter per job).
+
+    The stack fits them to its templates: `approval_long_s` past a runner's boot and idle timeout,
+    `approval_short_s` well within it, `cancel_booting_s` while a runner launched for the job boots.
+    """
+
+    cancel_queued_s: float = 0.05  # after queued: before any runner could take it
+    cancel_booting_s: float = 2.0  # after queued: its runner is booting, the job still queued
+    cancel_running_s: float = 0.1  # after in_progress
+    waiting_after_s: float = 0.2  # queued -> waiting (environment protection rules evaluated)
+    approval_short_s: float = 1.0  # waiting -> queued, quick approvals
+    approval_long_s: float = 30.0  # waiting -> queued, slow approvals
+    rerun_after_s: float = 0.5  # completed -> re-run by a user
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What the users will do to one logical job (its first attempt), decided when it is queued."""
+
+    cancel: str | None = None  # "queued", "booting" or "running"
+    approval_s: float | None = None  # seconds waiting for approval
+    approval_long: bool = False  # approval_s drawn from the long delay
+    rerun: bool = False  # re-run once after it first completes (success or cancelled)
+    jitter: float = 1.0
 
 
 class ApiError(Exception):
@@ -170,6 +219,7 @@ class GitHubSim:
         page_size_max: int = 100,
         retry_after_s: int = 1,
         webhook_senders: int = 1,
+        timings: JobTimings | None = None,
     ) -> None:
         self.app_id = app_id
         self.owner = owner
@@ -193,6 +243,10 @@ class GitHubSim:
         self.webhook_senders = max(1, webhook_senders)
         # Seeded: the same seed injects the same faults into the same sequence of calls.
         self._rng = random.Random(seed)
+        self.seed = seed
+        self.timings = timings or JobTimings()
+        # Steal rolls come in poll order (thread timing): a sequence of their own.
+        self._steal_rng = random.Random(f"{seed}/steal")
         self._lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._run_ids = itertools.count(500)
@@ -203,7 +257,15 @@ class GitHubSim:
         # ones), so the local stack's templates launch; None answers 404. GitHub's real Default
         # group (id 1) is visible to all repositories: set_runner_group(1, visibility="all").
         self.runner_groups: dict[int, dict[str, Any] | None] = {}
-        self.jobs: dict[int, SimJob] = {}
+        self.jobs: dict[int, SimJob] = {}  # job id -> latest attempt
+        self.attempts: list[SimJob] = []  # every attempt of every job, in the order queued
+        self.plans: dict[str, JobPlan] = {}  # logical job key -> what the users do to it
+        self._user_pending: Counter[str] = Counter()  # user actions still to come, per key
+        self._rerun_keys: set[str] = set()  # logical jobs a user re-ran (once each)
+        self._timers: list[threading.Timer] = []
+        self._stopped = False
+        # Runner name -> the job id its instance was launched for (the stack's hook; None: unknown).
+        self.launched_for: Callable[[str], int | None] | None = None
         self.deliveries: list[SimDelivery] = []
         # Every secret handed out (tokens, JIT configs): the secrets scan looks for them.
         self.issued_secrets: list[str] = [self.pat, self.webhook_secret]
@@ -245,6 +307,11 @@ class GitHubSim:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -270,7 +337,8 @@ class GitHubSim:
         run_attempt: int = 1,
         key: str | None = None,
     ) -> SimJob:
-        """A workflow job is queued: GitHub records it and sends the `queued` webhook."""
+        """A workflow job is queued: GitHub records it and sends the `queued` webhook. The users'
+        plan for it (cancel, approval, re-run) is drawn here, from the seed and the job's key."""
         with self._lock:
             job = SimJob(
                 id=next(self._ids),
@@ -282,26 +350,188 @@ class GitHubSim:
                 key="",
             )
             job.key = key or f"{repo}#{job.run_id}/{name}"
+            plan = self.plans.setdefault(job.key, self._draw_plan(job.key))
+            job.held = plan.approval_s is not None
             self.jobs[job.id] = job
+            self.attempts.append(job)
             self.counters["jobs_queued"] += 1
         self._notify("queued", job)
         self._emit_job_event("queued", job)
+        self._after_queued(job, plan)
         return job
+
+    def _draw_plan(self, key: str) -> JobPlan:
+        """Every draw is made whatever the fractions, so one fault's choices do not move when
+        another fault is added."""
+        rng = random.Random(f"{self.seed}/{key}")
+        cancel_roll, stage_roll, approval_roll, long_roll, rerun_roll = (
+            rng.random() for _ in range(5)
+        )
+        jitter = rng.uniform(0.8, 1.2)
+        stages = ("queued", "booting", "running")
+        approval_s: float | None = None
+        long = long_roll < 0.5
+        if approval_roll < self.faults.approval:
+            t = self.timings
+            approval_s = (t.approval_long_s if long else t.approval_short_s) * jitter
+        return JobPlan(
+            cancel=stages[int(stage_roll * 3)] if cancel_roll < self.faults.cancel else None,
+            approval_s=approval_s,
+            approval_long=approval_s is not None and long,
+            rerun=rerun_roll < self.faults.rerun,
+            jitter=jitter,
+        )
+
+    def _after_queued(self, job: SimJob, plan: JobPlan) -> None:
+        if job.run_attempt != 1:
+            return  # the users act on a job's first attempt
+        t = self.timings
+        if plan.approval_s is not None:
+            self._later(t.waiting_after_s, self._to_waiting, job, key=job.key)
+        if plan.cancel == "queued":
+            self._later(t.cancel_queued_s * plan.jitter, self.cancel_job, job.id, "queued")
+        elif plan.cancel == "booting":
+            self._later(t.cancel_booting_s * plan.jitter, self.cancel_job, job.id, "booting")
+
+    def _later(
+        self, delay_s: float, action: Callable[..., Any], *args: Any, key: str | None = None
+    ) -> None:
+        """A user's action after `delay_s`; the `key`'s outcome stays pending until it ran."""
+
+        def fire() -> None:
+            try:
+                with self._lock:
+                    if self._stopped:
+                        return
+                action(*args)
+            finally:
+                if key is not None:
+                    with self._lock:
+                        self._user_pending[key] -= 1
+
+        timer = threading.Timer(max(0.0, delay_s), fire)
+        timer.daemon = True
+        with self._lock:
+            if self._stopped:
+                return
+            if key is not None:
+                self._user_pending[key] += 1
+            self._timers.append(timer)
+        timer.start()
+
+    def _to_waiting(self, job: SimJob) -> None:
+        """Environment protection: the job waits for a reviewer; no runner may take it."""
+        with self._lock:
+            if job.status != "queued" or self.jobs.get(job.id) is not job:
+                return  # cancelled meanwhile
+            job.status = "waiting"
+            self.counters["jobs_waiting"] += 1
+            plan = self.plans[job.key]
+            delay = plan.approval_s or 0.0
+            self.counters["approvals_long" if plan.approval_long else "approvals_short"] += 1
+        self._notify("waiting", job)
+        self._emit_job_event("waiting", job)
+        self._later(delay, self._approve, job, key=job.key)
+
+    def _approve(self, job: SimJob) -> None:
+        """Approved: the same job is queued again (a second `queued` delivery, a new guid)."""
+        with self._lock:
+            if job.status != "waiting":
+                return
+            job.status = "queued"
+            job.held = False
+            self.counters["jobs_approved"] += 1
+        self._notify("approved", job)
+        self._emit_job_event("queued", job)
+
+    def cancel_job(self, job_id: int, stage: str = "api") -> SimJob | None:
+        """A user cancels the job's latest attempt. Not started yet (queued or waiting): it
+        completes as cancelled at once, with no runner. Running: its runner is told and ends it
+        as cancelled (GitHub's completed delivery follows the runner's report)."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.status == "completed" or job.cancel_requested:
+                return None
+            if job.status == "in_progress":
+                job.cancel_requested = True
+                self.counters["cancelled_running"] += 1
+                what = "cancelling"
+            else:
+                job.status, job.conclusion, job.held = "completed", "cancelled", False
+                self.counters[f"cancelled_{stage}"] += 1
+                what = "cancelled"
+            self.counters["jobs_cancel_requested"] += 1
+        self._notify(what, job)
+        if what == "cancelled":
+            self._completed(job)
+        return job
+
+    def _completed(self, job: SimJob) -> None:
+        """The `completed` delivery; a user may re-run the job (once, per its plan)."""
+        self._notify("completed", job)
+        self._emit_job_event("completed", job)
+        plan = self.plans.get(job.key)
+        if plan is None or not plan.rerun or job.conclusion not in ("success", "cancelled"):
+            return
+        with self._lock:
+            if job.key in self._rerun_keys:
+                return
+            self._rerun_keys.add(job.key)
+        self._later(self.timings.rerun_after_s * plan.jitter, self._user_rerun, job, key=job.key)
+
+    def _user_rerun(self, job: SimJob) -> None:
+        if self._queue_attempt(job, before=lambda: self._notify("rerun", job)) is not None:
+            with self._lock:
+                self.counters["user_reruns"] += 1
+
+    def _queue_attempt(
+        self, job: SimJob, before: Callable[[], None] = lambda: None
+    ) -> SimJob | None:
+        """The next attempt of a job whose latest attempt completed: same job id and run,
+        `run_attempt` + 1; None (nothing queued) while the latest attempt is not completed."""
+        with self._lock:
+            if self.jobs.get(job.id) is not job or job.status != "completed":
+                return None
+            attempt = 1 + max(a.run_attempt for a in self.attempts if a.run_id == job.run_id)
+            again = SimJob(
+                id=job.id,
+                run_id=job.run_id,
+                run_attempt=attempt,
+                repo=job.repo,
+                labels=job.labels,
+                name=job.name,
+                key=job.key,
+            )
+            self.jobs[job.id] = again
+            self.attempts.append(again)
+            self.counters["jobs_queued"] += 1
+        before()
+        self._notify("queued", again)
+        self._emit_job_event("queued", again)
+        return again
 
     def logical_jobs(self) -> dict[str, list[SimJob]]:
         """Attempts per logical job (re-runs share the key), oldest first."""
         with self._lock:
             grouped: dict[str, list[SimJob]] = {}
-            for job in sorted(self.jobs.values(), key=lambda j: j.id):
+            for job in sorted(self.attempts, key=lambda j: (j.id, j.run_attempt)):
                 grouped.setdefault(job.key, []).append(job)
             return grouped
 
     def job_outcome(self, key: str) -> str:
-        """`success` once any attempt succeeded; otherwise the latest attempt's status."""
+        """The latest attempt's conclusion once it completed and no user action on the job is
+        still to come (`pending` until then); otherwise its status."""
         attempts = self.logical_jobs().get(key, [])
-        if any(j.conclusion == "success" for j in attempts):
-            return "success"
-        return attempts[-1].status if attempts else "unknown"
+        if not attempts:
+            return "unknown"
+        with self._lock:
+            pending = self._user_pending[key] > 0
+        latest = attempts[-1]
+        if latest.status != "completed":
+            return latest.status
+        if pending:
+            return "pending"
+        return latest.conclusion or "completed"
 
     def runners_left(self) -> list[SimRunner]:
         with self._lock:
@@ -463,61 +693,100 @@ class GitHubSim:
             return {"runner_id": runner.id, "name": runner.name}
 
     def runner_poll(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A job for the runner: its own while it runs one (`cancelled` once a user cancelled
+        it), else the oldest queued job it may take, or with `steal`'s probability the oldest
+        other than the one it was launched for."""
         with self._lock:
             runner = self._runner_for(body)
             if runner.status != "online":
                 raise ApiError(409, "runner is not connected")
-            if runner.job_id is not None:
-                return {"job": self.jobs[runner.job_id].api()}
-            wanted = {label.casefold() for label in runner.labels}
-            for job in sorted(self.jobs.values(), key=lambda j: j.id):
-                if job.status == "queued" and {lb.casefold() for lb in job.labels} <= wanted:
-                    job.status = "in_progress"
-                    job.runner_id = runner.id
-                    job.runner_name = runner.name
-                    runner.busy = True
-                    runner.job_id = job.id
-                    self.counters["jobs_assigned"] += 1
-                    break
-            else:
+            if runner.job is not None:
+                return {"job": runner.job.api(), "cancelled": runner.job.cancel_requested}
+            # In the order queued (an approved job keeps its place).
+            candidates = [
+                j for j in self.attempts if self.jobs[j.id] is j and self._may_take(runner, j)
+            ]
+            if not candidates:
                 return None
+            job = candidates[0]
+            own = self._launched_for(runner.name)
+            others = [j for j in candidates if j.id != own]
+            if own is not None and others and self._steal_rng.random() < self.faults.steal:
+                job = others[0]
+                job.stolen_from = own
+                self.counters["steals"] += 1
+            job.status = "in_progress"
+            job.runner_id = runner.id
+            job.runner_name = runner.name
+            runner.busy = True
+            runner.job_id = job.id
+            runner.job = job
+            self.counters["jobs_assigned"] += 1
+            plan = self.plans.get(job.key)
         self._notify("in_progress", job)
         self._emit_job_event("in_progress", job)
-        return {"job": job.api()}
+        if plan is not None and plan.cancel == "running" and job.run_attempt == 1:
+            delay = self.timings.cancel_running_s * plan.jitter
+            self._later(delay, self.cancel_job, job.id, "running", key=job.key)
+        return {"job": job.api(), "cancelled": False}
+
+    def _launched_for(self, runner_name: str) -> int | None:
+        if self.launched_for is None or not self.faults.steal:
+            return None
+        try:
+            return self.launched_for(runner_name)
+        except Exception:  # noqa: BLE001 - a hook that fails means "unknown"
+            return None
+
+    @staticmethod
+    def _may_take(runner: SimRunner, job: SimJob) -> bool:
+        """Queued (not held for approval), labels all among the runner's, and a repository the
+        runner's scope admits (an organization's runners: its repositories; a repository's: its
+        own)."""
+        if job.status != "queued" or job.held:
+            return False
+        if not {lb.casefold() for lb in job.labels} <= {lb.casefold() for lb in runner.labels}:
+            return False
+        kind, _, where = runner.scope.partition("/")
+        if kind == "repos":
+            return where.casefold() == job.repo.casefold()
+        return job.repo.split("/", 1)[0].casefold() == where.casefold()
 
     def runner_complete(self, body: dict[str, Any]) -> None:
-        """The runner finished its job: the job completes and the ephemeral runner is removed."""
+        """The runner finished its job: the job completes and the ephemeral runner is removed.
+        A job a user cancelled completes as cancelled, whatever the runner says."""
         conclusion = str(body.get("conclusion") or "success")
         with self._lock:
             runner = self._runner_for(body)
-            job = self.jobs.get(runner.job_id or -1)
+            job = runner.job
             if job is None or job.status != "in_progress":
                 raise ApiError(409, "no job in progress on this runner")
+            if job.cancel_requested:
+                conclusion = "cancelled"
             job.status = "completed"
             job.conclusion = conclusion
             self.runners.pop(runner.id, None)
             self.counters[f"jobs_{conclusion}"] += 1
-        self._notify("completed", job)
-        self._emit_job_event("completed", job)
+        self._completed(job)
 
     def runner_disconnect(self, body: dict[str, Any]) -> None:
-        """The runner process went away. A job it was running fails (the runner was lost)."""
+        """The runner process went away. A job it was running fails (the runner was lost), or is
+        cancelled when a user had cancelled it."""
         with self._lock:
             runner = self._runner_for(body)
             runner.status = "offline"
             runner.busy = False
-            job = self.jobs.get(runner.job_id or -1)
+            job = runner.job
             lost = job is not None and job.status == "in_progress"
             if lost and job is not None:
                 job.status = "completed"
-                job.conclusion = "failure"
+                job.conclusion = "cancelled" if job.cancel_requested else "failure"
                 self.counters["jobs_lost_runner"] += 1
-            if runner.job_id is not None:
+            if runner.job is not None:
                 # An ephemeral runner that took a job is removed by GitHub afterwards.
                 self.runners.pop(runner.id, None)
         if lost and job is not None:
-            self._notify("completed", job)
-            self._emit_job_event("completed", job)
+            self._completed(job)
 
     # ------------------------------------------------------------------ REST: auth
     def app_auth(self, headers: Any) -> None:
@@ -649,24 +918,20 @@ class GitHubSim:
             self.counters["runners_deleted"] += 1
 
     def get_job(self, repo: str, job_id: int) -> SimJob:
+        """The job's latest attempt."""
         job = self.jobs.get(job_id)
         if job is None or job.repo.casefold() != repo.casefold():
             raise ApiError(404, "Not Found")
         return job
 
     def rerun_job(self, repo: str, job_id: int) -> SimJob:
-        job = self.get_job(repo, job_id)
-        if job.status != "completed":
+        """`POST .../jobs/{id}/rerun`: the next attempt, under the same job id."""
+        again = self._queue_attempt(self.get_job(repo, job_id))
+        if again is None:
             raise ApiError(403, "This job is not complete and cannot be re-run")
-        self.counters["reruns"] += 1
-        return self.queue_job(
-            job.repo,
-            job.labels,
-            name=job.name,
-            run_id=job.run_id,
-            run_attempt=job.run_attempt + 1,
-            key=job.key,
-        )
+        with self._lock:
+            self.counters["reruns"] += 1
+        return again
 
     def workflow_runs(self, repo: str) -> dict[int, list[SimJob]]:
         """The repository's runs (run id -> the latest execution of each of its jobs), the

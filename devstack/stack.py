@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from devstack.agent import AgentShim
 from devstack.aws_world import ACCOUNT, REGION, TEMPLATES_FILE, AwsWorld, load_tf_templates
 from devstack.faults import Ec2Faults
-from devstack.github_sim import Faults, GitHubSim, SimJob
+from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
 from devstack.runner_dist import RunnerDist
@@ -29,6 +29,52 @@ from devstack.startup import STARTUP_TIMEOUT_S, Startup
 
 REPOS = ("acme/widgets", "acme/gadgets")
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+# `steal`: labels that several templates match (the first routes, any linux runner may take it).
+SHARED_LABELS = ("self-hosted", "linux")
+RECONCILIATION_LAUNCH = "reconciliation launch"  # the housekeeper's log message per launch
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One attempt of one job, as it ended (or stands): who ran it, and why that runner existed."""
+
+    job_id: int
+    run_attempt: int
+    repo: str
+    name: str
+    labels: tuple[str, ...]
+    template: str | None  # the first template whose labels contain the job's (the routing rule)
+    status: str
+    conclusion: str | None
+    runner: str | None  # the instance id (= runner name) that ran it
+    runner_launched_for: int | None  # the job id that runner's instance was launched for
+    stolen: bool  # `steal` handed it to a runner launched for another job
+
+    @property
+    def swap(self) -> bool:
+        """Run by a runner of ours launched for another job (DESIGN 6b)."""
+        return self.runner_launched_for is not None and self.runner_launched_for != self.job_id
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One instance the stack saw, with wall-clock times (time.time()) as the watcher saw them."""
+
+    instance_id: str
+    template: str
+    market: str
+    launched_at: float
+    terminated_at: float | None
+    launched_for: int | None  # its first `jitrunners:job-id` tag
+    jobs_run: tuple[tuple[int, int], ...]  # (job id, run attempt) its runner took
+
+    @property
+    def took_job(self) -> bool:
+        return bool(self.jobs_run)
+
+    @property
+    def lifetime_s(self) -> float | None:
+        return None if self.terminated_at is None else self.terminated_at - self.launched_at
 
 
 @dataclass
@@ -48,6 +94,11 @@ class Options:
     max_receive_count: int = 5
     visibility_timeout_s: int = 6
     ssm_offline_s: float = 4.0  # how late an `ssm-offline` agent comes online
+    # Applied to every runner template, e.g. {"start_timeout_s": 8, "idle_timeout_s": 4}: short
+    # timeouts keep the runs of the job-level faults (approval, slow-boot) to seconds.
+    template_overrides: dict[str, Any] = field(default_factory=dict)
+    # When the simulated users act (cancel, approve, re-run); None: fitted to the templates.
+    job_timings: JobTimings | None = None
     view: str = "lines"  # "lines": one line per state change; "table": redrawn (a terminal)
     # For bursts of hundreds of jobs (bench/burst_bench.py); the defaults are what `make run` does.
     templates_file: Path | None = None  # runner templates; None: devstack/runner_templates.json
@@ -83,9 +134,11 @@ class Stack:
         faults = options.faults
         if options.agent not in ("script", "inline") or options.watch not in ("api", "moto"):
             raise ValueError(f"agent {options.agent!r} or watch {options.watch!r} unknown")
+        templates = load_tf_templates(options.templates_file or TEMPLATES_FILE)
+        templates = [{**t, **options.template_overrides} for t in templates]
         self.world = AwsWorld(
             prefix=options.prefix,
-            tf_templates=load_tf_templates(options.templates_file or TEMPLATES_FILE),
+            tf_templates=templates,
             max_receive_count=options.max_receive_count,
             visibility_timeout_s=options.visibility_timeout_s,
             launch_template_tagged=tuple(
@@ -104,7 +157,12 @@ class Stack:
                 github_rate_limit=faults.get("github-rate-limit", 0.0),
                 lost_webhooks=faults.get("lost-webhooks", 0.0),
                 duplicate_webhooks=faults.get("duplicate-webhooks", 0.0),
+                cancel=faults.get("cancel", 0.0),
+                approval=faults.get("approval", 0.0),
+                rerun=faults.get("rerun", 0.0),
+                steal=faults.get("steal", 0.0),
             ),
+            timings=options.job_timings or self._job_timings(),
         )
         self.ec2_faults = Ec2Faults(
             capacity=faults.get("ec2-capacity", 0.0),
@@ -116,6 +174,11 @@ class Stack:
         self.counters: Counter[str] = Counter()
         self.seen_instances: dict[str, dict[str, Any]] = {}
         self.launch_times: dict[str, float] = {}
+        self.terminate_times: dict[str, float] = {}
+        # Instance id -> the job id it was launched for (its first `jitrunners:job-id` tag; a
+        # swap re-tags it later).
+        self.launched_for: dict[str, int] = {}
+        self.sim.launched_for = self.launched_for.get  # `steal`'s hook: runner name = instance id
         self.max_concurrent = 0
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
@@ -181,6 +244,9 @@ class Stack:
             RERUN_INTERRUPTED_JOBS="true",
             MAX_RERUNS="3",
             MAX_REDRIVES="5",
+            # Jobs here are handled within seconds: the reconciliation pass may act on a queued
+            # job after 10 s rather than the 2 minutes a real webhook path is given.
+            RECONCILE_GRACE_S="10",
             POWERTOOLS_PARAMETERS_MAX_AGE="300",
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )
@@ -207,6 +273,26 @@ class Stack:
 
     def _status(self, text: str) -> None:
         self.progress.note(text, self.status_out)
+
+    def _job_timings(self) -> JobTimings:
+        """The users' timing fitted to the templates: a slow approval comes after a runner
+        launched at the first `queued` has booted and idled out, a quick one well before; a
+        "booting" cancel comes after scale-up's start delay (1 s) while the instance boots."""
+        idle = [float(t.get("idle_timeout_s", 300)) for t in self.world.tf_templates] or [300.0]
+        return JobTimings(
+            cancel_queued_s=0.05,
+            cancel_booting_s=2.0,
+            cancel_running_s=0.3 * self.options.job_seconds,
+            waiting_after_s=0.2,
+            approval_short_s=0.4 * min(idle),
+            approval_long_s=max(idle) + 5.0,
+            rerun_after_s=0.5,
+        )
+
+    def _start_timeout(self, instance_id: str) -> float | None:
+        template = self.seen_instances.get(instance_id, {}).get("template")
+        found = next((t for t in self.world.tf_templates if t["name"] == template), None)
+        return None if found is None else float(found.get("start_timeout_s", 600))
 
     def _import_functions(self) -> dict[str, Function]:
         prefix = self.options.prefix
@@ -267,6 +353,8 @@ class Stack:
             ec2=self.world.client("ec2"),
             prefix=self.options.prefix,
             on_poweroff=self._on_poweroff,
+            slow_boot=self.options.faults.get("slow-boot", 0.0),
+            start_timeout=self._start_timeout,
         )
         if self.functions["scale-up"].available:
             from jitrunners.aws.clients import client
@@ -343,7 +431,20 @@ class Stack:
         where = f" on {job.runner_name}" if job.runner_name else ""
         result = f" ({job.conclusion})" if job.conclusion else ""
         attempt = f" attempt {job.run_attempt}" if job.run_attempt > 1 else ""
-        self.progress(f"job {job.id} {job.name} {job.repo}{attempt}: {what}{where}{result}")
+        event = {
+            "waiting": "waiting for approval (environment protection)",
+            "approved": "approved, queued again",
+            "cancelled": "cancelled by a user before any runner took it",
+            "cancelling": f"cancelled by a user while running{where}",
+            "rerun": f"re-run by a user (attempt {job.run_attempt + 1} follows)",
+        }.get(what, f"{what}{where}{result}")
+        if what == "in_progress":
+            owed = self.launched_for.get(job.runner_name or "")
+            if job.stolen_from is not None:
+                event += f" (stolen: its runner was launched for job {job.stolen_from})"
+            elif owed is not None and owed != job.id:
+                event += f" (its runner was launched for job {owed})"
+        self.progress(f"job {job.id} {job.name} {job.repo}{attempt}: {event}")
         if self.progress.table is not None:
             self.progress.table.job(what, job)
         if what == "in_progress":
@@ -391,11 +492,15 @@ class Stack:
             if state in LIVE_STATES and self.agent is not None:
                 self.agent.boot(iid)
         self.seen_instances[iid] = {"state": state, "template": template, "market": market}
+        job_tag = tags.get("jitrunners:job-id", "")
+        if job_tag.isdigit():
+            self.launched_for.setdefault(iid, int(job_tag))
         if self.progress.table is not None:
             self.progress.table.instance(iid, state)
         if state in LIVE_STATES:
             live[template] += 1
         if state == "terminated" and (before is None or before["state"] != "terminated"):
+            self.terminate_times[iid] = time.time()
             self.progress(f"instance {iid} terminated")
             assert self.agent is not None
             assert self.bus is not None
@@ -462,21 +567,119 @@ class Stack:
                 f"unknown template(s): {', '.join(unknown)}; known: {', '.join(by_name)}"
             )
         jobs = []
+        steal = self.options.faults.get("steal", 0.0)
         for index in range(self.options.jobs):
             template = by_name[names[index % len(names)]]
             repo = REPOS[index % len(REPOS)]
-            jobs.append(
-                self.sim.queue_job(repo, template["labels"], name=f"{template['name']}-{index + 1}")
-            )
+            labels = list(template["labels"])
+            # `steal`: some jobs ask only for labels several templates have (seeded per job).
+            if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
+                labels = list(SHARED_LABELS)
+            jobs.append(self.sim.queue_job(repo, labels, name=f"{template['name']}-{index + 1}"))
         return jobs
 
     def completed(self) -> int:
-        return sum(1 for key in self.sim.logical_jobs() if self.sim.job_outcome(key) == "success")
+        """Logical jobs whose final outcome is success."""
+        return self._outcomes()["success"]
+
+    def cancelled(self) -> int:
+        """Logical jobs whose final outcome is cancelled."""
+        return self._outcomes()["cancelled"]
+
+    def finished(self) -> int:
+        """Logical jobs done as they should be: succeeded or cancelled by a user."""
+        outcomes = self._outcomes()
+        return outcomes["success"] + outcomes["cancelled"]
+
+    def _outcomes(self) -> Counter[str]:
+        return Counter(self.sim.job_outcome(key) for key in self.sim.logical_jobs())
+
+    def job_records(self) -> list[JobRecord]:
+        """Every attempt of every job, oldest first."""
+        templates = self.world.tf_templates
+        records = []
+        for attempts in self.sim.logical_jobs().values():
+            for job in attempts:
+                wanted = {label.casefold() for label in job.labels}
+                template = next(
+                    (t["name"] for t in templates
+                     if wanted <= {label.casefold() for label in t["labels"]}),
+                    None,
+                )  # fmt: skip
+                runner = job.runner_name or None
+                records.append(
+                    JobRecord(
+                        job_id=job.id,
+                        run_attempt=job.run_attempt,
+                        repo=job.repo,
+                        name=job.name,
+                        labels=job.labels,
+                        template=template,
+                        status=job.status,
+                        conclusion=job.conclusion,
+                        runner=runner,
+                        runner_launched_for=self.launched_for.get(runner or ""),
+                        stolen=job.stolen_from is not None,
+                    )
+                )
+        return records
+
+    def instance_records(self) -> list[InstanceRecord]:
+        """Every instance the watcher saw, in launch order."""
+        ran: dict[str, list[tuple[int, int]]] = {}
+        for job in self.job_records():
+            if job.runner:
+                ran.setdefault(job.runner, []).append((job.job_id, job.run_attempt))
+        return sorted(
+            (
+                InstanceRecord(
+                    instance_id=iid,
+                    template=seen["template"],
+                    market=seen["market"],
+                    launched_at=self.launch_times[iid],
+                    terminated_at=self.terminate_times.get(iid),
+                    launched_for=self.launched_for.get(iid),
+                    jobs_run=tuple(ran.get(iid, ())),
+                )
+                for iid, seen in list(self.seen_instances.items())
+                if iid in self.launch_times
+            ),
+            key=lambda r: r.launched_at,
+        )
+
+    def extra_instances(self) -> int:
+        """Instances launched minus the job attempts that ran on our runners (any conclusion:
+        success, cancelled, or failed when the instance was lost mid-job). An ephemeral runner
+        runs at most one attempt, so this is the number of instances whose runner took no job:
+        idled out, given up at the start timeout, or stopped because its job went away."""
+        ours = set(self.seen_instances)
+        ran = sum(1 for job in self.job_records() if job.runner in ours)
+        return self.counters["instances_launched"] - ran
+
+    def reconciled_launches(self) -> int:
+        """Launches the housekeeper's reconciliation pass made: its log lines whose message is
+        exactly RECONCILIATION_LAUNCH (one per launch)."""
+        if not self.log_path.exists():
+            return 0
+        found = 0
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            if RECONCILIATION_LAUNCH not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                found += isinstance(record, dict) and record.get("message") == RECONCILIATION_LAUNCH
+        return found
 
     def summary(self) -> dict[str, Any]:
+        outcomes = self._outcomes()
+        records = self.job_records()
         return {
             "jobs": self.options.jobs,
-            "completed": self.completed(),
+            "completed": outcomes["success"],
+            "cancelled": outcomes["cancelled"],
+            "swaps": sum(1 for r in records if r.swap),
+            "reconciled_launches": self.reconciled_launches(),
+            "extra_instances": self.extra_instances(),
             "instances_launched": self.counters["instances_launched"],
             "instances_left": len(self.world.instances(LIVE_STATES)),
             "jit_params_left": len(self.world.jit_params()),
@@ -491,10 +694,12 @@ class Stack:
     def settled(self) -> bool:
         summary = self.summary()
         return (
-            summary["completed"] == summary["jobs"]
+            summary["completed"] + summary["cancelled"] == summary["jobs"]
             and not any(summary[k] for k in ("instances_left", "jit_params_left", "runners_left"))
             and not summary["queue_left"]
             and not summary["dlq_left"]
+            # The watcher saw every end too (instance_records' terminated_at).
+            and all(seen["state"] == "terminated" for seen in list(self.seen_instances.values()))
         )
 
     def run_timeout_s(self) -> float:
@@ -517,7 +722,7 @@ class Stack:
             self.progress("jobs stop at the SQS job queue: the scale-up Lambda is not built yet")
             return self.summary()
         while time.monotonic() < deadline:
-            if self.completed() >= self.options.jobs:
+            if self.finished() >= self.options.jobs:
                 break
             time.sleep(0.3)
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.

@@ -1,7 +1,8 @@
 """Simulated GitHub Actions runner: connects with its JIT config, takes one job, runs it, exits.
 
 Like the real runner it reads `ACTIONS_RUNNER_INPUT_JITCONFIG`, writes `_diag/Worker_<ts>.log` when
-a job is assigned (start-runner.sh's idle detection looks for it) and exits after its one job.
+a job is assigned (start-runner.sh's idle detection looks for it) and exits after its one job. A
+job cancelled while it runs ends early as cancelled, and the runner still exits 0 (as the real one).
 Settings come from `.runner-sim.json` beside this file (job_seconds, poll_s, conclusion) or the
 command line.
 Stdlib only: it runs under any python3.
@@ -118,11 +119,23 @@ def main(argv: list[str]) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     (diag / f"Worker_{stamp}-utc.log").write_text(f"job {job['id']} {job['name']}\n")
     say(f"Running job: {job['name']} ({job['id']})")
-    time.sleep(options.job_seconds)
-    status, _ = session.call("complete", job_id=job["id"], conclusion=options.conclusion)
-    result = "Succeeded" if options.conclusion == "success" else options.conclusion
+    conclusion = "cancelled" if run_job(session, options) else options.conclusion
+    status, _ = session.call("complete", job_id=job["id"], conclusion=conclusion)
+    result = "Succeeded" if conclusion == "success" else conclusion.capitalize()
     say(f"Job {job['name']} completed with result: {result}")
     return 0 if status == 200 else EXIT_REFUSED
+
+
+def run_job(session: Session, options: argparse.Namespace) -> bool:
+    """Run the job for `job_seconds`, asking between steps whether it was cancelled (True)."""
+    deadline = time.monotonic() + options.job_seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(options.poll_s, left))
+        status, answer = session.call("poll")
+        if status == 200 and answer and answer.get("cancelled"):
+            say("The job was cancelled")
+            return True
+    return False
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import jwt
 import pytest
 import requests
 
-from devstack.github_sim import Faults, GitHubSim
+from devstack.github_sim import Faults, GitHubSim, JobTimings
+from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.e2e
 
@@ -158,16 +159,23 @@ def test_deleted_registration_cannot_connect(sim: GitHubSim) -> None:
     assert _connect(sim, answer["encoded_jit_config"])[1] == 401
 
 
-def test_rerun_queues_a_new_attempt_with_a_new_job_id(sim: GitHubSim) -> None:
+def test_rerun_queues_the_next_attempt_under_the_same_job_id(sim: GitHubSim) -> None:
     headers = token(sim)
     job = sim.queue_job("acme/widgets", ["self-hosted"])
     url = f"{sim.url}/repos/acme/widgets/actions/jobs/{job.id}/rerun"
     assert requests.post(url, headers=headers, timeout=5).status_code == 403  # not complete yet
     job.status, job.conclusion = "completed", "failure"
     assert requests.post(url, headers=headers, timeout=5).status_code == 201
+    assert requests.post(url, headers=headers, timeout=5).status_code == 403  # re-running now
     [first, second] = sim.logical_jobs()[job.key]
-    assert second.id != first.id
+    assert second.id == first.id == job.id
     assert (second.run_id, second.run_attempt, second.status) == (job.run_id, 2, "queued")
+    assert sim.jobs[job.id] is second
+    latest = requests.get(
+        f"{sim.url}/repos/acme/widgets/actions/jobs/{job.id}", headers=headers, timeout=5
+    ).json()
+    assert (latest["id"], latest["run_attempt"], latest["status"]) == (job.id, 2, "queued")
+    assert sim.job_outcome(job.key) == "queued"
 
 
 def test_runs_by_status_paginate_and_list_the_latest_execution_of_each_job(sim: GitHubSim) -> None:
@@ -360,3 +368,236 @@ def test_runner_groups_are_safe_unless_configured_otherwise(sim: GitHubSim) -> N
         ).status_code
         == 404
     )  # not an org the App is installed in
+
+
+# ---------------------------------------------------------------------- job-level behaviour
+FAST = JobTimings(
+    cancel_queued_s=0.05,
+    cancel_booting_s=0.3,
+    cancel_running_s=0.05,
+    waiting_after_s=0.05,
+    approval_short_s=0.3,
+    approval_long_s=0.6,
+    rerun_after_s=0.05,
+)
+
+
+def runner(
+    sim: GitHubSim,
+    name: str,
+    labels: tuple[str, ...] = ("self-hosted", "linux"),
+    scope: str = "orgs/acme",
+) -> dict[str, Any]:
+    """A connected JIT runner's identity (as the fake runner holds it)."""
+    answer = requests.post(
+        f"{sim.url}/{scope}/actions/runners/generate-jitconfig",
+        headers=token(sim),
+        json={"name": name, "labels": list(labels), "runner_group_id": 1},
+        timeout=5,
+    )
+    identity, status = _connect(sim, answer.json()["encoded_jit_config"])
+    assert status == 200
+    return identity
+
+
+def poll(sim: GitHubSim, identity: dict[str, Any]) -> dict[str, Any] | None:
+    answer = requests.post(f"{sim.url}/_sim/runner/poll", json=identity, timeout=5)
+    assert answer.status_code in (200, 204)
+    return answer.json() if answer.status_code == 200 else None
+
+
+def complete(sim: GitHubSim, identity: dict[str, Any], job_id: int) -> int:
+    return requests.post(
+        f"{sim.url}/_sim/runner/complete",
+        json={**identity, "job_id": job_id, "conclusion": "success"},
+        timeout=5,
+    ).status_code
+
+
+def hooks(handler: type[_Receiver]) -> list[tuple[str, str, int, int, str]]:
+    """(delivery guid, action, job id, run attempt, status) of every webhook received."""
+    found = []
+    for headers, body in handler.received:
+        payload = json.loads(body)
+        job = payload["workflow_job"]
+        found.append(
+            (headers["X-GitHub-Delivery"], payload["action"], job["id"], job["run_attempt"],
+             job["status"])
+        )  # fmt: skip
+    return found
+
+
+def test_approval_queues_then_waits_then_queues_the_same_job_again() -> None:
+    server, handler = _receiver(202)
+    url = f"http://127.0.0.1:{server.server_address[1]}/webhook"
+    with GitHubSim(webhook_url=url, faults=Faults(approval=1.0), timings=FAST) as sim:
+        idle = runner(sim, "i-1")
+        job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+        assert poll(sim, idle) is None  # queued, but held until the protection rules ran
+        assert until(lambda: sim.jobs[job.id].status == "waiting", 5)
+        assert poll(sim, idle) is None
+        assert sim.job_outcome(job.key) == "waiting"
+        assert until(lambda: sim.jobs[job.id].status == "queued", 5)
+        taken = poll(sim, idle)
+        assert taken is not None
+        assert taken["job"]["id"] == job.id
+        assert sim.wait_webhooks_sent()
+    server.shutdown()
+    seen = hooks(handler)
+    assert [(a, i, s) for _, a, i, _, s in seen] == [
+        ("queued", job.id, "queued"),
+        ("waiting", job.id, "waiting"),
+        ("queued", job.id, "queued"),
+        ("in_progress", job.id, "in_progress"),
+    ]
+    assert len({guid for guid, *_ in seen}) == 4  # every delivery its own guid
+    assert sim.counters["jobs_waiting"] == sim.counters["jobs_approved"] == 1
+    assert sim.counters["approvals_long"] + sim.counters["approvals_short"] == 1
+
+
+def test_approval_delays_are_short_for_some_jobs_and_long_for_others() -> None:
+    sim = GitHubSim(seed=5, faults=Faults(approval=1.0), timings=JobTimings(approval_long_s=30))
+    delays = [sim._draw_plan(f"acme/widgets#{n}/build").approval_s for n in range(20)]
+    assert all(d is not None for d in delays)
+    assert any(d is not None and d > 20 for d in delays)
+    assert any(d is not None and d < 2 for d in delays)
+
+
+def test_a_user_rerun_queues_the_next_attempt_under_the_same_job_id() -> None:
+    with GitHubSim(faults=Faults(rerun=1.0), timings=FAST) as sim:
+        job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+        first = runner(sim, "i-1")
+        assert poll(sim, first) is not None
+        assert complete(sim, first, job.id) == 200
+        assert sim.job_outcome(job.key) == "pending"  # the re-run is still to come
+        assert until(lambda: sim.jobs[job.id].run_attempt == 2, 5)
+        again = sim.jobs[job.id]
+        assert (again.id, again.run_id, again.status) == (job.id, job.run_id, "queued")
+        assert sim.job_outcome(job.key) == "queued"
+        second = runner(sim, "i-2")
+        taken = poll(sim, second)
+        assert taken is not None
+        assert taken["job"]["run_attempt"] == 2
+        assert complete(sim, second, job.id) == 200
+        time.sleep(0.3)  # once only: no third attempt
+        assert [j.run_attempt for j in sim.logical_jobs()[job.key]] == [1, 2]
+        assert sim.job_outcome(job.key) == "success"
+        assert sim.counters["user_reruns"] == 1
+
+
+def test_a_spot_rerun_of_a_lost_attempt_keeps_the_job_id(sim: GitHubSim) -> None:
+    """A runner lost mid-job fails that attempt only: the next attempt's runner completes it."""
+    job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+    lost = runner(sim, "i-1")
+    assert poll(sim, lost) is not None
+    requests.post(f"{sim.url}/_sim/runner/disconnect", json=lost, timeout=5)
+    assert sim.jobs[job.id].conclusion == "failure"
+    sim.rerun_job("acme/widgets", job.id)
+    other = runner(sim, "i-2")
+    assert poll(sim, other) is not None
+    assert complete(sim, other, job.id) == 200
+    [one, two] = sim.logical_jobs()[job.key]
+    assert (one.conclusion, two.conclusion, two.runner_name) == ("failure", "success", "i-2")
+
+
+def test_cancel_before_any_runner_completes_it_with_no_runner() -> None:
+    server, handler = _receiver(202)
+    url = f"http://127.0.0.1:{server.server_address[1]}/webhook"
+    with GitHubSim(webhook_url=url) as sim:
+        job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+        waiting = runner(sim, "i-1")
+        assert sim.cancel_job(job.id, "queued") is job
+        assert poll(sim, waiting) is None  # a runner launched for it simply gets no job
+        assert sim.wait_webhooks_sent()
+    server.shutdown()
+    body = json.loads(handler.received[-1][1])
+    assert body["action"] == "completed"
+    assert body["workflow_job"]["conclusion"] == "cancelled"
+    assert body["workflow_job"]["runner_name"] is None
+    assert sim.job_outcome(job.key) == "cancelled"
+    assert sim.counters["cancelled_queued"] == 1
+
+
+def test_cancel_while_running_lets_the_runner_end_it_as_cancelled(sim: GitHubSim) -> None:
+    job = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+    busy = runner(sim, "i-1")
+    assert poll(sim, busy) == {"job": sim.jobs[job.id].api(), "cancelled": False}
+    sim.cancel_job(job.id, "running")
+    assert sim.jobs[job.id].status == "in_progress"  # until the runner reports
+    answer = poll(sim, busy)
+    assert answer is not None
+    assert answer["cancelled"] is True
+    assert complete(sim, busy, job.id) == 200  # not an error: the runner exits 0
+    assert (sim.jobs[job.id].status, sim.jobs[job.id].conclusion) == ("completed", "cancelled")
+    assert sim.jobs[job.id].runner_name == "i-1"
+    assert sim.runners_left() == []
+    assert sim.counters["cancelled_running"] == 1
+
+
+def test_planned_cancels_cover_every_stage_and_happen_by_themselves() -> None:
+    with GitHubSim(seed=3, faults=Faults(cancel=1.0), timings=FAST) as sim:
+        jobs = [sim.queue_job("acme/widgets", ["self-hosted", "linux"]) for _ in range(12)]
+        stages = {sim.plans[j.key].cancel for j in jobs}
+        assert stages == {"queued", "booting", "running"}
+        running = [j for j in jobs if sim.plans[j.key].cancel == "running"]
+        runners = [runner(sim, f"i-{n}") for n in range(len(running))]
+        assert until(lambda: all(j.status != "queued" or j in running for j in jobs), 5)
+        for identity in runners:
+            assert poll(sim, identity) is not None
+        assert until(lambda: all(j.cancel_requested or j.status == "completed" for j in jobs), 5)
+        for identity in runners:
+            taken = poll(sim, identity)
+            assert taken is not None
+            assert complete(sim, identity, taken["job"]["id"]) == 200
+    assert {sim.job_outcome(j.key) for j in jobs} == {"cancelled"}
+    assert sim.counters["cancelled_queued"] + sim.counters["cancelled_booting"] > 0
+    assert sim.counters["cancelled_running"] == len(running)
+
+
+def test_steal_hands_a_runner_a_job_other_than_its_own() -> None:
+    def taken(steal: float, knows_own: bool) -> tuple[str, int]:
+        with GitHubSim(faults=Faults(steal=steal)) as sim:
+            own = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+            other = sim.queue_job("acme/gadgets", ["self-hosted", "linux"])
+            sim.launched_for = lambda name: own.id if knows_own and name == "i-1" else None
+            answer = poll(sim, runner(sim, "i-1"))
+            assert answer is not None
+            which = {own.id: "own", other.id: "other"}[answer["job"]["id"]]
+            if which == "other":
+                assert sim.jobs[other.id].stolen_from == own.id
+            return which, sim.counters["steals"]
+
+    assert taken(1.0, knows_own=True) == ("other", 1)
+    assert taken(0.0, knows_own=True) == ("own", 0)  # the oldest, its own
+    assert taken(1.0, knows_own=False) == ("own", 0)  # launched for nothing known: no bias
+
+
+def test_a_repository_runner_takes_only_its_repositorys_jobs(sim: GitHubSim) -> None:
+    theirs = sim.queue_job("acme/gadgets", ["self-hosted", "linux"])
+    ours = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
+    repo_runner = runner(sim, "i-1", ("self-hosted", "linux", "arm64"), "repos/acme/widgets")
+    taken = poll(sim, repo_runner)
+    assert taken is not None
+    assert taken["job"]["id"] == ours.id
+    org_runner = runner(sim, "i-2", ("self-hosted", "linux", "arm64"))
+    taken = poll(sim, org_runner)
+    assert taken is not None
+    assert taken["job"]["id"] == theirs.id
+
+
+def test_job_plans_are_seeded_per_job_key() -> None:
+    faults = Faults(cancel=0.5, approval=0.5, rerun=0.5)
+    keys = [f"acme/widgets#{n}/build" for n in range(30)]
+
+    def plans(seed: int, order: list[str]) -> dict[str, Any]:
+        sim = GitHubSim(seed=seed, faults=faults)
+        return {key: sim._draw_plan(key) for key in order}
+
+    assert plans(1, keys) == plans(1, list(reversed(keys)))
+    assert plans(1, keys) != plans(2, keys)
+    drawn = plans(1, keys).values()
+    assert {p.cancel for p in drawn} >= {None, "queued", "booting", "running"}
+    assert {p.rerun for p in drawn} == {True, False}
+    # Adding a fault does not move another's choices.
+    alone = GitHubSim(seed=1, faults=Faults(cancel=0.5))
+    assert [alone._draw_plan(k).cancel for k in keys] == [plans(1, keys)[k].cancel for k in keys]

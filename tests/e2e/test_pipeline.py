@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.faults import FAULTS
+from devstack.faults import INFRA_FAULTS
 from devstack.stack import Options, Stack
 from devstack.startup import StartupError
 from tests.support.waits import PATIENCE_S
@@ -82,7 +82,7 @@ EVIDENCE = {
 }
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", INFRA_FAULTS)
 def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) -> None:
     fraction = 1.0 if fault in ("lost-webhooks", "spot-interrupt", "ssm-offline") else 0.4
     stack, summary = run(tmp_path, jobs=3, seed=21, faults={fault: fraction})
@@ -91,7 +91,7 @@ def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) 
 
 
 def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
-    faults = dict.fromkeys(FAULTS, 0.2)
+    faults = dict.fromkeys(INFRA_FAULTS, 0.2)
     # Every agent comes online 8 s late: each start fails more often than maxReceiveCount (2)
     # allows before then, so starts go through the DLQ and back whatever the thread timing.
     faults["ssm-offline"] = 1.0

@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
     "jobs",
     "completed",
+    "cancelled",
+    "swaps",
+    "reconciled_launches",
+    "extra_instances",
     "instances_launched",
     "instances_left",
     "jit_params_left",
