@@ -314,3 +314,21 @@ def test_after_a_release_the_jobs_next_queued_delivery_launches_again(
     assert failed_ids(response) == []
     [instance] = world.instances()
     assert instance["InstanceId"] != first
+
+
+def test_a_runner_stolen_across_templates_is_not_covered_by_a_runner_that_cannot_run_its_job(
+    world: World, lambda_context: Any
+) -> None:
+    """An arm64 runner (for arm64 job 8) takes job 7, which asks only for `self-hosted`, and
+    whose own runner is x64: that runner cannot run job 8, so job 8 gets a launch of its own."""
+    spare = launched(world, 7, lambda_context)  # linux-x64
+    job_status(world, 8)
+    arm = launch_message(8, labels=["self-hosted", "arm64"])
+    scale_up.handler(sqs_event(arm), lambda_context)
+    [runner] = [i["InstanceId"] for i in world.instances() if i["InstanceId"] != spare]
+    before = len(world.sent)
+
+    scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+
+    [(owed, _)] = world.sent[before:]
+    assert (owed.kind, owed.job_id, owed.template) == ("launch", 8, "linux-arm64")

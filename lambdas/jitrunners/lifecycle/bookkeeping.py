@@ -155,8 +155,18 @@ def record_taken(
         live = fleet.list_instances(
             settings.prefix, profile_arn=settings.runner_instance_profile_arn
         )
+    # Y is covered by a live runner launched for Y, or by X's own runner when that one can run
+    # Y (the same template: a runner stolen across templates leaves X's runner unable to).
     covering = next(
-        (i for i in live if i.id != runner.id and (i.job_id, i.run_attempt) in (took, _key(owed))),
+        (
+            i
+            for i in live
+            if i.id != runner.id
+            and (
+                (i.job_id, i.run_attempt) == _key(owed)
+                or ((i.job_id, i.run_attempt) == took and i.template == runner.template)
+            )
+        ),
         None,
     )
     extra = {"runner_name": runner.id, "launched_for": owed.job_id}
