@@ -1,7 +1,8 @@
 """A GitHub simulator on 127.0.0.1: the REST API jitrunners calls, and GitHub's own behaviour.
 
 REST (docs/contracts.md "GitHub adapter"): App JWT -> installation tokens, generate-jitconfig (org
-and repo scope), runners list/get/delete, job status, job re-run, webhook deliveries and redelivery.
+and repo scope), runners list/get/delete, job status, job re-run, webhook deliveries and redelivery,
+a repository's workflow runs by status and a run's jobs (both derived from the jobs).
 GitHub itself: it queues jobs, sends signed `workflow_job` webhooks (queued, in_progress, completed)
 and hands a queued job whose labels match to a JIT runner that connects, at most one job per runner.
 The simulated Actions runner (devstack/fake_runner) talks to it under `/_sim/runner/`.
@@ -667,6 +668,22 @@ class GitHubSim:
             key=job.key,
         )
 
+    def workflow_runs(self, repo: str) -> dict[int, list[SimJob]]:
+        """The repository's runs (run id -> the latest execution of each of its jobs), the
+        shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer from."""
+        with self._lock:
+            latest: dict[str, SimJob] = {}
+            for job in self.jobs.values():
+                if job.repo.casefold() != repo.casefold():
+                    continue
+                known = latest.get(job.key)
+                if known is None or (job.run_attempt, job.id) > (known.run_attempt, known.id):
+                    latest[job.key] = job
+            runs: dict[int, list[SimJob]] = {}
+            for job in sorted(latest.values(), key=lambda j: j.id):
+                runs.setdefault(job.run_id, []).append(job)
+            return runs
+
     def fault_for(self, path: str) -> ApiError | None:
         """A fault to answer instead of the real thing, for REST calls only."""
         with self._lock:
@@ -702,6 +719,54 @@ def _page(items: list[Any], query: dict[str, list[str]], limit: int) -> tuple[li
     return items[start : start + per_page], page, per_page
 
 
+def _run_status(jobs: list[SimJob]) -> tuple[str, str | None]:
+    """A run's status and conclusion from its jobs' latest executions. GitHub documents the run
+    statuses, not this derivation: a job running, or jobs queued after others finished, make it
+    `in_progress`; jobs all queued `queued`; otherwise a job waiting (for an approval) `waiting`."""
+    statuses = {j.status for j in jobs}
+    if statuses <= {"completed"}:
+        conclusions = {j.conclusion for j in jobs}
+        for conclusion in ("failure", "cancelled", "timed_out"):
+            if conclusion in conclusions:
+                return "completed", conclusion
+        return "completed", "success"
+    if "in_progress" in statuses:
+        return "in_progress", None
+    if "queued" in statuses:
+        return ("in_progress" if "completed" in statuses else "queued"), None
+    if "waiting" in statuses:
+        return "waiting", None
+    return "in_progress", None
+
+
+def _run_api(run_id: int, jobs: list[SimJob], url: str) -> dict[str, Any]:
+    status, conclusion = _run_status(jobs)
+    repo = jobs[0].repo
+    owner = repo.split("/", 1)[0]
+    latest = max(j.run_attempt for j in jobs)
+    return {
+        "id": run_id,
+        "name": "ci",
+        "run_attempt": latest,
+        "status": status,
+        "conclusion": conclusion,
+        "event": "push",
+        "head_branch": "main",
+        "created_at": min(j.created_at for j in jobs),
+        "run_started_at": min(j.created_at for j in jobs if j.run_attempt == latest),
+        "updated_at": max(j.created_at for j in jobs),
+        "jobs_url": f"{url}/repos/{repo}/actions/runs/{run_id}/jobs",
+        "html_url": f"https://github.sim/{repo}/actions/runs/{run_id}",
+        "repository": {
+            "full_name": repo,
+            "name": repo.split("/", 1)[1],
+            "private": True,
+            "visibility": "private",
+            "owner": {"login": owner, "type": "Organization"},
+        },
+    }
+
+
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     (m, re.compile(p), name)
     for m, p, name in [
@@ -721,6 +786,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"^/orgs/([^/]+)/actions/runner-groups/(\d+)$", "runner_group"),
         ("GET", r"^/repos/([^/]+/[^/]+)/actions/jobs/(\d+)$", "job"),
         ("POST", r"^/repos/([^/]+/[^/]+)/actions/jobs/(\d+)/rerun$", "rerun"),
+        ("GET", r"^/repos/([^/]+/[^/]+)/actions/runs$", "runs"),
+        ("GET", r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)/jobs$", "run_jobs"),
         ("POST", r"^/_sim/runner/(connect|poll|complete|disconnect)$", "sim_runner"),
         ("POST", r"^/_sim/jobs$", "sim_queue_job"),
         ("GET", r"^/_sim/state$", "sim_state"),
@@ -742,6 +809,8 @@ _TEMPLATES = {
     "runner_group": "/orgs/{org}/actions/runner-groups/{id}",
     "job": "/repos/{repo}/actions/jobs/{id}",
     "rerun": "/repos/{repo}/actions/jobs/{id}/rerun",
+    "runs": "/repos/{repo}/actions/runs",
+    "run_jobs": "/repos/{repo}/actions/runs/{id}/jobs",
 }
 
 
@@ -919,6 +988,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.simulator.installation_auth(self.headers, repo.split("/")[0])
         self.simulator.rerun_job(repo, int(m.group(2)))
         return 201, {}, {}
+
+    def _r_runs(self, m: re.Match[str], q: Any, b: Any):
+        # Newest first; `status` matches a run's status or its conclusion, as GitHub's does.
+        sim, repo = self.simulator, m.group(1)
+        sim.installation_auth(self.headers, repo.split("/")[0])
+        wanted = q.get("status", [None])[0]
+        runs = [
+            _run_api(run_id, jobs, sim.url)
+            for run_id, jobs in sorted(sim.workflow_runs(repo).items(), reverse=True)
+        ]
+        if wanted:
+            runs = [r for r in runs if wanted in (r["status"], r["conclusion"])]
+        page_items, page, per_page = _page(runs, q, sim.page_size_max)
+        more = page * per_page < len(runs)
+        headers = self._link(f"/repos/{repo}/actions/runs", q, page, per_page, more)
+        return 200, {"total_count": len(runs), "workflow_runs": page_items}, headers
+
+    def _r_run_jobs(self, m: re.Match[str], q: Any, b: Any):
+        # filter=latest (the default): the latest execution of each job; all: every attempt.
+        sim, repo, run_id = self.simulator, m.group(1), int(m.group(2))
+        sim.installation_auth(self.headers, repo.split("/")[0])
+        which = q.get("filter", ["latest"])[0]
+        if which not in ("latest", "all"):
+            raise ApiError(422, "filter must be one of: latest, all")
+        jobs = sim.workflow_runs(repo).get(run_id)
+        if jobs is None:
+            raise ApiError(404, "Not Found")
+        if which == "all":
+            with sim._lock:
+                jobs = sorted(
+                    (j for j in sim.jobs.values() if j.run_id == run_id and j.repo == jobs[0].repo),
+                    key=lambda j: j.id,
+                )
+        items = [j.api() for j in jobs]
+        page_items, page, per_page = _page(items, q, sim.page_size_max)
+        more = page * per_page < len(items)
+        headers = self._link(f"/repos/{repo}/actions/runs/{run_id}/jobs", q, page, per_page, more)
+        return 200, {"total_count": len(items), "jobs": page_items}, headers
 
     def _r_sim_runner(self, m: re.Match[str], q: Any, b: Any):
         sim = self.simulator

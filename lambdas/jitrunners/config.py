@@ -229,6 +229,9 @@ class Settings:
     max_reruns: int = 1
     max_redrives: int = 3
     dry_run: bool = False
+    # Housekeeper reconciliation: a job queued this long without a runner gets a launch (younger
+    # ones may still get theirs from the webhook; the local stack and tests shorten it).
+    reconcile_grace_s: int = 120
     # Scale-up's retry and back-off delays, in percent of the built-in ones (the local stack,
     # whose instances boot in a second, runs at 5).
     retry_delay_percent: int = 100
@@ -289,6 +292,7 @@ class Settings:
             max_reruns=_int(env, "MAX_RERUNS", 1),
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),
             dry_run=_flag(env, "DRY_RUN", False),
+            reconcile_grace_s=_int(env, "RECONCILE_GRACE_S", 120, minimum=0),
             retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),
         )
         if settings.retry_delay_percent > 100:

@@ -87,6 +87,7 @@ LOCAL_ONLY_ENV = {
     "RUNNER_TEMPLATES": "templates live in SSM (4 KB env limit)",
     "WEBHOOK_SECRET": "secrets never in plain environment variables in AWS",
     "RETRY_DELAY_PERCENT": "shortens retry delays for the local stack; AWS keeps the defaults",
+    "RECONCILE_GRACE_S": "shortens the reconciliation's grace for the local stack and tests",
 }
 
 

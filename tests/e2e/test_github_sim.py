@@ -170,6 +170,74 @@ def test_rerun_queues_a_new_attempt_with_a_new_job_id(sim: GitHubSim) -> None:
     assert (second.run_id, second.run_attempt, second.status) == (job.run_id, 2, "queued")
 
 
+def test_runs_by_status_paginate_and_list_the_latest_execution_of_each_job(sim: GitHubSim) -> None:
+    headers = token(sim)
+    labels = ["self-hosted", "linux"]
+    both = [sim.queue_job("acme/app", labels, name=n, run_id=11) for n in ("a", "b")]
+    running, behind = (sim.queue_job("acme/app", labels, name=n, run_id=12) for n in ("a", "b"))
+    running.status = "in_progress"
+    sim.queue_job("acme/app", labels, run_id=13).status = "waiting"
+    done = sim.queue_job("acme/app", labels, run_id=14)
+    done.status, done.conclusion = "completed", "failure"
+    sim.queue_job("acme/other", labels, run_id=15)
+    runs_url = f"{sim.url}/repos/acme/app/actions/runs"
+
+    def statuses(**params: str) -> dict[int, str]:
+        answer = requests.get(runs_url, headers=headers, params=params, timeout=5)
+        assert answer.status_code == 200
+        return {r["id"]: r["status"] for r in answer.json()["workflow_runs"]}
+
+    assert statuses(status="queued") == {11: "queued"}
+    assert statuses(status="in_progress") == {12: "in_progress"}
+    assert statuses(status="waiting") == {13: "waiting"}
+    assert statuses(status="failure") == {14: "completed"}  # a conclusion filters too
+    # Newest first, pages linked; the next link keeps the filter.
+    url: str | None = f"{runs_url}?per_page=3"
+    seen: list[int] = []
+    while url:
+        answer = requests.get(url, headers=headers, timeout=5)
+        assert answer.json()["total_count"] == 4
+        seen += [r["id"] for r in answer.json()["workflow_runs"]]
+        url = answer.links.get("next", {}).get("url")
+    assert seen == [14, 13, 12, 11]
+    [run] = requests.get(runs_url, headers=headers, params={"status": "queued"}, timeout=5).json()[
+        "workflow_runs"
+    ]
+    assert run["repository"]["full_name"] == "acme/app"
+    assert run["repository"]["private"] is True
+
+    jobs = requests.get(f"{runs_url}/12/jobs", headers=headers, timeout=5).json()
+    assert {(j["id"], j["status"]) for j in jobs["jobs"]} == {
+        (running.id, "in_progress"),
+        (behind.id, "queued"),
+    }
+    assert all(j["run_attempt"] == 1 and j["labels"] == labels for j in jobs["jobs"])
+    paged = requests.get(f"{runs_url}/11/jobs?per_page=1", headers=headers, timeout=5)
+    assert [j["id"] for j in paged.json()["jobs"]] == [both[0].id]
+    assert "next" in paged.links
+    # A re-run: the latest execution replaces the failed one.
+    assert requests.post(
+        f"{sim.url}/repos/acme/app/actions/jobs/{done.id}/rerun", headers=headers, timeout=5
+    ).ok
+    latest = requests.get(f"{runs_url}/14/jobs?filter=latest", headers=headers, timeout=5).json()
+    assert [(j["run_attempt"], j["status"]) for j in latest["jobs"]] == [(2, "queued")]
+    every = requests.get(f"{runs_url}/14/jobs?filter=all", headers=headers, timeout=5).json()
+    assert {j["run_attempt"] for j in every["jobs"]} >= {2}
+    assert statuses(status="queued") == {14: "queued", 11: "queued"}
+
+    assert requests.get(f"{runs_url}/999/jobs", headers=headers, timeout=5).status_code == 404
+    assert (
+        requests.get(f"{runs_url}/11/jobs?filter=x", headers=headers, timeout=5).status_code == 422
+    )
+    assert requests.get(runs_url, timeout=5).status_code == 401
+    other_owner = f"{sim.url}/repos/someone-else/app/actions/runs"
+    assert requests.get(other_owner, headers=headers, timeout=5).status_code == 404
+    assert sim.calls["GET /repos/{repo}/actions/runs"] >= 7
+    assert sim.calls["GET /repos/{repo}/actions/runs/{id}/jobs"] == 6
+    sim.faults.github_5xx = 1.0
+    assert requests.get(runs_url, headers=headers, timeout=5).status_code == 502
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]] = []
     status = 202

@@ -287,6 +287,20 @@ class FakeGitHub:
         self._call("rerun_job")
         self.reruns.append((repo, job_id))
 
+    # workflow runs (reconciliation): none here; tests/integration/test_reconcile.py uses the
+    # GitHub simulator
+    def list_runs(self, repo: str, status: str, installation_id: int | None) -> Iterator[Any]:
+        self._call("list_runs")
+        yield from ()
+
+    def list_run_jobs(self, repo: str, run_id: int, installation_id: int | None) -> Iterator[Any]:
+        self._call("list_run_jobs")
+        yield from ()
+
+    def list_installations(self) -> Iterator[Any]:
+        self._call("list_installations")
+        yield from ()
+
     # deliveries (App)
     def list_deliveries(self, since: datetime) -> Iterator[Any]:
         self._call("list_deliveries")

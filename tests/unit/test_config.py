@@ -125,3 +125,10 @@ def test_retry_delays_scale_down_but_never_to_zero_or_up() -> None:
         Settings.from_env({"RETRY_DELAY_PERCENT": "200"})
     with pytest.raises(ConfigError, match="RETRY_DELAY_PERCENT"):
         Settings.from_env({"RETRY_DELAY_PERCENT": "0"})
+
+
+def test_reconciliation_grace_defaults_to_two_minutes_and_may_be_zero() -> None:
+    assert Settings.from_env({}).reconcile_grace_s == 120
+    assert Settings.from_env({"RECONCILE_GRACE_S": "0"}).reconcile_grace_s == 0
+    with pytest.raises(ConfigError, match="RECONCILE_GRACE_S"):
+        Settings.from_env({"RECONCILE_GRACE_S": "-1"})

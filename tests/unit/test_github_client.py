@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 
 import jwt
@@ -347,3 +348,98 @@ def test_get_runner_group_reads_visibility_and_public_repositories(clock: Clock)
     assert group is not None
     assert (group.visibility, group.allows_public_repositories) == ("selected", False)
     assert client.get_runner_group("acme", 8, None) is None
+
+
+@responses.activate
+def test_list_runs_filters_by_status_pages_and_reads_the_repository(clock: Clock) -> None:
+    url = f"{API}/repos/acme/app/actions/runs"
+    page2 = f"{url}?status=queued&exclude_pull_requests=true&per_page=100&page=2"
+    repository = {"full_name": "Acme/App", "private": True, "visibility": "private"}
+    first = {"per_page": "100", "status": "queued", "exclude_pull_requests": "true"}
+    responses.get(
+        url,
+        json={
+            "total_count": 2,
+            "workflow_runs": [
+                {
+                    "id": 7,
+                    "status": "queued",
+                    "run_attempt": 2,
+                    "repository": repository,
+                    "created_at": "2030-01-01T00:00:00Z",
+                },
+            ],
+        },
+        headers={"Link": f'<{page2}>; rel="next"'},
+        match=[responses.matchers.query_param_matcher(first)],
+    )
+    responses.get(
+        page2,
+        json={
+            "total_count": 2,
+            "workflow_runs": [
+                {
+                    "id": 8,
+                    "status": "queued",
+                    "repository": {
+                        "full_name": "acme/app",
+                        "private": True,
+                        "visibility": "public",
+                    },
+                },
+            ],
+        },
+        match=[responses.matchers.query_param_matcher({**first, "page": "2"})],
+    )
+
+    client = token_client(clock)
+    runs = list(client.list_runs("acme/app", "queued", None))
+
+    assert [(r.id, r.repo, r.run_attempt, r.private) for r in runs] == [
+        (7, "Acme/App", 2, True),
+        (8, "acme/app", 1, False),  # visibility public wins over the private flag
+    ]
+    assert runs[0].created_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert runs[1].created_at is None
+    assert client.calls == Counter({"GET /repos/{repo}/actions/runs": 2})
+
+
+@responses.activate
+def test_list_run_jobs_asks_for_the_latest_executions_and_types_them(clock: Clock) -> None:
+    url = f"{API}/repos/acme/app/actions/runs/7/jobs"
+    responses.get(
+        url,
+        json={
+            "total_count": 2,
+            "jobs": [
+                {
+                    "id": 70,
+                    "run_id": 7,
+                    "run_attempt": 2,
+                    "status": "queued",
+                    "labels": ["self-hosted", "linux"],
+                    "runner_name": None,
+                    "created_at": "2030-01-01T00:01:00Z",
+                },
+                {
+                    "id": 71,
+                    "run_id": 7,
+                    "run_attempt": 2,
+                    "status": "in_progress",
+                    "labels": ["self-hosted"],
+                    "runner_name": "i-0abc",
+                    "created_at": "2030-01-01T00:00:30Z",
+                },
+            ],
+        },
+        match=[responses.matchers.query_param_matcher({"per_page": "100", "filter": "latest"})],
+    )
+
+    jobs = list(token_client(clock).list_run_jobs("acme/app", 7, None))
+
+    assert [(j.id, j.run_id, j.run_attempt, j.status, j.runner_name) for j in jobs] == [
+        (70, 7, 2, "queued", None),
+        (71, 7, 2, "in_progress", "i-0abc"),
+    ]
+    assert jobs[0].labels == ("self-hosted", "linux")
+    assert jobs[0].created_at == datetime(2030, 1, 1, 0, 1, tzinfo=UTC)

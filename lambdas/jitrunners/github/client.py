@@ -92,6 +92,32 @@ class JobStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    """A workflow run as `GET /repos/{repo}/actions/runs` lists it (its latest attempt)."""
+
+    id: int
+    repo: str  # "owner/name" as GitHub spells it
+    status: str
+    run_attempt: int
+    # Read as the webhook reads a payload: "internal" is private, a missing flag is public.
+    private: bool
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """A job of a workflow run (latest execution), as `.../runs/{id}/jobs` lists it."""
+
+    id: int
+    run_id: int
+    run_attempt: int
+    status: str  # queued, in_progress, completed, waiting, requested, pending
+    labels: tuple[str, ...]
+    runner_name: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class JitConfig:
     runner_id: int
     encoded: str = field(repr=False)
@@ -116,6 +142,37 @@ class Installation:
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _maybe_time(value: Any) -> datetime | None:
+    try:
+        return _parse_time(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _workflow_run(data: dict[str, Any], repo: str) -> WorkflowRun:
+    repository = data.get("repository") or {}
+    return WorkflowRun(
+        id=int(data["id"]),
+        repo=str(repository.get("full_name") or repo),
+        status=str(data.get("status", "")),
+        run_attempt=int(data.get("run_attempt") or 1),
+        private=bool(repository.get("private", False)) and repository.get("visibility") != "public",
+        created_at=_maybe_time(data.get("created_at")),
+    )
+
+
+def _run_job(data: dict[str, Any]) -> RunJob:
+    return RunJob(
+        id=int(data["id"]),
+        run_id=int(data["run_id"]),
+        run_attempt=int(data.get("run_attempt") or 1),
+        status=str(data.get("status", "")),
+        labels=tuple(str(label) for label in data.get("labels") or ()),
+        runner_name=data.get("runner_name") or None,
+        created_at=_maybe_time(data.get("created_at")),
+    )
 
 
 def _runner(data: dict[str, Any]) -> Runner:
@@ -304,6 +361,34 @@ class GitHubClient:
             conclusion=body.get("conclusion"),
             runner_name=body.get("runner_name"),
         )
+
+    def list_runs(
+        self, repo: str, status: str, installation_id: int | None
+    ) -> Iterator[WorkflowRun]:
+        """The repository's workflow runs in one status, newest first (paginated; GitHub
+        returns at most 1,000 runs for a status filter)."""
+        for data in self._pages(
+            "/repos/{repo}/actions/runs",
+            f"/repos/{repo}/actions/runs",
+            "workflow_runs",
+            installation_id=installation_id,
+            # The pull requests of each run are the bulk of the answer and of no use to us.
+            params={"status": status, "exclude_pull_requests": "true"},
+        ):
+            yield _workflow_run(data, repo)
+
+    def list_run_jobs(
+        self, repo: str, run_id: int, installation_id: int | None
+    ) -> Iterator[RunJob]:
+        """The latest execution of each job of a run (paginated)."""
+        for data in self._pages(
+            "/repos/{repo}/actions/runs/{id}/jobs",
+            f"/repos/{repo}/actions/runs/{run_id}/jobs",
+            "jobs",
+            installation_id=installation_id,
+            params={"filter": "latest"},
+        ):
+            yield _run_job(data)
 
     def generate_jitconfig(
         self,

@@ -16,6 +16,7 @@ from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
 from jitrunners.lifecycle.events import TERMINAL_COMMAND_STATUSES
+from jitrunners.lifecycle.reconcile import reconcile
 from jitrunners.lifecycle.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.observability import count, logger
 
@@ -50,6 +51,8 @@ class SweepReport:
     actions: list[tuple[str, str, str]] = field(default_factory=list)
     zombies: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    # (job id, run attempt) of every job a launch was sent for (or would be, in dry-run mode).
+    launched_jobs: set[tuple[int, int]] = field(default_factory=set)
 
     def add(self, kind: str, target: str, reason: str) -> None:
         self.actions.append((kind, target, reason))
@@ -96,14 +99,18 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
         result = cleanup(instance, reason, ctx)
         if not result.incomplete:
             ended.add(instance.id)
-        _relaunch(instance, reason, ctx)
+        _relaunch(instance, reason, ctx, report)
     live = {i.id for i in instances} - ended
     count("Zombies", report.zombies)
 
     _relaunch_for_lost_ends(ctx, instances, report)
 
     _orphan_parameters(ctx, now, live, report)
-    _orphan_runners(ctx, instances, live, report)
+    listings = _list_runner_scopes(ctx, instances)
+    _orphan_runners(ctx, instances, live, listings, report)
+    if _time_left(remaining_ms):
+        registrations = _registrations(listings, (i.id for i in instances))
+        reconcile(ctx, instances, live, registrations, report, lambda: _time_left(remaining_ms))
     if _time_left(remaining_ms):
         outcomes = rerun.advance_all(ctx)
         if outcomes:
@@ -170,7 +177,7 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
             continue
         if status in ("Success", "Failed"):
             continue
-        if _relaunch(instance, "instance_terminated", ctx).startswith("relaunch"):
+        if _relaunch(instance, "instance_terminated", ctx, report).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")
 
 
@@ -199,14 +206,18 @@ def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepRepo
             logger.warning("cannot record the interruption; next run", extra={"detail": str(exc)})
 
 
-def _relaunch(instance: Any, reason: str, ctx: Context) -> str:
+def _relaunch(instance: Any, reason: str, ctx: Context, report: SweepReport) -> str:
     try:
-        return relaunch_if_queued(instance, reason, ctx)
+        outcome = relaunch_if_queued(instance, reason, ctx)
     except (*AWS_ERRORS, QueueError) as exc:
         logger.warning(
             "relaunch failed; next run", extra={"instance_id": instance.id, "detail": str(exc)}
         )
         return "failed"
+    if outcome.startswith("relaunch") and instance.job_id is not None:
+        # The reconciliation below must count this launch, not send another for the same job.
+        report.launched_jobs.add((instance.job_id, instance.run_attempt or 1))
+    return outcome
 
 
 def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
@@ -228,8 +239,52 @@ def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: Swee
         logger.info("orphan JIT parameter deleted", extra=extra)
 
 
+@dataclass
+class ScopeListing:
+    """One GitHub runner scope our instances were registered in, listed once per pass."""
+
+    scope: Any
+    installation_id: int | None
+    runners: list[Any] | None  # None: GitHub could not list them
+
+
+def _list_runner_scopes(ctx: Context, instances: Iterable[Any]) -> dict[str, ScopeListing]:
+    """The runners of every scope our instances (terminated ones included) were registered in,
+    one listing per scope and pass: the orphan and reconciliation stages both read it."""
+    from jitrunners.github.client import GitHubError
+
+    listings: dict[str, ScopeListing] = {}
+    for instance in instances:
+        for scope in runner_scopes(instance, ctx.templates):
+            if scope.path not in listings:
+                listings[scope.path] = ScopeListing(scope, instance.installation_id, None)
+    for path, listing in sorted(listings.items()):
+        try:
+            listing.runners = list(ctx.github.list_runners(listing.scope, listing.installation_id))
+        except GitHubError as exc:
+            logger.warning("cannot list runners", extra={"scope": path, "status": exc.status})
+    return listings
+
+
+def _registrations(
+    listings: dict[str, ScopeListing], ours: Iterable[str]
+) -> dict[str, dict[str, bool] | None]:
+    """Per scope: our instances' registrations there, by name, and whether each is busy."""
+    mine = set(ours)
+    return {
+        path: None
+        if listing.runners is None
+        else {str(r.name): bool(r.busy) for r in listing.runners if str(r.name) in mine}
+        for path, listing in listings.items()
+    }
+
+
 def _orphan_runners(
-    ctx: Context, instances: Iterable[Any], live: set[str], report: SweepReport
+    ctx: Context,
+    instances: Iterable[Any],
+    live: set[str],
+    listings: dict[str, ScopeListing],
+    report: SweepReport,
 ) -> None:
     """Delete registrations of our gone instances that GitHub still lists as offline and idle.
 
@@ -240,17 +295,8 @@ def _orphan_runners(
     from jitrunners.github.client import GitHubError
 
     ours: dict[str, Any] = {i.id: i for i in instances}
-    scopes: dict[str, tuple[Any, int | None]] = {}
-    for instance in ours.values():
-        for scope in runner_scopes(instance, ctx.templates):
-            scopes.setdefault(scope.path, (scope, instance.installation_id))
-    for path, (scope, installation_id) in sorted(scopes.items()):
-        try:
-            runners = list(ctx.github.list_runners(scope, installation_id))
-        except GitHubError as exc:
-            logger.warning("cannot list runners", extra={"scope": path, "status": exc.status})
-            continue
-        for runner in runners:
+    for path, listing in sorted(listings.items()):
+        for runner in listing.runners or ():
             name = str(runner.name)
             if name not in ours:
                 continue  # not one of our instances: never ours to delete
@@ -266,7 +312,7 @@ def _orphan_runners(
                 logger.info("would delete orphan runner registration", extra=extra)
                 continue
             try:
-                ctx.github.delete_runner(scope, runner.id, installation_id)
+                ctx.github.delete_runner(listing.scope, runner.id, listing.installation_id)
             except GitHubError as exc:
                 logger.warning("cannot delete runner", extra={**extra, "status": exc.status})
                 continue

@@ -1,0 +1,428 @@
+"""Reconciliation: launch for the jobs GitHub still has queued that no runner of ours will take.
+
+Runners are fungible (DESIGN §3b, §6b): GitHub hands a queued job to any idle runner whose labels
+match, so launching one runner per `queued` webhook can leave a job without one (a lost delivery,
+the runner launched for job A ran job B, a cancelled job's runner took another). This pass counts,
+per template and scope, the jobs GitHub has queued against our booting and idle runners and sends
+a `launch` for the difference. Scale-up admits those launches like any other (allowlist, duplicate,
+still-queued, max-runners checks), so a launch sent in vain costs a message, never an instance.
+
+`decide` is the decision, a pure function over plain data; `reconcile` reads GitHub and acts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from jitrunners.aws import queue
+from jitrunners.aws.fleet import LIVE_STATES
+from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle.cleanup import Context, runner_scopes
+from jitrunners.models import JobMessage, WorkflowJob
+from jitrunners.observability import count, logger
+from jitrunners.routing import allowlist_refusal, match_template, refusal
+
+# Launches one pass may send, whatever the deficit: a pass that misjudges (GitHub's view lagging,
+# a bug) can cost at most this many instances every housekeeper period.
+MAX_LAUNCHES_PER_PASS: Final = 20
+# Run statuses whose jobs may be queued: a run with one job running and others queued is
+# `in_progress`. (`waiting` runs wait for an approval; `pending` ones for a concurrency group.)
+RUN_STATUSES: Final = ("queued", "in_progress")
+REASON: Final = "queued_without_runner"
+
+# (runner scope path, e.g. "orgs/acme") -> our instance ids registered there -> busy; None when
+# the listing failed.
+Registrations = Mapping[str, Mapping[str, bool] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job GitHub has `queued`, routed to one of our templates."""
+
+    job_id: int
+    run_id: int
+    run_attempt: int
+    repo: str
+    owner: str
+    installation_id: int | None
+    labels: tuple[str, ...]
+    template: str
+    scope: str  # scope_key(): where runners that can take it are pooled
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRunner:
+    """One of our live (pending or running) instances."""
+
+    instance_id: str
+    template: str
+    scope: str  # scope_key(); "" when its template or repository is unknown
+    job: tuple[int, int | None] | None  # (job id, run attempt) its tags name
+    supply: bool  # booting or idle: it will take a queued job; busy ones will not
+
+
+@dataclass
+class Decision:
+    chosen: list[QueuedJob] = field(default_factory=list)
+    # (template, scope) -> queued jobs minus supply, where positive.
+    deficits: dict[tuple[str, str], int] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def scope_key(template: RunnerTemplate, repo: str) -> str:
+    """Where runners that can take a job of `repo` are pooled: org runners take any job of their
+    owner's repositories (their runner group admitting), repository runners only their own."""
+    if template.scope == "org":
+        return f"org:{repo.split('/', maxsplit=1)[0].casefold()}"
+    return f"repo:{repo.casefold()}"
+
+
+def decide(
+    queued: Iterable[QueuedJob],
+    live: Iterable[LiveRunner],
+    *,
+    now: datetime,
+    grace: timedelta,
+    template_max: Mapping[str, int],
+    global_max: int,
+    per_pass: int = MAX_LAUNCHES_PER_PASS,
+    launching: Collection[tuple[int, int]] = (),
+) -> Decision:
+    """Which queued jobs get a launch: per (template, scope), as many as queued jobs outnumber
+    the runners that will take one (supply), oldest first, within the bounds.
+
+    A job counts as demand however young, but only one queued for `grace` or longer is launched
+    for: the webhook's own launch for a young one may still be on its way. A job that one of our
+    live instances names (its job tags) is never chosen: scale-up would drop that launch as a
+    duplicate. Such a job waits for another's launch (any runner of the pool takes the oldest
+    matching job) or until that instance ends. `launching` names jobs (id, run attempt) a launch
+    was sent for already (this pass's relaunches): each is supply on its way, and named.
+    """
+    decision = Decision()
+    runners = list(live)
+    supply = Counter((r.template, r.scope) for r in runners if r.supply)
+    named: set[tuple[int, int | None]] = {r.job for r in runners if r.job is not None}
+    per_template = Counter(r.template for r in runners)
+    total = len(runners)
+
+    unique: dict[int, QueuedJob] = {}
+    for job in queued:
+        unique.setdefault(job.job_id, job)  # listed twice (a run changed status between lists)
+    groups: dict[tuple[str, str], dict[int, QueuedJob]] = defaultdict(dict)
+    for job in unique.values():
+        groups[(job.template, job.scope)][job.job_id] = job
+    on_the_way = set(launching)
+    for key, jobs in groups.items():
+        for job in jobs.values():
+            if (job.job_id, job.run_attempt) in on_the_way:
+                supply[key] += 1
+                named.add((job.job_id, job.run_attempt))
+
+    candidates: list[QueuedJob] = []
+    for key, jobs in sorted(groups.items()):
+        deficit = len(jobs) - supply[key]
+        if deficit <= 0:
+            continue
+        decision.deficits[key] = deficit
+        eligible: list[QueuedJob] = []
+        for job in jobs.values():
+            if (job.job_id, job.run_attempt) in named:
+                decision.skipped["named_by_live_instance"] += 1
+            elif now - job.created_at < grace:
+                decision.skipped["too_young"] += 1
+            else:
+                eligible.append(job)
+        eligible.sort(key=_age_order)
+        candidates += eligible[:deficit]
+
+    for job in sorted(candidates, key=_age_order):
+        limit = template_max.get(job.template, 0)
+        if len(decision.chosen) >= per_pass:
+            decision.skipped["pass_limit"] += 1
+        elif per_template[job.template] >= limit or total >= global_max:
+            decision.skipped["max_runners"] += 1
+        else:
+            decision.chosen.append(job)
+            per_template[job.template] += 1
+            total += 1
+    return decision
+
+
+def _age_order(job: QueuedJob) -> tuple[datetime, int]:
+    return (job.created_at, job.job_id)
+
+
+# --- reading the world ------------------------------------------------------------------------
+
+
+def live_runners(
+    ctx: Context, instances: Iterable[Any], live: set[str], registrations: Registrations
+) -> list[LiveRunner]:
+    """Our live instances as supply: no registration and not started yet (booting), or an idle
+    registration. Where the runner listing failed, an instance counts as supply (the pass then
+    launches too little rather than too much; the next pass sees better)."""
+    found: list[LiveRunner] = []
+    for instance in instances:
+        if instance.id not in live or instance.state not in LIVE_STATES:
+            continue
+        template = ctx.templates.get(str(instance.template or ""))
+        repo = str(instance.repo or "")
+        scopes = runner_scopes(instance, ctx.templates) if template else []
+        job = (instance.job_id, instance.run_attempt) if instance.job_id is not None else None
+        if template is None or not scopes:
+            found.append(LiveRunner(instance.id, str(instance.template or "-"), "", job, False))
+            continue
+        listed = registrations.get(scopes[0].path)
+        if listed is None:
+            supply = True
+        elif instance.id in listed:
+            supply = not listed[instance.id]
+        else:
+            # Started and no registration: its runner ran a job and GitHub removed it, or the
+            # registration is gone; either way it takes nothing more.
+            supply = not instance.command_id
+        found.append(LiveRunner(instance.id, template.name, scope_key(template, repo), job, supply))
+    return found
+
+
+def repositories(ctx: Context, instances: Iterable[Any]) -> dict[str, tuple[str, int | None]]:
+    """Repositories to ask about (casefolded name -> (name, installation id)): those our
+    instances were launched for (EC2 lists terminated ones for about an hour, so: those with
+    jobs lately), and every one ALLOWED_REPOS names. Repositories the allowlist refuses are
+    left out: nothing would be launched for them."""
+    found: dict[str, tuple[str, int | None]] = {}
+    for instance in instances:
+        repo = str(instance.repo or "")
+        if repo.count("/") != 1:
+            continue
+        known = found.get(repo.casefold())
+        installation_id = instance.installation_id or (known[1] if known else None)
+        found[repo.casefold()] = (known[0] if known else repo, installation_id)
+    for repo in ctx.settings.allowed_repos:
+        if repo.count("/") == 1:
+            found.setdefault(repo.casefold(), (repo, None))
+    return {
+        key: value
+        for key, value in sorted(found.items())
+        if not allowlist_refusal(key.split("/", maxsplit=1)[0], key, ctx.settings)
+    }
+
+
+def _installations(
+    ctx: Context, repos: dict[str, tuple[str, int | None]]
+) -> dict[str, tuple[str, int | None]]:
+    """App mode: an installation id for every repository (one `GET /app/installations` when a
+    repository only the allowlist names has none from an instance's tags)."""
+    from jitrunners.github.client import GitHubError
+
+    if ctx.settings.github_auth_mode != "app" or all(i for _, i in repos.values()):
+        return repos
+    try:
+        by_owner = {i.account.casefold(): i.id for i in ctx.github.list_installations()}
+    except GitHubError as exc:
+        logger.warning("cannot list the App's installations", extra={"status": exc.status})
+        by_owner = {}
+    resolved: dict[str, tuple[str, int | None]] = {}
+    for key, (repo, known) in repos.items():
+        installation_id = known or by_owner.get(key.split("/", maxsplit=1)[0])
+        if installation_id is None:
+            logger.warning("no App installation for the repository", extra={"repo": repo})
+            continue
+        resolved[key] = (repo, installation_id)
+    return resolved
+
+
+def queued_jobs(
+    ctx: Context,
+    repos: Mapping[str, tuple[str, int | None]],
+    skipped: Counter[str],
+    time_left: Callable[[], bool] = lambda: True,
+) -> list[QueuedJob]:
+    """The `queued` jobs of these repositories that one of our templates takes, routed as the
+    webhook routes them. A repository GitHub cannot answer for is left out (logged), the others
+    are still read; a rate limit ends the reading (every further call would meet it too)."""
+    from jitrunners.github.client import GitHubError, GitHubRateLimited
+
+    templates = list(ctx.templates.values())
+    now = ctx.clock()
+    found: list[QueuedJob] = []
+    for repo, installation_id in repos.values():
+        if not time_left():
+            logger.warning("reconciliation: out of time, the other repositories wait")
+            skipped["reconcile_out_of_time"] += 1
+            break
+        try:
+            found += _queued_in(ctx, repo, installation_id, templates, now, skipped)
+        except GitHubRateLimited as exc:
+            logger.warning(
+                "reconciliation: GitHub rate limit, the other repositories wait",
+                extra={"repo": repo, "wait_s": exc.retry_after_s},
+            )
+            skipped["reconcile_rate_limited"] += 1
+            break
+        except GitHubError as exc:
+            logger.warning(
+                "reconciliation: cannot read the repository's queued jobs",
+                extra={"repo": repo, "status": exc.status, "detail": str(exc)},
+            )
+            skipped["reconcile_repo_unreadable"] += 1
+    return found
+
+
+def _queued_in(
+    ctx: Context,
+    repo: str,
+    installation_id: int | None,
+    templates: Sequence[RunnerTemplate],
+    now: datetime,
+    skipped: Counter[str],
+) -> list[QueuedJob]:
+    runs: dict[int, Any] = {}
+    for status in RUN_STATUSES:
+        for run in ctx.github.list_runs(repo, status, installation_id):
+            runs.setdefault(run.id, run)
+    found: list[QueuedJob] = []
+    for run in runs.values():
+        name = str(run.repo) if str(run.repo).count("/") == 1 else repo
+        owner = name.split("/", maxsplit=1)[0]
+        for job in ctx.github.list_run_jobs(name, run.id, installation_id):
+            if job.status != "queued":
+                continue  # waiting (approval), in progress, completed: no runner wanted
+            created = job.created_at or run.created_at or now
+            seen = WorkflowJob(
+                action="queued",
+                job_id=job.id,
+                run_id=job.run_id,
+                run_attempt=job.run_attempt,
+                labels=job.labels,
+                repo=name,
+                owner=owner,
+                private=bool(run.private),
+                installation_id=installation_id,
+                queued_at=created.isoformat().replace("+00:00", "Z"),
+            )
+            template = match_template(seen.labels, templates)
+            if template is None:
+                continue  # not for our runners
+            why = refusal(seen, ctx.settings)
+            if why:
+                skipped[f"reconcile_{why}"] += 1
+                continue
+            found.append(
+                QueuedJob(
+                    job_id=seen.job_id,
+                    run_id=seen.run_id,
+                    run_attempt=seen.run_attempt,
+                    repo=name,
+                    owner=owner,
+                    installation_id=installation_id,
+                    labels=seen.labels,
+                    template=template.name,
+                    scope=scope_key(template, name),
+                    created_at=created,
+                )
+            )
+    return found
+
+
+# --- the pass ---------------------------------------------------------------------------------
+
+
+def reconcile(
+    ctx: Context,
+    instances: Sequence[Any],
+    live: set[str],
+    registrations: Registrations,
+    report: Any,
+    time_left: Callable[[], bool] = lambda: True,
+) -> Decision:
+    """Read the queued jobs, decide, and send a `launch` for each chosen job (or, in dry-run
+    mode, report it). Adds a `reconcile_launch` action per launch to the report."""
+    if not ctx.settings.job_queue_url:
+        return Decision()
+    repos = _installations(ctx, repositories(ctx, instances))
+    queued = queued_jobs(ctx, repos, report.skipped, time_left)
+    runners = live_runners(ctx, instances, live, registrations)
+    decision = decide(
+        queued,
+        runners,
+        now=ctx.clock(),
+        grace=timedelta(seconds=ctx.settings.reconcile_grace_s),
+        template_max={name: t.max_runners for name, t in ctx.templates.items()},
+        global_max=ctx.settings.max_runners,
+        launching=report.launched_jobs,
+    )
+    for reason, n in decision.skipped.items():
+        report.skipped[f"reconcile_{reason}"] += n
+    logger.info(
+        "reconciliation",
+        extra={
+            "repositories": len(repos),
+            "queued": len(queued),
+            "supply": sum(1 for r in runners if r.supply),
+            "deficits": {f"{t}@{s}": n for (t, s), n in decision.deficits.items()},
+            "launches": len(decision.chosen),
+            "skipped": dict(decision.skipped),
+            "dry_run": ctx.dry_run,
+        },
+    )
+    _send_launches(ctx, decision.chosen, report)
+    return decision
+
+
+def message_for(job: QueuedJob) -> JobMessage:
+    return JobMessage(
+        kind="launch",
+        job_id=job.job_id,
+        run_id=job.run_id,
+        run_attempt=job.run_attempt,
+        repo=job.repo,
+        owner=job.owner,
+        installation_id=job.installation_id,
+        labels=job.labels,
+        template=job.template,
+        delivery_id=f"reconcile-{job.job_id}",
+        queued_at=job.created_at.isoformat().replace("+00:00", "Z"),
+        attempt=2,
+    )
+
+
+def _send_launches(ctx: Context, jobs: Sequence[QueuedJob], report: Any) -> None:
+    if not jobs:
+        count("ReconciledLaunches", 0)
+        return
+    messages = [message_for(job) for job in jobs]
+    if ctx.dry_run:
+        for job, message in zip(jobs, messages, strict=True):
+            report.launched_jobs.add((job.job_id, job.run_attempt))
+            report.add("reconcile_launch", f"{job.repo}#{job.job_id}", REASON)
+            extra = {**_extra(job, message), "dry_run": True}
+            logger.info("would send a reconciliation launch", extra=extra)
+        return
+    sent = queue.send_jobs(ctx.settings.job_queue_url, messages)
+    launched = 0
+    for job, message, message_id in zip(jobs, messages, sent, strict=True):
+        if message_id is None:
+            logger.warning("reconciliation launch not sent; next run", extra=_extra(job, message))
+            continue
+        launched += 1
+        report.launched_jobs.add((job.job_id, job.run_attempt))
+        report.add("reconcile_launch", f"{job.repo}#{job.job_id}", REASON)
+        logger.info("reconciliation launch", extra=_extra(job, message))
+    count("ReconciledLaunches", launched)
+
+
+def _extra(job: QueuedJob, message: JobMessage) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "repo": job.repo,
+        "template": job.template,
+        "run_attempt": job.run_attempt,
+        "delivery_id": message.delivery_id,
+        "reason": REASON,
+    }
