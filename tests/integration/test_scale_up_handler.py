@@ -741,3 +741,43 @@ def test_a_taken_runner_already_terminated_still_passes_its_need_on(
     assert failed_ids(response) == []
     [(owed, delay)] = world.sent[sent_before:]
     assert (owed.kind, owed.job_id, owed.attempt, delay) == ("launch", 8, 2, 0)
+
+
+def test_release_stops_the_booting_runner_of_a_job_still_waiting(
+    world: World, lambda_context: Any
+) -> None:
+    job_status(world, 9)
+    run(sqs_event(launch_message(9)), lambda_context)
+    [instance] = world.instances()
+    world.github.replace(
+        "GET", f"{API}/repos/acme/widgets/actions/jobs/9", json={"id": 9, "status": "waiting"}
+    )
+    world.github.get(f"{API}/orgs/acme/actions/runners", json={"total_count": 0, "runners": []})
+
+    response = run(sqs_event(launch_message(9).released()), lambda_context)
+
+    assert failed_ids(response) == []
+    assert instance["InstanceId"] not in {i["InstanceId"] for i in world.instances()}
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress"])
+def test_release_of_a_job_github_has_queued_or_running_again_stops_nothing(
+    world: World, lambda_context: Any, status: str
+) -> None:
+    """The `waiting` delivery's release reached scale-up after the job was approved: in the same
+    batch as the approval's `queued` launch (launches are planned first), or after a runner took
+    the job. The runner launched for it must live: it serves that job, or the one it covers."""
+    if status == "in_progress":
+        job_status(world, 9)  # queued when the launch was checked
+        run(sqs_event(launch_message(9)), lambda_context)
+        world.github.replace(
+            "GET", f"{API}/repos/acme/widgets/actions/jobs/9", json={"id": 9, "status": status}
+        )
+        response = run(sqs_event(launch_message(9).released()), lambda_context)
+    else:
+        job_status(world, 9)
+        response = run(sqs_event(launch_message(9), launch_message(9).released()), lambda_context)
+
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+    assert not any("/actions/runners" in c.request.url for c in world.github.calls)
