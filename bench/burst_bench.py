@@ -65,6 +65,10 @@ class CallMeter:
     GitHub: the difference of the Lambdas' client's own counter (`GitHubClient.calls`, every HTTP
     attempt by endpoint) over each invocation, and its back-off sleeps (each one a retry).
     Invocations are serialised in the stack, so whatever runs inside one is that function's.
+
+    An invocation's counts land here when it ends, the simulator's and the shims' as its calls
+    go out: whoever compares the two reads both with no invocation running
+    (`devstack.shims.between_invocations`).
     """
 
     def __init__(self) -> None:
@@ -311,11 +315,17 @@ def _instrument(stack: Any, github_backoff_percent: float) -> tuple[CallMeter, M
 
 
 def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: float):
+    from devstack.shims import between_invocations
+
     # Counters start now: what the warm-up (clients, token, parameters) did is not the burst's.
-    meter.reset()
-    functions0 = {k: (f.invocations, f.errors, f.seconds) for k, f in stack.functions.items()}
-    sim_calls0 = Counter(stack.sim.calls)
-    sim_counters0 = Counter(stack.sim.counters)
+    # Read between two invocations, as at the end: the meter takes an invocation's GitHub calls
+    # when it ends, the simulator as they arrive, so one running across a reading would be
+    # counted by one side only (a scheduled run or a late scale-down event, say).
+    with between_invocations():
+        meter.reset()
+        functions0 = {k: (f.invocations, f.errors, f.seconds) for k, f in stack.functions.items()}
+        sim_calls0 = Counter(stack.sim.calls)
+        sim_counters0 = Counter(stack.sim.counters)
     started = time.monotonic()
     queued = stack.queue_jobs()
     ids, keys = {j.id for j in queued}, {j.key for j in queued}
@@ -346,13 +356,17 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
             stack.scheduler.fire(stack.functions["housekeeper"])
         time.sleep(1.0)
     marks["total"] = time.monotonic() - started
-    meter.settle()
-    own = meter.jobs_launched()
-    coverage = {
-        "jobs_launched": len(ids & _launched(own, milestones.started_ids).keys()),
-        "jobs_with_own_instance": len(ids & own.keys()),
-    }
-    result = _report(stack, meter, marks, functions0, sim_calls0, sim_counters0, len(queued))
+    summary = stack.summary()  # asks moto and the simulator; compared with no counter
+    with between_invocations():  # invocations go on (events of the last instances, schedules)
+        meter.settle()
+        own = meter.jobs_launched()
+        coverage = {
+            "jobs_launched": len(ids & _launched(own, milestones.started_ids).keys()),
+            "jobs_with_own_instance": len(ids & own.keys()),
+        }
+        result = _report(
+            stack, summary, meter, marks, functions0, sim_calls0, sim_counters0, len(queued)
+        )
     return {**result, **coverage}
 
 
@@ -381,6 +395,7 @@ def _per_job(value: float, jobs: int, digits: int = 2) -> float:
 
 def _report(
     stack: Any,
+    summary: dict[str, Any],
     meter: CallMeter,
     marks: dict[str, float],
     functions0: dict[str, tuple[int, int, float]],
@@ -388,7 +403,8 @@ def _report(
     sim_counters0: Counter[str],
     jobs: int,
 ) -> dict[str, Any]:
-    summary = stack.summary()
+    """Every number of the burst, from counters only (`summary` read before), so that it can be
+    read while no invocation runs."""
     by_function: dict[str, dict[str, Any]] = {}
     for key in FUNCTIONS:
         function = stack.functions[key]

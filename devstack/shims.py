@@ -58,6 +58,14 @@ class _TurnLock:
 
 
 _RUNTIME = _TurnLock()
+
+
+def between_invocations() -> _TurnLock:
+    """Held, no Lambda invocation runs: the running one ends first, the next waits its turn. For
+    reading counters that invocations move (the benchmark's) at one instant between two."""
+    return _RUNTIME
+
+
 HANDLERS = {
     "webhook": "jitrunners.handlers.webhook",
     "scale-up": "jitrunners.handlers.scale_up",

@@ -169,6 +169,7 @@ locals {
     "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
+    "jitrunners:passed-on",
   ]
 }
 
@@ -323,6 +324,14 @@ locals {
           Effect   = "Allow"
           Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:DeleteParameter"]
           Resource = local.arn.jit_params
+        },
+        {
+          # Each launch of a job attempt claimed once (duplicates launch one instance); a
+          # released job's claim is given back.
+          Sid      = "ClaimLaunches"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = local.deployed.deliveries_table_arn
         },
         {
           # Re-run checks (a job failed on one of our runners) share scale-down's re-run records.

@@ -63,11 +63,6 @@ def test_a_plain_burst_launches_every_job_and_its_counts_add_up(tmp_path: Path) 
     assert result["aws"]["by_service"]["ec2"]["answered_by_shims"] == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent: the simulator sometimes sees 1-2 more GitHub requests than the meter "
-    "attributes to invocations (cause not yet found; see the closing note of this change)",
-)
 def test_faults_show_up_as_retries_and_every_job_still_completes(tmp_path: Path) -> None:
     faults = {"ec2-capacity": 0.5, "github-5xx": 0.2}
     result = run_burst(12, faults, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S, seed=3)

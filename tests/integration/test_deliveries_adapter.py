@@ -43,3 +43,14 @@ def test_store_faults_are_typed_errors(aws: None) -> None:
         deliveries.claim("missing", "d-4", now=NOW, ttl_s=DAY)
     with pytest.raises(deliveries.DeliveryStoreError):
         deliveries.release("missing", "d-4")
+
+
+def test_a_launch_claim_admits_its_own_delivery_again_and_refuses_others(table: str) -> None:
+    key = "launch:acme/widgets:7:1:1"
+    assert deliveries.claim_launch(table, key, "dlv-a", now=NOW, ttl_s=600)
+    assert deliveries.claim_launch(table, key, "dlv-a", now=NOW, ttl_s=600)  # its retry
+    assert not deliveries.claim_launch(table, key, "dlv-b", now=NOW, ttl_s=600)  # a duplicate
+    later = NOW + timedelta(seconds=601)
+    assert deliveries.claim_launch(table, key, "dlv-b", now=later, ttl_s=600)  # expired
+    deliveries.release(table, key)
+    assert deliveries.claim_launch(table, key, "dlv-c", now=later, ttl_s=600)

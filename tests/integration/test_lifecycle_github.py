@@ -116,6 +116,10 @@ def test_housekeeper_pages_through_runners_and_redelivers_through_the_api(
         ],
     )
     redelivered = gh.post(f"{API}/app/hook/deliveries/9001/attempts", status=202)
+    # The reconciliation reads the runs of the repository the instances were launched for.
+    runs = gh.get(
+        f"{API}/repos/acme/app/actions/runs", json={"total_count": 0, "workflow_runs": []}
+    )
 
     answer = housekeeper.handler({"id": "evt-1"}, lambda_context)
 
@@ -123,6 +127,8 @@ def test_housekeeper_pages_through_runners_and_redelivers_through_the_api(
     assert ["redeliver", "g-1", "delivery_failed"] in answer["actions"]
     assert deleted.call_count == 1
     assert redelivered.call_count == 1
+    assert sorted(c.request.params["status"] for c in runs.calls) == ["in_progress", "queued"]
+    assert all(c.request.headers["Authorization"] == "Bearer ghs_installation" for c in runs.calls)
     out = capsys.readouterr().out
     assert "ghs_installation" not in out
     assert "PRIVATE KEY" not in out

@@ -29,6 +29,8 @@ TAG_STARTED_AT = "jitrunners:started-at"
 # when it takes another job (a swap, DESIGN §6b); these two are set once, at launch.
 TAG_LAUNCHED_FOR = "jitrunners:launched-for"
 TAG_LAUNCH_ATTEMPT = "jitrunners:launch-attempt"
+# Set on a swap when the need the instance was launched for was passed on to a launch of its own.
+TAG_PASSED_ON = "jitrunners:passed-on"
 
 LIVE_STATES = ("pending", "running")
 

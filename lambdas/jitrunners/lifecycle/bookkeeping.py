@@ -4,8 +4,8 @@ Runners are fungible: the runner launched for job Y may take job X. Each instanc
 records in its tags: the job it was launched for (`launched-for`, set once at launch) and the job
 it owes now (the job tags). When runner R, launched for Y, takes X:
 
-- R now owes X (its job tags are rewritten: the one small write a swap costs). Re-runs and
-  relaunches of R act on X from then on.
+- R now owes X (its job tags are rewritten, with a mark when Y's need was passed on: the one
+  small write a swap costs). Re-runs and relaunches of R act on X from then on.
 - Y lost the runner launched for it. If X had a runner of its own that is still live (booting or
   idle), that runner now serves Y as GitHub hands it any queued job: nothing to do. Otherwise Y
   gets a launch of its own, which scale-up admits only while Y is still queued and not covered.
@@ -103,6 +103,23 @@ def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage |
     )
 
 
+def launch_claim_key(message: JobMessage) -> str:
+    """The claim of one launch of a job attempt (docs/contracts.md "Launch claims")."""
+    repo = message.repo.casefold()
+    return f"launch:{repo}:{message.job_id}:{message.run_attempt}:{message.attempt}"
+
+
+def took_another_job(instance: Any) -> bool:
+    """Whether the instance's runner took a job other than the one it was launched for (a swap
+    booked by rewriting its job tags)."""
+    value = str((instance.tags or {}).get(fleet.TAG_LAUNCHED_FOR, ""))
+    job_id, _, rest = value.partition("/")
+    run_attempt = rest.partition("/")[0]
+    if not (job_id.isdigit() and run_attempt.isdigit()):
+        return False
+    return (int(job_id), int(run_attempt)) != (instance.job_id, instance.run_attempt)
+
+
 def _key(message: JobMessage) -> tuple[int, int]:
     return (message.job_id, message.run_attempt)
 
@@ -126,18 +143,16 @@ def record_taken(
         return "not_ours"  # another system's runner, or not one EC2 still lists
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES
+    rewrite = (runner.job_id, runner.run_attempt) != took
+    if not rewrite and gone:
+        return "settled"  # recorded while it ran
+    if not rewrite and runner.tags.get(fleet.TAG_PASSED_ON):
+        return "already_passed_on"  # a duplicate or late delivery of this swap
     owed = launched_for(runner, deps.template(str(runner.template or "")))
-    if (runner.job_id, runner.run_attempt) != took:
-        if not gone:
-            # The one write of a swap: from now on the runner owes the job it took.
+    if owed is None or _key(owed) == took:
+        if rewrite and not gone:
             fleet.tag_instance(runner.id, job_tags(job))
-        count("RunnerSwapped")
-    elif gone:
-        return "settled"  # recorded while it ran; what it was launched for was passed on then
-    if owed is None:
-        return "no_job_tags"
-    if _key(owed) == took:
-        return "own_job"
+        return "no_job_tags" if owed is None else "own_job"
     if live is None:
         live = fleet.list_instances(
             settings.prefix, profile_arn=settings.runner_instance_profile_arn
@@ -147,24 +162,34 @@ def record_taken(
         None,
     )
     extra = {"runner_name": runner.id, "launched_for": owed.job_id}
-    if covering is not None:
-        # X's own runner is still live (it will serve Y), or Y has a runner already.
+    if rewrite:
+        count("RunnerSwapped")
+    pass_on = covering is None and owed.attempt <= MAX_LAUNCH_ATTEMPT
+    if pass_on:
+        # Before the write: a write that follows a failed send would hide the need for good.
+        deps.enqueue(owed, 0)
+        count("NeedPassedOn")
+    if rewrite and not gone:
+        # The one write of a swap: the runner owes the job it took, and whether the need it was
+        # launched for has been passed on (so duplicates and late deliveries pass nothing).
+        tags = job_tags(job) | ({fleet.TAG_PASSED_ON: "1"} if pass_on else {})
+        fleet.tag_instance(runner.id, tags)
+    if pass_on:
         logger.info(
-            "runner took another job; the job it was launched for is covered",
-            extra={**extra, "covered_by": covering.id},
+            "runner took another job: the job it was launched for gets a launch of its own",
+            extra=extra,
         )
-        return "swap:covered"
-    if owed.attempt > MAX_LAUNCH_ATTEMPT:
+        return "swap:passed_on"
+    if covering is None:
         count("NeedLeftToReconciliation")
         logger.warning("need passed on too often: left to the reconciliation pass", extra=extra)
         return "swap:left"
-    deps.enqueue(owed, 0)
-    count("NeedPassedOn")
+    # X's own runner is still live (it will serve Y), or Y has a runner already.
     logger.info(
-        "runner took another job: the job it was launched for gets a launch of its own",
-        extra=extra,
+        "runner took another job; the job it was launched for is covered",
+        extra={**extra, "covered_by": covering.id},
     )
-    return "swap:passed_on"
+    return "swap:covered"
 
 
 def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
@@ -227,6 +252,25 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
             continue
         result = cleanup(instance, "job_released", ctx)
         stopped += 1 if result.terminated else 0
+        _release_launch_claim(job, instance, settings.deliveries_table)
         count("RunnerStopped", reason="job_released")
         logger.info("runner of a job that needs none now stopped", extra=extra)
     return f"stopped:{stopped}" if stopped else "left_alone"
+
+
+def _release_launch_claim(job: JobMessage, instance: Any, table: str) -> None:
+    """A stopped runner's launch claim is given back: after an approval GitHub sends `queued`
+    again (another delivery), and that launch must not count as a duplicate."""
+    from dataclasses import replace
+
+    from jitrunners.aws import deliveries
+
+    if not table:
+        return
+    launch = replace(job, kind="launch", attempt=_launch_attempt(instance))
+    try:
+        deliveries.release(table, launch_claim_key(launch))
+    except deliveries.DeliveryStoreError as exc:
+        # The claim expires after the runner's start and idle timeouts; until then the job
+        # waits for the reconciliation pass.
+        logger.warning("cannot release the launch claim", extra={"detail": str(exc)})

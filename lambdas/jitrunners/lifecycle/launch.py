@@ -19,6 +19,8 @@ LIMIT_DELAY_S = 60  # over max runners: a runner will free up within minutes
 CAPACITY_DELAY_S = 60
 THROTTLE_DELAY_S = 30
 GITHUB_DELAY_S = 30
+# A launch claim outlives the runner's wait for its job (start and idle timeouts) by this much.
+CLAIM_MARGIN_S = 300
 # The template's runner group is unsafe: an operator must fix it. The message fails slowly until it
 # reaches the DLQ (alarm), from which the redrive brings it back once the group is fixed.
 UNSAFE_GROUP_DELAY_S = 300
@@ -51,7 +53,10 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         return {record.message_id: Outcome("failed", failure) for record, _ in items}
     per_template = Counter(i.template for i in live)
     total = len(live)
-    live_jobs = {(i.job_id, i.run_attempt) for i in live}
+    # Which live instance owes each job (None: one launched earlier in this batch).
+    live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None] = {
+        (i.job_id, i.run_attempt): i for i in live
+    }
 
     groups: dict[str, list[Item]] = defaultdict(list)
     for record, message in items:
@@ -70,6 +75,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         for record, message in over:
             with correlated(message):
                 outcomes[record.message_id] = _defer(message, deps, template)
+        accepted = _claimed(accepted, template, deps, outcomes)
         if accepted:
             launched = _launch_group(template, accepted, deps)
             outcomes.update(launched)
@@ -83,7 +89,7 @@ def _admit(
     record: Record,
     message: JobMessage,
     deps: ScaleUpDeps,
-    live_jobs: set[tuple[int, int]],
+    live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None],
     live: Sequence[fleet.Instance],
 ) -> Outcome | None:
     """None when the message should launch; otherwise its outcome (dropped or failed)."""
@@ -93,8 +99,17 @@ def _admit(
         return Outcome("failed", RecordFailed("unknown template"))
     if boundary.refused_repository(message, deps.settings):
         return Outcome("refused")
-    key = (message.job_id, message.run_attempt)
+    key: tuple[int | None, int | None] = (message.job_id, message.run_attempt)
     if key in live_jobs:
+        holder = live_jobs[key]
+        if holder is not None and bookkeeping.took_another_job(holder):
+            # A runner launched for another job runs this one (a swap booked earlier): this
+            # launch is a need that runner's own job may still have (a relaunch after the
+            # job's own runner died unstarted, say). The books say where it goes.
+            count("LaunchDropped", reason="job_taken")
+            logger.info("launch dropped: a runner of ours took the job")
+            _taken(message, holder.id, deps, live)
+            return Outcome("dropped")
         # A redelivered webhook or a retried message: the instance it asked for exists already.
         count("LaunchDropped", reason="duplicate")
         logger.info("launch skipped: this job attempt already has a live instance")
@@ -117,7 +132,7 @@ def _admit(
     outcome = _check_runner_group(message, deps)
     if outcome is not None:
         return outcome
-    live_jobs.add(key)  # a second copy in this batch is a duplicate too
+    live_jobs[key] = None  # a second copy in this batch is a duplicate too
     return None
 
 
@@ -189,6 +204,45 @@ def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> 
         logger.warning("cannot defer the launch", extra={"detail": str(exc)})
         return Outcome("failed", RecordFailed("deferral failed", LIMIT_DELAY_S))
     return Outcome("deferred")
+
+
+def _claimed(
+    items: list[Item], template: RunnerTemplate, deps: ScaleUpDeps, outcomes: dict[str, Outcome]
+) -> list[Item]:
+    """The items whose launch this batch may make: each launch of a job attempt is claimed for
+    the delivery its message came from, atomically, so that two deliveries of one job (GitHub's
+    duplicates with different ids, a reconciliation launch racing the webhook's) processed by
+    concurrent batches launch one instance. The claim lives as long as the runner could wait
+    for the job; a `release` of the job gives it back."""
+    from jitrunners.aws import deliveries
+
+    table = deps.settings.deliveries_table
+    if not table:
+        return items
+    ttl_s = template.start_timeout_s + template.idle_timeout_s + CLAIM_MARGIN_S
+    kept: list[Item] = []
+    for record, message in items:
+        with correlated(message):
+            try:
+                mine = deliveries.claim_launch(
+                    table,
+                    bookkeeping.launch_claim_key(message),
+                    message.delivery_id or record.message_id,
+                    now=deps.clock(),
+                    ttl_s=ttl_s,
+                )
+            except deliveries.DeliveryStoreError as exc:
+                logger.warning("cannot claim the launch: retried later", extra={"detail": str(exc)})
+                failure = RecordFailed("launch claim unavailable", THROTTLE_DELAY_S)
+                outcomes[record.message_id] = Outcome("failed", failure)
+                continue
+            if not mine:
+                count("LaunchDropped", reason="duplicate_claimed")
+                logger.info("launch skipped: another delivery of this job attempt launches it")
+                outcomes[record.message_id] = Outcome("duplicate")
+                continue
+        kept.append((record, message))
+    return kept
 
 
 def _launch_group(

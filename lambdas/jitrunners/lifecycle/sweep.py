@@ -59,7 +59,8 @@ class SweepReport:
 
 
 def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepReport:
-    """One housekeeping pass. Each stage is idempotent: a second pass right after does nothing."""
+    """One housekeeping pass. Each stage is idempotent: a second pass right after does nothing
+    (but repeat a reconciliation launch scale-up has not taken yet: scale-up drops the copy)."""
     report = SweepReport()
     now = ctx.clock()
     prefix = ctx.settings.prefix

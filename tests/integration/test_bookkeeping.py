@@ -1,0 +1,316 @@
+# ruff: noqa: F811
+"""Job bookkeeping through the real scale-up handler (DESIGN §6b): `taken` and `release` messages.
+
+Runners are fungible: the runner launched for one job may take another. These tests arrange the
+instances in moto and GitHub's answers with `responses`, act through the handler, and assert on
+the instances' tags, the messages sent and the calls made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from jitrunners.aws.clients import client
+from jitrunners.handlers import scale_up
+from jitrunners.models import JobMessage
+from tests.support.github import API
+from tests.support.scale_up import (
+    World,
+    failed_ids,
+    job_status,
+    launch_message,
+    sqs_event,
+    world,  # noqa: F401 - the fixture
+)
+
+RUNNERS = f"{API}/orgs/acme/actions/runners"
+
+
+def tags_of(instance_id: str) -> dict[str, str]:
+    found = client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return {t["Key"]: t["Value"] for t in found[0]["Instances"][0].get("Tags", [])}
+
+
+def state_of(instance_id: str) -> str:
+    found = client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return str(found[0]["Instances"][0]["State"]["Name"])
+
+
+def launched(world: World, job_id: int, lambda_context: Any) -> str:
+    """One instance launched for `job_id` through the handler; its id."""
+    before = {i["InstanceId"] for i in world.instances()}
+    job_status(world, job_id)
+    response = scale_up.handler(sqs_event(launch_message(job_id)), lambda_context)
+    assert failed_ids(response) == []
+    [new] = [i["InstanceId"] for i in world.instances() if i["InstanceId"] not in before]
+    return new
+
+
+def taken(job_id: int, runner: str) -> JobMessage:
+    return launch_message(job_id).taken_by(runner)
+
+
+@pytest.fixture
+def tag_writes() -> Iterator[list[dict[str, Any]]]:
+    """Every CreateTags request the Lambda code makes from here on."""
+    writes: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        writes.append(params)
+
+    events = client("ec2").meta.events
+    events.register("provide-client-params.ec2.CreateTags", record)
+    yield writes
+    events.unregister("provide-client-params.ec2.CreateTags", record)
+
+
+def sent_since(world: World, before: int) -> list[tuple[str, int, int]]:
+    return [(m.kind, m.job_id, m.attempt) for m, _ in world.sent[before:]]
+
+
+def test_a_runner_that_takes_its_own_job_writes_and_sends_nothing(
+    world: World, lambda_context: Any, tag_writes: list[dict[str, Any]]
+) -> None:
+    runner = launched(world, 5, lambda_context)
+    before = len(world.sent)
+    tag_writes.clear()
+
+    response = scale_up.handler(sqs_event(taken(5, runner)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert tag_writes == []
+    assert sent_since(world, before) == []
+
+
+def test_swap_while_the_taken_jobs_own_runner_lives_is_one_tag_write_and_no_launch(
+    world: World, lambda_context: Any, tag_writes: list[dict[str, Any]]
+) -> None:
+    """Runner R (for job 8) takes job 7 while job 7's own runner S boots: S will serve job 8 as
+    GitHub hands it any queued job. R owes 7 from now on; nothing is launched."""
+    spare = launched(world, 7, lambda_context)
+    runner = launched(world, 8, lambda_context)
+    before = len(world.sent)
+    tag_writes.clear()
+
+    response = scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert len(tag_writes) == 1, "one small write per swap"
+    tags = tags_of(runner)
+    assert (tags["jitrunners:job-id"], tags["jitrunners:launched-for"]) == (
+        "7",
+        "8/1/777/acme/widgets",
+    )
+    assert "jitrunners:passed-on" not in tags
+    assert tags_of(spare)["jitrunners:job-id"] == "7"
+    assert sent_since(world, before) == []
+
+
+def test_swap_with_no_runner_for_the_taken_job_passes_the_need_on_once(
+    world: World, lambda_context: Any, tag_writes: list[dict[str, Any]]
+) -> None:
+    """Job 7's own launch never happened (its delivery was lost, or it was dropped): job 8, whose
+    runner took 7, gets a launch of its own. A duplicate and a late delivery pass nothing more."""
+    runner = launched(world, 8, lambda_context)
+    before = len(world.sent)
+    tag_writes.clear()
+
+    scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+    scale_up.handler(sqs_event(taken(7, runner)), lambda_context)  # GitHub's duplicate
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/7",
+        json={"id": 7, "status": "in_progress", "runner_name": runner},
+    )
+    late = scale_up.handler(sqs_event(launch_message(7)), lambda_context)  # 7's own, late
+
+    assert failed_ids(late) == []
+    assert sent_since(world, before) == [("launch", 8, 2)]
+    assert len(tag_writes) == 1
+    assert tags_of(runner)["jitrunners:passed-on"] == "1"
+    assert len(world.instances()) == 1  # nothing launched for job 7: it has its runner
+
+
+def test_when_the_taken_jobs_runner_dies_unstarted_its_need_moves_to_the_job_swapped_away(
+    world: World, lambda_context: Any
+) -> None:
+    """S (for 7) covered job 8 after R (for 8) took 7. S never starts: its relaunch of job 7
+    finds 7 running on R, and the need goes to job 8, not to job 7."""
+    spare = launched(world, 7, lambda_context)
+    runner = launched(world, 8, lambda_context)
+    scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+    client("ec2").terminate_instances(InstanceIds=[spare])  # the start timeout ended it
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/7",
+        json={"id": 7, "status": "in_progress", "runner_name": runner},
+    )
+    before = len(world.sent)
+
+    scale_up.handler(sqs_event(launch_message(7, run_id=777).relaunch()), lambda_context)
+
+    assert sent_since(world, before) == [("launch", 8, 2)]
+
+
+def test_a_runner_gone_before_its_swap_was_recorded_passes_the_need_without_a_write(
+    world: World, lambda_context: Any, tag_writes: list[dict[str, Any]]
+) -> None:
+    """The `in_progress` delivery was lost; `completed` came after scale-down ended R."""
+    runner = launched(world, 8, lambda_context)
+    client("ec2").terminate_instances(InstanceIds=[runner])
+    before = len(world.sent)
+    tag_writes.clear()
+
+    scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+
+    assert tag_writes == []
+    assert sent_since(world, before) == [("launch", 8, 2)]
+
+
+def test_a_foreign_runner_taking_a_job_is_not_ours_to_book(
+    world: World, lambda_context: Any
+) -> None:
+    launched(world, 8, lambda_context)
+    before = len(world.sent)
+    response = scale_up.handler(sqs_event(taken(7, "i-0123456789abcdef0")), lambda_context)
+    assert failed_ids(response) == []
+    assert sent_since(world, before) == []
+
+
+# --- release: the job wants no runner now ------------------------------------------------------
+def released(job_id: int) -> JobMessage:
+    return launch_message(job_id).released()
+
+
+def registration(world: World, name: str, *, busy: bool, runner_id: int = 501) -> None:
+    world.github.get(
+        RUNNERS,
+        json={
+            "total_count": 1,
+            "runners": [
+                {"id": runner_id, "name": name, "status": "online", "busy": busy, "labels": []}
+            ],
+        },
+    )
+
+
+def test_release_stops_a_booting_runner_that_has_no_registration_yet(
+    world: World, lambda_context: Any
+) -> None:
+    booting = launched(world, 7, lambda_context)
+    other = launched(world, 8, lambda_context)
+    world.github.get(RUNNERS, json={"total_count": 0, "runners": []})
+
+    response = scale_up.handler(sqs_event(released(7)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert state_of(booting) in ("shutting-down", "terminated")
+    assert state_of(other) == "running"  # launched for another job: untouched
+
+
+def test_release_deletes_an_idle_registration_before_stopping_its_instance(
+    world: World, lambda_context: Any
+) -> None:
+    idle = launched(world, 7, lambda_context)
+    registration(world, idle, busy=False)
+    deleted = world.github.delete(f"{RUNNERS}/501", status=204)
+
+    scale_up.handler(sqs_event(released(7)), lambda_context)
+
+    assert deleted.call_count >= 1
+    assert state_of(idle) in ("shutting-down", "terminated")
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["busy", "took_a_job_meanwhile"])
+def test_release_never_stops_a_runner_that_took_a_job(
+    world: World, lambda_context: Any, race: bool
+) -> None:
+    """It took another job (its `taken` not booked yet): GitHub says busy, or refuses to delete
+    the registration (422) because the runner took a job between our two calls."""
+    busy = launched(world, 7, lambda_context)
+    registration(world, busy, busy=not race)
+    world.github.delete(f"{RUNNERS}/501", status=422, json={"message": "still running a job"})
+
+    response = scale_up.handler(sqs_event(released(7)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert state_of(busy) == "running"
+
+
+def test_a_failed_job_on_our_runner_is_booked_before_the_rerun_check(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`completed` with `failure` becomes a re-run check; it keeps the books as `taken` does,
+    since the `in_progress` delivery may have been lost."""
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+    from jitrunners import config
+
+    config.get_settings.cache_clear()
+    runner = launched(world, 8, lambda_context)
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/7",
+        json={"id": 7, "status": "completed", "conclusion": "failure", "runner_name": runner},
+    )
+    rerun = replace(launch_message(7).taken_by(runner), kind="rerun")
+    before = len(world.sent)
+
+    response = scale_up.handler(sqs_event(rerun), lambda_context)
+
+    assert failed_ids(response) == []
+    assert tags_of(runner)["jitrunners:job-id"] == "7"
+    assert sent_since(world, before) == [("launch", 8, 2)]
+
+
+# --- launch claims: duplicates in concurrent batches ------------------------------------------
+@pytest.fixture
+def claims(monkeypatch: pytest.MonkeyPatch) -> str:
+    from jitrunners import config
+
+    client("dynamodb").create_table(
+        TableName="jitrunners-deliveries",
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("DELIVERIES_TABLE", "jitrunners-deliveries")
+    config.get_settings.cache_clear()
+    return "jitrunners-deliveries"
+
+
+def test_two_deliveries_of_one_job_in_concurrent_batches_launch_one_instance(
+    world: World, lambda_context: Any, claims: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch counts instances before the other launched (concurrent scale-ups): the
+    duplicate check by tags cannot see the other's instance; the launch claim can."""
+    from jitrunners.aws import fleet
+
+    job_status(world, 7)
+    first = replace(launch_message(7), delivery_id="dlv-a")
+    second = replace(launch_message(7), delivery_id="dlv-b")
+    scale_up.handler(sqs_event(first), lambda_context)
+    monkeypatch.setattr(fleet, "list_instances", lambda *a, **k: [])  # listed before the launch
+
+    response = scale_up.handler(sqs_event(second), lambda_context)
+
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 1
+
+
+def test_after_a_release_the_jobs_next_queued_delivery_launches_again(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Environment approval: queued (a runner launched), waiting (released: stopped), approved
+    (GitHub sends queued again, another delivery): a fresh runner, not a duplicate."""
+    first = launched(world, 7, lambda_context)
+    world.github.get(RUNNERS, json={"total_count": 0, "runners": []})
+    scale_up.handler(sqs_event(released(7)), lambda_context)
+    assert state_of(first) in ("shutting-down", "terminated")
+
+    again = replace(launch_message(7), delivery_id="dlv-approved")
+    response = scale_up.handler(sqs_event(again), lambda_context)
+
+    assert failed_ids(response) == []
+    [instance] = world.instances()
+    assert instance["InstanceId"] != first
