@@ -184,6 +184,15 @@ def released(job_id: int) -> JobMessage:
     return launch_message(job_id).released()
 
 
+def github_says(world: World, job_id: int, status: str) -> None:
+    """GitHub's status of the job from now on (a release checks it first)."""
+    world.github.replace(
+        "GET",
+        f"{API}/repos/acme/widgets/actions/jobs/{job_id}",
+        json={"id": job_id, "status": status},
+    )
+
+
 def registration(world: World, name: str, *, busy: bool, runner_id: int = 501) -> None:
     world.github.get(
         RUNNERS,
@@ -201,6 +210,7 @@ def test_release_stops_a_booting_runner_that_has_no_registration_yet(
 ) -> None:
     booting = launched(world, 7, lambda_context)
     other = launched(world, 8, lambda_context)
+    github_says(world, 7, "waiting")
     world.github.get(RUNNERS, json={"total_count": 0, "runners": []})
 
     response = scale_up.handler(sqs_event(released(7)), lambda_context)
@@ -214,6 +224,7 @@ def test_release_deletes_an_idle_registration_before_stopping_its_instance(
     world: World, lambda_context: Any
 ) -> None:
     idle = launched(world, 7, lambda_context)
+    github_says(world, 7, "completed")  # cancelled while queued
     registration(world, idle, busy=False)
     deleted = world.github.delete(f"{RUNNERS}/501", status=204)
 
@@ -230,6 +241,7 @@ def test_release_never_stops_a_runner_that_took_a_job(
     """It took another job (its `taken` not booked yet): GitHub says busy, or refuses to delete
     the registration (422) because the runner took a job between our two calls."""
     busy = launched(world, 7, lambda_context)
+    github_says(world, 7, "waiting")
     registration(world, busy, busy=not race)
     world.github.delete(f"{RUNNERS}/501", status=422, json={"message": "still running a job"})
 
@@ -237,6 +249,27 @@ def test_release_never_stops_a_runner_that_took_a_job(
 
     assert failed_ids(response) == []
     assert state_of(busy) == "running"
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress"])
+def test_release_of_a_job_github_has_queued_or_running_again_stops_nothing(
+    world: World, lambda_context: Any, status: str
+) -> None:
+    """The `waiting` delivery's release reached scale-up after the job was approved: in the
+    batch of the approval's `queued` launch (launches are planned first), or after a runner took
+    the job. The runner launched for it must live: it serves that job, or the one it covers."""
+    if status == "queued":
+        job_status(world, 7)
+        response = scale_up.handler(sqs_event(launch_message(7), released(7)), lambda_context)
+    else:
+        launched(world, 7, lambda_context)
+        github_says(world, 7, status)
+        response = scale_up.handler(sqs_event(released(7)), lambda_context)
+
+    assert failed_ids(response) == []
+    [instance] = world.instances()
+    assert instance["State"]["Name"] == "running"
+    assert not any(c.request.url.startswith(RUNNERS) for c in world.github.calls)
 
 
 def test_a_failed_job_on_our_runner_is_booked_before_the_rerun_check(
@@ -304,10 +337,12 @@ def test_after_a_release_the_jobs_next_queued_delivery_launches_again(
     """Environment approval: queued (a runner launched), waiting (released: stopped), approved
     (GitHub sends queued again, another delivery): a fresh runner, not a duplicate."""
     first = launched(world, 7, lambda_context)
+    github_says(world, 7, "waiting")
     world.github.get(RUNNERS, json={"total_count": 0, "runners": []})
     scale_up.handler(sqs_event(released(7)), lambda_context)
     assert state_of(first) in ("shutting-down", "terminated")
 
+    github_says(world, 7, "queued")  # approved
     again = replace(launch_message(7), delivery_id="dlv-approved")
     response = scale_up.handler(sqs_event(again), lambda_context)
 

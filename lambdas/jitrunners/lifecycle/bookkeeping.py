@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 # A need passed on more often than this (a ring of runners that took each other's jobs, all gone)
 # is left to the housekeeper's reconciliation pass instead of circling through the queue.
 MAX_LAUNCH_ATTEMPT: Final = 8
+# GitHub's job statuses in which a `release` is stale: the job wants (or has) a runner again.
+WANTS_A_RUNNER: Final = frozenset({"queued", "in_progress"})
 
 
 def launched_for_value(message: JobMessage) -> str:
@@ -205,6 +207,11 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
     approval): stop the runners launched for it that have not taken a job, instead of letting
     them idle until their timeout. Returns the outcome.
 
+    Nothing is stopped while GitHub has the job queued or in progress again: the `release`
+    reached us after the job was approved (or after its `queued` delivery's launch, which a
+    batch plans before it handles `release` messages), and stopping its runner would leave it,
+    or the job that runner covers after a swap, without one.
+
     A runner is stopped only once GitHub has deleted its registration, which GitHub refuses while
     the runner is busy: a deleted registration can never take a job, so no job is killed. An
     instance with no registration yet is still booting (its start has not asked GitHub for a JIT
@@ -219,6 +226,21 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
     if not launched:
         return "nothing_to_stop"
     ctx = Context.build(settings, deps.templates(), deps.github(), deps.clock)
+    # The delivery may be stale: a waiting job approved since (its `queued` delivery may even
+    # have launched in this batch, launches being planned first), or one a runner took since.
+    # Then the runner launched for it serves it, or the job whose need it covers after a swap.
+    try:
+        now = ctx.github.get_job(job.repo, job.job_id, job.installation_id)
+    except GitHubError as exc:
+        logger.info("cannot check a released job: runners left alone", extra={"status": exc.status})
+        return "left_alone"
+    if now is not None and now.status in WANTS_A_RUNNER:
+        count("ReleaseSkipped", reason=f"job_{now.status}")
+        logger.info(
+            "release skipped: GitHub has the job queued or running again",
+            extra={"job_status": now.status},
+        )
+        return "stale"
     stopped = 0
     for instance in launched:
         extra = {"instance_id": instance.id}
