@@ -56,6 +56,19 @@ class QueuedJob:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job GitHub has `in_progress`, and the runner it names."""
+
+    job_id: int
+    run_id: int
+    run_attempt: int
+    repo: str
+    owner: str
+    installation_id: int | None
+    runner_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class LiveRunner:
     """One of our live (pending or running) instances."""
 
@@ -242,6 +255,7 @@ def queued_jobs(
     repos: Mapping[str, tuple[str, int | None]],
     skipped: Counter[str],
     time_left: Callable[[], bool] = lambda: True,
+    running: list[RunningJob] | None = None,
 ) -> list[QueuedJob]:
     """The `queued` jobs of these repositories that one of our templates takes, routed as the
     webhook routes them. A repository GitHub cannot answer for is left out (logged), the others
@@ -257,7 +271,7 @@ def queued_jobs(
             skipped["reconcile_out_of_time"] += 1
             break
         try:
-            found += _queued_in(ctx, repo, installation_id, templates, now, skipped)
+            found += _queued_in(ctx, repo, installation_id, templates, now, skipped, running)
         except GitHubRateLimited as exc:
             logger.warning(
                 "reconciliation: GitHub rate limit, the other repositories wait",
@@ -281,6 +295,7 @@ def _queued_in(
     templates: Sequence[RunnerTemplate],
     now: datetime,
     skipped: Counter[str],
+    running: list[RunningJob] | None = None,
 ) -> list[QueuedJob]:
     runs: dict[int, Any] = {}
     for status in RUN_STATUSES:
@@ -291,6 +306,9 @@ def _queued_in(
         name = str(run.repo) if str(run.repo).count("/") == 1 else repo
         owner = name.split("/", maxsplit=1)[0]
         for job in ctx.github.list_run_jobs(name, run.id, installation_id):
+            if job.status == "in_progress" and running is not None and job.runner_name:
+                running.append(RunningJob(job.id, job.run_id, job.run_attempt, name, owner,
+                                          installation_id, job.runner_name))  # fmt: skip
             if job.status != "queued":
                 continue  # waiting (approval), in progress, completed: no runner wanted
             created = job.created_at or run.created_at or now
@@ -346,7 +364,9 @@ def reconcile(
     if not ctx.settings.job_queue_url:
         return Decision()
     repos = _installations(ctx, repositories(ctx, instances))
-    queued = queued_jobs(ctx, repos, report.skipped, time_left)
+    running: list[RunningJob] = []
+    queued = queued_jobs(ctx, repos, report.skipped, time_left, running)
+    _book_unbooked_swaps(ctx, running, instances, report)
     runners = live_runners(ctx, instances, live, registrations)
     decision = decide(
         queued,
@@ -373,6 +393,48 @@ def reconcile(
     )
     _send_launches(ctx, decision.chosen, report)
     return decision
+
+
+def _book_unbooked_swaps(
+    ctx: Context, running: Sequence[RunningJob], instances: Sequence[Any], report: Any
+) -> None:
+    """A job running on a live runner of ours whose tags name another job is a swap whose
+    `in_progress` (and maybe `queued`) deliveries were lost: the runner is busy, yet its tags
+    say it waits for the job it was launched for, so neither this pass nor scale-up would ever
+    launch for that job. A `taken` message books it (scale-up's job bookkeeping, idempotent)."""
+    ours = {i.id: i for i in instances if i.state in LIVE_STATES}
+    messages: list[JobMessage] = []
+    for job in running:
+        runner = ours.get(job.runner_name)
+        if runner is None or (runner.job_id, runner.run_attempt) == (job.job_id, job.run_attempt):
+            continue
+        template = ctx.templates.get(str(runner.template or ""))
+        if template is None:
+            continue
+        messages.append(
+            JobMessage(
+                kind="taken",
+                job_id=job.job_id,
+                run_id=job.run_id,
+                run_attempt=job.run_attempt,
+                repo=job.repo,
+                owner=job.owner,
+                installation_id=job.installation_id,
+                labels=template.labels,
+                template=template.name,
+                delivery_id=f"reconcile-taken-{job.job_id}",
+                queued_at="",
+                instance_id=runner.id,
+            )
+        )
+        report.add("book_swap", runner.id, f"runs_job_{job.job_id}")
+    if not messages or ctx.dry_run:
+        return
+    sent = queue.send_jobs(ctx.settings.job_queue_url, messages)
+    booked = sum(1 for message_id in sent if message_id is not None)
+    count("UnbookedSwapsFound", booked)
+    logger.info("reconciliation: swaps whose deliveries were lost sent to the books",
+                extra={"swaps": booked})  # fmt: skip
 
 
 def message_for(job: QueuedJob) -> JobMessage:
