@@ -12,7 +12,7 @@ ARCH ?= arm64
 LAMBDA_PYTHON ?= 3.14
 
 .PHONY: help venv test test-e2e lint pytest bench run package clean lint-shell bats checkov tf-fmt tf-docs \
-	tf-schema
+	tf-schema github-schema
 
 # Static checks of terraform/ and runner_scripts/ (issue 5). checkov pins an old boto3: own venv.
 CHECKOV_VENV := .venv-checkov
@@ -49,12 +49,23 @@ $(AWS_SCHEMA): scripts/aws_schema.py | $(STAMP)
 
 tf-schema: $(AWS_SCHEMA)
 
-pytest: $(STAMP) $(AWS_SCHEMA)
+# GitHub's published REST and webhook descriptions for tests/support/github_openapi.py: one `npm
+# pack` of octokit's pinned packages (about 30 MB, a few seconds), distilled to the operations and
+# webhooks jitrunners uses (a 250 KB JSON); the pinned versions are in scripts/github_schema.py.
+GITHUB_SCHEMA := .cache/github-openapi/github.json
+
+$(GITHUB_SCHEMA): scripts/github_schema.py | $(STAMP)
+	@command -v npm >/dev/null || { echo "github-schema: npm is needed to fetch GitHub's OpenAPI description"; exit 1; }
+	$(PY) scripts/github_schema.py --out $@
+
+github-schema: $(GITHUB_SCHEMA)
+
+pytest: $(STAMP) $(AWS_SCHEMA) $(GITHUB_SCHEMA)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests
 
 # Only the local stack's tests (the pipeline under each fault, the simulator, the shims); also in
 # `make test`.
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(GITHUB_SCHEMA)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests/e2e
 
 test: lint lint-shell tf-fmt pytest bats checkov
