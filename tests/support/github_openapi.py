@@ -138,10 +138,11 @@ class Description:
             node = self.node(node["$ref"])
         return node
 
-    def response_schema(self, op: Operation, status: int) -> str | None:
+    def response_schema(self, op: Operation, status: int, *, errata: bool = True) -> str | None:
         """A pointer to the schema of the answer's body; None when the answer has none.
-        Errors the operation does not list (401, rate limits, 5xx) are GitHub's basic error."""
-        if (op.method, op.path, status) in ERRATA:
+        Errors the operation does not list (401, rate limits, 5xx) are GitHub's basic error.
+        `errata`: the corrected schema where ERRATA has one, else the description's own."""
+        if errata and (op.method, op.path, status) in ERRATA:
             return f"#/x-errata/{_escape(op.method + ' ' + op.path + ' ' + str(status))}"
         responses = self.node(op.pointer)["responses"]
         key = str(status)
@@ -214,7 +215,10 @@ class Description:
             for value in values:
                 found += [f"query {name}: {e}" for e in self._query_errors(parameters[name], value)]
         pointer = self.request_schema(op)
-        if pointer is None:
+        if pointer is not None and body is None:
+            if self.node(op.pointer)["requestBody"].get("required"):
+                found.append(f"{op.path} needs a body")
+        elif pointer is None:
             if body not in (None, b"", ""):
                 found.append(f"{op.path} takes no body, got {body!r}")
         else:
@@ -355,8 +359,8 @@ class _Generator:
             return "x" * max(1, schema.get("minLength", 0)) if schema.get("minLength") else "text"
         if kind == "integer":
             return max(1, schema.get("minimum", 1))
-        if kind == "number":
-            return 1.5
+        if kind == "number":  # ids GitHub types as number are whole numbers all the same
+            return 2
         if kind == "boolean":
             return True
         if kind == "null":

@@ -312,6 +312,20 @@ def test_app_endpoints_use_the_jwt_and_cursor_pagination(clock: Clock) -> None:
     assert [(i.id, i.account) for i in client.list_installations()] == [(99, "acme")]
 
 
+@responses.activate
+def test_installations_on_an_enterprise_or_without_an_account_are_listed(clock: Clock) -> None:
+    # GitHub's description: `account` is a user/organization (login), an enterprise (slug,
+    # no login), or null.
+    installations = [
+        {"id": 1, "account": {"login": "acme", "type": "Organization"}},
+        {"id": 2, "account": {"slug": "octo-business", "name": "Octo Business"}},
+        {"id": 3, "account": None},
+    ]
+    responses.get(f"{API}/app/installations", json=installations)
+    listed = [(i.id, i.account) for i in app_client(clock).list_installations()]
+    assert listed == [(1, "acme"), (2, "octo-business"), (3, "")]
+
+
 def test_app_endpoints_refuse_token_mode(clock: Clock) -> None:
     with pytest.raises(GitHubAuthError):
         token_client(clock).redeliver(1)

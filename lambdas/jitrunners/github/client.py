@@ -26,6 +26,7 @@ BACKOFF_CAP_S = 4.0
 # GitHubRateLimited and put the message back with a visibility timeout instead.
 MAX_INLINE_WAIT_S = 5.0
 SECONDARY_LIMIT_WAIT_S = 60.0
+TOKEN_LIFETIME_S = 3600.0  # an installation token's lifetime, as GitHub documents it
 
 
 class GitHubError(RuntimeError):
@@ -137,6 +138,8 @@ class Delivery:
 @dataclass(frozen=True, slots=True)
 class Installation:
     id: int
+    # A user's or organization's login, an enterprise's slug; "" when GitHub names no account
+    # (the description lets `account` be null).
     account: str
 
 
@@ -173,6 +176,12 @@ def _run_job(data: dict[str, Any]) -> RunJob:
         runner_name=data.get("runner_name") or None,
         created_at=_maybe_time(data.get("created_at")),
     )
+
+
+def _account_name(account: Any) -> str:
+    if not isinstance(account, dict):
+        return ""
+    return str(account.get("login") or account.get("slug") or "")
 
 
 def _runner(data: dict[str, Any]) -> Runner:
@@ -228,7 +237,10 @@ class GitHubClient:
             bearer=self.auth.app_jwt(),
         )
         body = response.json()
-        expires_at = _parse_time(body["expires_at"]).timestamp()
+        # The description types expires_at as a bare string: one that is not a time is read as
+        # the documented one-hour lifetime.
+        expiry = _maybe_time(body.get("expires_at"))
+        expires_at = expiry.timestamp() if expiry else self._clock() + TOKEN_LIFETIME_S
         self.auth.store_token(installation_id, body["token"], expires_at)
         return str(body["token"])
 
@@ -504,7 +516,7 @@ class GitHubClient:
 
     def list_installations(self) -> Iterator[Installation]:
         for data in self._pages("/app/installations", "/app/installations", None, app=True):
-            yield Installation(id=int(data["id"]), account=str(data["account"]["login"]))
+            yield Installation(id=int(data["id"]), account=_account_name(data.get("account")))
 
 
 @cache
