@@ -17,6 +17,8 @@ SCOPES: Final = ("org", "repo")
 OPERATING_SYSTEMS: Final = ("linux", "windows")
 # SSM RunCommand accepts executionTimeout up to 48 h; a runner may not outlive its command.
 MAX_LIFETIME_LIMIT_S: Final = 172_800
+# generate-jitconfig takes 1 to 100 labels: a template with more could never start a runner.
+MAX_LABELS: Final = 100
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -56,12 +58,14 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
-def _text_list(*, allow_empty: bool) -> Any:
+def _text_list(*, allow_empty: bool, most: int | None = None, why: str = "") -> Any:
     def check(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ValueError("must be a list of non-empty strings")
         if not value and not allow_empty:
             raise ValueError("must not be empty")
+        if most is not None and len(value) > most:
+            raise ValueError(f"must have at most {most} entries, got {len(value)}{why}")
         items = tuple(v.strip() for v in value)
         if len({i.casefold() for i in items}) != len(items):
             raise ValueError("must not repeat an entry")
@@ -100,7 +104,14 @@ def _template_name(value: Any) -> str:
 
 _FIELDS: Final[dict[str, tuple[bool, Any]]] = {
     "name": (True, _template_name),
-    "labels": (True, _text_list(allow_empty=False)),
+    "labels": (
+        True,
+        _text_list(
+            allow_empty=False,
+            most=MAX_LABELS,
+            why=" (GitHub's generate-jitconfig takes at most 100 labels)",
+        ),
+    ),
     "launch_template": (True, _text),
     "instance_types": (True, _text_list(allow_empty=False)),
     "market": (False, _one_of(MARKETS)),

@@ -35,6 +35,10 @@ def test_design_example_document_parses_with_defaults() -> None:
         ({"labels": []}, "runner template 'linux-x64': field 'labels' must not be empty"),
         ({"labels": ["a", ""]}, "field 'labels' must be a list of non-empty strings"),
         ({"labels": ["A", "a"]}, "field 'labels' must not repeat an entry"),
+        (
+            {"labels": [f"l{i}" for i in range(101)]},
+            "field 'labels' must have at most 100 entries, got 101 (GitHub's generate-jitconfig",
+        ),
         ({"market": "cheap"}, "field 'market' must be one of spot, on-demand, spot-then-on-demand"),
         ({"max_runners": 0}, "field 'max_runners' must be a positive integer"),
         ({"max_runners": -3}, "field 'max_runners' must be a positive integer"),
@@ -54,6 +58,12 @@ def test_invalid_field_is_rejected_naming_template_and_field(
     with pytest.raises(ConfigError) as err:
         parse_templates(json.dumps(_doc(**changes)))
     assert message in str(err.value)
+
+
+def test_a_template_may_have_as_many_labels_as_generate_jitconfig_takes() -> None:
+    labels = [f"l{i}" for i in range(100)]
+    [template, _] = parse_templates(json.dumps(_doc(labels=labels)))
+    assert len(template.labels) == 100
 
 
 def test_missing_required_field_is_named() -> None:
