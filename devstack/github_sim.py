@@ -60,6 +60,199 @@ def _now_iso(ts: float | None = None) -> str:
     )
 
 
+# Where the simulated GitHub's objects point (GitHub's own answers are full of these URLs).
+WEB_URL = "https://github.sim"
+API_URL = "https://api.github.sim"
+DOCS_URL = "https://docs.github.com/rest"
+HEAD_SHA = "d6fde92930d4715a2b49857d24b940956b26d2d3"
+
+
+def _node_id(kind: str, number: int) -> str:
+    return base64.b64encode(f"0:{kind}{number}".encode()).decode().rstrip("=")
+
+
+def _number(name: str) -> int:
+    """A stable id for a login or repository name (GitHub's ids are positive integers)."""
+    return int.from_bytes(hashlib.sha256(name.casefold().encode()).digest()[:4], "big") % 10**8 + 1
+
+
+def _user(login: str, kind: str = "User") -> dict[str, Any]:
+    """A `simple-user` as GitHub answers one (sender, owners, accounts)."""
+    number = _number(login)
+    url = f"{API_URL}/users/{login}"
+    return {
+        "login": login,
+        "id": number,
+        "node_id": _node_id("User" if kind == "User" else "Organization", number),
+        "avatar_url": f"https://avatars.github.sim/u/{number}?v=4",
+        "gravatar_id": "",
+        "url": url,
+        "html_url": f"{WEB_URL}/{login}",
+        "followers_url": f"{url}/followers",
+        "following_url": f"{url}/following{{/other_user}}",
+        "gists_url": f"{url}/gists{{/gist_id}}",
+        "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{url}/subscriptions",
+        "organizations_url": f"{url}/orgs",
+        "repos_url": f"{url}/repos",
+        "events_url": f"{url}/events{{/privacy}}",
+        "received_events_url": f"{url}/received_events",
+        "type": kind,
+        "user_view_type": "public",
+        "site_admin": False,
+    }
+
+
+def _organization(login: str) -> dict[str, Any]:
+    """An organization as webhooks carry it (`organization-simple`)."""
+    number = _number(login)
+    url = f"{API_URL}/orgs/{login}"
+    return {
+        "login": login,
+        "id": number,
+        "node_id": _node_id("Organization", number),
+        "url": url,
+        "repos_url": f"{url}/repos",
+        "events_url": f"{url}/events",
+        "hooks_url": f"{url}/hooks",
+        "issues_url": f"{url}/issues",
+        "members_url": f"{url}/members{{/member}}",
+        "public_members_url": f"{url}/public_members{{/member}}",
+        "avatar_url": f"https://avatars.github.sim/u/{number}?v=4",
+        "description": None,
+    }
+
+
+def _repository(full_name: str, *, webhook: bool = False) -> dict[str, Any]:
+    """A private organization repository: `minimal-repository` (REST) or, with `webhook`, the
+    fuller shape webhooks carry."""
+    owner, name = full_name.split("/", 1)
+    number = _number(full_name)
+    url = f"{API_URL}/repos/{full_name}"
+    repo: dict[str, Any] = {
+        "id": number,
+        "node_id": _node_id("Repository", number),
+        "name": name,
+        "full_name": full_name,
+        "private": True,
+        "owner": _user(owner, "Organization"),
+        "html_url": f"{WEB_URL}/{full_name}",
+        "description": None,
+        "fork": False,
+        "url": url,
+        "visibility": "private",
+    }
+    for key, suffix in (
+        ("archive_url", "/{archive_format}{/ref}"),
+        ("assignees_url", "/assignees{/user}"),
+        ("blobs_url", "/git/blobs{/sha}"),
+        ("branches_url", "/branches{/branch}"),
+        ("collaborators_url", "/collaborators{/collaborator}"),
+        ("comments_url", "/comments{/number}"),
+        ("commits_url", "/commits{/sha}"),
+        ("compare_url", "/compare/{base}...{head}"),
+        ("contents_url", "/contents/{+path}"),
+        ("contributors_url", "/contributors"),
+        ("deployments_url", "/deployments"),
+        ("downloads_url", "/downloads"),
+        ("events_url", "/events"),
+        ("forks_url", "/forks"),
+        ("git_commits_url", "/git/commits{/sha}"),
+        ("git_refs_url", "/git/refs{/sha}"),
+        ("git_tags_url", "/git/tags{/sha}"),
+        ("hooks_url", "/hooks"),
+        ("issue_comment_url", "/issues/comments{/number}"),
+        ("issue_events_url", "/issues/events{/number}"),
+        ("issues_url", "/issues{/number}"),
+        ("keys_url", "/keys{/key_id}"),
+        ("labels_url", "/labels{/name}"),
+        ("languages_url", "/languages"),
+        ("merges_url", "/merges"),
+        ("milestones_url", "/milestones{/number}"),
+        ("notifications_url", "/notifications{?since,all,participating}"),
+        ("pulls_url", "/pulls{/number}"),
+        ("releases_url", "/releases{/id}"),
+        ("stargazers_url", "/stargazers"),
+        ("statuses_url", "/statuses/{sha}"),
+        ("subscribers_url", "/subscribers"),
+        ("subscription_url", "/subscription"),
+        ("tags_url", "/tags"),
+        ("teams_url", "/teams"),
+        ("trees_url", "/git/trees{/sha}"),
+    ):
+        repo[key] = url + suffix
+    if webhook:
+        created = "2024-01-02T03:04:05Z"
+        repo.update(
+            {
+                "created_at": created,
+                "updated_at": created,
+                "pushed_at": created,
+                "git_url": f"git://github.sim/{full_name}.git",
+                "ssh_url": f"git@github.sim:{full_name}.git",
+                "clone_url": f"{WEB_URL}/{full_name}.git",
+                "svn_url": f"{WEB_URL}/{full_name}",
+                "homepage": None,
+                "size": 0,
+                "stargazers_count": 0,
+                "watchers_count": 0,
+                "language": None,
+                "has_issues": True,
+                "has_projects": True,
+                "has_downloads": True,
+                "has_wiki": True,
+                "has_pages": False,
+                "has_discussions": False,
+                "forks_count": 0,
+                "mirror_url": None,
+                "archived": False,
+                "disabled": False,
+                "open_issues_count": 0,
+                "license": None,
+                "allow_forking": False,
+                "is_template": False,
+                "web_commit_signoff_required": False,
+                "topics": [],
+                "forks": 0,
+                "open_issues": 0,
+                "watchers": 0,
+                "default_branch": "main",
+            }
+        )
+    return repo
+
+
+def _installation(installation_id: int, login: str, app_id: int) -> dict[str, Any]:
+    """An installation of the App on an organization, as `GET /app/installations` lists it."""
+    account = _user(login, "Organization")
+    return {
+        "id": installation_id,
+        "client_id": "Iv1.sim0000000000",
+        "account": account,
+        "repository_selection": "selected",
+        "access_tokens_url": f"{API_URL}/app/installations/{installation_id}/access_tokens",
+        "repositories_url": f"{API_URL}/installation/repositories",
+        "html_url": f"{WEB_URL}/organizations/{login}/settings/installations/{installation_id}",
+        "app_id": app_id,
+        "app_slug": "jitrunners",
+        "target_id": account["id"],
+        "target_type": "Organization",
+        "permissions": {
+            "actions": "write",
+            "metadata": "read",
+            "organization_self_hosted_runners": "write",
+        },
+        "events": ["workflow_job"],
+        "created_at": "2024-01-02T03:04:05Z",
+        "updated_at": "2024-01-02T03:04:05Z",
+        "single_file_name": None,
+        "has_multiple_single_files": False,
+        "single_file_paths": [],
+        "suspended_by": None,
+        "suspended_at": None,
+    }
+
+
 @dataclass
 class SimRunner:
     id: int
@@ -108,19 +301,41 @@ class SimJob:
     cancel_requested: bool = False  # cancelled while running: the runner ends it as cancelled
     stolen_from: int | None = None  # the job its runner was launched for, when `steal` chose it
 
+    started_at: str | None = None
+    completed_at: str | None = None
+    runner_group_id: int | None = None
+
     def api(self) -> dict[str, Any]:
+        """The job as `GET .../actions/jobs/{id}` answers it (every field GitHub's description
+        requires: tests/e2e/test_github_sim_openapi.py holds it to that)."""
+        api = f"{API_URL}/repos/{self.repo}"
         return {
             "id": self.id,
             "run_id": self.run_id,
+            "workflow_name": "ci",
+            "head_branch": "main",
+            "run_url": f"{api}/actions/runs/{self.run_id}",
             "run_attempt": self.run_attempt,
-            "name": self.name,
+            "node_id": _node_id("CheckRun", self.id),
+            "head_sha": HEAD_SHA,
+            "url": f"{api}/actions/jobs/{self.id}",
+            "html_url": f"{WEB_URL}/{self.repo}/actions/runs/{self.run_id}/job/{self.id}",
             "status": self.status,
             "conclusion": self.conclusion,
+            "created_at": self.created_at,
+            # GitHub sets started_at when the job is created and again when a runner takes it.
+            "started_at": self.started_at or self.created_at,
+            "completed_at": self.completed_at,
+            "name": self.name,
+            "steps": [],
+            "check_run_url": f"{api}/check-runs/{self.id}",
             "labels": list(self.labels),
             "runner_id": self.runner_id,
             "runner_name": self.runner_name,
-            "created_at": self.created_at,
-            "html_url": f"https://github.sim/{self.repo}/actions/runs/{self.run_id}/job/{self.id}",
+            "runner_group_id": self.runner_group_id,
+            "runner_group_name": None
+            if self.runner_group_id is None
+            else ("Default" if self.runner_group_id == 1 else f"group-{self.runner_group_id}"),
         }
 
 
@@ -277,6 +492,9 @@ class GitHubSim:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, SimJob], None]] = []
+        # Called with (method, path, status, body) for every REST answer (not /_sim/): the
+        # tests hold each one to GitHub's published description.
+        self.observers: list[Callable[[str, str, int, Any], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -468,6 +686,8 @@ class GitHubSim:
 
     def _completed(self, job: SimJob) -> None:
         """The `completed` delivery; a user may re-run the job (once, per its plan)."""
+        with self._lock:
+            job.completed_at = job.completed_at or _now_iso()
         self._notify("completed", job)
         self._emit_job_event("completed", job)
         plan = self.plans.get(job.key)
@@ -547,27 +767,17 @@ class GitHubSim:
             listener(what, job)
 
     def _emit_job_event(self, action: str, job: SimJob) -> None:
-        installation = {"id": self.installation_id}
+        installation = {
+            "id": self.installation_id,
+            "node_id": _node_id("Installation", self.installation_id),
+        }
         owner = job.repo.split("/", 1)[0]
         payload = {
             "action": action,
-            "workflow_job": {
-                **job.api(),
-                "status": job.status,
-                "head_branch": "main",
-                "workflow_name": "ci",
-                "steps": [],
-            },
-            "repository": {
-                "id": abs(hash(job.repo)) % 10**8,
-                "name": job.repo.split("/", 1)[1],
-                "full_name": job.repo,
-                "private": True,
-                "visibility": "private",
-                "owner": {"login": owner, "type": "Organization"},
-            },
-            "organization": {"login": owner},
-            "sender": {"login": "octocat"},
+            "workflow_job": job.api(),
+            "repository": _repository(job.repo, webhook=True),
+            "organization": _organization(owner),
+            "sender": _user("octocat"),
             "installation": installation,
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -718,6 +928,8 @@ class GitHubSim:
             job.status = "in_progress"
             job.runner_id = runner.id
             job.runner_name = runner.name
+            job.runner_group_id = runner.group_id
+            job.started_at = _now_iso()
             runner.busy = True
             runner.job_id = job.id
             runner.job = job
@@ -897,6 +1109,11 @@ class GitHubSim:
             "allows_public_repositories": configured.get("allows_public_repositories", False),
             "restricted_to_workflows": False,
             "selected_workflows": [],
+            "workflow_restrictions_read_only": False,
+            "runners_url": f"{API_URL}/orgs/{self.owner}/actions/runner-groups/{group_id}/runners",
+            "hosted_runners_url": (
+                f"{API_URL}/orgs/{self.owner}/actions/runner-groups/{group_id}/hosted-runners"
+            ),
             "inherited": False,
         }
 
@@ -966,6 +1183,12 @@ class GitHubSim:
         return None
 
 
+def _error(status: int, message: str) -> dict[str, Any]:
+    """An error body as GitHub's (`basic-error`, `validation-error`): message, documentation_url,
+    status."""
+    return {"message": message, "documentation_url": DOCS_URL, "status": str(status)}
+
+
 def _bearer(headers: Any) -> str:
     value = headers.get("Authorization") or ""
     scheme, _, token = value.partition(" ")
@@ -1007,28 +1230,52 @@ def _run_status(jobs: list[SimJob]) -> tuple[str, str | None]:
 def _run_api(run_id: int, jobs: list[SimJob], url: str) -> dict[str, Any]:
     status, conclusion = _run_status(jobs)
     repo = jobs[0].repo
-    owner = repo.split("/", 1)[0]
     latest = max(j.run_attempt for j in jobs)
+    api = f"{API_URL}/repos/{repo}"
+    created = min(j.created_at for j in jobs)
     return {
         "id": run_id,
         "name": "ci",
-        "run_attempt": latest,
+        "node_id": _node_id("WorkflowRun", run_id),
+        "head_branch": "main",
+        "head_sha": HEAD_SHA,
+        "path": ".github/workflows/ci.yml",
+        "display_title": "ci",
+        "run_number": run_id,
+        "event": "push",
         "status": status,
         "conclusion": conclusion,
-        "event": "push",
-        "head_branch": "main",
-        "created_at": min(j.created_at for j in jobs),
+        "workflow_id": 1,
+        "check_suite_id": run_id,
+        "url": f"{api}/actions/runs/{run_id}",
+        "html_url": f"{WEB_URL}/{repo}/actions/runs/{run_id}",
+        "pull_requests": [],
+        "created_at": created,
+        "updated_at": max(j.completed_at or j.started_at or j.created_at for j in jobs),
+        "actor": _user("octocat"),
+        "triggering_actor": _user("octocat"),
+        "run_attempt": latest,
         "run_started_at": min(j.created_at for j in jobs if j.run_attempt == latest),
-        "updated_at": max(j.created_at for j in jobs),
         "jobs_url": f"{url}/repos/{repo}/actions/runs/{run_id}/jobs",
-        "html_url": f"https://github.sim/{repo}/actions/runs/{run_id}",
-        "repository": {
-            "full_name": repo,
-            "name": repo.split("/", 1)[1],
-            "private": True,
-            "visibility": "private",
-            "owner": {"login": owner, "type": "Organization"},
+        "logs_url": f"{api}/actions/runs/{run_id}/logs",
+        "check_suite_url": f"{api}/check-suites/{run_id}",
+        "artifacts_url": f"{api}/actions/runs/{run_id}/artifacts",
+        "cancel_url": f"{api}/actions/runs/{run_id}/cancel",
+        "rerun_url": f"{api}/actions/runs/{run_id}/rerun",
+        "previous_attempt_url": None
+        if latest == 1
+        else f"{api}/actions/runs/{run_id}/attempts/{latest - 1}",
+        "workflow_url": f"{api}/actions/workflows/1",
+        "head_commit": {
+            "id": HEAD_SHA,
+            "tree_id": HEAD_SHA[::-1],
+            "message": "ci",
+            "timestamp": created,
+            "author": {"name": "Monalisa Octocat", "email": "octocat@github.sim"},
+            "committer": {"name": "GitHub", "email": "noreply@github.sim"},
         },
+        "repository": _repository(repo),
+        "head_repository": _repository(repo),
     }
 
 
@@ -1114,7 +1361,7 @@ class _Handler(BaseHTTPRequestHandler):
                 name = route
                 break
         else:
-            self._json(404, {"message": "Not Found"})
+            self._json(404, _error(404, "Not Found"))
             return
         template = _TEMPLATES.get(name, path)
         is_rest = not name.startswith("sim_")
@@ -1126,11 +1373,13 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else {}
             status, answer, headers = getattr(self, f"_r_{name}")(match, query, body)
         except ApiError as exc:
-            self._json(exc.status, {"message": exc.message}, exc.headers)
-            return
+            status, answer, headers = exc.status, _error(exc.status, exc.message), exc.headers
         except (ValueError, KeyError, TypeError) as exc:
-            self._json(400, {"message": f"Problems parsing request: {type(exc).__name__}"})
-            return
+            status, headers = 400, {}
+            answer = _error(400, f"Problems parsing request: {type(exc).__name__}")
+        if is_rest:
+            for observe in list(sim.observers):
+                observe(method, path, status, answer)
         self._json(status, answer, headers)
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -1165,9 +1414,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _r_installations(self, m: re.Match[str], q: Any, b: Any):
         self.simulator.app_auth(self.headers)
+        sim = self.simulator
         items = [
-            {"id": i, "account": {"login": login, "type": "Organization"}, "app_id": 1}
-            for i, login in sorted(self.simulator.installations.items())
+            _installation(i, login, sim.app_id) for i, login in sorted(sim.installations.items())
         ]
         page_items, page, per_page = _page(items, q, self.simulator.page_size_max)
         more = page * per_page < len(items)
@@ -1203,7 +1452,16 @@ class _Handler(BaseHTTPRequestHandler):
         found = next((d for d in sim.deliveries if d.id == int(m.group(1))), None)
         if found is None:
             raise ApiError(404, "Not Found")
-        return 200, found.api(), {}
+        # One delivery also says what was sent and what came back (headers kept short here).
+        detail = {
+            **found.api(),
+            "request": {
+                "headers": {"X-GitHub-Event": found.event, "X-GitHub-Delivery": found.guid},
+                "payload": json.loads(found.body),
+            },
+            "response": {"headers": {}, "payload": None},
+        }
+        return 200, detail, {}
 
     def _r_redeliver(self, m: re.Match[str], q: Any, b: Any):
         self.simulator.app_auth(self.headers)
