@@ -82,9 +82,12 @@ class WorkflowJob:
         if not all(isinstance(label, str) for label in labels):
             raise PayloadError("field workflow_job.labels must be a list of strings")
         repo = _get(payload, "repository.full_name", str)
-        owner = _get(payload, "repository.owner.login", str)
-        if repo.count("/") != 1 or not repo.startswith(f"{owner}/") or len(repo) > 256:
+        _get(payload, "repository.owner.login", str)
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name or len(repo) > 256:
             raise PayloadError("field repository.full_name must be '<owner>/<name>'")
+        # The owner is the one full_name names (what every REST path uses); GitHub's own example
+        # deliveries show an owner.login that differs from it, so the two are not compared.
         installation = payload.get("installation")
         installation_id: int | None = None
         if installation is not None:
