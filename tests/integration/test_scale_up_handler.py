@@ -719,12 +719,13 @@ def test_launch_of_a_job_taken_by_the_runner_of_another_job_gives_that_job_a_lau
     assert (owed.kind, owed.job_id, owed.template, delay) == ("launch", 8, "linux-x64", 0)
 
 
-def test_a_taken_runner_already_terminated_still_passes_its_need_on(
+def test_a_launch_of_a_job_run_by_a_runner_already_gone_passes_nothing_on(
     world: World, lambda_context: Any
 ) -> None:
-    """The runner launched for job 8 ran job 7 and ended normally (its end relaunches nothing):
-    8 gets a launch of its own. A gone instance cannot be tagged (EC2 ended its profile
-    association), so nothing is written."""
+    """The runner launched for job 8 ran job 7 and ended before job 7's launch was handled. The
+    deliveries that name the runner (`taken`) pass job 8's need on; a dropped launch does not,
+    or launches through runners that can no longer be marked would pass needs round in a ring.
+    A gone instance cannot be tagged (EC2 ended its profile association): nothing is written."""
     job_status(world, 8)
     run(sqs_event(launch_message(8)), lambda_context)
     [instance] = world.instances()
@@ -739,5 +740,4 @@ def test_a_taken_runner_already_terminated_still_passes_its_need_on(
     response = run(sqs_event(launch_message(7)), lambda_context)
 
     assert failed_ids(response) == []
-    [(owed, delay)] = world.sent[sent_before:]
-    assert (owed.kind, owed.job_id, owed.attempt, delay) == ("launch", 8, 2, 0)
+    assert world.sent[sent_before:] == []

@@ -19,6 +19,7 @@ or reordered deliveries at worst leave a need for the housekeeper's reconciliati
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from jitrunners.aws import fleet
@@ -146,9 +147,18 @@ def record_taken(
     rewrite = (runner.job_id, runner.run_attempt) != took
     if not rewrite and gone:
         return "settled"  # recorded while it ran
+    if gone and job.kind == "launch":
+        # A launch of X, dropped because X ran on a runner already gone: the deliveries that
+        # name X's runner pass its need on (`taken`); a chain of launches through runners that
+        # can no longer be marked would pass needs round in a ring (R ran X for Y, R' ran Y for
+        # X). What they lost is the reconciliation pass's.
+        return "runner_gone"
     if not rewrite and runner.tags.get(fleet.TAG_PASSED_ON):
         return "already_passed_on"  # a duplicate or late delivery of this swap
     owed = launched_for(runner, deps.template(str(runner.template or "")))
+    if owed is not None and job.kind == "launch":
+        # A need handed along a chain of swaps counts its hops, so a ring ends at the cap.
+        owed = replace(owed, attempt=max(owed.attempt, job.attempt + 1))
     if owed is None or _key(owed) == took:
         if rewrite and not gone:
             fleet.tag_instance(runner.id, job_tags(job))
@@ -271,7 +281,6 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
 def _release_launch_claim(job: JobMessage, instance: Any, table: str) -> None:
     """A stopped runner's launch claim is given back: after an approval GitHub sends `queued`
     again (another delivery), and that launch must not count as a duplicate."""
-    from dataclasses import replace
 
     from jitrunners.aws import deliveries
 
