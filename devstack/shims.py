@@ -212,8 +212,13 @@ class ApiGatewayShim:
                 for key, value in (headers or {"content-type": "application/json"}).items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The sender gave up first (GitHub waits 10 s for an answer, then records
+                    # the delivery as failed): as API Gateway, nothing more to do.
+                    shim.statuses["sender_gone"] += 1
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
