@@ -482,8 +482,8 @@ variable "runner_templates" {
     error_message = "runner template names must be 1-63 characters of a-z, 0-9, '-' or '_'."
   }
   validation {
-    condition     = alltrue([for t in var.runner_templates : length(t.labels) > 0 && length(t.instance_types) > 0])
-    error_message = "every runner template needs at least one label and one instance type."
+    condition     = alltrue([for t in var.runner_templates : length(t.labels) > 0 && length(t.labels) <= 100 && length(t.instance_types) > 0])
+    error_message = "every runner template needs 1-100 labels (generate-jitconfig takes at most 100) and at least one instance type."
   }
   validation {
     condition     = alltrue([for t in var.runner_templates : contains(["spot", "on-demand", "spot-then-on-demand"], t.market) && contains(["org", "repo"], t.scope) && contains(["linux", "windows"], t.os)])
