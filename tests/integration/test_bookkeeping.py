@@ -368,3 +368,22 @@ def test_a_runner_stolen_across_templates_is_not_covered_by_a_runner_that_cannot
 
     [(owed, _)] = world.sent[before:]
     assert (owed.kind, owed.job_id, owed.template) == ("launch", 8, "linux-arm64")
+
+
+def test_launches_of_our_own_making_are_not_held_off_by_each_others_claims(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """A need passed on launched job 7's runner, which died before taking it: the
+    reconciliation pass's launch of job 7 (same launch attempt, another origin) goes ahead."""
+    job_status(world, 7)
+    passed_on = replace(launch_message(7), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
+    scale_up.handler(sqs_event(passed_on), lambda_context)
+    [first] = [i["InstanceId"] for i in world.instances()]
+    client("ec2").terminate_instances(InstanceIds=[first])
+
+    reconciled = replace(launch_message(7), delivery_id="reconcile-7", attempt=2)
+    response = scale_up.handler(sqs_event(reconciled), lambda_context)
+
+    assert failed_ids(response) == []
+    [second] = [i["InstanceId"] for i in world.instances()]
+    assert second != first

@@ -209,11 +209,11 @@ def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> 
 def _claimed(
     items: list[Item], template: RunnerTemplate, deps: ScaleUpDeps, outcomes: dict[str, Outcome]
 ) -> list[Item]:
-    """The items whose launch this batch may make: each launch of a job attempt is claimed for
-    the delivery its message came from, atomically, so that two deliveries of one job (GitHub's
-    duplicates with different ids, a reconciliation launch racing the webhook's) processed by
-    concurrent batches launch one instance. The claim lives as long as the runner could wait
-    for the job; a `release` of the job gives it back."""
+    """The items whose launch this batch may make: the first launch of a job attempt (the one a
+    `queued` delivery asks for) is claimed for that delivery, atomically, so that two deliveries
+    of one job (GitHub's duplicates with different ids) processed by concurrent batches launch
+    one instance. The claim lives as long as the runner could wait for the job; a `release` of
+    the job gives it back."""
     from jitrunners.aws import deliveries
 
     table = deps.settings.deliveries_table
@@ -222,6 +222,13 @@ def _claimed(
     ttl_s = template.start_timeout_s + template.idle_timeout_s + CLAIM_MARGIN_S
     kept: list[Item] = []
     for record, message in items:
+        if message.attempt > 1:
+            # Relaunches, needs passed on and reconciliation launches come from us, not from a
+            # delivery: the duplicate check by tags is theirs. Claiming them too would let one
+            # hold the claim against the next for its whole lifetime (a reconciliation pass
+            # would pick the same refused job every run).
+            kept.append((record, message))
+            continue
         with correlated(message):
             try:
                 mine = deliveries.claim_launch(
