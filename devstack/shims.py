@@ -278,7 +278,13 @@ class SqsEventSource:
     """
 
     def __init__(
-        self, sqs: Any, queue_url: str, function: Function, region: str, batch_size: int = 10
+        self,
+        sqs: Any,
+        queue_url: str,
+        function: Function,
+        region: str,
+        batch_size: int = 10,
+        poisoned: int = 0,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -289,6 +295,11 @@ class SqsEventSource:
             "Attributes"
         ]["QueueArn"]
         self.counters: Counter[str] = Counter()
+        # The first `poisoned` messages received crash every invocation that gets them (as a
+        # handler timing out on them would) until SQS moves them to the DLQ; a message the
+        # redrive sends back is a new message and goes through.
+        self._poisoned_left = poisoned
+        self._poisoned: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqs-event-source", daemon=True)
 
@@ -321,7 +332,14 @@ class SqsEventSource:
         records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
         self.counters["batches"] += 1
         self.counters["records"] += len(records)
+        for record in records:
+            if self._poisoned_left > 0 and record["messageId"] not in self._poisoned:
+                self._poisoned.add(record["messageId"])
+                self._poisoned_left -= 1
         try:
+            if any(r["messageId"] in self._poisoned for r in records):
+                self.counters["poisoned_invocations"] += 1
+                raise RuntimeError("handler crashed on a poisoned message")
             response = self.function.invoke({"Records": records}) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         except Exception:  # noqa: BLE001 - the whole batch returns to the queue

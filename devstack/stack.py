@@ -94,6 +94,9 @@ class Options:
     max_receive_count: int = 5
     visibility_timeout_s: int = 6
     ssm_offline_s: float = 4.0  # how late an `ssm-offline` agent comes online
+    # The first N job messages crash scale-up whenever received, until SQS moves them to the DLQ
+    # (a handler that times out on them): the DLQ and the redrive, whatever the thread timing.
+    poisoned_messages: int = 0
     # Applied to every runner template, e.g. {"start_timeout_s": 8, "idle_timeout_s": 4}: short
     # timeouts keep the runs of the job-level faults (approval, slow-boot) to seconds.
     template_overrides: dict[str, Any] = field(default_factory=dict)
@@ -366,6 +369,7 @@ class Stack:
                 self.world.job_queue_url,
                 self.functions["scale-up"],
                 REGION,
+                poisoned=self.options.poisoned_messages,
             ).start()
         self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
         self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)

@@ -92,14 +92,22 @@ def test_each_fault_alone_still_completes_every_job(tmp_path: Path, fault: str) 
 
 def test_all_faults_at_once_exercise_the_dlq_and_redrive(tmp_path: Path) -> None:
     faults = dict.fromkeys(INFRA_FAULTS, 0.2)
-    # Every agent comes online 8 s late: each start fails more often than maxReceiveCount (2)
-    # allows before then, so starts go through the DLQ and back whatever the thread timing.
+    # Every agent comes online 8 s late, so starts are retried (and may reach the DLQ); whatever
+    # the thread timing, the first two job messages crash scale-up until SQS gives up on them.
     faults["ssm-offline"] = 1.0
     stack, summary = run(
-        tmp_path, jobs=4, seed=31, faults=faults, max_receive_count=2, ssm_offline_s=8.0
+        tmp_path,
+        jobs=4,
+        seed=31,
+        faults=faults,
+        max_receive_count=2,
+        ssm_offline_s=8.0,
+        poisoned_messages=2,
     )
     assert_clean(stack, summary)
-    assert stack.scheduler.counters["redrive:moved"] > 0, "nothing went through the DLQ"
+    assert stack.event_source is not None
+    assert stack.event_source.counters["poisoned_invocations"] >= 2
+    assert stack.scheduler.counters["redrive:moved"] >= 1, "nothing came back from the DLQ"
 
 
 def _until_denied(tmp_path: Path, what: str, **kwargs: object) -> Stack:
