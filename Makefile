@@ -27,10 +27,11 @@ help:
 	@echo "make bench   benchmarks (ratios measured side by side)"
 	@echo "make package the Lambda zip for terraform/"
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt
+$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 venv: $(STAMP)
