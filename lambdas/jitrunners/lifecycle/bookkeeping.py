@@ -64,29 +64,33 @@ def launch_tags(message: JobMessage) -> dict[str, str]:
     }
 
 
-def _launch_attempt(instance: Any) -> int:
-    try:
-        return max(1, int((instance.tags or {}).get(fleet.TAG_LAUNCH_ATTEMPT, "1")))
-    except ValueError:
-        return 1
+def launch_attempt(instance: Any) -> int:
+    """Which launch of its job the instance was (its `launch-attempt` tag; 1 when absent)."""
+    value = str((getattr(instance, "tags", None) or {}).get(fleet.TAG_LAUNCH_ATTEMPT, "1"))
+    return max(1, int(value)) if value.isdigit() else 1
 
 
-def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
-    """A `launch` for the job the instance was launched for; None when its tags do not say."""
-    if template is None:
-        return None
-    tags = instance.tags or {}
-    value = str(tags.get(fleet.TAG_LAUNCHED_FOR, ""))
-    parts = value.split("/", 3)
+def _launched_for_key(instance: Any) -> tuple[int, int, int, str] | None:
+    """(job id, run attempt, run id, repo) from the `launched-for` tag; None if absent or bad."""
+    parts = str((instance.tags or {}).get(fleet.TAG_LAUNCHED_FOR, "")).split("/", 3)
     if len(parts) == 4 and all(p.isdigit() for p in parts[:3]) and parts[3].count("/") == 1:
-        job_id, run_attempt, run_id, repo = int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
-    else:
-        # Launched before the tag existed: its job tags still say why, unless a swap rewrote them.
-        run_id_tag = str(tags.get(fleet.TAG_RUN_ID, ""))
-        repo = str(instance.repo or "")
-        if instance.job_id is None or not run_id_tag.isdigit() or repo.count("/") != 1:
-            return None
-        job_id, run_attempt, run_id = instance.job_id, instance.run_attempt or 1, int(run_id_tag)
+        return int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
+    return None
+
+
+def _owed_key(instance: Any) -> tuple[int, int, int, str] | None:
+    """(job id, run attempt, run id, repo) of the job the instance's job tags say it owes."""
+    run_id = str((instance.tags or {}).get(fleet.TAG_RUN_ID, ""))
+    repo = str(instance.repo or "")
+    if instance.job_id is None or not run_id.isdigit() or repo.count("/") != 1:
+        return None
+    return instance.job_id, instance.run_attempt or 1, int(run_id), repo
+
+
+def _next_launch(
+    instance: Any, template: RunnerTemplate, key: tuple[int, int, int, str], delivery_id: str
+) -> JobMessage:
+    job_id, run_attempt, run_id, repo = key
     return JobMessage(
         kind="launch",
         job_id=job_id,
@@ -98,10 +102,33 @@ def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage |
         # The template's labels: a superset of the job's, and all scale-up needs to pick it.
         labels=template.labels,
         template=template.name,
-        delivery_id=f"passed-on-{instance.id}",
+        delivery_id=delivery_id,
         queued_at="",
-        attempt=_launch_attempt(instance) + 1,
+        attempt=launch_attempt(instance) + 1,
     )
+
+
+def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
+    """A `launch` for the job the instance was launched for; None when its tags do not say."""
+    if template is None:
+        return None
+    # Launched before the tag existed: its job tags still say why, unless a swap rewrote them.
+    key = _launched_for_key(instance) or _owed_key(instance)
+    if key is None:
+        return None
+    return _next_launch(instance, template, key, f"passed-on-{instance.id}")
+
+
+def owed_launch(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
+    """A `launch` for the job the instance's job tags say it owes (after any swap); None when
+    they do not say enough."""
+    key = _owed_key(instance)
+    if template is None or key is None:
+        return None
+    delivery_id = str((instance.tags or {}).get(fleet.TAG_DELIVERY_ID, ""))
+    if delivery_id in ("", "-"):
+        delivery_id = f"relaunch-{instance.id}"
+    return _next_launch(instance, template, key, delivery_id)
 
 
 def launch_claim_key(message: JobMessage) -> str:
@@ -113,12 +140,8 @@ def launch_claim_key(message: JobMessage) -> str:
 def took_another_job(instance: Any) -> bool:
     """Whether the instance's runner took a job other than the one it was launched for (a swap
     booked by rewriting its job tags)."""
-    value = str((instance.tags or {}).get(fleet.TAG_LAUNCHED_FOR, ""))
-    job_id, _, rest = value.partition("/")
-    run_attempt = rest.partition("/")[0]
-    if not (job_id.isdigit() and run_attempt.isdigit()):
-        return False
-    return (int(job_id), int(run_attempt)) != (instance.job_id, instance.run_attempt)
+    key = _launched_for_key(instance)
+    return key is not None and key[:2] != (instance.job_id, instance.run_attempt)
 
 
 def _key(message: JobMessage) -> tuple[int, int]:
@@ -270,7 +293,8 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
                 "runner of a released job left alone", extra={**extra, "status": exc.status}
             )
             continue
-        result = cleanup(instance, "job_released", ctx)
+        # Its registrations were deleted above (first, so a busy runner is never killed).
+        result = cleanup(instance, "job_released", ctx, registrations=False)
         stopped += 1 if result.terminated else 0
         _release_launch_claim(job, instance, settings.deliveries_table)
         count("RunnerStopped", reason="job_released")
@@ -286,7 +310,7 @@ def _release_launch_claim(job: JobMessage, instance: Any, table: str) -> None:
 
     if not table:
         return
-    launch = replace(job, kind="launch", attempt=_launch_attempt(instance))
+    launch = replace(job, kind="launch", attempt=launch_attempt(instance))
     try:
         deliveries.release(table, launch_claim_key(launch))
     except deliveries.DeliveryStoreError as exc:

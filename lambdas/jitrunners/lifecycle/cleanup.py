@@ -112,8 +112,10 @@ def cleanup(
     ctx: Context,
     *,
     terminate: bool = True,
+    registrations: bool = True,
 ) -> CleanupResult:
-    """Terminate (when asked and still needed), delete the parameter, delete the registration.
+    """Terminate (when asked and still needed), delete the parameter, delete the registration
+    (unless the caller already did: `registrations=False`).
 
     Each step tolerates the thing being gone already, so running this twice, or after another
     Lambda did part of it, is harmless. A failing step does not stop the others.
@@ -152,7 +154,8 @@ def cleanup(
             if result.parameter_deleted:
                 logger.info("JIT parameter deleted", extra={**extra, "parameter": param})
 
-    result.runners_deleted = _delete_registrations(instance, reason, ctx, result)
+    if registrations:
+        result.runners_deleted = _delete_registrations(instance, reason, ctx, result)
 
     if result.incomplete:
         count("CleanupIncomplete", reason=reason)

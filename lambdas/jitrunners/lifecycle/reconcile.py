@@ -411,22 +411,9 @@ def _book_unbooked_swaps(
         template = ctx.templates.get(str(runner.template or ""))
         if template is None:
             continue
-        messages.append(
-            JobMessage(
-                kind="taken",
-                job_id=job.job_id,
-                run_id=job.run_id,
-                run_attempt=job.run_attempt,
-                repo=job.repo,
-                owner=job.owner,
-                installation_id=job.installation_id,
-                labels=template.labels,
-                template=template.name,
-                delivery_id=f"reconcile-taken-{job.job_id}",
-                queued_at="",
-                instance_id=runner.id,
-            )
-        )
+        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
+        launch = _message(job, template.labels, template.name, f"reconcile-taken-{job.job_id}")
+        messages.append(launch.taken_by(runner.id))
         report.add("book_swap", runner.id, f"runs_job_{job.job_id}")
     if not messages or ctx.dry_run:
         return
@@ -437,7 +424,15 @@ def _book_unbooked_swaps(
                 extra={"swaps": booked})  # fmt: skip
 
 
-def message_for(job: QueuedJob) -> JobMessage:
+def _message(
+    job: QueuedJob | RunningJob,
+    labels: tuple[str, ...],
+    template: str,
+    delivery_id: str,
+    queued_at: str = "",
+    attempt: int = 1,
+) -> JobMessage:
+    """A `launch` for a job GitHub listed."""
     return JobMessage(
         kind="launch",
         job_id=job.job_id,
@@ -446,12 +441,18 @@ def message_for(job: QueuedJob) -> JobMessage:
         repo=job.repo,
         owner=job.owner,
         installation_id=job.installation_id,
-        labels=job.labels,
-        template=job.template,
-        delivery_id=f"reconcile-{job.job_id}",
-        queued_at=job.created_at.isoformat().replace("+00:00", "Z"),
-        attempt=2,
+        labels=labels,
+        template=template,
+        delivery_id=delivery_id,
+        queued_at=queued_at,
+        attempt=attempt,
     )
+
+
+def message_for(job: QueuedJob) -> JobMessage:
+    # Attempt 2: not the delivery's own launch, so it takes no launch claim (docs/contracts.md).
+    queued_at = job.created_at.isoformat().replace("+00:00", "Z")
+    return _message(job, job.labels, job.template, f"reconcile-{job.job_id}", queued_at, 2)
 
 
 def _send_launches(ctx: Context, jobs: Sequence[QueuedJob], report: Any) -> None:

@@ -7,8 +7,9 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import markers, queue
+from jitrunners.lifecycle.bookkeeping import owed_launch
 from jitrunners.lifecycle.cleanup import Context
-from jitrunners.models import INSTANCE_ID_RE, JobMessage
+from jitrunners.models import INSTANCE_ID_RE
 from jitrunners.observability import count, logger
 
 # Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else.
@@ -29,35 +30,6 @@ def relaunch_path(prefix: str) -> str:
     return f"/{prefix}/state/relaunched"
 
 
-def launch_message_for(instance: Any, template: Any) -> JobMessage | None:
-    """A `launch` for the job an instance's tags say it owes; None when they do not say enough."""
-    repo = str(instance.repo or "")
-    tags = getattr(instance, "tags", None) or {}
-    run_id = tags.get("jitrunners:run-id", "")
-    if template is None or instance.job_id is None or repo.count("/") != 1 or not run_id.isdigit():
-        return None
-    return JobMessage(
-        kind="launch",
-        job_id=instance.job_id,
-        run_id=int(run_id),
-        run_attempt=instance.run_attempt or 1,
-        repo=repo,
-        owner=repo.split("/", maxsplit=1)[0],
-        installation_id=instance.installation_id,
-        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
-        labels=template.labels,
-        template=template.name,
-        delivery_id=tags.get("jitrunners:delivery-id", "") or f"relaunch-{instance.id}",
-        queued_at="",
-        attempt=_launch_attempt(instance) + 1,
-    )
-
-
-def _launch_attempt(instance: Any) -> int:
-    value = str((getattr(instance, "tags", None) or {}).get("jitrunners:launch-attempt", "1"))
-    return max(1, int(value)) if value.isdigit() else 1
-
-
 def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
     """Send one `launch` for the instance's job if GitHub still has it queued (once per instance).
 
@@ -74,7 +46,7 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
         # timeout, then terminates and re-queues the launch, and parks it in the DLQ after its
         # last attempt). Relaunching here too would defeat that cap.
         return "not_started"
-    message = launch_message_for(instance, ctx.templates.get(str(instance.template or "")))
+    message = owed_launch(instance, ctx.templates.get(str(instance.template or "")))
     if message is None:
         return "no_job"
     try:
