@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.reconcile import LiveRunner, QueuedJob, decide, scope_key
+from jitrunners.models import WorkflowJob
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=120)
@@ -22,17 +23,24 @@ LIMITS = {"x64": 10, "arm": 10}
 def job(job_id: int, *, age_s: float = 600, template: str = "x64", scope: str = ORG_ACME,
         attempt: int = 1) -> QueuedJob:  # fmt: skip
     repo = scope.split(":", 1)[1] if scope.startswith("repo:") else "acme/app"
-    return QueuedJob(
+    created = NOW - timedelta(seconds=age_s)
+    seen = WorkflowJob(
+        action="queued",
         job_id=job_id,
         run_id=job_id * 10,
         run_attempt=attempt,
+        labels=("self-hosted",),
         repo=repo,
         owner=repo.split("/")[0],
+        private=False,
         installation_id=7,
-        labels=("self-hosted",),
+        queued_at=created.isoformat(),
+    )
+    return QueuedJob(
+        job=seen,
         template=template,
         scope=scope,
-        created_at=NOW - timedelta(seconds=age_s),
+        created_at=created,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -43,29 +43,22 @@ Registrations = Mapping[str, Mapping[str, bool] | None]
 class QueuedJob:
     """A job GitHub has `queued`, routed to one of our templates."""
 
-    job_id: int
-    run_id: int
-    run_attempt: int
-    repo: str
-    owner: str
-    installation_id: int | None
-    labels: tuple[str, ...]
+    job: WorkflowJob
     template: str
     scope: str  # scope_key(): where runners that can take it are pooled
     created_at: datetime
 
+    @property
+    def job_id(self) -> int:
+        return self.job.job_id
 
-@dataclass(frozen=True, slots=True)
-class RunningJob:
-    """A job GitHub has `in_progress`, and the runner it names."""
+    @property
+    def run_attempt(self) -> int:
+        return self.job.run_attempt
 
-    job_id: int
-    run_id: int
-    run_attempt: int
-    repo: str
-    owner: str
-    installation_id: int | None
-    runner_name: str
+    @property
+    def repo(self) -> str:
+        return self.job.repo
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +248,7 @@ def queued_jobs(
     repos: Mapping[str, tuple[str, int | None]],
     skipped: Counter[str],
     time_left: Callable[[], bool] = lambda: True,
-    running: list[RunningJob] | None = None,
+    running: list[WorkflowJob] | None = None,
 ) -> list[QueuedJob]:
     """The `queued` jobs of these repositories that one of our templates takes, routed as the
     webhook routes them. A repository GitHub cannot answer for is left out (logged), the others
@@ -295,7 +288,7 @@ def _queued_in(
     templates: Sequence[RunnerTemplate],
     now: datetime,
     skipped: Counter[str],
-    running: list[RunningJob] | None = None,
+    running: list[WorkflowJob] | None = None,
 ) -> list[QueuedJob]:
     runs: dict[int, Any] = {}
     for status in RUN_STATUSES:
@@ -306,14 +299,9 @@ def _queued_in(
         name = str(run.repo) if str(run.repo).count("/") == 1 else repo
         owner = name.split("/", maxsplit=1)[0]
         for job in ctx.github.list_run_jobs(name, run.id, installation_id):
-            if job.status == "in_progress" and running is not None and job.runner_name:
-                running.append(RunningJob(job.id, job.run_id, job.run_attempt, name, owner,
-                                          installation_id, job.runner_name))  # fmt: skip
-            if job.status != "queued":
-                continue  # waiting (approval), in progress, completed: no runner wanted
             created = job.created_at or run.created_at or now
             seen = WorkflowJob(
-                action="queued",
+                action=job.status,
                 job_id=job.id,
                 run_id=job.run_id,
                 run_attempt=job.run_attempt,
@@ -323,7 +311,12 @@ def _queued_in(
                 private=bool(run.private),
                 installation_id=installation_id,
                 queued_at=created.isoformat().replace("+00:00", "Z"),
+                runner_name=job.runner_name or "",
             )
+            if seen.action == "in_progress" and running is not None and seen.runner_name:
+                running.append(seen)
+            if seen.action != "queued":
+                continue  # waiting (approval), in progress, completed: no runner wanted
             template = match_template(seen.labels, templates)
             if template is None:
                 continue  # not for our runners
@@ -333,13 +326,7 @@ def _queued_in(
                 continue
             found.append(
                 QueuedJob(
-                    job_id=seen.job_id,
-                    run_id=seen.run_id,
-                    run_attempt=seen.run_attempt,
-                    repo=name,
-                    owner=owner,
-                    installation_id=installation_id,
-                    labels=seen.labels,
+                    job=seen,
                     template=template.name,
                     scope=scope_key(template, name),
                     created_at=created,
@@ -364,7 +351,7 @@ def reconcile(
     if not ctx.settings.job_queue_url:
         return Decision()
     repos = _installations(ctx, repositories(ctx, instances))
-    running: list[RunningJob] = []
+    running: list[WorkflowJob] = []
     queued = queued_jobs(ctx, repos, report.skipped, time_left, running)
     _book_unbooked_swaps(ctx, running, instances, report)
     runners = live_runners(ctx, instances, live, registrations)
@@ -396,7 +383,7 @@ def reconcile(
 
 
 def _book_unbooked_swaps(
-    ctx: Context, running: Sequence[RunningJob], instances: Sequence[Any], report: Any
+    ctx: Context, running: Sequence[WorkflowJob], instances: Sequence[Any], report: Any
 ) -> None:
     """A job running on a live runner of ours whose tags name another job is a swap whose
     `in_progress` (and maybe `queued`) deliveries were lost: the runner is busy, yet its tags
@@ -411,9 +398,9 @@ def _book_unbooked_swaps(
         template = ctx.templates.get(str(runner.template or ""))
         if template is None:
             continue
+        launch = JobMessage.launch_for(job, template.name, f"reconcile-taken-{job.job_id}")
         # The template's labels: a superset of the job's, and all scale-up needs to pick it.
-        launch = _message(job, template.labels, template.name, f"reconcile-taken-{job.job_id}")
-        messages.append(launch.taken_by(runner.id))
+        messages.append(replace(launch, labels=template.labels, queued_at="").taken_by(runner.id))
         report.add("book_swap", runner.id, f"runs_job_{job.job_id}")
     if not messages or ctx.dry_run:
         return
@@ -424,35 +411,10 @@ def _book_unbooked_swaps(
                 extra={"swaps": booked})  # fmt: skip
 
 
-def _message(
-    job: QueuedJob | RunningJob,
-    labels: tuple[str, ...],
-    template: str,
-    delivery_id: str,
-    queued_at: str = "",
-    attempt: int = 1,
-) -> JobMessage:
-    """A `launch` for a job GitHub listed."""
-    return JobMessage(
-        kind="launch",
-        job_id=job.job_id,
-        run_id=job.run_id,
-        run_attempt=job.run_attempt,
-        repo=job.repo,
-        owner=job.owner,
-        installation_id=job.installation_id,
-        labels=labels,
-        template=template,
-        delivery_id=delivery_id,
-        queued_at=queued_at,
-        attempt=attempt,
-    )
-
-
-def message_for(job: QueuedJob) -> JobMessage:
+def message_for(queued: QueuedJob) -> JobMessage:
+    launch = JobMessage.launch_for(queued.job, queued.template, f"reconcile-{queued.job_id}")
     # Attempt 2: not the delivery's own launch, so it takes no launch claim (docs/contracts.md).
-    queued_at = job.created_at.isoformat().replace("+00:00", "Z")
-    return _message(job, job.labels, job.template, f"reconcile-{job.job_id}", queued_at, 2)
+    return replace(launch, attempt=2)
 
 
 def _send_launches(ctx: Context, jobs: Sequence[QueuedJob], report: Any) -> None:
