@@ -19,19 +19,7 @@ from tests.support.world import Clock, FakeDelivery, FakeGitHub
 ORG = "orgs/acme"
 
 
-@pytest.fixture(autouse=True)
-def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
-    world.fast_ec2(monkeypatch)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def github() -> FakeGitHub:
-    return FakeGitHub()
+pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 
 @pytest.fixture

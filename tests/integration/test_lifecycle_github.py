@@ -18,10 +18,7 @@ from tests.support import world
 from tests.support.events import command_event
 from tests.support.github import API, private_key_pem
 
-
-@pytest.fixture(autouse=True)
-def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
-    world.fast_ec2(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ REPO = "acme/app"
 ORG = "orgs/acme"
 STEPS = 70
 
+pytestmark = pytest.mark.usefixtures("fast_ec2")
+
 
 class SimGitHub(FakeGitHub):
     """GitHub whose redelivery reaches our webhook (which enqueues the launch)."""
@@ -301,11 +303,6 @@ class Simulation:
         # A day later, with every lost event lost for good, the housekeeper runs.
         self.clock.advance(days=1)
         self.housekeep()
-
-
-@pytest.fixture(autouse=True)
-def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
-    world.fast_ec2(monkeypatch)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

@@ -31,14 +31,7 @@ RUN_JOBS = "GET /repos/{repo}/actions/runs/{id}/jobs"
 RUNNERS = "GET /{scope}/actions/runners"
 
 
-@pytest.fixture(autouse=True)
-def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
-    world.fast_ec2(monkeypatch)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 
 @pytest.fixture

@@ -26,16 +26,6 @@ def dlq(aws: None) -> str:
     return boto3.client("sqs").create_queue(QueueName="jitrunners-dlq")["QueueUrl"]
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def github() -> FakeGitHub:
-    return FakeGitHub()
-
-
 def _message(clock: Clock, job_id: int, **changes: Any) -> JobMessage:
     base = JobMessage(
         kind="launch",

@@ -22,19 +22,7 @@ ORG = "orgs/acme"
 REPO_SCOPE = "repos/acme/app"
 
 
-@pytest.fixture(autouse=True)
-def _fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
-    world.fast_ec2(monkeypatch)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def github() -> FakeGitHub:
-    return FakeGitHub()
+pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 
 @pytest.fixture
