@@ -5,7 +5,6 @@ No timing is asserted: the benchmark reports times, the tests only check what it
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,7 @@ from bench.burst_bench import FUNCTIONS, run_burst
 
 from tests.support.waits import PATIENCE_S
 
-MISSING = [
-    name
-    for name in ("scale_up", "scale_down", "redrive", "housekeeper")
-    if importlib.util.find_spec(f"jitrunners.handlers.{name}") is None
-]
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(bool(MISSING), reason=f"handlers not in this build: {MISSING}"),
-]
+pytestmark = pytest.mark.e2e
 
 
 def assert_counts_add_up(result: dict[str, Any], jobs: int) -> None:

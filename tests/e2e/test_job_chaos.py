@@ -9,7 +9,6 @@ the per-job record names the runner that ran each job.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,7 @@ from devstack.faults import FAULTS, JOB_FAULTS
 from devstack.stack import Options, Stack
 from tests.support.waits import PATIENCE_S
 
-MISSING = [
-    name
-    for name in ("scale_up", "scale_down", "redrive", "housekeeper")
-    if importlib.util.find_spec(f"jitrunners.handlers.{name}") is None
-]
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(bool(MISSING), reason=f"handlers not in this build: {MISSING}"),
-]
+pytestmark = pytest.mark.e2e
 
 START_TIMEOUT_S = 10
 IDLE_TIMEOUT_S = 4

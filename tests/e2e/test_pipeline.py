@@ -1,11 +1,7 @@
-"""The whole pipeline through the local stack: jobs complete, nothing is left, under every fault.
-
-These need every handler; while one is not in the build they are skipped with the reason.
-"""
+"""The whole pipeline through the local stack: jobs complete, nothing is left, under every fault."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -16,15 +12,7 @@ from devstack.stack import Options, Stack
 from devstack.startup import StartupError
 from tests.support.waits import PATIENCE_S
 
-MISSING = [
-    name
-    for name in ("scale_up", "scale_down", "redrive", "housekeeper")
-    if importlib.util.find_spec(f"jitrunners.handlers.{name}") is None
-]
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(bool(MISSING), reason=f"handlers not in this build: {MISSING}"),
-]
+pytestmark = pytest.mark.e2e
 
 
 def run(tmp_path: Path, **kwargs: object) -> tuple[Stack, dict[str, object]]:
