@@ -163,6 +163,23 @@ def test_short_retry_after_is_waited_inline(clock: Clock) -> None:
 
 
 @responses.activate
+def test_a_client_without_waiting_raises_even_a_short_retry_after(clock: Clock) -> None:
+    url = f"{API}/repos/a/b/actions/jobs/5"
+    for _ in range(2):
+        responses.get(url, status=403, headers={"Retry-After": "2"}, json={"message": "secondary"})
+    responses.get(url, json={"id": 5, "status": "queued"})
+    client = token_client(clock)
+    with pytest.raises(GitHubRateLimited) as info:
+        client.without_waiting().get_job("a/b", 5, None)
+    assert info.value.retry_after_s == 2
+    assert clock.slept == []
+    # The waiting client is untouched (it waits), and both count calls in one place.
+    assert client.get_job("a/b", 5, None) is not None
+    assert clock.slept == [2.0]
+    assert client.calls["GET /repos/{repo}/actions/jobs/{id}"] == 3
+
+
+@responses.activate
 def test_long_secondary_limit_raises_rate_limited_without_sleeping(clock: Clock) -> None:
     responses.get(
         f"{API}/repos/a/b/actions/jobs/5",

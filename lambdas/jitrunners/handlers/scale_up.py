@@ -31,7 +31,8 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
     return ScaleUpDeps(
         settings=settings,
         templates=lambda: load_templates(settings),
-        github=lambda: get_client(settings),
+        # A rate limit puts that record back for its Retry-After (RecordFailed), never sleeps.
+        github=lambda: get_client(settings).without_waiting(),
         enqueue=lambda message, delay: send_job(
             settings.job_queue_url, message, delay_s=settings.retry_delay(delay)
         ),
