@@ -168,18 +168,17 @@ class CallMeter:
 
     # ---- GitHub and the functions
     def attach_github(self, github_client: Any, backoff_percent: float = 100.0) -> None:
-        """Count the client's back-offs; sleep `backoff_percent` of each, as the stack's
-        RETRY_DELAY_PERCENT shortens scale-up's: invocations are serialised here, so a back-off
+        """Count the client's back-offs. The client sleeps `backoff_percent` of each (the stack's
+        RETRY_DELAY_PERCENT, Settings.pause): invocations are serialised here, so a back-off
         stalls every function, not one of many concurrent ones as in AWS."""
         self._github_client = github_client
         sleep = github_client._sleep
 
         def backoff(seconds: float) -> None:
-            slept = seconds * backoff_percent / 100
             self.github_backoffs[self.function] += 1
             self.github_backoff_s[self.function] += seconds
-            self.github_slept_s[self.function] += slept
-            sleep(slept)
+            self.github_slept_s[self.function] += seconds * backoff_percent / 100
+            sleep(seconds)
 
         github_client._sleep = backoff
 
@@ -247,7 +246,6 @@ def run_burst(
     timeout_s: float = 900.0,
     housekeeper_every_s: float = 120.0,
     redrive_every_s: float = 30.0,
-    github_backoff_percent: float = 5.0,
 ) -> dict[str, Any]:
     """One burst of `jobs` queued jobs through a fresh local stack; every number of it."""
     from devstack.stack import Options, Stack
@@ -276,14 +274,14 @@ def run_burst(
         stack = Stack(options, out=out)
         try:
             stack.start()
-            meter, milestones = _instrument(stack, github_backoff_percent)
+            meter, milestones = _instrument(stack)
             result = _burst(stack, meter, milestones, timeout_s)
         finally:
             stack.stop()
     return result
 
 
-def _instrument(stack: Any, github_backoff_percent: float) -> tuple[CallMeter, Milestones]:
+def _instrument(stack: Any) -> tuple[CallMeter, Milestones]:
     from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
     from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
 
@@ -305,7 +303,8 @@ def _instrument(stack: Any, github_backoff_percent: float) -> tuple[CallMeter, M
     scale_up = stack.functions["scale-up"]
     acting = scale_up.principals.bind("scale-up") if scale_up.principals else nullcontext()
     with acting:
-        meter.attach_github(get_client(get_settings()), github_backoff_percent)
+        settings = get_settings()
+        meter.attach_github(get_client(settings), settings.retry_delay_percent)
     for function in stack.functions.values():
         if function.available:
             meter.attach_function(function)

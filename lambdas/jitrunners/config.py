@@ -243,9 +243,17 @@ class Settings:
     # Housekeeper reconciliation: a job queued this long without a runner gets a launch (younger
     # ones may still get theirs from the webhook; the local stack and tests shorten it).
     reconcile_grace_s: int = 120
-    # Scale-up's retry and back-off delays, in percent of the built-in ones (the local stack,
-    # whose instances boot in a second, runs at 5).
+    # The retry and back-off delays (SQS retries, and the in-Lambda back-off of GitHub and EC2
+    # calls), in percent of the built-in ones (the local stack, whose instances boot in a
+    # second, runs at 5).
     retry_delay_percent: int = 100
+
+    def pause(self, seconds: float) -> None:
+        """Sleep a built-in in-Lambda back-off (GitHub 5xx, EC2 throttling), scaled like the
+        retry delays: a local stack whose instances boot in a second waits 5 % as long."""
+        import time
+
+        time.sleep(max(0.0, seconds) * self.retry_delay_percent / 100)
 
     def retry_delay(self, seconds: int) -> int:
         """A built-in delay scaled by RETRY_DELAY_PERCENT; never below 1 s unless it was 0."""

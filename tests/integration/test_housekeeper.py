@@ -38,7 +38,8 @@ def run(
 ) -> Callable[[], dict[str, Any]]:
     """Invoke the housekeeper handler with GitHub and the clock injected."""
 
-    def context(*, dry_run: bool = False) -> Context:
+    def context(*, dry_run: bool = False, waiting: bool = True) -> Context:
+        assert not waiting, "a sweep never sleeps through a GitHub rate limit"
         settings = get_settings()
         return Context.build(settings, load_templates(settings), github, clock, dry_run=dry_run)
 

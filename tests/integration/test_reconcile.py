@@ -63,13 +63,14 @@ def run(
     """Invoke the housekeeper handler with the real GitHub client on the simulator."""
     clients: list[GitHubClient] = []
 
-    def context(*, dry_run: bool = False) -> Context:
+    def context(*, dry_run: bool = False, waiting: bool = True) -> Context:
         settings = get_settings()
         if settings.github_app_id:
             auth: Any = AppAuth(settings.github_app_id, sim.private_key_pem)
         else:
             auth = TokenAuth(sim.pat)
-        clients.append(GitHubClient(auth, sim.url))
+        client = GitHubClient(auth, sim.url)
+        clients.append(client if waiting else client.without_waiting())
         return Context.build(
             settings, load_templates(settings), clients[-1], clock, dry_run=dry_run
         )

@@ -137,6 +137,27 @@ def test_retry_delays_scale_down_but_never_to_zero_or_up() -> None:
         Settings.from_env({"RETRY_DELAY_PERCENT": "0"})
 
 
+def test_in_lambda_back_off_scales_with_the_retry_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from jitrunners.github.client import get_client
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    Settings.from_env({}).pause(1.0)
+    fast = Settings.from_env({"RETRY_DELAY_PERCENT": "5", "GITHUB_TOKEN_PARAM": "/t"})
+    fast.pause(1.0)
+    fast.pause(-1.0)
+    assert slept == [1.0, pytest.approx(0.05), 0.0]
+    # The GitHub client's 5xx back-off sleeps through it.
+    monkeypatch.setattr("jitrunners.aws.params.get_secret", lambda name: "token")
+    get_client.cache_clear()
+    try:
+        assert get_client(fast)._sleep == fast.pause
+    finally:
+        get_client.cache_clear()
+
+
 def test_reconciliation_grace_defaults_to_two_minutes_and_may_be_zero() -> None:
     assert Settings.from_env({}).reconcile_grace_s == 120
     assert Settings.from_env({"RECONCILE_GRACE_S": "0"}).reconcile_grace_s == 0

@@ -539,4 +539,4 @@ def get_client(settings: Settings) -> GitHubClient:
         auth = AppAuth(settings.github_app_id, get_secret(settings.github_app_key_param))
     else:
         auth = TokenAuth(get_secret(settings.github_token_param))
-    return GitHubClient(auth, settings.github_api_url)
+    return GitHubClient(auth, settings.github_api_url, sleep=settings.pause)

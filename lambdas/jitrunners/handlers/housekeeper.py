@@ -16,7 +16,8 @@ from jitrunners.observability import logger, metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ctx = lifecycle_context(dry_run=get_settings().dry_run)
+    # A rate limit ends that part of the sweep; the next run (minutes later) picks it up.
+    ctx = lifecycle_context(dry_run=get_settings().dry_run, waiting=False)
     report = sweep(ctx, context.get_remaining_time_in_millis)
     return {
         "dry_run": ctx.dry_run,

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from jitrunners.aws.inbox import retry_later
 from jitrunners.aws.queue import send_job, send_jobs
 from jitrunners.config import get_settings, load_templates
+from jitrunners.lifecycle import scale_up
 from jitrunners.lifecycle.scale_up import ScaleUpBatch, ScaleUpDeps
 from jitrunners.observability import logger, metrics
 
@@ -43,6 +44,8 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
             settings.job_queue_url, receipt, settings.retry_delay(delay)
         ),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
+        # In-Lambda back-off (EC2 throttling), scaled like the retry delays.
+        sleep=lambda seconds: scale_up.pause(seconds * settings.retry_delay_percent / 100),
     )
 
 

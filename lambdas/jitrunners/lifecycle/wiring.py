@@ -29,8 +29,11 @@ def _templates() -> tuple[RunnerTemplate, ...]:
         return ()
 
 
-def lifecycle_context(*, dry_run: bool = False) -> Context:
-    return Context.build(get_settings(), _templates(), github_client(), utc_now, dry_run=dry_run)
+def lifecycle_context(*, dry_run: bool = False, waiting: bool = True) -> Context:
+    """`waiting=False`: GitHub rate limits raise at once instead of being slept through (a
+    periodic sweep leaves the rest to its next run rather than holding the Lambda)."""
+    github = github_client() if waiting else github_client().without_waiting()
+    return Context.build(get_settings(), _templates(), github, utc_now, dry_run=dry_run)
 
 
 def job_status(github: Any, message: JobMessage) -> str | None:
