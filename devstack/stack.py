@@ -696,15 +696,19 @@ class Stack:
         }
 
     def settled(self) -> bool:
-        summary = self.summary()
-        return (
-            summary["completed"] + summary["cancelled"] == summary["jobs"]
-            and not any(summary[k] for k in ("instances_left", "jit_params_left", "runners_left"))
-            and not summary["queue_left"]
-            and not summary["dlq_left"]
-            # The watcher saw every end too (instance_records' terminated_at).
-            and all(seen["state"] == "terminated" for seen in list(self.seen_instances.values()))
-        )
+        return not self.unsettled(self.summary())
+
+    def unsettled(self, summary: dict[str, Any]) -> list[str]:
+        """What keeps a run from being over: jobs not finished, things left, ends not seen."""
+        why = []
+        if summary["completed"] + summary["cancelled"] != summary["jobs"]:
+            why.append("jobs_unfinished")
+        keys = ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left")
+        why += [f"{key}={summary[key]}" for key in keys if summary[key]]
+        # The watcher saw every end too (instance_records' terminated_at).
+        if any(seen["state"] != "terminated" for seen in list(self.seen_instances.values())):
+            why.append("ends_not_seen")
+        return why
 
     def run_timeout_s(self) -> float:
         """The run's bound: generous per job, and counted from when the stack is up, so that a
@@ -731,15 +735,20 @@ class Stack:
             time.sleep(0.3)
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
         settle_until = min(deadline, time.monotonic() + 60)
-        while time.monotonic() < settle_until and not self.settled():
+        summary = self.summary()
+        while time.monotonic() < settle_until and self.unsettled(summary):
             if self.functions["housekeeper"].available and self.bus and self.bus.idle():
                 self.scheduler.fire(self.functions["housekeeper"])
             time.sleep(1.0)
+            summary = self.summary()
         if time.monotonic() >= deadline:
             self.progress(
                 f"timed out: the jobs did not finish within {timeout:.0f} s of start-up (--timeout)"
             )
-        return self.summary()
+        elif unsettled := self.unsettled(summary):
+            self.progress(f"not settled 60 s after the last job: {', '.join(unsettled)}")
+        # The summary the loop judged, not a later one: what it reports is what was decided on.
+        return summary
 
     @staticmethod
     def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
