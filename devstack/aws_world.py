@@ -83,7 +83,9 @@ class AwsWorld:
 
     prefix: str = "jitrunners"
     tf_templates: list[dict[str, Any]] = field(default_factory=load_tf_templates)
-    max_receive_count: int = 5
+    # The module's default (terraform/variables.tf): above start_timeout_s / back-off, so a start
+    # that waits for a slow SSM agent does not go round the DLQ (5, the module's minimum, did).
+    max_receive_count: int = 20
     visibility_timeout_s: int = 6
     endpoint_url: str = ""
     job_queue_url: str = ""

@@ -91,7 +91,9 @@ class Options:
     housekeeper_every_s: float = 6.0
     workdir: Path | None = None
     prefix: str = "jitrunners"
-    max_receive_count: int = 5
+    # The module's default (terraform/variables.tf): above start_timeout_s / back-off, so a start
+    # that waits for a slow SSM agent does not go round the DLQ (5, the module's minimum, did).
+    max_receive_count: int = 20
     visibility_timeout_s: int = 6
     ssm_offline_s: float = 4.0  # how late an `ssm-offline` agent comes online
     # The first N job messages crash scale-up whenever received, until SQS moves them to the DLQ

@@ -80,7 +80,7 @@ def _reset_process_caches() -> None:
 
     config.get_settings.cache_clear()
     config._parsed.clear()
-    from jitrunners.lifecycle import boundary
+    from jitrunners.lifecycle.provisioning import boundary
 
     boundary.reset()
     clients.reset()

@@ -523,7 +523,7 @@ class World:
         from jitrunners.config import get_settings, load_templates
         from jitrunners.github.client import get_client
         from jitrunners.lifecycle.cleanup import Context
-        from jitrunners.lifecycle.sweep import sweep
+        from jitrunners.lifecycle.recovery.sweep import sweep
 
         self.say("housekeeper pass")
         settings = get_settings()
@@ -621,7 +621,7 @@ def fresh_world(harness: Harness) -> Iterator[World]:
     """An empty world: moto (queue, subnets, launch templates, token, delivery table) and an
     empty fake GitHub."""
     from jitrunners import config
-    from jitrunners.lifecycle import boundary
+    from jitrunners.lifecycle.provisioning import boundary
 
     harness.aws.reset()
     queue_url = boto3.client("sqs").create_queue(QueueName="jitrunners-jobs")["QueueUrl"]
@@ -747,7 +747,7 @@ def counterexample_search(harness: Harness, *, lossy: bool, examples: int) -> Ca
 def test_without_the_swap_bookkeeping_a_queued_job_is_left_without_a_runner(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jitrunners.lifecycle import bookkeeping
+    from jitrunners.lifecycle.provisioning import bookkeeping
 
     monkeypatch.setattr(bookkeeping, "record_taken", lambda *_a, **_k: "disabled")
     with pytest.raises(AssertionError, match=NO_LOSS):
@@ -757,8 +757,8 @@ def test_without_the_swap_bookkeeping_a_queued_job_is_left_without_a_runner(
 def test_without_the_reconciliation_pass_a_lost_delivery_leaves_a_job_without_a_runner(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jitrunners.lifecycle import sweep
-    from jitrunners.lifecycle.reconcile import Decision
+    from jitrunners.lifecycle.recovery import sweep
+    from jitrunners.lifecycle.recovery.reconcile import Decision
 
     monkeypatch.setattr(sweep, "reconcile", lambda *_a, **_k: Decision())
     with pytest.raises(AssertionError, match=AFTER_HOUSEKEEPER):
@@ -794,7 +794,7 @@ def _steal(world: World) -> None:
 def test_a_steal_passes_the_need_on_through_the_swap_bookkeeping(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, books: str
 ) -> None:
-    from jitrunners.lifecycle import bookkeeping
+    from jitrunners.lifecycle.provisioning import bookkeeping
 
     if books == "removed":
         monkeypatch.setattr(bookkeeping, "record_taken", lambda *_a, **_k: "disabled")
@@ -811,8 +811,8 @@ def test_a_steal_passes_the_need_on_through_the_swap_bookkeeping(
 def test_a_lost_queued_delivery_is_made_up_for_by_the_reconciliation_pass(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, reconciliation: str
 ) -> None:
-    from jitrunners.lifecycle import sweep
-    from jitrunners.lifecycle.reconcile import Decision
+    from jitrunners.lifecycle.recovery import sweep
+    from jitrunners.lifecycle.recovery.reconcile import Decision
 
     if reconciliation == "removed":
         monkeypatch.setattr(sweep, "reconcile", lambda *_a, **_k: Decision())

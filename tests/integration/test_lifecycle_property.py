@@ -22,10 +22,10 @@ import pytest
 from jitrunners.aws import inbox, queue
 from jitrunners.config import get_settings, load_templates
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
-from jitrunners.lifecycle.events import parse_event
-from jitrunners.lifecycle.redrive import RedriveDeps, redrive
-from jitrunners.lifecycle.scale_down import handle_event
-from jitrunners.lifecycle.sweep import sweep
+from jitrunners.lifecycle.recovery.redrive import RedriveDeps, redrive
+from jitrunners.lifecycle.recovery.sweep import sweep
+from jitrunners.lifecycle.teardown.events import parse_event
+from jitrunners.lifecycle.teardown.scale_down import handle_event
 from jitrunners.models import JobMessage
 from tests.conftest import _reset_process_caches
 from tests.support import world

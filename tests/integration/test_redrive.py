@@ -13,7 +13,7 @@ import pytest
 from jitrunners.aws import inbox, queue
 from jitrunners.config import Settings
 from jitrunners.handlers import redrive as redrive_handler
-from jitrunners.lifecycle.redrive import RedriveDeps, redrive
+from jitrunners.lifecycle.recovery.redrive import RedriveDeps, redrive
 from jitrunners.models import JobMessage
 from tests.conftest import _reset_process_caches, drain
 from tests.support.world import Clock, FakeGitHub, FakeJob

@@ -308,7 +308,7 @@ def test_spot_interruption_cleans_up_without_rerun_by_default(
 def test_interrupted_job_is_rerun_once_it_has_failed(
     reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
-    from jitrunners.lifecycle import rerun
+    from jitrunners.lifecycle.recovery import rerun
 
     instance_id, _ = _ours(clock, github, job_id=77, run_attempt=1)
     github.jobs[("acme/app", 77)] = FakeJob(77, "in_progress", None, instance_id)
@@ -348,7 +348,7 @@ def test_spot_reclaim_seen_only_as_a_state_change_still_records_the_rerun(
 def test_a_rerun_github_could_not_take_is_tried_again_later(
     reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
-    from jitrunners.lifecycle import rerun
+    from jitrunners.lifecycle.recovery import rerun
 
     instance_id, _ = _ours(clock, github, job_id=82)
     github.jobs[("acme/app", 82)] = FakeJob(82, "completed", "failure", instance_id)
@@ -387,7 +387,7 @@ def test_a_job_that_ran_on_another_runner_is_not_rerun(
 def test_pending_rerun_gives_up_after_an_hour(
     reruns: None, call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
-    from jitrunners.lifecycle import rerun
+    from jitrunners.lifecycle.recovery import rerun
 
     instance_id, _ = _ours(clock, github, job_id=80)
     github.jobs[("acme/app", 80)] = FakeJob(80, "in_progress", None, instance_id)

@@ -133,7 +133,7 @@ def jit_endpoint(world: World, path: str = "orgs/acme") -> Any:
 @pytest.fixture
 def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     from jitrunners.github import client as github_client
-    from jitrunners.lifecycle import scale_up
+    from jitrunners.lifecycle import records
 
     subnets = make_world(("jitrunners-linux-x64", "jitrunners-linux-arm64"))
     boto3.client("ssm").put_parameter(
@@ -150,8 +150,8 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
     _reset_process_caches()
     github_client.get_client.cache_clear()
     clock = FakeClock()
-    monkeypatch.setattr(scale_up, "utcnow", clock)
-    monkeypatch.setattr(scale_up, "pause", clock.sleep)
+    monkeypatch.setattr(records, "utcnow", clock)
+    monkeypatch.setattr(records, "pause", clock.sleep)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as github:
         state = World(env["JOB_QUEUE_URL"], subnets, clock, github)
         runner_group(state)

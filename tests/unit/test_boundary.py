@@ -8,7 +8,7 @@ import pytest
 
 from jitrunners.config import parse_templates
 from jitrunners.github.client import RunnerGroup
-from jitrunners.lifecycle import boundary
+from jitrunners.lifecycle.provisioning import boundary
 from jitrunners.models import JobMessage, WorkflowJob
 from tests.conftest import TEMPLATES
 from tests.support.webhooks import workflow_job_payload

@@ -10,9 +10,9 @@ import pytest
 
 from jitrunners.config import Settings, parse_templates
 from jitrunners.lifecycle.cleanup import Context, runner_scopes
-from jitrunners.lifecycle.redrive import RedriveDeps, decide
-from jitrunners.lifecycle.rerun import PendingRerun, _verdict
-from jitrunners.lifecycle.sweep import why_end
+from jitrunners.lifecycle.recovery.redrive import RedriveDeps, decide
+from jitrunners.lifecycle.recovery.rerun import PendingRerun, _verdict
+from jitrunners.lifecycle.recovery.sweep import why_end
 from jitrunners.models import JobMessage
 from tests.conftest import TEMPLATES
 from tests.support.world import FakeGitHub, FakeJob

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jitrunners.lifecycle.events import (
+from jitrunners.lifecycle.teardown.events import (
     CommandFinished,
     EventError,
     InstanceStateChanged,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle.reconcile import LiveRunner, QueuedJob, decide, scope_key
+from jitrunners.lifecycle.recovery.reconcile import LiveRunner, QueuedJob, decide, scope_key
 from jitrunners.models import WorkflowJob
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

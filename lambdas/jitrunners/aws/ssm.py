@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from botocore.exceptions import ClientError
 
 from jitrunners.aws.clients import client, error_code
+
+# RunCommand invocation statuses after which nothing more runs on the instance. "Cancelling" and
+# "InProgress" are not terminal: the runner may still be working.
+TERMINAL_COMMAND_STATUSES: Final = frozenset(
+    {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated"}
+)
 
 TAG_PREFIX = "jitrunners:prefix"
 TAG_INSTANCE_ARN = "jitrunners:instance-arn"

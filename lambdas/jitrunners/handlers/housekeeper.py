@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jitrunners.config import get_settings
-from jitrunners.lifecycle.sweep import sweep
+from jitrunners.lifecycle.recovery.sweep import sweep
 from jitrunners.lifecycle.wiring import lifecycle_context
 from jitrunners.observability import logger, metrics
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jitrunners.config import get_settings
-from jitrunners.lifecycle.redrive import RedriveDeps, redrive
+from jitrunners.lifecycle.recovery.redrive import RedriveDeps, redrive
 from jitrunners.lifecycle.wiring import github_client, job_status, utc_now
 from jitrunners.observability import logger, metrics
 

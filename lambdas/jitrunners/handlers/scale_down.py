@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from jitrunners.lifecycle.events import EventError, parse_event
-from jitrunners.lifecycle.scale_down import handle_event
+from jitrunners.lifecycle.teardown.events import EventError, parse_event
+from jitrunners.lifecycle.teardown.scale_down import handle_event
 from jitrunners.lifecycle.wiring import lifecycle_context
 from jitrunners.observability import count, logger, metrics
 

@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from jitrunners.aws.inbox import retry_later
 from jitrunners.aws.queue import send_job, send_jobs
 from jitrunners.config import get_settings, load_templates
-from jitrunners.lifecycle import scale_up
-from jitrunners.lifecycle.scale_up import ScaleUpBatch, ScaleUpDeps
+from jitrunners.lifecycle import records
+from jitrunners.lifecycle.records import ScaleUpDeps
+from jitrunners.lifecycle.scale_up import ScaleUpBatch
 from jitrunners.observability import logger, metrics
 
 # A batch whose every record failed is reported like any other partial failure, not raised:
@@ -45,7 +46,7 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
         ),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
         # In-Lambda back-off (EC2 throttling), scaled like the retry delays.
-        sleep=lambda seconds: scale_up.pause(seconds * settings.retry_delay_percent / 100),
+        sleep=lambda seconds: records.pause(seconds * settings.retry_delay_percent / 100),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
-from jitrunners.lifecycle.scale_up import Record, RecordFailed, ScaleUpDeps
+from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import JobMessage
 from jitrunners.observability import MetricUnit, count, logger, observe
 

@@ -7,8 +7,8 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import markers, queue
-from jitrunners.lifecycle.bookkeeping import owed_launch
 from jitrunners.lifecycle.cleanup import Context
+from jitrunners.lifecycle.provisioning.tags import owed_launch
 from jitrunners.models import INSTANCE_ID_RE
 from jitrunners.observability import count, logger
 

@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Any, Final
 
 from jitrunners.aws import fleet, ssm
-from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
-from jitrunners.lifecycle.events import (
+from jitrunners.lifecycle.recovery import rerun
+from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued
+from jitrunners.lifecycle.teardown.events import (
     CommandFinished,
     InstanceStateChanged,
     LifecycleEvent,
     SpotInterruption,
 )
-from jitrunners.lifecycle.relaunch import relaunch_if_queued
 from jitrunners.observability import MetricUnit, logger, observe
 
 # A finished command of a document other than ssm.RUNNER_DOCUMENTS on one of our instances (an

@@ -9,15 +9,12 @@ from typing import Any, Final
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
+from jitrunners.aws.ssm import TERMINAL_COMMAND_STATUSES
+
 COMMAND_STATUS: Final = "EC2 Command Invocation Status-change Notification"
 SPOT_WARNING: Final = "EC2 Spot Instance Interruption Warning"
 STATE_CHANGE: Final = "EC2 Instance State-change Notification"
 
-# RunCommand invocation statuses after which nothing more runs on the instance. "Cancelling" and
-# "InProgress" are not terminal: the runner may still be working.
-TERMINAL_COMMAND_STATUSES: Final = frozenset(
-    {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated"}
-)
 # Instance states after which the runner is certainly gone; scale-down only cleans up after them.
 GONE_STATES: Final = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 

