@@ -1442,8 +1442,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if is_rest and (fault := sim.fault_for(path)) is not None:
                 raise fault
-            form = "x-www-form-urlencoded" in (self.headers.get("Content-Type") or "")
-            body: Any = parse_qs(raw.decode()) if form else json.loads(raw) if raw else {}
+            if name == "sim_web_new_app":  # a browser's form post, not JSON
+                body: Any = parse_qs(raw.decode())
+            else:
+                body = json.loads(raw) if raw else {}
             status, answer, headers = getattr(self, f"_r_{name}")(match, query, body)
         except ApiError as exc:
             status, answer, headers = exc.status, _error(exc.status, exc.message), exc.headers
