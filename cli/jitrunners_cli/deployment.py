@@ -187,11 +187,23 @@ def find(prefix: str) -> Deployment:
 def quiet_lambda_logs() -> None:
     """The Lambdas' domain code logs JSON lines and EMF metrics to stdout (CloudWatch's input):
     in the CLI they would bury its output. Warnings and errors go to stderr, metrics nowhere."""
-    import sys
-
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     from jitrunners.observability import logger
 
     handler = logger.registered_handler
-    handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+    handler.setStream(_Stderr())  # type: ignore[attr-defined]
     logger.setLevel("WARNING")
+
+
+class _Stderr:
+    """sys.stderr as it is when written to (a test's capture, the terminal)."""
+
+    def write(self, text: str) -> int:
+        import sys
+
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        import sys
+
+        sys.stderr.flush()

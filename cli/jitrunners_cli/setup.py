@@ -10,10 +10,12 @@ SSM SecureStrings; no secret is printed or written anywhere else.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 import os
 import secrets
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -226,10 +228,12 @@ def run(args: argparse.Namespace, *, opened: Callable[[str], None] | None = None
     thread = threading.Thread(target=server.serve_forever, name="setup-form", daemon=True)
     thread.start()
     try:
-        print(f"Open {local}/ in a browser on this machine: it posts the App manifest to "
-              f"{web} (organization {args.org}).", flush=True)  # fmt: skip
-        print(render.clip(f"Permissions: {json.dumps(body['default_permissions'])}", 200))
-        print(f"Webhook: {webhook_url} (event workflow_job)", flush=True)
+        # Instructions on stderr: stdout carries the result (a table, or JSON with --json).
+        say = functools.partial(print, file=sys.stderr, flush=True)
+        say(f"Open {local}/ in a browser on this machine: it posts the App manifest to {web} "
+            f"(organization {args.org}).")  # fmt: skip
+        say(render.clip(f"Permissions: {json.dumps(body['default_permissions'])}", 200))
+        say(f"Webhook: {webhook_url} (event workflow_job)")
         (opened or (lambda url: None if args.no_browser else webbrowser.open(url)))(f"{local}/")
         if not flow.done.wait(args.timeout):
             raise CliError(f"no answer from GitHub within {args.timeout:.0f} s (--timeout)")

@@ -370,9 +370,10 @@ def follow(
     args: argparse.Namespace,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> int:
     """Print the job's lines as they arrive until its instance is terminated (or --timeout)."""
+    sleep = sleep or time.sleep
     seen = 0
     waited = 0.0
     while True:
