@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         startup_timeout_s=args.startup_timeout,
         workdir=workdir,
         view=_view(args),
+        cloud=args.serve,
     )
     stack = Stack(options, status_out=status)
     stdout = sys.stdout
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
                 # sys.stdout now feeds the Lambdas' log (their EMF metrics go there): the
-                # terminal's.
+                # terminal's. First what `eval` needs for the jitrunners CLI, then the JSON.
+                for name, value in stack.cli_env().items():
+                    print(f"export {name}={shlex.quote(value)}", file=stdout)
                 print(json.dumps(stack.serve_info()), file=stdout, flush=True)
                 while True:
                     time.sleep(0.5)

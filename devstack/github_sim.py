@@ -2,7 +2,10 @@
 
 REST (docs/contracts.md "GitHub adapter"): App JWT -> installation tokens, generate-jitconfig (org
 and repo scope), runners list/get/delete, job status, job re-run, webhook deliveries and redelivery,
-a repository's workflow runs by status and a run's jobs (both derived from the jobs).
+a repository's workflow runs by status and a run's jobs (both derived from the jobs), and the
+App manifest flow (`jitrunners setup github-app`): the web page that creates an App from a posted
+manifest and redirects with a code, and `POST /app-manifests/{code}/conversions`, which answers
+this simulator's own App (its id, private key and webhook secret), so the stack keeps working.
 GitHub itself: it queues jobs, sends signed `workflow_job` webhooks (queued, waiting, in_progress,
 completed) and hands a queued job whose labels match to a JIT runner of a scope that admits the
 job's repository when it connects, at most one job per runner. The simulated Actions runner
@@ -482,6 +485,9 @@ class GitHubSim:
         # Runner name -> the job id its instance was launched for (the stack's hook; None: unknown).
         self.launched_for: Callable[[str], int | None] | None = None
         self.deliveries: list[SimDelivery] = []
+        # App manifest flow: codes not yet converted -> (org, manifest); Apps created so far.
+        self.manifest_codes: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.apps_created: list[dict[str, Any]] = []
         # Every secret handed out (tokens, JIT configs): the secrets scan looks for them.
         self.issued_secrets: list[str] = [self.pat, self.webhook_secret]
         self.calls: Counter[str] = Counter()
@@ -1166,6 +1172,68 @@ class GitHubSim:
                 runs.setdefault(job.run_id, []).append(job)
             return runs
 
+    # ------------------------------------------------------------------ the App manifest flow
+    def new_app_from_manifest(self, org: str, form: dict[str, list[str]]) -> str:
+        """GitHub's "create an App from a manifest" page, posted to: the manifest is checked as
+        GitHub checks it (a redirect URL, a webhook URL when the hook is active) and a one-time
+        code is handed back on the redirect. Returns the redirect's URL."""
+        raw = (form.get("manifest") or [""])[0]
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise ApiError(422, "manifest is not valid JSON") from None
+        if not isinstance(manifest, dict):
+            raise ApiError(422, "manifest must be a JSON object")
+        redirect = manifest.get("redirect_url")
+        hook = manifest.get("hook_attributes") or {}
+        if not isinstance(redirect, str) or not redirect.startswith(("http://", "https://")):
+            raise ApiError(422, "redirect_url is required")
+        if hook.get("active", True) and not str(hook.get("url", "")).startswith("http"):
+            raise ApiError(422, "hook_attributes.url is required for an active webhook")
+        code = secrets.token_hex(10)
+        with self._lock:
+            self.manifest_codes[code] = (org, manifest)
+        state = (form.get("state") or [""])[0]
+        query = urlencode({"code": code, **({"state": state} if state else {})})
+        return f"{redirect}{'&' if '?' in redirect else '?'}{query}"
+
+    def convert_manifest(self, code: str) -> dict[str, Any]:
+        """`POST /app-manifests/{code}/conversions`: the App the code stands for, with its
+        credentials (a code converts once, as on GitHub). The App is this simulator's own."""
+        with self._lock:
+            found = self.manifest_codes.pop(code, None)
+        if found is None:
+            raise ApiError(404, "Not Found")
+        org, manifest = found
+        slug = re.sub(r"[^a-z0-9-]+", "-", str(manifest.get("name") or "app").casefold())
+        now = _now_iso()
+        app = {
+            "id": self.app_id,
+            "slug": slug.strip("-") or "app",
+            "node_id": _node_id("Integration", self.app_id),
+            "client_id": "Iv1.sim0000000000",
+            "owner": _user(org, "Organization"),
+            "name": str(manifest.get("name") or "app"),
+            "description": manifest.get("description"),
+            "external_url": str(manifest.get("url") or f"{WEB_URL}/{org}"),
+            "html_url": f"{WEB_URL}/apps/{slug.strip('-') or 'app'}",
+            "created_at": now,
+            "updated_at": now,
+            "permissions": dict(manifest.get("default_permissions") or {}),
+            "events": list(manifest.get("default_events") or []),
+            "installations_count": 0,
+        }
+        with self._lock:
+            self.apps_created.append({**app, "manifest": manifest})
+        secret = "sim-client-secret-" + secrets.token_hex(8)
+        self.issued_secrets.append(secret)
+        return {
+            **app,
+            "client_secret": secret,
+            "webhook_secret": self.webhook_secret,
+            "pem": self.private_key_pem,
+        }
+
     def fault_for(self, path: str) -> ApiError | None:
         """A fault to answer instead of the real thing, for REST calls only."""
         with self._lock:
@@ -1300,6 +1368,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"^/repos/([^/]+/[^/]+)/actions/jobs/(\d+)/rerun$", "rerun"),
         ("GET", r"^/repos/([^/]+/[^/]+)/actions/runs$", "runs"),
         ("GET", r"^/repos/([^/]+/[^/]+)/actions/runs/(\d+)/jobs$", "run_jobs"),
+        ("POST", r"^/app-manifests/([^/]+)/conversions$", "manifest_conversion"),
+        # GitHub's web page (not the REST API): an App from a posted manifest.
+        ("POST", r"^/organizations/([^/]+)/settings/apps/new$", "sim_web_new_app"),
         ("POST", r"^/_sim/runner/(connect|poll|complete|disconnect)$", "sim_runner"),
         ("POST", r"^/_sim/jobs$", "sim_queue_job"),
         ("GET", r"^/_sim/state$", "sim_state"),
@@ -1323,6 +1394,7 @@ _TEMPLATES = {
     "rerun": "/repos/{repo}/actions/jobs/{id}/rerun",
     "runs": "/repos/{repo}/actions/runs",
     "run_jobs": "/repos/{repo}/actions/runs/{id}/jobs",
+    "manifest_conversion": "/app-manifests/{code}/conversions",
 }
 
 
@@ -1370,7 +1442,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if is_rest and (fault := sim.fault_for(path)) is not None:
                 raise fault
-            body: Any = json.loads(raw) if raw else {}
+            if name == "sim_web_new_app":  # a browser's form post, not JSON
+                body: Any = parse_qs(raw.decode())
+            else:
+                body = json.loads(raw) if raw else {}
             status, answer, headers = getattr(self, f"_r_{name}")(match, query, body)
         except ApiError as exc:
             status, answer, headers = exc.status, _error(exc.status, exc.message), exc.headers
@@ -1549,6 +1624,15 @@ class _Handler(BaseHTTPRequestHandler):
         more = page * per_page < len(items)
         headers = self._link(f"/repos/{repo}/actions/runs/{run_id}/jobs", q, page, per_page, more)
         return 200, {"total_count": len(items), "jobs": page_items}, headers
+
+    def _r_manifest_conversion(self, m: re.Match[str], q: Any, b: Any):
+        # No authentication: the one-time code is the credential.
+        return 201, self.simulator.convert_manifest(m.group(1)), {}
+
+    def _r_sim_web_new_app(self, m: re.Match[str], q: Any, b: Any):
+        form = {**q, **(b if isinstance(b, dict) else {})}
+        location = self.simulator.new_app_from_manifest(m.group(1), form)
+        return 302, None, {"Location": location}
 
     def _r_sim_runner(self, m: re.Match[str], q: Any, b: Any):
         sim = self.simulator

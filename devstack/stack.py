@@ -119,6 +119,9 @@ class Options:
     untagged_launch_resources: tuple[str, ...] = ()
     # ... and statements (by Sid) left out of a function's policies: {"scale-down": ("Sid",)}.
     iam_without: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What the `jitrunners` CLI reads (devstack/cloud.py): the functions, the event source
+    # mapping and log groups in moto, and the Lambdas' log lines shipped to CloudWatch Logs.
+    cloud: bool = False
 
 
 class Stack:
@@ -196,6 +199,7 @@ class Stack:
         self.runner_dist = RunnerDist(self.workdir / "runner-dist", job_seconds=options.job_seconds)
         self.event_source: SqsEventSource | None = None
         self.scheduler = Scheduler()
+        self.shipper: Any = None  # devstack.cloud.LogShipper with `cloud`
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> Stack:
@@ -256,6 +260,14 @@ class Stack:
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )
         env.update(self.options.lambda_env)
+        if self.options.cloud:
+            from devstack import cloud
+
+            boot.step(
+                "CLI view",
+                lambda: cloud.register(self.world, env),
+                "Lambda functions, event source mapping and log groups registered (the CLI's view)",
+            )
         os.environ.update(env)
         if not self.options.verbose:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -397,6 +409,8 @@ class Stack:
             self.apigw.stop()
         self.runner_dist.stop()
         self.sim.stop()
+        if self.shipper is not None:
+            self.shipper.stop()
         self.world.stop()
         self._unroute_lambda_logs()
         if getattr(self, "_saved_env", None) is not None:
@@ -411,7 +425,12 @@ class Stack:
         from jitrunners.observability import logger
 
         self._log_file = self.log_path.open("a", encoding="utf-8")
-        sink = _Tee(self._log_file, self.out) if self.options.verbose else self._log_file
+        sink: Any = _Tee(self._log_file, self.out) if self.options.verbose else self._log_file
+        if self.options.cloud:
+            from devstack.cloud import LogShipper
+
+            self.shipper = LogShipper(self.world.client("logs"), self.options.prefix).start()
+            sink = _Tee(sink, self.shipper)
         handler = logger.registered_handler
         self._previous_stream = handler.setStream(sink)  # type: ignore[attr-defined]
         # Powertools prints EMF metrics on stdout: into the log too (progress has its own stream).
@@ -768,6 +787,20 @@ class Stack:
             "webhook_secret": self.sim.webhook_secret,
             "aws_endpoint_url": self.world.endpoint_url,
             "github_api_url": self.sim.url,
+        }
+
+    def cli_env(self) -> dict[str, str]:
+        """What the `jitrunners` CLI needs to target this stack (`--serve` prints them)."""
+        assert self.apigw is not None
+        return {
+            "AWS_ENDPOINT_URL": self.world.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "devstack",
+            "AWS_SECRET_ACCESS_KEY": "devstack",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "JITRUNNERS_PREFIX": self.options.prefix,
+            "JITRUNNERS_WEBHOOK_URL": self.apigw.url,
+            "JITRUNNERS_GITHUB_URL": self.sim.url,
         }
 
     def iam_denials(self) -> list[str]:

@@ -9,13 +9,9 @@ locals {
 resource "aws_cloudwatch_query_definition" "job" {
   name            = "${local.prefix}/one-job-end-to-end"
   log_group_names = concat(local.function_log_groups, [aws_cloudwatch_log_group.runner_commands.name])
-  # Replace 0 with the workflow job id (from the job's URL or the webhook).
-  query_string = <<-EOT
-    fields @timestamp, @log, level, message, delivery_id, template, instance_id, reason
-    | filter job_id = 0 or job_id = "0"
-    | sort @timestamp asc
-    | limit 1000
-  EOT
+  # Replace 0 with the workflow job id (from the job's URL or the webhook). One text for both:
+  # `jitrunners trace JOB_ID` runs this very file (the CLI's package data) with the id put in.
+  query_string = file("${path.module}/../cli/jitrunners_cli/queries/one-job-end-to-end.logsinsights")
 }
 
 resource "aws_cloudwatch_query_definition" "launch_failures" {

@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jitrunners_cli.errors import CliError
+from jitrunners_cli.errors import CliError, translate
 
 # Subcommand modules, in `--help` order.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("setup", "status", "trace", "webhook", "redrive", "drain")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -54,13 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    if getattr(args, "region", None):
+        # One region for every client, the CLI's and the Lambdas' adapters it reuses.
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
     try:
         return int(handler(args) or 0)
     except CliError as exc:
-        print(f"jitrunners {args.command}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, exc)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        expected = translate(exc)
+        if expected is None:
+            raise
+        return _fail(args, expected)
+
+
+def _fail(args: argparse.Namespace, exc: CliError) -> int:
+    print(f"jitrunners {args.command}: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -74,11 +74,13 @@ def _text_list(*, allow_empty: bool, most: int | None = None, why: str = "") -> 
     return check
 
 
-def _positive_int(upper: int | None = None) -> Any:
+def _positive_int(upper: int | None = None, *, zero: bool = False) -> Any:
     def check(value: Any) -> int:
         # bool is an int in Python; `true` is never a valid limit.
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError("must be a positive integer")
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+            raise ValueError(
+                "must be a non-negative integer" if zero else "must be a positive integer"
+            )
         if upper is not None and value > upper:
             raise ValueError(f"must be at most {upper}")
         return value
@@ -115,7 +117,8 @@ _FIELDS: Final[dict[str, tuple[bool, Any]]] = {
     "launch_template": (True, _text),
     "instance_types": (True, _text_list(allow_empty=False)),
     "market": (False, _one_of(MARKETS)),
-    "max_runners": (False, _positive_int()),
+    # 0: drained (`jitrunners drain`): no launch, its queued jobs wait, its runners finish.
+    "max_runners": (False, _positive_int(zero=True)),
     "runner_group_id": (False, _positive_int()),
     "scope": (False, _one_of(SCOPES)),
     "os": (False, _one_of(OPERATING_SYSTEMS)),

@@ -462,7 +462,10 @@ def test_events_reach_scale_down_and_schedules_drive_redrive_and_housekeeper() -
 def test_observability_ships_queries_dashboard_and_alarms() -> None:
     queries = tf.blocks("resource", "aws_cloudwatch_query_definition")
     assert set(queries) == {"job", "launch_failures", "zombies"}
-    assert "job_id" in queries["job"]["query_string"]
+    # One text for the saved query and `jitrunners trace`: the CLI's package data.
+    read = re.fullmatch(r'\$\{file\("\$\{path\.module\}/(.+)"\)\}', queries["job"]["query_string"])
+    assert read, queries["job"]["query_string"]
+    assert "job_id = 0" in (tf.TERRAFORM / read.group(1)).read_text()
     alarms = tf.blocks("resource", "aws_cloudwatch_metric_alarm")
     assert set(alarms) == {
         "dlq_not_empty",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -128,6 +129,26 @@ def _exercise(sim: GitHubSim) -> None:
     assert get(f"{deliveries}/1", headers=app, timeout=5).status_code == 404
     assert post(f"{deliveries}/{first}/attempts", headers=app, timeout=5).status_code == 202
     assert post(f"{deliveries}/1/attempts", headers=app, timeout=5).status_code == 404
+    # the App manifest flow: GitHub's page hands a one-time code to the redirect URL
+    manifest = {
+        "name": "jitrunners-acme",
+        "url": "https://example.com/jitrunners",
+        "redirect_url": "http://127.0.0.1:9/callback",
+        "hook_attributes": {"url": "https://example.com/webhook", "active": True},
+        "default_events": ["workflow_job"],
+        "default_permissions": {"organization_self_hosted_runners": "write", "actions": "read"},
+    }
+    page = post(
+        f"{url}/organizations/acme/settings/apps/new",
+        data={"manifest": json.dumps(manifest), "state": "xyz"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert page.status_code == 302
+    code = parse_qs(urlsplit(page.headers["Location"]).query)["code"][0]
+    conversions = f"{url}/app-manifests/{code}/conversions"
+    assert post(conversions, timeout=5).status_code == 201
+    assert post(conversions, timeout=5).status_code == 404  # a code converts once
 
 
 def test_every_rest_answer_matches_githubs_description(

@@ -40,10 +40,9 @@ def test_design_example_document_parses_with_defaults() -> None:
             "field 'labels' must have at most 100 entries, got 101 (GitHub's generate-jitconfig",
         ),
         ({"market": "cheap"}, "field 'market' must be one of spot, on-demand, spot-then-on-demand"),
-        ({"max_runners": 0}, "field 'max_runners' must be a positive integer"),
-        ({"max_runners": -3}, "field 'max_runners' must be a positive integer"),
-        ({"max_runners": True}, "field 'max_runners' must be a positive integer"),
-        ({"max_runners": "5"}, "field 'max_runners' must be a positive integer"),
+        ({"max_runners": -3}, "field 'max_runners' must be a non-negative integer"),
+        ({"max_runners": True}, "field 'max_runners' must be a non-negative integer"),
+        ({"max_runners": "5"}, "field 'max_runners' must be a non-negative integer"),
         ({"start_timeout_s": 0}, "field 'start_timeout_s' must be a positive integer"),
         ({"max_lifetime_s": 172801}, "field 'max_lifetime_s' must be at most 172800"),
         ({"idle_timeout_s": 90000}, "field 'idle_timeout_s' must be less than 'max_lifetime_s'"),
@@ -58,6 +57,11 @@ def test_invalid_field_is_rejected_naming_template_and_field(
     with pytest.raises(ConfigError) as err:
         parse_templates(json.dumps(_doc(**changes)))
     assert message in str(err.value)
+
+
+def test_a_drained_template_has_max_runners_zero() -> None:
+    [template, _] = parse_templates(json.dumps(_doc(max_runners=0)))
+    assert template.max_runners == 0
 
 
 def test_a_template_may_have_as_many_labels_as_generate_jitconfig_takes() -> None:
