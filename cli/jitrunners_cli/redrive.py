@@ -1,6 +1,6 @@
 """`jitrunners redrive [--dry-run]`: the redrive Lambda's pass over the DLQ, run now from here.
 
-It is the Lambdas' own code (jitrunners.lifecycle.redrive) with the deployment's settings and
+It is the Lambdas' own code (jitrunners.lifecycle.recovery.redrive) with the deployment's settings and
 GitHub credentials: a job GitHub still has queued goes back to the job queue, one it no longer has
 is dropped with its reason, one redriven too often stays. `--dry-run` looks at every message,
 says what would happen to it, and leaves the DLQ as it was (messages are made visible again).
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction, parents: list) -> None:  # 
 
 
 def _deps(deployment: Deployment) -> Any:
-    from jitrunners.lifecycle.redrive import RedriveDeps
+    from jitrunners.lifecycle.recovery.redrive import RedriveDeps
     from jitrunners.lifecycle.wiring import job_status, utc_now
 
     github = deployment.github()
@@ -55,7 +55,7 @@ def _deps(deployment: Deployment) -> Any:
 
 def dry_run(deployment: Deployment) -> dict[str, Any]:
     from jitrunners.aws import inbox
-    from jitrunners.lifecycle.redrive import decide
+    from jitrunners.lifecycle.recovery.redrive import decide
     from jitrunners.models import JobMessage, MessageError
 
     assert deployment.dlq_url is not None
@@ -98,7 +98,7 @@ def dry_run(deployment: Deployment) -> dict[str, Any]:
 
 
 def redrive_now(deployment: Deployment) -> dict[str, Any]:
-    from jitrunners.lifecycle.redrive import redrive
+    from jitrunners.lifecycle.recovery.redrive import redrive
 
     assert deployment.dlq_url is not None
     report = redrive(deployment.dlq_url, deployment.job_queue_url, deployment.settings,
