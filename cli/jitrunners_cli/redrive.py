@@ -1,8 +1,8 @@
 """`jitrunners redrive [--dry-run]`: the redrive Lambda's pass over the DLQ, run now from here.
 
-It is the Lambdas' own code (jitrunners.lifecycle.recovery.redrive) with the deployment's settings and
-GitHub credentials: a job GitHub still has queued goes back to the job queue, one it no longer has
-is dropped with its reason, one redriven too often stays. `--dry-run` looks at every message,
+It is the Lambdas' own code (jitrunners.lifecycle.recovery.redrive) with the deployment's settings
+and GitHub credentials: a job GitHub still has queued goes back to the job queue, one it no longer
+has is dropped with its reason, one redriven too often stays. `--dry-run` looks at every message,
 says what would happen to it, and leaves the DLQ as it was (messages are made visible again).
 """
 
