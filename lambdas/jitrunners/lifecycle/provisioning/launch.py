@@ -61,7 +61,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     groups: dict[str, list[Item]] = defaultdict(list)
     for record, message in items:
         with correlated(message):
-            outcome = _admit(record, message, deps, live_jobs, live)
+            outcome = _screen(message, deps, live_jobs, live)
         if outcome is None:
             groups[message.template].append((record, message))
         else:
@@ -69,12 +69,22 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
 
     for name, group in groups.items():
         template = deps.template(name)
-        assert template is not None  # checked by _admit
+        assert template is not None  # checked by _screen
         room = max(0, min(template.max_runners - per_template[name], settings.max_runners - total))
-        accepted, over = list(group[:room]), group[room:]
-        for record, message in over:
+        accepted: list[Item] = []
+        for record, message in group:
             with correlated(message):
-                outcomes[record.message_id] = _defer(message, deps, template)
+                if len(accepted) >= room:
+                    # No slot: deferred before GitHub is asked anything. Waiting launches come
+                    # back every LIMIT_DELAY_S; asking about each every time cost one GitHub
+                    # call per waiting job per minute (a burst's backlog, over the rate limit).
+                    outcomes[record.message_id] = _defer(message, deps, template)
+                    continue
+                outcome = _confirm(message, deps, live)
+            if outcome is None:
+                accepted.append((record, message))
+            else:
+                outcomes[record.message_id] = outcome
         accepted = _claimed(accepted, template, deps, outcomes)
         if accepted:
             launched = _launch_group(template, accepted, deps)
@@ -85,14 +95,14 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     return outcomes
 
 
-def _admit(
-    record: Record,
+def _screen(
     message: JobMessage,
     deps: ScaleUpDeps,
     live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None],
     live: Sequence[fleet.Instance],
 ) -> Outcome | None:
-    """None when the message should launch; otherwise its outcome (dropped or failed)."""
+    """The checks that cost no GitHub call: None when the message may launch (if there is room,
+    and GitHub confirms: `_confirm`); otherwise its outcome (dropped or failed)."""
     if deps.template(message.template) is None:
         count("LaunchFailed", code="UnknownTemplate")
         logger.error("launch refused: no runner template of that name; message goes to the DLQ")
@@ -114,6 +124,15 @@ def _admit(
         count("LaunchDropped", reason="duplicate")
         logger.info("launch skipped: this job attempt already has a live instance")
         return Outcome("duplicate")
+    live_jobs[key] = None  # a second copy in this batch is a duplicate too
+    return None
+
+
+def _confirm(
+    message: JobMessage, deps: ScaleUpDeps, live: Sequence[fleet.Instance]
+) -> Outcome | None:
+    """What GitHub says, asked only for a launch that has a slot: None when the job is still
+    queued and the template's runner group is a safe boundary; otherwise the outcome."""
     if deps.settings.check_job_queued:
         from jitrunners.github.client import GitHubError
 
@@ -129,11 +148,7 @@ def _admit(
                 _taken(message, job.runner_name, deps, live)
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
-    outcome = _check_runner_group(message, deps)
-    if outcome is not None:
-        return outcome
-    live_jobs[key] = None  # a second copy in this batch is a duplicate too
-    return None
+    return _check_runner_group(message, deps)
 
 
 def _taken(
@@ -177,7 +192,7 @@ def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | Non
     from jitrunners.github.client import GitHubError
 
     template = deps.template(message.template)
-    assert template is not None  # checked by _admit
+    assert template is not None  # checked by _screen
     try:
         problem = boundary.runner_group_refusal(
             template, message, deps.github, allow_public_repos=deps.settings.allow_public_repos
