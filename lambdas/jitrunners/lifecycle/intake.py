@@ -16,6 +16,10 @@ from jitrunners.models import INSTANCE_ID_RE, JobMessage, PayloadError, Workflow
 from jitrunners.observability import count, logger
 from jitrunners.routing import match_template, refusal
 
+# A signed delivery with this header set to 1 or true is checked like any other (signature,
+# allowlist, routing) and answered with what would happen; nothing is claimed or enqueued.
+DRY_RUN_HEADER: Final = "x-jitrunners-dry-run"
+
 # How long a delivery id stays claimed. GitHub lets a delivery be redelivered for 3 days; a
 # `queued` delivery whose job is older than this is refused, so replaying a captured delivery
 # after its claim expired is useless too (GitHub cancels jobs queued for 24 h anyway).
@@ -223,6 +227,14 @@ def handle_delivery(
         return _ignore("no_template", job_id=job.job_id, labels=list(job.labels)[:20])
     logger.append_keys(template=template.name)
 
+    if request.headers.get(DRY_RUN_HEADER, "").strip().lower() in ("1", "true"):
+        # A signed test delivery (`jitrunners webhook test`): every check above ran; nothing
+        # is claimed or enqueued, so nothing launches. The answer says what would have happened.
+        count("WebhookDryRun")
+        logger.info("dry run: nothing enqueued", extra={"would": kind})
+        return WebhookResponse(
+            202, {"dry_run": True, "would": kind, "job_id": job.job_id, "template": template.name}
+        )
     message = JobMessage.launch_for(job, template.name, delivery_id)
     if kind == "rerun":
         message = JobMessage.rerun_check_for(job, template.name, delivery_id)
