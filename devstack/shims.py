@@ -72,6 +72,7 @@ HANDLERS = {
     "scale-down": "jitrunners.handlers.scale_down",
     "redrive": "jitrunners.handlers.redrive",
     "housekeeper": "jitrunners.handlers.housekeeper",
+    "budget-guard": "jitrunners.handlers.budget_guard",
 }
 
 

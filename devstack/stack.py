@@ -323,7 +323,14 @@ class Stack:
             )  # fmt: skip
         return {
             key: Function(key, prefix, principals=principals)
-            for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+            for key in (
+                "webhook",
+                "scale-up",
+                "scale-down",
+                "redrive",
+                "housekeeper",
+                "budget-guard",
+            )
         }
 
     def _event_source_sqs(self) -> Any:
@@ -840,12 +847,13 @@ class _Tee:
 
 
 def _reset_lambda_caches() -> None:
-    from jitrunners import config
+    from jitrunners import config, guardrail
     from jitrunners.aws import clients
 
     config.get_settings.cache_clear()
     config._parsed.clear()
     clients.reset()
+    guardrail.spot_only_cache.clear()
     with contextlib.suppress(ImportError):
         from aws_lambda_powertools.utilities import parameters
         from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS

@@ -92,7 +92,7 @@ def attach_lambda_clients(enforcer: Enforcer, services: Iterable[str] = LAMBDA_S
 
 
 # ------------------------------------------------------------------ the module's principals
-FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard")
 
 
 def function_role_arn(account: str, prefix: str, key: str) -> str:
