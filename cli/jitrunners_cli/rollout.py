@@ -209,7 +209,7 @@ class Rollout:
         active = [c for c in self.canaries if not c.result]
         steps = " ".join(f"{s}%" for s in self.steps)
         self.say(
-            f"rollout of {self.prefix}: steps {steps}, {self.interval_s:g} s between,"
+            f"rollout of {self.prefix}: steps {steps}, watching {self.interval_s:g} s after each,"
             f" at most {self.max_failures} failure(s) of a new version per metric"
         )
         for c in self.canaries:
@@ -265,7 +265,10 @@ class Rollout:
                 c.weight = pct / 100
         if pct == 100:
             return
-        moved = ", ".join(f"{c.key} {c.weight:.0%} on {c.new}" for c in active)
+        if len({c.weight for c in active}) == 1:
+            moved = f"{len(active)} alias(es) send {active[0].weight:.0%} to the new version"
+        else:
+            moved = ", ".join(f"{c.key} {c.weight:.0%} on {c.new}" for c in active)
         self.say(f"[{pct:>3}%] {moved}; watching for {self.interval_s:g} s")
         sleep(self.interval_s)
         breaches = self._check(active, self.started, pct)

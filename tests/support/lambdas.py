@@ -228,7 +228,9 @@ def budget_message(
     daily: bool = False,
 ) -> tuple[str, str]:
     """(subject, message) of an AWS Budgets notification as Budgets publishes it to SNS: plain
-    text, a letter then one `Field: value` line per field (README "Budget guardrail")."""
+    text, a letter then one `Field: value` line per field (README "Budget guardrail"). The
+    wording follows a captured notification of a daily budget; a monthly one's letter is assumed
+    to differ in its period words only, which the guard does not read."""
     period = "per day. Yesterday," if daily else "for the current month. Now,"
     message = (
         "AWS Budget Notification March 05, 2026\n"
