@@ -217,14 +217,25 @@ def lift_kill_switch(prefix: str, *, by: str, source: str, reason: str, now: dat
     Terraform's own `kill_switch = true` holds the switch."""
     setting = terraform_setting(prefix)
     if setting.kill_switch:
+        also = (
+            ", then run this again (the runtime engagement stays until lifted)"
+            if read_record(prefix, KILL_SWITCH)
+            else ""
+        )
         raise HeldByTerraform(
             "Terraform holds the kill switch (kill_switch = true): lifting it here would last"
-            " until the next terraform apply; set kill_switch = false and apply instead"
+            f" until the next terraform apply; set kill_switch = false and apply instead{also}"
+        )
+    missing = [key for key in STOPPED_FUNCTIONS if key not in setting.reserved]
+    if missing:
+        raise GuardError(
+            f"{terraform_setting_name(prefix)} has no reserved concurrency for"
+            f" {', '.join(missing)}: nothing to restore (re-apply the module)"
         )
     actions: list[str] = []
     for key in STOPPED_FUNCTIONS:
         name = function_name(prefix, key)
-        value = setting.reserved.get(key)
+        value = setting.reserved[key]
         functions.restore_concurrency(name, value)
         actions.append(f"{name}: reserved concurrency {'unreserved' if value is None else value}")
     consumer = function_name(prefix, QUEUE_CONSUMER)

@@ -113,7 +113,10 @@ def test_off_is_refused_while_terraform_holds_the_switch(
     assert run("kill-switch", "off") == 1
     err = capsys.readouterr().err
     assert err.startswith("jitrunners kill-switch: Terraform holds the kill switch")
-    assert "set kill_switch = false and apply" in err
+    assert "set kill_switch = false and apply instead\n" in err
+    assert run("kill-switch", "on", "--reason", "budget") == 0  # a runtime engagement on top
+    assert run("kill-switch", "off") == 1
+    assert "then run this again" in capsys.readouterr().err
     assert deployment.concurrency("scale-up") == 0
     assert deployment.mapping_state() == "Disabled"
 
