@@ -24,7 +24,15 @@ from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
 from devstack.runner_dist import RunnerDist
-from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
+from devstack.shims import (
+    ApiGatewayShim,
+    EventBus,
+    Function,
+    Scheduler,
+    SqsEventSource,
+    ec2_event,
+    sns_event,
+)
 from devstack.startup import STARTUP_TIMEOUT_S, Startup
 
 REPOS = ("acme/widgets", "acme/gadgets")
@@ -351,7 +359,9 @@ class Stack:
         return self.event_source_enforcer.attach(sqs)
 
     def _start_shims(self) -> None:
-        self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
+        # The kill switch as Lambda obeys it (the state in moto, read at most once a second).
+        webhook_stopped = _cached(lambda: self.world.function_stopped("webhook"), 1.0)
+        self.apigw = ApiGatewayShim(self.functions["webhook"], stopped=webhook_stopped).start()
         self.sim.webhook_url = self.apigw.url
         self.sim.listeners.append(self._on_job)
         self.bus = EventBus(
@@ -391,6 +401,7 @@ class Stack:
                 self.functions["scale-up"],
                 REGION,
                 poisoned=self.options.poisoned_messages,
+                intake=_cached(self.world.intake, 1.0),
             ).start()
         self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
         self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)
@@ -424,6 +435,12 @@ class Stack:
             os.environ.clear()
             os.environ.update(self._saved_env)
             _reset_lambda_caches()
+
+    def publish_budget_alert(self, subject: str, message: str) -> Any:
+        """What SNS does with an AWS Budgets notification on the budget topic: invoke the
+        budget guard's alias with it (terraform/budget.tf)."""
+        topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self.options.prefix}-budget"
+        return self.functions["budget-guard"].invoke(sns_event(topic, subject, message))
 
     def missing(self) -> list[str]:
         return [f.missing_reason for f in self.functions.values() if not f.available]
@@ -844,6 +861,23 @@ class _Tee:
     def flush(self) -> None:
         for stream in self.streams:
             stream.flush()
+
+
+def _cached(read: Callable[[], Any], seconds: float) -> Callable[[], Any]:
+    """`read()`, answered from memory for `seconds` after each call."""
+    lock = threading.Lock()
+    known: list[tuple[float, Any]] = []
+
+    def cached() -> Any:
+        with lock:
+            if known and time.monotonic() - known[0][0] < seconds:
+                return known[0][1]
+        value = read()
+        with lock:
+            known[:] = [(time.monotonic(), value)]
+        return value
+
+    return cached
 
 
 def _reset_lambda_caches() -> None:
