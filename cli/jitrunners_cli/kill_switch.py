@@ -72,8 +72,9 @@ def _changed(
     record = f"/{target.prefix}/state/guard/kill-switch"
     if change.engaged:
         lines += [
-            "No job is taken or started; queued jobs wait in the job queue (4 days), GitHub's",
-            "deliveries fail meanwhile (the housekeeper has them redelivered once it is off).",
+            "No job is taken or started; queued jobs wait in the job queue (4 days). GitHub's",
+            "deliveries fail meanwhile; the housekeeper brings their jobs back (redelivery,",
+            'reconciliation: README "Kill switch and spot-only").',
             f"terraform apply keeps it on (its plan reads {record});",
             f"lift it with `jitrunners kill-switch off --prefix {target.prefix}`.",
         ]

@@ -301,6 +301,9 @@ class Rollout:
             c.health.append({"step": pct, **counts})
             shown = ", ".join(f"{n:g} {m}" for m, n in counts.items())
             verdict = "BREACH" if over else "healthy"
+            if not over and not counts.get("Invocations"):
+                # CloudWatch's lag, or no traffic: all that is known is that nothing failed.
+                verdict = "healthy (no invocation of it seen yet)"
             self.say(f"[{pct:>3}%] {c.key} version {c.new}: {shown} -> {verdict}")
             breaches += [
                 f"{c.key} version {c.new}: {m} {n:g} > {self.max_failures} at {pct}%"
