@@ -31,17 +31,6 @@ _WARM_CALLS: Mapping[str, str] = {
     "ec2": "describe_vpcs",
     "sqs": "list_queues",
     "ssm": "describe_parameters",
-    "lambda": "list_functions",
-}
-# Reserved concurrency terraform/main.tf gives each function by default (webhook_reserved_
-# concurrency, scale-up = scale_up_maximum_concurrency, function_reserved_concurrency).
-RESERVED_CONCURRENCY: Mapping[str, int] = {
-    "webhook": 50,
-    "scale-up": 5,
-    "scale-down": 10,
-    "redrive": 1,
-    "housekeeper": 1,
-    "budget-guard": 1,
 }
 
 
@@ -115,7 +104,6 @@ class AwsWorld:
     runner_role_arn: str = ""
     runner_profile_arn: str = ""
     documents: Any = None  # devstack.tfrender.Documents once created
-    mapping_uuid: str = ""  # the job queue's event source mapping (scale-up's `live` alias)
 
     @property
     def names(self) -> Names:
@@ -335,82 +323,6 @@ class AwsWorld:
             sqs.set_queue_attributes(
                 QueueUrl=url, Attributes={"Policy": json.dumps(self.documents.queue_policies[key])}
             )
-        self._create_functions(first.assume_role_policies["lambda"])
-
-    def _create_functions(self, assume_role_policy: Mapping[str, Any]) -> None:
-        """terraform/functions.tf in moto: each function published once (version 1) behind its
-        `live` alias, reserved concurrency, Terraform's kill-switch setting, and the job queue's
-        event source mapping on scale-up's alias, tagged with the prefix. The code is a stand-in:
-        the stack runs the handlers in this process (devstack/shims.py); what moto keeps is the
-        state the kill switch and `jitrunners rollout` change, and the shims honour it."""
-        import io
-        import zipfile
-
-        from devstack.deployment import FUNCTION_KEYS
-        from devstack.shims import HANDLERS
-
-        lam, iam = self.client("lambda"), self.client("iam")
-        role = iam.create_role(
-            RoleName=f"{self.prefix}-lambda",
-            AssumeRolePolicyDocument=json.dumps(assume_role_policy),
-        )["Role"]["Arn"]
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("README", "the local stack runs the handlers in its own process\n")
-        tags = {"jitrunners:prefix": self.prefix}
-        for key in FUNCTION_KEYS:
-            name = f"{self.prefix}-{key}"
-            lam.create_function(
-                FunctionName=name,
-                Runtime="python3.12",
-                Role=role,
-                Handler=f"{HANDLERS[key]}.handler",
-                Code={"ZipFile": buffer.getvalue()},
-                Publish=True,
-                Tags=tags,
-            )
-            lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-            lam.put_function_concurrency(
-                FunctionName=name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY[key]
-            )
-        self.client("ssm").put_parameter(
-            Name=f"/{self.prefix}/config/kill-switch",
-            Type="String",
-            Value=json.dumps(
-                {
-                    "kill_switch": False,
-                    "reserved_concurrency": {
-                        k: RESERVED_CONCURRENCY[k] for k in ("webhook", "scale-up")
-                    },
-                }
-            ),
-        )
-        alias = lam.get_alias(FunctionName=f"{self.prefix}-scale-up", Name="live")["AliasArn"]
-        self.mapping_uuid = lam.create_event_source_mapping(
-            EventSourceArn=self._queue_arn(self.job_queue_url),
-            FunctionName=alias,
-            BatchSize=10,
-            FunctionResponseTypes=["ReportBatchItemFailures"],
-            Tags=tags,
-        )["UUID"]
-        # Moto would invoke the mapping's function inside every SendMessage (in Docker); AWS
-        # polls, and so does the stack's event source shim, reading the mapping's state.
-        from moto.sqs.models import sqs_backends
-
-        queue = sqs_backends[ACCOUNT][REGION].queues[self.names.job_queue]
-        queue.lambda_event_source_mappings.clear()
-
-    def intake(self) -> tuple[bool, bool]:
-        """(the job queue's mapping polls, scale-up may run): what Lambda's poller obeys."""
-        lam = self.client("lambda")
-        state = lam.get_event_source_mapping(UUID=self.mapping_uuid)["State"]
-        concurrency = lam.get_function_concurrency(FunctionName=f"{self.prefix}-scale-up")
-        return state == "Enabled", concurrency.get("ReservedConcurrentExecutions") != 0
-
-    def function_stopped(self, key: str) -> bool:
-        """Reserved concurrency 0: Lambda throttles every invocation of the function."""
-        found = self.client("lambda").get_function_concurrency(FunctionName=f"{self.prefix}-{key}")
-        return found.get("ReservedConcurrentExecutions") == 0
 
     def _queue_arn(self, url: str) -> str:
         attributes = self.client("sqs").get_queue_attributes(

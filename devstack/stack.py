@@ -359,9 +359,15 @@ class Stack:
         return self.event_source_enforcer.attach(sqs)
 
     def _start_shims(self) -> None:
-        # The kill switch as Lambda obeys it (the state in moto, read at most once a second).
-        webhook_stopped = _cached(lambda: self.world.function_stopped("webhook"), 1.0)
-        self.apigw = ApiGatewayShim(self.functions["webhook"], stopped=webhook_stopped).start()
+        # With the functions in moto (`cloud`), the kill switch as Lambda and API Gateway obey it
+        # (the state in moto, read at most once a second).
+        stopped = intake = None
+        if self.options.cloud:
+            from devstack import cloud
+
+            stopped = _cached(lambda: cloud.function_stopped(self.world, "webhook"), 1.0)
+            intake = _cached(lambda: cloud.intake(self.world), 1.0)
+        self.apigw = ApiGatewayShim(self.functions["webhook"], stopped=stopped).start()
         self.sim.webhook_url = self.apigw.url
         self.sim.listeners.append(self._on_job)
         self.bus = EventBus(
@@ -401,7 +407,7 @@ class Stack:
                 self.functions["scale-up"],
                 REGION,
                 poisoned=self.options.poisoned_messages,
-                intake=_cached(self.world.intake, 1.0),
+                intake=intake,
             ).start()
         self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
         self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)

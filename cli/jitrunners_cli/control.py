@@ -1,15 +1,13 @@
-"""AWS access for the control subcommands (kill-switch, spot-only, rollout): the target deployment,
-who is acting, metering, and AWS failures turned into one clear line (CliError).
+"""Shared by the control subcommands (kill-switch, spot-only, rollout): the deployment acted on,
+who is acting (recorded with every change), metering, output.
 
-The commands reuse the Lambdas' domain code (jitrunners.guardrail), which calls AWS through
-jitrunners.aws.clients: those clients read the region from the environment, so --region is put
-there before the first call.
+They reuse the Lambdas' domain code (jitrunners.guardrail, jitrunners.aws.functions); AWS errors
+the entry point does not know become one line here (a function missing: no such deployment).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,33 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import (
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
-
-from jitrunners.aws import clients
-from jitrunners.aws.clients import client, error_code
+from jitrunners.aws.clients import client
 from jitrunners.aws.functions import FunctionNotFound
-from jitrunners_cli.errors import CliError
-
-# Error codes that mean "these credentials may not do that" (or are no credentials at all).
-DENIED = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-    }
-)
+from jitrunners_cli.deployment import find, quiet_lambda_logs
+from jitrunners_cli.errors import EXIT_NOT_FOUND, CliError, translate
 
 
 @dataclass(frozen=True)
@@ -51,54 +26,27 @@ class Target:
     """The deployment a command acts on, and the identity acting (an IAM ARN, for the records)."""
 
     prefix: str
-    region: str
     caller: str
 
 
-def _use_region(region: str | None) -> str:
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise CliError("no AWS Region: pass --region or set AWS_REGION")
-    if os.environ.get("AWS_DEFAULT_REGION") != region or os.environ.get("AWS_REGION") != region:
-        os.environ["AWS_DEFAULT_REGION"] = region
-        os.environ["AWS_REGION"] = region
-        clients.reset()
-    return region
+def target(args: Any) -> Target:
+    """The deployment of --prefix (CliError, exit 3, when there is none), and who we are."""
+    quiet_lambda_logs()
+    deployment = find(args.prefix)
+    caller = str(client("sts").get_caller_identity()["Arn"])
+    return Target(prefix=deployment.prefix, caller=caller)
 
 
 @contextmanager
-def aws_errors(prefix: str, region: str | None = None) -> Iterator[None]:
-    """Expected AWS failures as CliError: no credentials, no access, no such deployment."""
-    where = f"prefix {prefix!r}" + (f" in {region}" if region else "")
+def functions_of(prefix: str) -> Iterator[None]:
+    """A function of the deployment missing is a deployment missing (or incomplete)."""
     try:
         yield
-    except (NoCredentialsError, PartialCredentialsError):
-        raise CliError(
-            "no AWS credentials: configure a profile (AWS_PROFILE) or AWS_ACCESS_KEY_ID and"
-            " AWS_SECRET_ACCESS_KEY"
-        ) from None
-    except NoRegionError:
-        raise CliError("no AWS Region: pass --region or set AWS_REGION") from None
-    except EndpointConnectionError as exc:
-        raise CliError(f"cannot reach AWS: {exc}") from None
     except FunctionNotFound as exc:
-        raise CliError(f"no jitrunners deployment with {where}: {exc}") from None
-    except ClientError as exc:
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        if code in DENIED:
-            raise CliError(f"access denied ({code}): {message}") from None
-        if code in ("ResourceNotFoundException", "ParameterNotFound"):
-            raise CliError(f"no jitrunners deployment with {where}: {message}") from None
-        raise CliError(f"AWS refused ({code or 'error'}): {message}") from None
-
-
-def target(args: Any) -> Target:
-    """Region into the environment, then who we are (which also checks the credentials)."""
-    region = _use_region(args.region)
-    with aws_errors(args.prefix, region):
-        caller = str(client("sts").get_caller_identity()["Arn"])
-    return Target(prefix=args.prefix, region=region, caller=caller)
+        raise CliError(
+            f"the deployment {prefix!r} is incomplete or not at this version: {exc}",
+            EXIT_NOT_FOUND,
+        ) from None
 
 
 def meter(target: Target, name: str, **dimensions: str) -> str | None:
@@ -120,12 +68,12 @@ def meter(target: Target, name: str, **dimensions: str) -> str | None:
         )
 
     try:
-        with aws_errors(target.prefix, target.region):
-            put({"service": target.prefix})  # the total, what alarms watch
-            if dimensions:
-                put({"service": target.prefix, **dimensions})
-    except CliError as exc:
-        return f"warning: metric {name} not sent: {exc}"
+        put({"service": target.prefix})  # the total, what alarms watch
+        if dimensions:
+            put({"service": target.prefix, **dimensions})
+    except Exception as exc:  # noqa: BLE001 - the change is made; the metric is a record of it
+        known = translate(exc)
+        return f"warning: metric {name} not sent: {known or exc}"
     return None
 
 

@@ -38,7 +38,7 @@ def register(
 
 def handler(args: argparse.Namespace) -> int:
     target = control.target(args)
-    with control.aws_errors(target.prefix, target.region):
+    with control.functions_of(target.prefix):
         if args.state == "status":
             return _status(args, guardrail.kill_switch_state(target.prefix))
         reason = args.reason or f"jitrunners kill-switch {args.state}"

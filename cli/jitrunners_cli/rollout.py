@@ -6,7 +6,7 @@ when Terraform already did), then shifts the alias's weight to the new version i
 100 % by default). Between steps it waits and reads the new version's own health: Lambda's
 `Errors` and `Throttles` of that version (ExecutedVersion) and our failure metrics of that version
 (jitrunners.canary). A breach of any function rolls every function of the rollout back to its
-previous version at once and exits 3 with the reason; success leaves 100 % on the new versions.
+previous version at once and exits 5 with the reason; success leaves 100 % on the new versions.
 
 The rollout's state is the alias itself (its weights, and its description): an interrupted run
 (Ctrl-C, a lost terminal) leaves the weights where they were, and running the command again
@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from jitrunners.aws import functions
-from jitrunners.aws.clients import client
+from jitrunners.aws.clients import client, error_code
 from jitrunners.canary import (
     ALIAS,
     FAILURE_METRICS,
@@ -39,7 +41,8 @@ from jitrunners_cli.errors import CliError
 
 DEFAULT_STEPS = (10, 50, 100)
 DEFAULT_INTERVAL_S = 300
-EXIT_ROLLED_BACK = 3
+# Beside errors.py's codes (1 failure, 2 usage, 3 no such deployment, 4 no access).
+EXIT_ROLLED_BACK = 5
 PERIOD_S = 60
 # Function keys in the order they are rolled out and shown (terraform/documents.tf local.functions).
 FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard")
@@ -141,7 +144,7 @@ def handler(args: argparse.Namespace) -> int:
         target.prefix, keys, steps=args.steps, interval_s=args.interval,
         max_failures=args.max_failures, say=say,
     )  # fmt: skip
-    with control.aws_errors(target.prefix, target.region):
+    with control.functions_of(target.prefix):
         try:
             canaries = rollout.abort() if args.abort else rollout.run()
         except RolledBack as exc:
@@ -178,7 +181,14 @@ class Rollout:
 
     # ------------------------------------------------------------------ plan
     def _alias(self, function: str) -> dict[str, Any]:
-        return client("lambda").get_alias(FunctionName=function, Name=ALIAS)
+        try:
+            return client("lambda").get_alias(FunctionName=function, Name=ALIAS)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise functions.FunctionNotFound(
+                    f"Lambda function {function} or its alias {ALIAS} not found"
+                ) from None
+            raise
 
     def plan(self, key: str) -> Canary:
         """Publish $LATEST (Lambda returns the last version when nothing changed) and compare

@@ -34,7 +34,7 @@ def register(
 
 def handler(args: argparse.Namespace) -> int:
     target = control.target(args)
-    with control.aws_errors(target.prefix, target.region):
+    with control.functions_of(target.prefix):
         if args.state == "status":
             record = guardrail.read_record(target.prefix, guardrail.SPOT_ONLY)
             data = {"spot_only": record is not None, "record": None}

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_world import REGION
 from devstack.stack import Options, Stack
 from tests.support.lambdas import budget_message
 from tests.support.waits import PATIENCE_S
@@ -35,14 +34,12 @@ def jitrunners(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI in its own process, pointed at the stack's moto as AWS_ENDPOINT_URL points it."""
     env = {
         **os.environ,
-        "AWS_ENDPOINT_URL": stack.world.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "devstack",
-        "AWS_SECRET_ACCESS_KEY": "devstack",
+        **stack.cli_env(),  # what `eval` of `make run ARGS=--serve`'s export lines sets
         "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("lambdas", "cli")),
     }
     env.pop("AWS_SESSION_TOKEN", None)
     return subprocess.run(
-        [sys.executable, "-m", "jitrunners_cli", *args, "--region", REGION],
+        [sys.executable, "-m", "jitrunners_cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -64,6 +61,7 @@ def test_a_budget_stop_holds_jobs_until_an_operator_lifts_it(tmp_path: Path) -> 
         timeout_s=PATIENCE_S,
         # Repositories the reconciliation reads although no runner of ours ran for them yet:
         # it finds the jobs whose deliveries the switch refused (README "Reconciliation").
+        cloud=True,  # the functions and the mapping in moto, which the switch changes
         lambda_env={
             "BUDGET_ACTION": "kill-switch",
             "ALLOWED_REPOS": "acme/widgets,acme/gadgets",

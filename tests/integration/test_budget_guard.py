@@ -33,6 +33,7 @@ from tests.support.lambdas import (
     Deployment,
     EventSourcePoller,
     budget_message,
+    lambda_logging_restored,  # noqa: F401 - fixture
     queue_depth,
     sns_event,
 )
@@ -46,6 +47,8 @@ from tests.support.scale_up import (
 )
 
 GUARD_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:jitrunners-budget-guard:live"
+
+pytestmark = pytest.mark.usefixtures("lambda_logging_restored")
 
 
 @dataclass

@@ -11,7 +11,13 @@ import pytest
 
 from jitrunners import guardrail
 from jitrunners_cli import main as cli
-from tests.support.lambdas import REGION, Deployment
+from tests.support.lambdas import (
+    REGION,
+    Deployment,
+    lambda_logging_restored,  # noqa: F401 - fixture
+)
+
+pytestmark = pytest.mark.usefixtures("lambda_logging_restored")
 
 
 @pytest.fixture
@@ -122,7 +128,7 @@ def test_off_is_refused_while_terraform_holds_the_switch(
 
 
 def test_on_without_a_mapping_still_stops_the_functions_and_fails_loudly(
-    aws: None, capsys: pytest.CaptureFixture[str]
+    job_queue: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     deployment = Deployment().create()  # no job queue mapping
     assert run("kill-switch", "on") == 1
@@ -133,7 +139,7 @@ def test_on_without_a_mapping_still_stops_the_functions_and_fails_loudly(
 def test_an_unknown_prefix_is_one_clear_line(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("kill-switch", "on", "--prefix", "other") == 1
+    assert run("kill-switch", "on", "--prefix", "other") == 3
     err = capsys.readouterr().err
     assert err.startswith("jitrunners kill-switch: no jitrunners deployment with prefix 'other'")
     assert deployment.concurrency("scale-up") == 5

@@ -15,12 +15,15 @@ from jitrunners_cli import main as cli
 from jitrunners_cli import rollout
 from tests.support.lambdas import (
     Deployment,
+    lambda_logging_restored,  # noqa: F401 - fixture
     put_lambda_metric,
     put_own_metric,
     weights,
 )
 
 KEYS = ("webhook", "scale-up")
+
+pytestmark = pytest.mark.usefixtures("lambda_logging_restored")
 
 
 class Traffic:
@@ -41,7 +44,7 @@ class Traffic:
 
 
 @pytest.fixture
-def deployment(aws: None) -> Deployment:
+def deployment(job_queue: str) -> Deployment:
     return Deployment(keys=KEYS).create()
 
 
@@ -221,10 +224,17 @@ def test_a_stopped_function_is_not_canaried(
 def test_an_unknown_prefix_is_one_clear_line(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["rollout", "webhook", "--prefix", "nope", "--region", "eu-west-1"]) == 1
+    assert cli.main(["rollout", "webhook", "--prefix", "nope", "--region", "eu-west-1"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("jitrunners rollout: no jitrunners deployment with prefix 'nope'")
     assert err.count("\n") == 1
+
+
+def test_a_function_missing_is_an_incomplete_deployment(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("redrive") == 3
+    assert "the deployment 'jitrunners' is incomplete" in capsys.readouterr().err
 
 
 def test_no_credentials_is_one_clear_line(
@@ -238,7 +248,7 @@ def test_no_credentials_is_one_clear_line(
     from jitrunners.aws import clients
 
     clients.reset()
-    assert run("webhook") == 1
+    assert run("webhook") == 4
     assert capsys.readouterr().err.startswith("jitrunners rollout: no AWS credentials")
 
 
@@ -250,7 +260,7 @@ def test_access_denied_is_one_clear_line(
         return AWSResponse("https://lambda", 403, {}, None), body
 
     client("lambda").meta.events.register("before-call.lambda.GetAlias", deny)
-    assert run("webhook") == 1
+    assert run("webhook") == 4
     assert capsys.readouterr().err == (
-        "jitrunners rollout: access denied (AccessDeniedException): not allowed\n"
+        "jitrunners rollout: access denied: GetAlias (AccessDeniedException): not allowed\n"
     )

@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import pytest
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -295,3 +296,21 @@ def put_own_metric(key: str, metric: str, version: str, value: float, prefix: st
 
 def weights(alias: dict[str, Any]) -> dict[str, float]:
     return dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
+
+
+@pytest.fixture
+def lambda_logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI quiets the Lambdas' logger and metrics for its process (in-process here): put
+    them back after the test."""
+    import os
+
+    from jitrunners.observability import logger
+
+    monkeypatch.setenv(
+        "POWERTOOLS_METRICS_DISABLED", os.environ.get("POWERTOOLS_METRICS_DISABLED", "false")
+    )
+    handler = logger.registered_handler
+    stream, level = handler.stream, logger.log_level  # type: ignore[attr-defined]
+    yield
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logger.setLevel(level)
