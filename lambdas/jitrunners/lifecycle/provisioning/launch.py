@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from jitrunners import guardrail
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary
@@ -281,7 +282,8 @@ def _launch_group(
             instance_types=template.instance_types,
             subnet_ids=template.subnet_ids or settings.runner_subnet_ids,
             count=len(items),
-            market=template.market,
+            # Spot-only (budget guardrail) overrides the template's market while it is engaged.
+            market=guardrail.launch_market(template.market, settings.prefix),
             tags=tags,
             sleep=deps.sleep,
         )
