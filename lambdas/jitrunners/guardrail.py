@@ -282,6 +282,18 @@ class KillSwitchState:
         )
 
 
+def webhook_stopped(prefix: str) -> bool:
+    """Whether the kill switch holds the webhook (engaged at runtime, or `kill_switch = true`
+    in Terraform): two SSM reads, for the housekeeper, which must not spend its one redelivery
+    request per failed delivery on a webhook that refuses everything."""
+    if read_record(prefix, KILL_SWITCH) is not None:
+        return True
+    try:
+        return terraform_setting(prefix).kill_switch
+    except GuardError:
+        return False  # a module without the setting has no Terraform-held switch
+
+
 def kill_switch_state(prefix: str) -> KillSwitchState:
     """Read the record, Terraform's setting, each stopped function's concurrency and the
     consumer's mappings. FunctionNotFound when the deployment is not there."""
