@@ -7,9 +7,10 @@ the entry point does not know become one line here (a function missing: no such 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,27 @@ class Target:
 
     prefix: str
     caller: str
+
+
+def register_mode(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    description: str | None,
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    """`jitrunners <name> [status|on|off] [--reason R]`: a guardrail mode's command."""
+    parser = subparsers.add_parser(
+        name,
+        parents=parents,
+        help=help_text,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("state", nargs="?", choices=("status", "on", "off"), default="status")
+    parser.add_argument("--reason", default="", help="why (recorded with the change)")
+    parser.set_defaults(func=handler)
 
 
 def target(args: Any) -> Target:

@@ -24,16 +24,14 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: list[argparse.ArgumentParser],
 ) -> None:
-    parser = subparsers.add_parser(
+    control.register_mode(
+        subparsers,
+        parents,
         "kill-switch",
-        parents=parents,
-        help="stop (on) or resume (off) taking and starting jobs; queued jobs wait",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "stop (on) or resume (off) taking and starting jobs; queued jobs wait",
+        __doc__,
+        handler,
     )
-    parser.add_argument("state", nargs="?", choices=("status", "on", "off"), default="status")
-    parser.add_argument("--reason", default="", help="why (recorded with the change)")
-    parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:

@@ -20,16 +20,14 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: list[argparse.ArgumentParser],
 ) -> None:
-    parser = subparsers.add_parser(
+    control.register_mode(
+        subparsers,
+        parents,
         "spot-only",
-        parents=parents,
-        help="launch spot capacity only (on) or each template's market again (off)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "launch spot capacity only (on) or each template's market again (off)",
+        __doc__,
+        handler,
     )
-    parser.add_argument("state", nargs="?", choices=("status", "on", "off"), default="status")
-    parser.add_argument("--reason", default="", help="why (recorded with the change)")
-    parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
