@@ -545,6 +545,13 @@ locals {
           Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
           Resource = [local.arn.state_params, local.arn.state_path]
         },
+        {
+          # Whether Terraform's kill switch holds the webhook: no redelivery is asked for then.
+          Sid      = "ReadKillSwitchSetting"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = "${local.ssm_param_arn_prefix}${local.kill_switch_setting_name}"
+        },
         local.statements.relaunch_jobs,
         local.statements.key_for_secrets_and_queue,
         {
