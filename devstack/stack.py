@@ -132,6 +132,14 @@ class Options:
     cloud: bool = False
 
 
+NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
+FULL_WATCH_EVERY = 100  # watcher rounds (0.3 s each) between two describes of every instance
+
+
+def _flatten(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for reservation in answer["Reservations"] for i in reservation["Instances"]]
+
+
 class Stack:
     def __init__(
         self, options: Options, out: TextIO = sys.stdout, status_out: TextIO | None = None
@@ -199,6 +207,7 @@ class Stack:
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
         self._interrupt_lock = threading.Lock()
+        self._watch_rounds = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.apigw: ApiGatewayShim | None = None
@@ -527,12 +536,28 @@ class Stack:
                 self.max_per_template[template] = max(self.max_per_template[template], count)
 
     def _watched_instances(self, ec2: Any) -> list[dict[str, Any]]:
+        """The instances not yet seen terminated. Terminated ones stay listed in EC2 (an hour in
+        AWS, for ever in moto): describing them all every 0.3 s took the watcher seconds a round
+        once a long run had launched hundreds, so new instances booted minutes late."""
         if self.options.watch == "moto":
             return self.world.instances_in_process()
-        reservations = ec2.describe_instances(
-            Filters=[{"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}]
-        )["Reservations"]
-        return [instance for reservation in reservations for instance in reservation["Instances"]]
+        ours = {"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}
+        self._watch_rounds += 1
+        if self._watch_rounds % FULL_WATCH_EVERY == 1:
+            # Now and then all of them: one launched and ended between two rounds is seen too.
+            return _flatten(ec2.describe_instances(Filters=[ours]))
+        not_ended = {"Name": "instance-state-name", "Values": sorted(NOT_TERMINATED)}
+        found = _flatten(ec2.describe_instances(Filters=[ours, not_ended]))
+        listed = {instance["InstanceId"] for instance in found}
+        # Those seen alive and no longer listed have ended since: their last state, by id.
+        ended = sorted(
+            iid
+            for iid, seen in list(self.seen_instances.items())
+            if seen["state"] != "terminated" and iid not in listed
+        )
+        for start in range(0, len(ended), 100):
+            found += _flatten(ec2.describe_instances(InstanceIds=ended[start : start + 100]))
+        return found
 
     def _observe(self, instance: dict[str, Any], live: Counter[str]) -> None:
         iid, state = instance["InstanceId"], instance["State"]["Name"]
