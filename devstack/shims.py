@@ -114,6 +114,8 @@ class Function:
         self.invocations = 0
         self.errors = 0
         self.seconds = 0.0
+        # (start, end) wall-clock times (time.time()) of every invocation, in order.
+        self.runs: list[tuple[float, float]] = []
 
     @property
     def available(self) -> bool:
@@ -125,7 +127,7 @@ class Function:
         acting = self.principals.bind(self.key) if self.principals else contextlib.nullcontext()
         with _RUNTIME, acting:
             context = LambdaContext(self.name, self.timeout_s)
-            started = time.perf_counter()
+            started, began = time.perf_counter(), time.time()
             try:
                 return self.handler(event, context)
             except Exception:
@@ -134,6 +136,7 @@ class Function:
             finally:
                 self.invocations += 1
                 self.seconds += time.perf_counter() - started
+                self.runs.append((began, time.time()))
 
 
 # ---------------------------------------------------------------------------------- SNS

@@ -23,9 +23,6 @@ pytestmark = pytest.mark.e2e
 START_TIMEOUT_S = 10
 IDLE_TIMEOUT_S = 4
 HOUSEKEEPER_EVERY_S = 3.0
-# Past the timeouts: the watcher's period (0.3 s), the command's status event reaching
-# scale-down and its TerminateInstances, on a busy machine.
-SLACK_S = 5.0
 
 
 def run(tmp_path: Path, **kwargs: Any) -> tuple[Stack, dict[str, Any]]:
@@ -52,17 +49,20 @@ def run(tmp_path: Path, **kwargs: Any) -> tuple[Stack, dict[str, Any]]:
     return stack, summary
 
 
-def idle_bound_s(stack: Stack, template: str) -> float:
-    """How long an instance whose runner took no job may live: its agent online by the start
-    timeout (later, the start gives up on it), then the runner's idle timeout, then at most one
-    housekeeper period for an end that the events missed."""
-    found = next(t for t in stack.world.tf_templates if t["name"] == template)
-    return (
-        found["start_timeout_s"]
-        + found["idle_timeout_s"]
-        + stack.options.housekeeper_every_s
-        + SLACK_S
-    )
+def ended_in_time(stack: Stack, record: Any) -> bool:
+    """An instance whose runner took no job ends by itself (the runner idles out and exits;
+    scale-down ends it on the event) or at a housekeeper pass after its deadline: agent online
+    by the start timeout, then the runner's idle timeout. Judged by the order of events, not by
+    a wall-clock bound, so a busy machine, on which every step comes later, does not fail it:
+    it is seen ended before the third pass that started after the deadline. One pass of leeway:
+    a runner started just before the start timeout exits a little after the deadline (its
+    script's own start), and when that exit's event was lost, the pass after ends it."""
+    found = next(t for t in stack.world.tf_templates if t["name"] == record.template)
+    deadline = record.launched_at + found["start_timeout_s"] + found["idle_timeout_s"]
+    later = [start for start, _ in stack.functions["housekeeper"].runs if start >= deadline]
+    if len(later) < 3:
+        return True  # the run ended first; that it was terminated is asserted apart
+    return bool(record.terminated_at <= later[2])
 
 
 def assert_chaos_clean(stack: Stack, summary: dict[str, Any]) -> None:
@@ -85,8 +85,7 @@ def assert_chaos_clean(stack: Stack, summary: dict[str, Any]) -> None:
     for record in instances.values():
         assert record.terminated_at is not None, (record, lines)
         if not record.took_job:
-            assert record.lifetime_s is not None
-            assert record.lifetime_s <= idle_bound_s(stack, record.template), (record, lines)
+            assert ended_in_time(stack, record), (record, lines)
     # The record names the runner of every attempt that ran, one of ours, one attempt each.
     records = stack.job_records()
     for job in records:
