@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
+from jitrunners.sizing import SizingPolicy, parse_policy
+
 DEFAULT_PREFIX: Final = "jitrunners"
 DEFAULT_GITHUB_API_URL: Final = "https://api.github.com"
 MARKETS: Final = ("spot", "on-demand", "spot-then-on-demand")
@@ -45,6 +47,8 @@ class RunnerTemplate:
     start_timeout_s: int = 600
     idle_timeout_s: int = 300
     max_lifetime_s: int = 86_400
+    # Per-job sizing labels this template admits (README "Sizing jobs"); None: none.
+    sizing: SizingPolicy | None = None
 
     @property
     def labels_folded(self) -> frozenset[str]:
@@ -126,6 +130,7 @@ _FIELDS: Final[dict[str, tuple[bool, Any]]] = {
     "start_timeout_s": (False, _positive_int()),
     "idle_timeout_s": (False, _positive_int()),
     "max_lifetime_s": (False, _positive_int(MAX_LIFETIME_LIMIT_S)),
+    "sizing": (False, parse_policy),
 }
 
 
