@@ -74,6 +74,9 @@ locals {
     start_timeout_s = t.start_timeout_s
     idle_timeout_s  = t.idle_timeout_s
     max_lifetime_s  = t.max_lifetime_s
+    sizing = t.sizing == null ? null : merge(t.sizing, {
+      "root_device" = local.deployed.root_device_names[t.name]
+    })
   }])
 
   # Tags every launched resource carries from its launch template (instance, volume, interface):
@@ -119,10 +122,14 @@ locals {
 ################################################################################
 
 locals {
-  ec2_arn           = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
-  via_ssm           = "ssm.${local.region}.amazonaws.com"
-  via_sqs           = "sqs.${local.region}.amazonaws.com"
-  runner_types      = distinct(flatten([for t in var.runner_templates : t.instance_types]))
+  ec2_arn      = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  via_ssm      = "ssm.${local.region}.amazonaws.com"
+  via_sqs      = "sqs.${local.region}.amazonaws.com"
+  runner_types = distinct(flatten([for t in var.runner_templates : t.instance_types]))
+  # Sized jobs (sizing policies) launch any type of the policies' families: `m7i.*`.
+  sized_type_patterns = distinct(flatten([
+    for t in var.runner_templates : t.sizing == null ? [] : [for f in t.sizing.families : "${f}.*"]
+  ]))
   runner_amis       = distinct([for t in var.runner_templates : t.ami_id])
   key_pairs         = distinct(compact([for t in var.runner_templates : t.key_name == null ? "" : t.key_name]))
   runner_subnet_ids = distinct(concat(var.subnet_ids, flatten([for t in var.runner_templates : t.subnet_ids])))
@@ -169,7 +176,7 @@ locals {
     "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
-    "jitrunners:passed-on",
+    "jitrunners:passed-on", "jitrunners:sizing",
   ]
 }
 
@@ -368,15 +375,21 @@ locals {
           Action   = ["ec2:CreateFleet", "ec2:RunInstances"]
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
-            StringEquals = {
-              "aws:RequestTag/jitrunners:prefix" = local.prefix
-              "ec2:InstanceType"                 = local.runner_types
-            }
+            StringEquals = { "aws:RequestTag/jitrunners:prefix" = local.prefix }
+            # The templates' types, and the sizing policies' families (`m7i.*`).
+            StringLike = { "ec2:InstanceType" = concat(local.runner_types, local.sized_type_patterns) }
             ArnEquals = {
               "ec2:LaunchTemplate"  = values(local.deployed.launch_template_arns)
               "ec2:InstanceProfile" = local.arn.runner_instance_profile
             }
           }
+        },
+        {
+          # Sized jobs: is there an instance type meeting the request (lifecycle/provisioning).
+          Sid      = "InstanceTypesForSizedJobs"
+          Effect   = "Allow"
+          Action   = "ec2:GetInstanceTypesFromInstanceRequirements"
+          Resource = "*" # no resource-level permissions
         },
         {
           Sid      = "LaunchTemplates"

@@ -864,7 +864,7 @@ def _create_fleet(call: Call) -> list[Check]:
             )
         )
     for config in params.get("LaunchTemplateConfigs") or []:
-        for override in config.get("Overrides") or [{}]:
+        for override in _by_instance_type(config.get("Overrides") or [{}]):
             try:
                 launch = _launch(
                     call, config.get("LaunchTemplateSpecification"), override, tag_specs
@@ -877,6 +877,23 @@ def _create_fleet(call: Call) -> list[Check]:
                 call, ["ec2:CreateFleet", "ec2:RunInstances"], launch, "CreateFleet"
             )
     return _unique(checks)
+
+
+def _by_instance_type(overrides: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Overrides with attribute-based selection (InstanceRequirements), as one per instance type
+    EC2 may choose: each is launched, so authorized, as that type (`ec2:InstanceType`). The types
+    are those the local stack's EC2 would choose (devstack/moto_fixes.py)."""
+    from devstack.moto_fixes import types_for
+
+    out: list[Mapping[str, Any]] = []
+    for override in overrides:
+        requirements = override.get("InstanceRequirements")
+        if not requirements or override.get("InstanceType"):
+            out.append(override)
+            continue
+        base = {k: v for k, v in override.items() if k != "InstanceRequirements"}
+        out.extend(base | {"InstanceType": t} for t in types_for(requirements))
+    return out
 
 
 def _unique(checks: list[Check]) -> list[Check]:
@@ -930,6 +947,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ssm", "ListCommands"): _unscoped("ssm:ListCommands"),
     ("ssm", "GetCommandInvocation"): _unscoped("ssm:GetCommandInvocation"),
     ("ec2", "DescribeInstances"): _unscoped("ec2:DescribeInstances"),
+    ("ec2", "GetInstanceTypesFromInstanceRequirements"): _unscoped(
+        "ec2:GetInstanceTypesFromInstanceRequirements"
+    ),
     ("ec2", "TerminateInstances"): _terminate_instances,
     ("ec2", "CreateTags"): _create_tags,
     ("ec2", "RunInstances"): _run_instances,

@@ -207,8 +207,10 @@ def _spot(label: str, value: str, policy: SizingPolicy, template_market: str) ->
     return value == "true"
 
 
-def parse_policy(raw: Any) -> SizingPolicy:
-    """The template's `sizing` object; ValueError names the field at fault."""
+def parse_policy(raw: Any) -> SizingPolicy | None:
+    """The template's `sizing` object (null: no sizing); ValueError names the field at fault."""
+    if raw is None:
+        return None
     if not isinstance(raw, Mapping):
         raise ValueError("must be an object")
     fields = {
@@ -261,6 +263,17 @@ def parse_policy(raw: Any) -> SizingPolicy:
             raise ValueError("field 'root_device' must be a device name such as /dev/xvda")
         values["root_device"] = device
     return SizingPolicy(**values)
+
+
+def tag_value(labels: Iterable[str]) -> str:
+    """The `jitrunners:sizing` tag of a sized job's instance: its sizing labels as it wrote them
+    (GitHub matches labels exactly, case aside), `/`-separated: sizing labels never contain one."""
+    return "/".join(labels)[:256]
+
+
+def from_tag(value: str) -> tuple[str, ...]:
+    """The sizing labels a `jitrunners:sizing` tag holds (only well-formed sizing labels)."""
+    return tuple(part for part in value.split("/") if split_key(part))
 
 
 def for_job(labels: Iterable[str], template: RunnerTemplate) -> Sizing | None:
