@@ -31,6 +31,9 @@ REPOS = ("acme/widgets", "acme/gadgets")
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 # `steal`: labels that several templates match (the first routes, any linux runner may take it).
 SHARED_LABELS = ("self-hosted", "linux")
+# Sizing labels the jobs of a sized template ask for in turn (README "Sizing jobs"): each within
+# devstack/runner_templates.json's policy, so each launches by instance requirements.
+SIZES = (("cpu=4", "ram=16"), ("family=c7i", "cpu=8"), ("cpu=2",), ("ram=8", "disk=40"))
 RECONCILIATION_LAUNCH = "reconciliation launch"  # the housekeeper's log message per launch
 
 
@@ -516,7 +519,13 @@ class Stack:
             self.counters["instances_launched"] += 1
             if state in LIVE_STATES and self.agent is not None:
                 self.agent.boot(iid)
-        self.seen_instances[iid] = {"state": state, "template": template, "market": market}
+        self.seen_instances[iid] = {
+            "state": state,
+            "template": template,
+            "market": market,
+            "type": instance.get("InstanceType", ""),
+            "sizing": tags.get("jitrunners:sizing", ""),
+        }
         job_tag = tags.get("jitrunners:job-id", "")
         if job_tag.isdigit():
             self.launched_for.setdefault(iid, int(job_tag))
@@ -597,6 +606,8 @@ class Stack:
             template = by_name[names[index % len(names)]]
             repo = REPOS[index % len(REPOS)]
             labels = list(template["labels"])
+            if template.get("sizing"):
+                labels += SIZES[(index // len(names)) % len(SIZES)]
             # `steal`: some jobs ask only for labels several templates have (seeded per job).
             if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
                 labels = list(SHARED_LABELS)
@@ -625,12 +636,7 @@ class Stack:
         records = []
         for attempts in self.sim.logical_jobs().values():
             for job in attempts:
-                wanted = {label.casefold() for label in job.labels}
-                template = next(
-                    (t["name"] for t in templates
-                     if wanted <= {label.casefold() for label in t["labels"]}),
-                    None,
-                )  # fmt: skip
+                template = _route(job.labels, templates)
                 runner = job.runner_name or None
                 records.append(
                     JobRecord(
@@ -852,3 +858,17 @@ def _reset_lambda_caches() -> None:
 
         parameters.clear_caches()
         DEFAULT_PROVIDERS.pop("ssm", None)  # an IAM-hooked provider of an earlier stack
+
+
+def _route(labels: Any, templates: list[dict[str, Any]]) -> str | None:
+    """The template the webhook routes a job to (the first whose labels contain the job's, its
+    sizing labels aside where the template admits sizing)."""
+    from jitrunners.sizing import sizing_labels
+
+    for t in templates:
+        fixed = {label.casefold() for label in t["labels"]}
+        extra = sizing_labels(labels, frozenset(fixed)) if t.get("sizing") else ()
+        wanted = {label.casefold() for label in labels if label not in extra}
+        if wanted and wanted <= fixed:
+            return str(t["name"])
+    return None

@@ -54,7 +54,12 @@ def test_demo_over_several_templates_completes_with_nothing_left(tmp_path: Path)
     stack, summary = run(tmp_path, jobs=5, seed=11)
     assert_clean(stack, summary)
     assert summary["instances_launched"] >= 5
-    assert len({i["template"] for i in stack.seen_instances.values()}) == 3
+    assert len({i["template"] for i in stack.seen_instances.values()}) == len(
+        stack.world.tf_templates
+    )
+    # The sized template's job asked for cpu=4/ram=16: not its own m7i.large, an m7i.xlarge.
+    [sized] = [i for i in stack.seen_instances.values() if i["template"] == "linux-sized"]
+    assert (sized["sizing"], sized["type"]) == ("cpu=4/ram=16", "m7i.xlarge")
 
 
 EVIDENCE = {
