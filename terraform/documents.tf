@@ -61,19 +61,22 @@ locals {
   # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
   runner_templates = { for t in var.runner_templates : t.name => t }
   templates_document = jsonencode([for t in var.runner_templates : {
-    name            = t.name
-    labels          = t.labels
-    launch_template = "${local.prefix}-${t.name}"
-    instance_types  = t.instance_types
-    market          = t.market
-    max_runners     = t.max_runners
-    runner_group_id = t.runner_group_id
-    scope           = t.scope
-    os              = t.os
-    subnet_ids      = t.subnet_ids
-    start_timeout_s = t.start_timeout_s
-    idle_timeout_s  = t.idle_timeout_s
-    max_lifetime_s  = t.max_lifetime_s
+    name                   = t.name
+    labels                 = t.labels
+    launch_template        = "${local.prefix}-${t.name}"
+    instance_types         = t.instance_types
+    market                 = t.market
+    max_runners            = t.max_runners
+    runner_group_id        = t.runner_group_id
+    scope                  = t.scope
+    os                     = t.os
+    subnet_ids             = t.subnet_ids
+    start_timeout_s        = t.start_timeout_s
+    idle_timeout_s         = t.idle_timeout_s
+    max_lifetime_s         = t.max_lifetime_s
+    spot_breaker_threshold = t.spot_breaker_threshold
+    spot_breaker_window_s  = t.spot_breaker_window_s
+    spot_breaker_open_s    = t.spot_breaker_open_s
     sizing = t.sizing == null ? null : merge(t.sizing, {
       "root_device" = local.deployed.root_device_names[t.name]
     })
@@ -211,6 +214,18 @@ locals {
       Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
       Resource  = local.deployed.kms_key_arn
       Condition = local.key_via_services
+    }
+    # The spot circuit breaker's items in the deliveries table (lambdas/jitrunners/aws/breaker.py):
+    # those items only, by their key.
+    spot_breaker = {
+      Sid      = "SpotBreakerState"
+      Effect   = "Allow"
+      Action   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+      Resource = local.deployed.deliveries_table_arn
+      Condition = {
+        "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["spot-breaker#*"] }
+        "Null"                    = { "dynamodb:LeadingKeys" = "false" }
+      }
     }
     describe_instances = {
       Sid      = "DescribeInstances"
@@ -384,6 +399,7 @@ locals {
             }
           }
         },
+        local.statements.spot_breaker,
         {
           # Sized jobs: is there an instance type meeting the request (lifecycle/provisioning).
           Sid      = "InstanceTypesForSizedJobs"
@@ -496,6 +512,7 @@ locals {
         local.statements.key_for_secrets_and_queue,
         local.statements.describe_instances,
         local.statements.terminate_ours,
+        local.statements.spot_breaker,
       ]
     })
 

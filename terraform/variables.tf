@@ -449,7 +449,9 @@ variable "runner_templates" {
     root_volume_iops, root_volume_throughput, associate_public_ip, security_group_ids, key_name,
     runner_preinstalled, extra_user_data (launch template side); sizing (optional: the per-job sizing
     labels the template admits, README "Sizing jobs": max_cpu, max_ram_gb, families, arch, on_demand,
-    max_disk_gb, max_gpu).
+    max_disk_gb, max_gpu); spot_breaker_threshold, spot_breaker_window_s, spot_breaker_open_s (README
+    "Spot circuit breaker": after threshold spot interruptions or capacity refusals within window_s,
+    launch on-demand for open_s where the market is spot-then-on-demand; threshold 0: off).
   EOT
   type = list(object({
     name                   = string
@@ -473,6 +475,9 @@ variable "runner_templates" {
     key_name               = optional(string)
     runner_preinstalled    = optional(bool, false)
     extra_user_data        = optional(string, "")
+    spot_breaker_threshold = optional(number, 2)
+    spot_breaker_window_s  = optional(number, 900)
+    spot_breaker_open_s    = optional(number, 1800)
     sizing = optional(object({
       max_cpu     = number
       max_ram_gb  = number
@@ -507,6 +512,14 @@ variable "runner_templates" {
   validation {
     condition     = alltrue([for t in var.runner_templates : can(regex("^ami-[0-9a-f]+$", t.ami_id)) && t.root_volume_size_gb >= 8 && t.root_volume_iops >= 3000 && t.root_volume_throughput >= 125])
     error_message = "ami_id must be an AMI id; gp3 root volume at least 8 GB, 3000 IOPS, 125 MB/s."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : (
+      t.spot_breaker_threshold >= 0 && t.spot_breaker_threshold <= 1000 && floor(t.spot_breaker_threshold) == t.spot_breaker_threshold
+      && t.spot_breaker_window_s >= 1 && t.spot_breaker_window_s <= 86400 && floor(t.spot_breaker_window_s) == t.spot_breaker_window_s
+      && t.spot_breaker_open_s >= 1 && t.spot_breaker_open_s <= 86400 && floor(t.spot_breaker_open_s) == t.spot_breaker_open_s
+    )])
+    error_message = "spot_breaker_threshold must be a whole number from 0 (off) to 1000; spot_breaker_window_s and spot_breaker_open_s whole seconds from 1 to 86400."
   }
   validation {
     condition = alltrue([for t in var.runner_templates : t.sizing == null ? true : (

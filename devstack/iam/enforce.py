@@ -920,7 +920,11 @@ def _dynamodb_item(action: str) -> Rule:
             if table.startswith("arn:")
             else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
         )
-        return [Check(action, arn, {})]
+        # dynamodb:LeadingKeys: the partition key of the item a Get/Update/DeleteItem names (the
+        # module's tables have a hash key only; PutItem's is not modelled: no policy tests it).
+        key = call.params.get("Key") or {}
+        keys = [str(v["S"]) for v in key.values() if isinstance(v, dict) and "S" in v][:1]
+        return [Check(action, arn, {"dynamodb:LeadingKeys": keys} if keys else {})]
 
     return rule
 
@@ -956,6 +960,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ec2", "CreateFleet"): _create_fleet,
     ("dynamodb", "PutItem"): _dynamodb_item("dynamodb:PutItem"),
     ("dynamodb", "DeleteItem"): _dynamodb_item("dynamodb:DeleteItem"),
+    ("dynamodb", "UpdateItem"): _dynamodb_item("dynamodb:UpdateItem"),
+    ("dynamodb", "GetItem"): _dynamodb_item("dynamodb:GetItem"),
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),

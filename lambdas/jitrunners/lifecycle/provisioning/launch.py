@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from jitrunners import sizing
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary
 from jitrunners.lifecycle.provisioning.tags import launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
@@ -318,6 +319,7 @@ def _launch_group(
             asked.disk_gb,
             template.sizing.root_device,
         )
+    market = spot_breaker.market_for(template, market, settings, deps.clock())
     try:
         result = fleet.launch(
             launch_template=template.launch_template,
@@ -330,9 +332,18 @@ def _launch_group(
             requirements=requirements,
         )
     except fleet.FleetError as exc:
+        if isinstance(exc, fleet.CapacityError) and market != "on-demand":
+            _spot_refused(template, deps)
         return {record.message_id: _launch_failed(message, exc) for record, message in items}
     for error in result.errors:
         count("LaunchPoolError", code=error.code)
+    # Spot fell short for capacity or price (a pool's error while spot launched them all is not):
+    spot_short = sum(1 for i in result.instances if i.market == "spot") < len(items)
+    if spot_short and any(
+        e.market == "spot" and isinstance(fleet.classify(e.code), fleet.CapacityError)
+        for e in result.errors
+    ):
+        _spot_refused(template, deps)
 
     pairs = list(zip(items, result.instances, strict=False))
     if len(items) > 1:
@@ -355,6 +366,16 @@ def _launch_group(
         for record, message in short:
             outcomes[record.message_id] = _launch_failed(message, error)
     return outcomes
+
+
+def _spot_refused(template: RunnerTemplate, deps: ScaleUpDeps) -> None:
+    """Spot refused (some of) a fleet for capacity or price: one event for the breaker."""
+    import uuid
+
+    now = deps.clock()
+    spot_breaker.record(
+        template, f"capacity-{uuid.uuid4().hex[:12]}", "capacity", deps.settings, now
+    )
 
 
 def _job_tags(message: JobMessage, template: RunnerTemplate) -> dict[str, str]:

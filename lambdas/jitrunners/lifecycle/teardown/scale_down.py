@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from jitrunners.aws import fleet, ssm
+from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued
@@ -49,6 +50,7 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     if isinstance(event, CommandFinished):
         return _command_finished(event, instance, ctx)
     if isinstance(event, SpotInterruption):
+        _spot_interrupted(instance, event.at, ctx)
         # The re-run record first: it must exist even if a cleanup step fails and raises.
         outcome = rerun.record_interruption(instance, event.at, ctx)
         _finish(cleanup(instance, "spot_interruption", ctx))
@@ -59,12 +61,21 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
         return f"ignored:state_{event.state}"
     if instance.spot_reclaimed:
         # The interruption warning was lost (or came late): EC2's state reason still tells.
+        _spot_interrupted(instance, event.at, ctx)
         rerun.record_interruption(instance, event.at, ctx)
     # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
     reason = f"instance_{event.state.replace('-', '_')}"
     _finish(cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped")))
     relaunch_if_queued(instance, reason, ctx)
     return f"cleaned:{reason}"
+
+
+def _spot_interrupted(instance: Any, at: datetime, ctx: Context) -> None:
+    """One interruption for the template's spot breaker; keyed by instance, so its warning and
+    its reclaim count once."""
+    template = ctx.templates.get(str(getattr(instance, "template", "") or ""))
+    if template is not None:
+        spot_breaker.record(template, instance.id, "interruption", ctx.settings, at)
 
 
 def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> str:
