@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=workdir,
         view=_view(args),
         cloud=args.serve,
+        refused_sized_jobs=0 if args.serve else 2,
     )
     stack = Stack(options, status_out=status)
     stdout = sys.stdout

@@ -34,6 +34,9 @@ SHARED_LABELS = ("self-hosted", "linux")
 # Sizing labels the jobs of a sized template ask for in turn (README "Sizing jobs"): each within
 # devstack/runner_templates.json's policy, so each launches by instance requirements.
 SIZES = (("cpu=4", "ram=16"), ("family=c7i", "cpu=8"), ("cpu=2",), ("ram=8", "disk=40"))
+# Sizing labels the webhook refuses (outside the policy, not allowed, malformed): such a job is
+# answered 202 with the reason and nothing is launched; its simulated user then cancels it.
+REFUSED_SIZES = (("cpu=64",), ("gpu=1",), ("ram=lots",))
 RECONCILIATION_LAUNCH = "reconciliation launch"  # the housekeeper's log message per launch
 
 
@@ -125,6 +128,8 @@ class Options:
     # What the `jitrunners` CLI reads (devstack/cloud.py): the functions, the event source
     # mapping and log groups in moto, and the Lambdas' log lines shipped to CloudWatch Logs.
     cloud: bool = False
+    # Extra jobs with sizing labels the sized template refuses (`make run`: 2); 0: none.
+    refused_sized_jobs: int = 0
 
 
 class Stack:
@@ -193,6 +198,8 @@ class Stack:
         self.max_concurrent = 0
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
+        self.refused_jobs: dict[int, SimJob] = {}  # jobs with refused sizing labels
+        self.refused_cancelled: set[int] = set()
         self._interrupt_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -612,7 +619,31 @@ class Stack:
             if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
                 labels = list(SHARED_LABELS)
             jobs.append(self.sim.queue_job(repo, labels, name=f"{template['name']}-{index + 1}"))
+        sized = next((by_name[n] for n in names if by_name[n].get("sizing")), None)
+        for index in range(self.options.refused_sized_jobs if sized else 0):
+            assert sized is not None
+            labels = [*sized["labels"], *REFUSED_SIZES[index % len(REFUSED_SIZES)]]
+            job = self.sim.queue_job(REPOS[0], labels, name=f"{sized['name']}-refused-{index + 1}")
+            self.refused_jobs[job.id] = job
+            jobs.append(job)
         return jobs
+
+    def cancel_refused(self) -> None:
+        """A job the webhook refused (202 with the reason) stays queued on GitHub; its user
+        cancels it once the refusal is in."""
+        answered = {}
+        for delivery in list(self.sim.deliveries):
+            if delivery.action == "queued" and 200 <= delivery.status_code < 300:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    answered[json.loads(delivery.body)["workflow_job"]["id"]] = delivery
+        for job_id, job in list(self.refused_jobs.items()):
+            if job_id in answered and job_id not in self.refused_cancelled:
+                self.refused_cancelled.add(job_id)
+                self.progress(
+                    f"job {job.name}: refused by the webhook ({', '.join(job.labels)}); "
+                    "its user cancels it"
+                )
+                self.sim.cancel_job(job_id)
 
     def completed(self) -> int:
         """Logical jobs whose final outcome is success."""
@@ -705,7 +736,8 @@ class Stack:
         outcomes = self._outcomes()
         records = self.job_records()
         return {
-            "jobs": self.options.jobs,
+            "jobs": self.options.jobs + len(self.refused_jobs),
+            "refused": len(self.refused_jobs),
             "completed": outcomes["success"],
             "cancelled": outcomes["cancelled"],
             "swaps": sum(1 for r in records if r.swap),
@@ -757,7 +789,8 @@ class Stack:
             self.progress("jobs stop at the SQS job queue: the scale-up Lambda is not built yet")
             return self.summary()
         while time.monotonic() < deadline:
-            if self.finished() >= self.options.jobs:
+            self.cancel_refused()
+            if self.finished() >= self.options.jobs + len(self.refused_jobs):
                 break
             time.sleep(0.3)
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
