@@ -383,9 +383,11 @@ class Stack:
             slow_boot=self.options.faults.get("slow-boot", 0.0),
             start_timeout=self._start_timeout,
         )
-        if self.functions["scale-up"].available:
-            from jitrunners.aws.clients import client
+        from devstack import pricing
+        from jitrunners.aws.clients import PRICING_REGION, client
 
+        pricing.attach(client("pricing", PRICING_REGION))  # moto has no Price List API
+        if self.functions["scale-up"].available:
             self.agent.attach(client("ssm"))
             self.ec2_faults.attach(client("ec2"))
             self.event_source = SqsEventSource(

@@ -513,6 +513,13 @@ locals {
         local.statements.describe_instances,
         local.statements.terminate_ours,
         local.statements.spot_breaker,
+        {
+          # The cost of a job when its runner ends: spot price at launch, on-demand list price.
+          Sid      = "PricesForJobCost"
+          Effect   = "Allow"
+          Action   = ["ec2:DescribeSpotPriceHistory", "pricing:GetProducts"]
+          Resource = "*" # neither has resource-level permissions
+        },
       ]
     })
 

@@ -951,6 +951,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ssm", "ListCommands"): _unscoped("ssm:ListCommands"),
     ("ssm", "GetCommandInvocation"): _unscoped("ssm:GetCommandInvocation"),
     ("ec2", "DescribeInstances"): _unscoped("ec2:DescribeInstances"),
+    ("ec2", "DescribeSpotPriceHistory"): _unscoped("ec2:DescribeSpotPriceHistory"),
+    # The Price List API's endpoint prefix is `api.pricing`; its IAM prefix `pricing`.
+    ("api.pricing", "GetProducts"): _unscoped("pricing:GetProducts"),
     ("ec2", "GetInstanceTypesFromInstanceRequirements"): _unscoped(
         "ec2:GetInstanceTypesFromInstanceRequirements"
     ),

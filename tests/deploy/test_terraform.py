@@ -78,6 +78,7 @@ ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
 STAR_OK = re.compile(
     r"^(ec2:(Describe\w+|GetInstanceTypesFromInstanceRequirements)|logs:DescribeLogGroups|xray:\w+|"
+    r"pricing:GetProducts|"
     r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters))$"
 )
 # Set by Terraform although the package does not read them itself (Powertools reads them).

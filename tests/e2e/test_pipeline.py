@@ -67,6 +67,11 @@ def test_demo_over_several_templates_completes_with_nothing_left(tmp_path: Path)
     assert refused not in stack.launched_for.values()
     assert summary["cancelled"] == 1
     assert "job refused: sizing label outside the template's policy" in stack.logged_text()
+    # Every runner's end has its estimated cost (prices: moto's spot history, the stack's
+    # emulated Price List), under the module's IAM policies.
+    text = stack.logged_text()
+    assert text.count("runner ended: estimated cost") == summary["instances_launched"]
+    assert "runner ended: cost unknown" not in text
 
 
 EVIDENCE = {

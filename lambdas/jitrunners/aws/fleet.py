@@ -119,6 +119,9 @@ class Instance:
     state_reason: str = ""
     # The IAM instance profile (IamInstanceProfile.Arn); "" when the instance has none.
     profile_arn: str = ""
+    instance_type: str = ""
+    zone: str = ""  # its availability zone
+    platform: str = ""  # "windows" or "" (Linux/UNIX)
 
     @property
     def spot_reclaimed(self) -> bool:
@@ -150,6 +153,9 @@ def _instance(data: Mapping[str, Any]) -> Instance:
         tags=tags,
         state_reason=str((data.get("StateReason") or {}).get("Code") or ""),
         profile_arn=str((data.get("IamInstanceProfile") or {}).get("Arn") or ""),
+        instance_type=str(data.get("InstanceType") or ""),
+        zone=str((data.get("Placement") or {}).get("AvailabilityZone") or ""),
+        platform=str(data.get("Platform") or ""),
     )
 
 
