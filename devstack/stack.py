@@ -738,8 +738,8 @@ class Stack:
         outcomes = self._outcomes()
         records = self.job_records()
         return {
+            # Jobs refused at the webhook (sizing) count: their users cancel them.
             "jobs": self.options.jobs + len(self.refused_jobs),
-            "refused": len(self.refused_jobs),
             "completed": outcomes["success"],
             "cancelled": outcomes["cancelled"],
             "swaps": sum(1 for r in records if r.swap),
