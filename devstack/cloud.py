@@ -1,10 +1,13 @@
-"""What the `jitrunners` CLI reads of a deployment and the rest of the stack has no use for: the
-five Lambda functions (their environment and reserved concurrency, terraform/functions.tf), the
-SQS event source mapping, the log groups, and the Lambdas' log lines in CloudWatch Logs.
+"""What the `jitrunners` CLI reads and changes of a deployment: the Lambda functions (their
+environment, reserved concurrency, published version and `live` alias, terraform/functions.tf),
+the SQS event source mapping on scale-up's alias, Terraform's kill-switch setting, the log groups,
+and the Lambdas' log lines in CloudWatch Logs.
 
-The functions are records only: the stack's shims run the handlers. The mapping is detached from
-moto's own SQS-to-Lambda delivery (which would try to run the function in Docker): the event
-source shim polls instead. Log lines reach `/aws/lambda/<function>` from a background thread.
+The functions are records only: the stack's shims run the handlers. But the shims obey what the
+kill switch changes in them (`intake`, `function_stopped`), as Lambda and API Gateway do. The
+mapping is detached from moto's own SQS-to-Lambda delivery (which would try to run the function
+in Docker): the event source shim polls instead. Log lines reach `/aws/lambda/<function>` from a
+background thread.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from devstack.deployment import FUNCTION_KEYS
 
 # terraform/variables.tf defaults: webhook_reserved_concurrency, scale_up_maximum_concurrency
 # (scale-up's reserved concurrency defaults to it), function_reserved_concurrency.
-RESERVED = {"webhook": 50, "scale-up": 5, "scale-down": 10, "redrive": 1, "housekeeper": 1}
+RESERVED = {
+    "webhook": 50,
+    "scale-up": 5,
+    "scale-down": 10,
+    "redrive": 1,
+    "housekeeper": 1,
+    "budget-guard": 1,
+}
+ALIAS = "live"
 HANDLERS = {key: f"jitrunners.handlers.{key.replace('-', '_')}.handler" for key in FUNCTION_KEYS}
 
 
@@ -55,6 +66,7 @@ def register(world: AwsWorld, env: Mapping[str, str]) -> None:
         ],
     }
     code = _zip()
+    tags = {"jitrunners:prefix": prefix}
     for key in FUNCTION_KEYS:
         name = f"{prefix}-{key}"
         role = iam.create_role(
@@ -67,13 +79,28 @@ def register(world: AwsWorld, env: Mapping[str, str]) -> None:
             Handler=HANDLERS[key],
             Code={"ZipFile": code},
             Environment={"Variables": dict(env)},
+            Publish=True,  # version 1, what the `live` alias is created on
+            Tags=tags,
         )
+        lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion="1")
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED[key])
+    # What `jitrunners kill-switch off` restores (terraform/functions.tf aws_ssm_parameter).
+    world.client("ssm").put_parameter(
+        Name=f"/{prefix}/config/kill-switch",
+        Type="String",
+        Value=json.dumps(
+            {
+                "kill_switch": False,
+                "reserved_concurrency": {k: RESERVED[k] for k in ("webhook", "scale-up")},
+            }
+        ),
+    )
     queue_arn = world.client("sqs").get_queue_attributes(
         QueueUrl=world.job_queue_url, AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
+    alias = lam.get_alias(FunctionName=f"{prefix}-scale-up", Name=ALIAS)["AliasArn"]
     lam.create_event_source_mapping(
-        EventSourceArn=queue_arn, FunctionName=f"{prefix}-scale-up", Enabled=True, BatchSize=10
+        EventSourceArn=queue_arn, FunctionName=alias, Enabled=True, BatchSize=10, Tags=tags
     )
     # Moto (in this process) would deliver every message it receives to the function itself.
     from moto.sqs.models import sqs_backends
@@ -82,6 +109,29 @@ def register(world: AwsWorld, env: Mapping[str, str]) -> None:
         queue.lambda_event_source_mappings.clear()
     for group in log_groups(prefix):
         logs.create_log_group(logGroupName=group)
+
+
+def intake(world: Any) -> tuple[bool, bool]:
+    """(the job queue's mapping polls, scale-up may run): what Lambda's poller obeys."""
+    from jitrunners.aws.functions import POLLING_STATES
+
+    lam = world.client("lambda")
+    scale_up = f"{world.prefix}-scale-up"
+    states = [
+        str(m.get("State", ""))
+        for page in lam.get_paginator("list_event_source_mappings").paginate()
+        for m in page.get("EventSourceMappings", [])
+        if str(m.get("FunctionArn", "")).split(":")[6:7] == [scale_up]
+    ]
+    concurrency = lam.get_function_concurrency(FunctionName=scale_up)
+    polling = any(state in POLLING_STATES for state in states)
+    return polling, concurrency.get("ReservedConcurrentExecutions") != 0
+
+
+def function_stopped(world: Any, key: str) -> bool:
+    """Reserved concurrency 0: Lambda throttles every invocation of the function."""
+    found = world.client("lambda").get_function_concurrency(FunctionName=f"{world.prefix}-{key}")
+    return found.get("ReservedConcurrentExecutions") == 0
 
 
 class LogShipper:

@@ -16,7 +16,7 @@ from typing import Any
 from devstack import tfrender
 from devstack.aws_world import ACCOUNT
 
-FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard")
 
 
 def tfvars(

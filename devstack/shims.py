@@ -72,6 +72,7 @@ HANDLERS = {
     "scale-down": "jitrunners.handlers.scale_down",
     "redrive": "jitrunners.handlers.redrive",
     "housekeeper": "jitrunners.handlers.housekeeper",
+    "budget-guard": "jitrunners.handlers.budget_guard",
 }
 
 
@@ -135,6 +136,33 @@ class Function:
                 self.seconds += time.perf_counter() - started
 
 
+# ---------------------------------------------------------------------------------- SNS
+def sns_event(topic_arn: str, subject: str, message: str) -> dict[str, Any]:
+    """The event Lambda receives from an SNS subscription: one record per message."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{topic_arn}:{uuid.uuid4()}",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": str(uuid.uuid4()),
+                    "TopicArn": topic_arn,
+                    "Subject": subject,
+                    "Message": message,
+                    "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                    "SignatureVersion": "1",
+                    "Signature": "",
+                    "SigningCertUrl": "",
+                    "UnsubscribeUrl": "",
+                    "MessageAttributes": {},
+                },
+            }
+        ]
+    }
+
+
 # ---------------------------------------------------------------------------------- API Gateway
 def http_api_event(path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """An HTTP API (payload format 2.0) proxy event: lower-case headers, base64 for binary."""
@@ -172,11 +200,15 @@ def http_api_event(path: str, headers: dict[str, str], body: bytes) -> dict[str,
 
 
 class ApiGatewayShim:
-    """`POST /webhook` on 127.0.0.1 -> HTTP API proxy event -> the webhook handler."""
+    """`POST /webhook` on 127.0.0.1 -> HTTP API proxy event -> the webhook handler.
 
-    def __init__(self, function: Function) -> None:
+    `stopped()`, when given, says whether the function has reserved concurrency 0 (the kill
+    switch): Lambda then throttles the invocation and API Gateway answers 500 for it."""
+
+    def __init__(self, function: Function, stopped: Callable[[], bool] | None = None) -> None:
         self.function = function
-        self.statuses: Counter[int] = Counter()
+        self.stopped = stopped
+        self.statuses: Counter[int | str] = Counter()
         shim = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -192,6 +224,10 @@ class ApiGatewayShim:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.split("?", 1)[0] != "/webhook":
                     self._answer(404, {"message": "Not Found"})
+                    return
+                if shim.stopped is not None and shim.stopped():
+                    shim.statuses["throttled"] += 1
+                    self._answer(500, {"message": "Internal Server Error"})
                     return
                 event = http_api_event("/webhook", dict(self.headers.items()), body)
                 try:
@@ -275,6 +311,11 @@ class SqsEventSource:
     Records the handler reports in `batchItemFailures` (and every record of a batch whose handler
     raised) stay in the queue and come back after the visibility timeout; SQS counts each receive
     toward the redrive policy's maxReceiveCount and moves the message to the DLQ after it.
+
+    `intake()`, when given, answers (the mapping is enabled, the function may run) as Lambda's
+    poller obeys them: a disabled mapping receives nothing; a function with reserved concurrency
+    0 gets no batch, and what the poller received returns to the queue after its visibility
+    timeout, a receive counted all the same (why the kill switch disables the mapping too).
     """
 
     def __init__(
@@ -285,8 +326,10 @@ class SqsEventSource:
         region: str,
         batch_size: int = 10,
         poisoned: int = 0,
+        intake: Callable[[], tuple[bool, bool]] | None = None,
     ) -> None:
         self.sqs = sqs
+        self.intake = intake
         self.queue_url = queue_url
         self.function = function
         self.region = region
@@ -320,6 +363,11 @@ class SqsEventSource:
                 time.sleep(0.5)
 
     def poll_once(self, wait_s: int = 0) -> int:
+        polling, runnable = self.intake() if self.intake is not None else (True, True)
+        if not polling:
+            self.counters["paused_polls"] += 1
+            self._stop.wait(wait_s)
+            return 0
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
@@ -328,6 +376,9 @@ class SqsEventSource:
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
+            return 0
+        if not runnable:
+            self.counters["throttled"] += len(messages)
             return 0
         records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
         self.counters["batches"] += 1

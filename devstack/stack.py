@@ -24,7 +24,15 @@ from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
 from devstack.runner_dist import RunnerDist
-from devstack.shims import ApiGatewayShim, EventBus, Function, Scheduler, SqsEventSource, ec2_event
+from devstack.shims import (
+    ApiGatewayShim,
+    EventBus,
+    Function,
+    Scheduler,
+    SqsEventSource,
+    ec2_event,
+    sns_event,
+)
 from devstack.startup import STARTUP_TIMEOUT_S, Startup
 
 REPOS = ("acme/widgets", "acme/gadgets")
@@ -333,7 +341,14 @@ class Stack:
             )  # fmt: skip
         return {
             key: Function(key, prefix, principals=principals)
-            for key in ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+            for key in (
+                "webhook",
+                "scale-up",
+                "scale-down",
+                "redrive",
+                "housekeeper",
+                "budget-guard",
+            )
         }
 
     def _event_source_sqs(self) -> Any:
@@ -354,7 +369,15 @@ class Stack:
         return self.event_source_enforcer.attach(sqs)
 
     def _start_shims(self) -> None:
-        self.apigw = ApiGatewayShim(self.functions["webhook"]).start()
+        # With the functions in moto (`cloud`), the kill switch as Lambda and API Gateway obey it
+        # (the state in moto, read at most once a second).
+        stopped = intake = None
+        if self.options.cloud:
+            from devstack import cloud
+
+            stopped = _cached(lambda: cloud.function_stopped(self.world, "webhook"), 1.0)
+            intake = _cached(lambda: cloud.intake(self.world), 1.0)
+        self.apigw = ApiGatewayShim(self.functions["webhook"], stopped=stopped).start()
         self.sim.webhook_url = self.apigw.url
         self.sim.listeners.append(self._on_job)
         self.bus = EventBus(
@@ -396,6 +419,7 @@ class Stack:
                 self.functions["scale-up"],
                 REGION,
                 poisoned=self.options.poisoned_messages,
+                intake=intake,
             ).start()
         self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
         self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)
@@ -429,6 +453,12 @@ class Stack:
             os.environ.clear()
             os.environ.update(self._saved_env)
             _reset_lambda_caches()
+
+    def publish_budget_alert(self, subject: str, message: str) -> Any:
+        """What SNS does with an AWS Budgets notification on the budget topic: invoke the
+        budget guard's alias with it (terraform/budget.tf)."""
+        topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self.options.prefix}-budget"
+        return self.functions["budget-guard"].invoke(sns_event(topic, subject, message))
 
     def missing(self) -> list[str]:
         return [f.missing_reason for f in self.functions.values() if not f.available]
@@ -880,13 +910,31 @@ class _Tee:
             stream.flush()
 
 
+def _cached(read: Callable[[], Any], seconds: float) -> Callable[[], Any]:
+    """`read()`, answered from memory for `seconds` after each call."""
+    lock = threading.Lock()
+    known: list[tuple[float, Any]] = []
+
+    def cached() -> Any:
+        with lock:
+            if known and time.monotonic() - known[0][0] < seconds:
+                return known[0][1]
+        value = read()
+        with lock:
+            known[:] = [(time.monotonic(), value)]
+        return value
+
+    return cached
+
+
 def _reset_lambda_caches() -> None:
-    from jitrunners import config
+    from jitrunners import config, guardrail
     from jitrunners.aws import clients
 
     config.get_settings.cache_clear()
     config._parsed.clear()
     clients.reset()
+    guardrail.spot_only_cache.clear()
     with contextlib.suppress(ImportError):
         from aws_lambda_powertools.utilities import parameters
         from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS

@@ -34,7 +34,7 @@ RUNNER_SCRIPTS = ROOT / "runner_scripts"
 _RENDERED = (
     "lambda_base_policies", "function_policies", "runner_policies", "kms_key_policy",
     "queue_policies", "assume_role_policies", "user_data", "launch_template_tags",
-    "templates_document", "runner_role_name",
+    "templates_document", "runner_role_name", "budget_topic_policy",
 )  # fmt: skip
 _EXPRESSION = "jsonencode({" + ", ".join(f"{n} = local.{n}" for n in _RENDERED) + "})\n"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -58,6 +58,7 @@ class Documents:
     launch_template_tags: dict[str, dict[str, str]]
     templates_document: list[dict[str, Any]]
     runner_role_name: str
+    budget_topic_policy: dict[str, Any]
 
     def function_identity_policies(self, function: str) -> list[dict[str, Any]]:
         """Every identity policy the module attaches to one Lambda function's role."""
@@ -71,6 +72,7 @@ class Documents:
             for name, doc in getattr(self, group).items():
                 out[f"{group}.{name}"] = doc
         out["kms_key_policy"] = self.kms_key_policy
+        out["budget_topic_policy"] = self.budget_topic_policy
         return out
 
 
@@ -168,6 +170,7 @@ def render(
         launch_template_tags=dict(raw["launch_template_tags"]),
         templates_document=json.loads(raw["templates_document"]),
         runner_role_name=str(raw["runner_role_name"]),
+        budget_topic_policy=json.loads(raw["budget_topic_policy"]),
     )
     with _lock:
         _cache[key] = documents

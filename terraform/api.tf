@@ -1,4 +1,4 @@
-# HTTP API: POST /webhook -> webhook Lambda, with stage throttling and access logs.
+# HTTP API: POST /webhook -> the webhook Lambda's `live` alias, with stage throttling and access logs.
 
 resource "aws_apigatewayv2_api" "webhook" {
   name          = "${local.prefix}-webhook"
@@ -10,7 +10,7 @@ resource "aws_apigatewayv2_api" "webhook" {
 resource "aws_apigatewayv2_integration" "webhook" {
   api_id                 = aws_apigatewayv2_api.webhook.id
   integration_type       = "AWS_PROXY"
-  integration_uri        = aws_lambda_function.this["webhook"].invoke_arn
+  integration_uri        = aws_lambda_alias.live["webhook"].invoke_arn
   payload_format_version = "2.0"
   timeout_milliseconds   = 10000
 }
@@ -61,6 +61,7 @@ resource "aws_lambda_permission" "api" {
   statement_id  = "AllowApiGatewayWebhookRoute"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.this["webhook"].function_name
+  qualifier     = aws_lambda_alias.live["webhook"].name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.webhook.execution_arn}/*/*/webhook"
 }

@@ -41,10 +41,27 @@ locals {
       description = "Reaps zombie instances, orphan parameters and runners; redelivers failed webhooks"
       timeout     = 300
     }
+    "budget-guard" = {
+      handler     = "jitrunners.handlers.budget_guard.handler"
+      description = "Acts on AWS Budgets notifications: notify, spot-only or the kill switch"
+      timeout     = 60
+    }
   }
-  # Invoked asynchronously by EventBridge: failed events land in the events DLQ.
-  async_functions = toset(["scale-down", "redrive", "housekeeper"])
+  # Invoked asynchronously by EventBridge or SNS: failed events land in the events DLQ.
+  async_functions = toset(["scale-down", "redrive", "housekeeper", "budget-guard"])
   function_names  = { for k, _ in local.functions : k => "${local.prefix}-${k}" }
+  # Every trigger invokes this alias of each function; `jitrunners rollout` decides which
+  # published version(s) it routes to (terraform/README.md "Canary rollouts").
+  live_alias          = "live"
+  function_arn_prefix = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function"
+
+  # Kill switch and spot-only (lambdas/jitrunners/guardrail.py): runtime records under guard_path,
+  # and Terraform's own setting, which a lift restores.
+  guard_path               = "/${local.prefix}/state/guard"
+  kill_switch_record_name  = "${local.guard_path}/kill-switch"
+  kill_switch_setting_name = "/${local.prefix}/config/kill-switch"
+  kill_switch_functions    = ["webhook", "scale-up"]
+  budget_topic_name        = "${local.prefix}-budget"
 
   # SSM names (config, secrets, JIT configs, state records).
   templates_param_name = "/${local.prefix}/config/runner-templates"
@@ -565,6 +582,13 @@ locals {
           Action   = ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
           Resource = [local.arn.state_params, local.arn.state_path]
         },
+        {
+          # Whether Terraform's kill switch holds the webhook: no redelivery is asked for then.
+          Sid      = "ReadKillSwitchSetting"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = "${local.ssm_param_arn_prefix}${local.kill_switch_setting_name}"
+        },
         local.statements.relaunch_jobs,
         local.statements.key_for_secrets_and_queue,
         {
@@ -576,7 +600,70 @@ locals {
         local.statements.terminate_ours,
       ]
     })
+
+    "budget-guard" = local.budget_guard_policy
   }
+
+  # The budget guard's policy (lambdas/jitrunners/budget.py, guardrail.py): engage the kill switch
+  # or spot-only, nothing else. Lifting is an operator's (jitrunners kill-switch off).
+  budget_guard_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "StopWebhookAndScaleUp"
+        Effect   = "Allow"
+        Action   = "lambda:PutFunctionConcurrency"
+        Resource = [for k in local.kill_switch_functions : "${local.function_arn_prefix}:${local.function_names[k]}"]
+      },
+      {
+        Sid      = "FindTheJobQueueMapping"
+        Effect   = "Allow"
+        Action   = "lambda:ListEventSourceMappings"
+        Resource = "*" # ListEventSourceMappings has no resource-level permissions
+      },
+      {
+        # Only mappings of this deployment (the module tags its mapping with the prefix).
+        Sid       = "PauseOurEventSourceMapping"
+        Effect    = "Allow"
+        Action    = "lambda:UpdateEventSourceMapping"
+        Resource  = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:event-source-mapping:*"
+        Condition = { StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix } }
+      },
+      {
+        Sid      = "GuardRecords"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter", "ssm:PutParameter"]
+        Resource = "${local.ssm_param_arn_prefix}${local.guard_path}/*"
+      },
+    ]
+  })
+
+  # AWS Budgets publishes its notifications to the budget topic (AWS Billing User Guide, "Creating
+  # an Amazon SNS topic for budget notifications"): this account's budgets only.
+  budget_topic_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "BudgetsOfThisAccountPublish"
+        Effect    = "Allow"
+        Principal = { Service = "budgets.amazonaws.com" }
+        Action    = "SNS:Publish"
+        Resource  = "arn:${local.partition}:sns:${local.region}:${local.account_id}:${local.budget_topic_name}"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+          ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:budgets::${local.account_id}:*" }
+        }
+      },
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "SNS:Publish"
+        Resource  = "arn:${local.partition}:sns:${local.region}:${local.account_id}:${local.budget_topic_name}"
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+    ]
+  })
 
   # The runner instances' role: the SSM agent's RunCommand needs and their own JIT config only.
   runner_policies = {
@@ -705,6 +792,15 @@ locals {
         Sid       = "AlarmsAndEventsUseEncryptedTopicAndQueues"
         Effect    = "Allow"
         Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
+      {
+        # Budgets encrypts what it publishes to the (encrypted) budget topic with this key.
+        Sid       = "BudgetsPublishToEncryptedTopic"
+        Effect    = "Allow"
+        Principal = { Service = "budgets.amazonaws.com" }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
         Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }

@@ -65,7 +65,7 @@ resource "aws_cloudwatch_event_target" "this" {
   for_each = local.event_rules
 
   rule = aws_cloudwatch_event_rule.this[each.key].name
-  arn  = aws_lambda_function.this[each.value.target].arn
+  arn  = aws_lambda_alias.live[each.value.target].arn
 
   retry_policy {
     maximum_event_age_in_seconds = 3600
@@ -83,6 +83,7 @@ resource "aws_lambda_permission" "events" {
   statement_id  = "AllowEventBridge-${each.key}"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.this[each.value.target].function_name
+  qualifier     = aws_lambda_alias.live[each.value.target].name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.this[each.key].arn
 }

@@ -27,11 +27,12 @@ locals {
   }
 
   reserved_concurrency = {
-    "webhook"     = var.kill_switch ? 0 : var.webhook_reserved_concurrency
-    "scale-up"    = var.kill_switch ? 0 : local.scale_up_reserved
-    "scale-down"  = lookup(var.function_reserved_concurrency, "scale-down", 10)
-    "redrive"     = lookup(var.function_reserved_concurrency, "redrive", 1)
-    "housekeeper" = lookup(var.function_reserved_concurrency, "housekeeper", 1)
+    "webhook"      = local.kill_switch ? 0 : var.webhook_reserved_concurrency
+    "scale-up"     = local.kill_switch ? 0 : local.scale_up_reserved
+    "scale-down"   = lookup(var.function_reserved_concurrency, "scale-down", 10)
+    "redrive"      = lookup(var.function_reserved_concurrency, "redrive", 1)
+    "housekeeper"  = lookup(var.function_reserved_concurrency, "housekeeper", 1)
+    "budget-guard" = lookup(var.function_reserved_concurrency, "budget-guard", 1)
   }
   scale_up_reserved = coalesce(var.scale_up_reserved_concurrency, var.scale_up_maximum_concurrency)
 
@@ -64,6 +65,7 @@ locals {
     MAX_RERUNS                    = tostring(var.max_reruns)
     MAX_REDRIVES                  = tostring(var.max_redrives)
     DRY_RUN                       = tostring(var.housekeeper_dry_run)
+    BUDGET_ACTION                 = var.budget_action
     POWERTOOLS_SERVICE_NAME       = local.prefix
     POWERTOOLS_METRICS_NAMESPACE  = local.prefix
     POWERTOOLS_LOG_LEVEL          = var.log_level

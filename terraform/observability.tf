@@ -121,6 +121,31 @@ resource "aws_cloudwatch_metric_alarm" "webhook_secret_not_configured" {
   tags                = local.tags
 }
 
+# The budget guard acted (budget_action) or reported a budget alert (notify): an operator decides
+# what next, and lifts with `jitrunners kill-switch off` / `jitrunners spot-only off`.
+resource "aws_cloudwatch_metric_alarm" "budget_guard" {
+  for_each = {
+    "budget-exceeded"     = { metric = "BudgetExceeded", what = "A budget of this deployment crossed its alert threshold (see the budget-guard log group)" }
+    "kill-switch-engaged" = { metric = "KillSwitchEngaged", what = "The budget guard engaged the kill switch: no job is taken or started, queued jobs wait; lift with jitrunners kill-switch off" }
+    "spot-only-engaged"   = { metric = "SpotOnlyEngaged", what = "The budget guard engaged spot-only: launches use spot capacity alone; lift with jitrunners spot-only off" }
+  }
+
+  alarm_name          = "${local.prefix}-${each.key}"
+  alarm_description   = "${each.value.what}."
+  namespace           = local.metrics_namespace
+  metric_name         = each.value.metric
+  dimensions          = { service = local.prefix }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "webhook_errors" {
   for_each = {
     "4xx" = { threshold = 20, what = "Deliveries refused (forged, unsigned or malformed, or a wrong secret)" }

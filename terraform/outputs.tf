@@ -29,7 +29,7 @@ output "events_dlq_url" {
 }
 
 output "function_names" {
-  description = "Lambda function names by key (webhook, scale-up, scale-down, redrive, housekeeper)."
+  description = "Lambda function names by key (webhook, scale-up, scale-down, redrive, housekeeper, budget-guard)."
   value       = { for k, f in aws_lambda_function.this : k => f.function_name }
 }
 
@@ -87,4 +87,19 @@ output "alarm_topic_arn" {
 output "dashboard_name" {
   description = "CloudWatch dashboard name."
   value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "function_aliases" {
+  description = "ARN of each function's `live` alias by key: what every trigger invokes, moved by `jitrunners rollout`."
+  value       = { for k, a in aws_lambda_alias.live : k => a.arn }
+}
+
+output "budget_topic_arn" {
+  description = "SNS topic AWS Budgets notifies and the budget guard subscribes to (null without a budget)."
+  value       = try(aws_sns_topic.budget[0].arn, null)
+}
+
+output "budget_names" {
+  description = "AWS Budgets of this deployment (monthly, daily) by kind."
+  value       = { for k, b in aws_budgets_budget.this : k => b.name }
 }

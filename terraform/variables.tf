@@ -20,7 +20,7 @@ variable "tags" {
 }
 
 variable "kill_switch" {
-  description = "Emergency stop: reserved concurrency 0 on the webhook and scale-up functions AND the SQS event source mapping disabled, so queued jobs wait in the queue instead of drifting into the DLQ (DESIGN 5b)."
+  description = "Emergency stop: reserved concurrency 0 on the webhook and scale-up functions AND the SQS event source mapping disabled, so queued jobs wait in the queue instead of drifting into the DLQ (DESIGN 5b). Also on while the budget guard or `jitrunners kill-switch on` has engaged it at runtime (the plan reads their record); false does not lift that: `jitrunners kill-switch off` does."
   type        = bool
   default     = false
 }
@@ -62,12 +62,12 @@ variable "lambda_runtime" {
 }
 
 variable "lambda_memory_size" {
-  description = "Memory (MB) of each function, by function key (webhook, scale-up, scale-down, redrive, housekeeper). Missing keys use 256."
+  description = "Memory (MB) of each function, by function key (webhook, scale-up, scale-down, redrive, housekeeper, budget-guard). Missing keys use 256."
   type        = map(number)
   default     = {}
 
   validation {
-    condition     = alltrue([for k, v in var.lambda_memory_size : contains(["webhook", "scale-up", "scale-down", "redrive", "housekeeper"], k) && v >= 128 && v <= 10240])
+    condition     = alltrue([for k, v in var.lambda_memory_size : contains(["webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard"], k) && v >= 128 && v <= 10240])
     error_message = "lambda_memory_size keys must be function keys and values 128-10240."
   }
 }
@@ -575,13 +575,13 @@ variable "max_receive_count" {
 }
 
 variable "function_reserved_concurrency" {
-  description = "Reserved concurrency of scale-down, redrive and housekeeper (redrive and housekeeper default to 1: one sweep at a time)."
+  description = "Reserved concurrency of scale-down, redrive, housekeeper and budget-guard (redrive, housekeeper and budget-guard default to 1: one at a time)."
   type        = map(number)
   default     = {}
 
   validation {
-    condition     = alltrue([for k, v in var.function_reserved_concurrency : contains(["scale-down", "redrive", "housekeeper"], k) && v >= 1])
-    error_message = "function_reserved_concurrency keys must be scale-down, redrive or housekeeper, values at least 1."
+    condition     = alltrue([for k, v in var.function_reserved_concurrency : contains(["scale-down", "redrive", "housekeeper", "budget-guard"], k) && v >= 1])
+    error_message = "function_reserved_concurrency keys must be scale-down, redrive, housekeeper or budget-guard, values at least 1."
   }
 }
 
@@ -605,4 +605,80 @@ variable "ami_owners" {
     condition     = length(var.ami_owners) > 0
     error_message = "ami_owners must not be empty."
   }
+}
+
+################################################################################
+# Budget guardrail
+################################################################################
+
+variable "budget_monthly_amount" {
+  description = "Monthly AWS Budget (in budget_currency) on the cost of everything tagged jitrunners:prefix = prefix (instances, volumes, Lambdas, queues...). null: no monthly budget. With either amount set the module creates the budget(s), an encrypted SNS topic they notify and its subscription by the budget guard."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.budget_monthly_amount == null || try(var.budget_monthly_amount > 0, false)
+    error_message = "budget_monthly_amount must be null or positive."
+  }
+}
+
+variable "budget_daily_amount" {
+  description = "Daily AWS Budget (in budget_currency) on the same cost; null: none. Budgets evaluates daily costs once or a few times a day: the guard acts hours after a burst, not minutes."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.budget_daily_amount == null || try(var.budget_daily_amount > 0, false)
+    error_message = "budget_daily_amount must be null or positive."
+  }
+}
+
+variable "budget_currency" {
+  description = "Unit of the budget amounts (AWS Budgets' cost unit, normally USD)."
+  type        = string
+  default     = "USD"
+
+  validation {
+    condition     = can(regex("^[A-Z]{3}$", var.budget_currency))
+    error_message = "budget_currency must be a three-letter currency code."
+  }
+}
+
+variable "budget_threshold_percent" {
+  description = "Percentage of a budget the ACTUAL cost must exceed for the notification the guard acts on."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.budget_threshold_percent > 0 && var.budget_threshold_percent <= 1000
+    error_message = "budget_threshold_percent must be above 0 and at most 1000."
+  }
+}
+
+variable "budget_action" {
+  description = "What the budget guard does when a budget's ACTUAL cost crosses the threshold: notify (log, metric, alarm, the topic's subscribers), spot-only (launch spot capacity only: no on-demand, no fallback) or kill-switch (stop taking and starting jobs; queued jobs wait). Lifted only by an operator: `jitrunners spot-only off` / `jitrunners kill-switch off`."
+  type        = string
+  default     = "notify"
+
+  validation {
+    condition     = contains(["notify", "spot-only", "kill-switch"], var.budget_action)
+    error_message = "budget_action must be notify, spot-only or kill-switch."
+  }
+}
+
+variable "budget_notification_emails" {
+  description = "Email addresses AWS Budgets notifies beside the guard's topic (at most 10)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.budget_notification_emails) <= 10
+    error_message = "AWS Budgets takes at most 10 email subscribers per notification."
+  }
+}
+
+variable "budget_activate_cost_allocation_tag" {
+  description = "Activate jitrunners:prefix as a cost allocation tag (Budgets filters only on active tags). Only the management (payer) account of an organization may; leave false and activate it there (Billing console, Cost allocation tags) otherwise."
+  type        = bool
+  default     = false
 }

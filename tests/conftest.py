@@ -82,9 +82,11 @@ def _reset_process_caches() -> None:
 
     config.get_settings.cache_clear()
     config._parsed.clear()
+    from jitrunners import guardrail
     from jitrunners.lifecycle.provisioning import boundary
 
     boundary.reset()
+    guardrail.spot_only_cache.clear()
     clients.reset()
     try:
         from aws_lambda_powertools.utilities import parameters

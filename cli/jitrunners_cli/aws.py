@@ -148,10 +148,14 @@ class Mapping:
 
 
 def event_source_mappings(function_name: str) -> list[Mapping]:
+    """The mappings that invoke the function through any version or alias (the module's invokes
+    its `live` alias; Lambda's FunctionName filter matches one qualifier exactly)."""
     found: list[Mapping] = []
     paginator = client("lambda").get_paginator("list_event_source_mappings")
-    for page in paginator.paginate(FunctionName=function_name):
+    for page in paginator.paginate():
         for data in page.get("EventSourceMappings", []):
+            if str(data.get("FunctionArn", "")).split(":")[6:7] != [function_name]:
+                continue
             found.append(
                 Mapping(
                     uuid=str(data["UUID"]),

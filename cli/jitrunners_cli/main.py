@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from jitrunners_cli.errors import CliError, translate
 
 # Subcommand modules, in `--help` order.
-COMMANDS: tuple[str, ...] = ("setup", "status", "trace", "webhook", "redrive", "drain")
+COMMANDS: tuple[str, ...] = (
+    "setup",
+    "status",
+    "trace",
+    "webhook",
+    "redrive",
+    "drain",
+    "kill_switch",
+    "spot_only",
+    "rollout",
+)
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -1,10 +1,10 @@
 """`jitrunners webhook test`: a signed `ping` and a synthetic `workflow_job` to the deployed URL.
 
-The synthetic job is a `waiting` delivery (a job held for an environment approval): the webhook
-verifies its signature, applies the allowlist, routes its labels to a template and records it
-exactly as it would a real one, and no runner is ever launched for a waiting job (scale-up only
-stops runners launched for that job id, and there are none). It is signed with the deployment's own
-webhook secret, read from SSM and never printed.
+The synthetic job is a `queued` delivery sent with the `X-Jitrunners-Dry-Run: 1` header: the
+webhook verifies its signature, applies the allowlist and the replay window and routes its labels to
+a template exactly as it would a real one, then answers with what it would do and claims and
+enqueues nothing, so nothing launches. It is signed with the deployment's own webhook secret, read
+from SSM and never printed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from jitrunners.lifecycle.intake import DRY_RUN_HEADER
 from jitrunners_cli import aws, render
 from jitrunners_cli.deployment import Deployment, find
 from jitrunners_cli.errors import EXIT_NOT_FOUND, CliError
@@ -31,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction, parents: list) -> None:  # 
         "test",
         parents=parents,
         help="send a signed ping and a synthetic workflow_job; report the answers",
-        description="POST a signed ping and a signed workflow_job (action waiting, for the "
-        "template's labels: nothing launches) to the deployed webhook URL.",
+        description="POST a signed ping and a signed workflow_job (action queued, for the "
+        "template's labels, as a dry run: nothing is queued or launched) to the deployed "
+        "webhook URL.",
     )
     test.add_argument("--template", help="runner template whose labels the job asks for")
     test.add_argument("--repo", help="OWNER/REPO of the synthetic job (default: an allowed one)")
@@ -88,18 +90,18 @@ def _repo(deployment: Deployment, wanted: str | None) -> str:
 
 
 def payload(repo: str, labels: list[str], now: datetime) -> dict[str, Any]:
-    """A `workflow_job` `waiting` delivery's body, as GitHub shapes it (the fields we read)."""
+    """A `workflow_job` `queued` delivery's body, as GitHub shapes it (the fields we read)."""
     owner, name = repo.split("/", 1)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "action": "waiting",
+        "action": "queued",
         "workflow_job": {
             "id": SYNTHETIC_JOB_ID,
             "run_id": SYNTHETIC_JOB_ID,
             "run_attempt": 1,
             "name": "jitrunners webhook test",
             "labels": labels,
-            "status": "waiting",
+            "status": "queued",
             "created_at": stamp,
             "started_at": stamp,
             "conclusion": None,
@@ -116,7 +118,9 @@ def payload(repo: str, labels: list[str], now: datetime) -> dict[str, Any]:
     }
 
 
-def _post(url: str, secret: str, event: str, body: bytes) -> tuple[int, Any]:
+def _post(
+    url: str, secret: str, event: str, body: bytes, extra: dict[str, str] | None = None
+) -> tuple[int, Any]:
     import requests
 
     from jitrunners.signature import sign
@@ -127,6 +131,7 @@ def _post(url: str, secret: str, event: str, body: bytes) -> tuple[int, Any]:
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": sign(secret, body),
+        **(extra or {}),
     }
     try:
         response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_S)
@@ -143,8 +148,16 @@ def _meaning(status: int, body: Any, *, ping: bool, param: str) -> tuple[bool, s
     error, ignored = data.get("error"), data.get("ignored")
     if ping and status == 200 and data.get("msg") == "pong":
         return True, "signature verified with the stored secret; pong"
-    if not ping and status in (200, 202) and data.get("recorded") == "release":
-        return True, "signature, allowlist and labels accepted; routed to a template, recorded"
+    if not ping and status in (200, 202) and data.get("dry_run") is True:
+        return True, (
+            f"signature, allowlist and labels accepted; would {data.get('would')} on "
+            f"{data.get('template')} (dry run: nothing queued)"
+        )
+    if not ping and data.get("accepted") is True:
+        return False, (
+            "the webhook ignored the dry-run header (Lambdas older than the CLI) and queued a "
+            "launch for synthetic job 1; scale-up drops it, GitHub not knowing that job"
+        )
     if error == "secret_not_configured":
         return False, f"the webhook has no usable secret: store one in {param}"
     if error == "bad_signature":
@@ -185,14 +198,16 @@ def check(
     ok, meaning = _meaning(status, body, ping=True, param=param)
     report["ping"] = {"status": status, "body": body, "ok": ok, "meaning": meaning}
     job = payload(repo, list(chosen.labels), datetime.now(UTC))
-    status, body = _post(url, secret, "workflow_job", json.dumps(job).encode())
+    dry_run = {DRY_RUN_HEADER: "1"}
+    status, body = _post(url, secret, "workflow_job", json.dumps(job).encode(), dry_run)
     ok, meaning = _meaning(status, body, ping=False, param=param)
     report["workflow_job"] = {
         "status": status,
         "body": body,
         "ok": ok,
         "meaning": meaning,
-        "action": "waiting",
+        "action": "queued",
+        "dry_run": True,
         "template": chosen.name,
         "labels": list(chosen.labels),
         "repo": repo,

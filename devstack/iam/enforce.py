@@ -19,6 +19,9 @@ Sources for what each operation authorizes (resources and condition keys):
   instant fleet performs with the caller's permissions.
 - Parameter Store and KMS: https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html
   (encryption context PARAMETER_ARN, kms:ViaService ssm.<region>.amazonaws.com).
+- Lambda (the budget guard's kill switch): .../list_awslambda.html (function ARN for concurrency,
+  eventSourceMapping ARN with aws:ResourceTag for UpdateEventSourceMapping, no resource for
+  ListEventSourceMappings).
 - Access denied messages: https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
 """
 
@@ -164,6 +167,7 @@ class Lookup(Protocol):
     def queue(self, url: str) -> QueueInfo | None: ...
     def ec2_tags(self, resource_id: str) -> Mapping[str, str]: ...
     def instance_profile(self, name_or_arn: str) -> InstanceProfileInfo | None: ...
+    def lambda_tags(self, arn: str) -> Mapping[str, str]: ...
 
 
 def _tag_dict(tags: Iterable[Mapping[str, str]] | None) -> dict[str, str]:
@@ -280,6 +284,11 @@ class MotoLookup:
             Filters=[{"Name": "resource-id", "Values": [resource_id]}]
         )
         return {t["Key"]: t.get("Value", "") for t in found.get("Tags", [])}
+
+    def lambda_tags(self, arn: str) -> Mapping[str, str]:
+        """Tags of a Lambda function or event source mapping ({} when it does not exist)."""
+        found = self._ignore_missing(lambda: self._client("lambda").list_tags(Resource=arn))
+        return dict((found or {}).get("Tags") or {})
 
     def instance_profile(self, name_or_arn: str) -> InstanceProfileInfo | None:
         name = name_or_arn.rsplit("/", 1)[-1]
@@ -907,6 +916,29 @@ def _unique(checks: list[Check]) -> list[Check]:
     return kept
 
 
+# ----------------------------------------------------------------------------------- Lambda
+def _function_arn(call: Call, name: str) -> str:
+    """A FunctionName parameter (name, partial or full ARN) as the unqualified function ARN the
+    Service Authorization Reference lists for concurrency operations."""
+    if name.startswith("arn:"):
+        return ":".join(name.split(":")[:7])
+    return f"arn:aws:lambda:{call.region}:{call.account}:function:{name.partition(':')[0]}"
+
+
+def _lambda_function(action: str) -> Rule:
+    return lambda call: [Check(action, _function_arn(call, str(call.params["FunctionName"])))]
+
+
+def _update_event_source_mapping(call: Call) -> list[Check]:
+    """On the mapping's ARN, with its tags as aws:ResourceTag (the Service Authorization Reference
+    lists them for eventSourceMapping). Changing the function it invokes is not modelled."""
+    if "FunctionName" in call.params:
+        raise UnmodelledOperation("lambda.UpdateEventSourceMapping with FunctionName")
+    arn = f"arn:aws:lambda:{call.region}:{call.account}:event-source-mapping:{call.params['UUID']}"
+    context = _tags_context(["aws:ResourceTag"], call.lookup.lambda_tags(arn))
+    return [Check("lambda:UpdateEventSourceMapping", arn, context)]
+
+
 # ----------------------------------------------------------------------------------- rules
 def _dynamodb_item(action: str) -> Rule:
     """Item writes on a table: the table's ARN. Encryption with a customer managed key is DynamoDB's
@@ -968,6 +1000,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),
+    ("lambda", "PutFunctionConcurrency"): _lambda_function("lambda:PutFunctionConcurrency"),
+    ("lambda", "DeleteFunctionConcurrency"): _lambda_function("lambda:DeleteFunctionConcurrency"),
+    ("lambda", "GetFunctionConcurrency"): _lambda_function("lambda:GetFunctionConcurrency"),
+    ("lambda", "ListEventSourceMappings"): _unscoped("lambda:ListEventSourceMappings"),
+    ("lambda", "UpdateEventSourceMapping"): _update_event_source_mapping,
 }
 
 

@@ -30,7 +30,7 @@ from devstack.iam.enforce import (
 )
 
 _CURRENT: ContextVar[Principal | None] = ContextVar("devstack_iam_principal", default=None)
-LAMBDA_SERVICES = ("dynamodb", "ec2", "kms", "sqs", "ssm")
+LAMBDA_SERVICES = ("dynamodb", "ec2", "kms", "lambda", "sqs", "ssm")
 
 
 def current() -> Principal | None:
@@ -95,7 +95,7 @@ def attach_lambda_clients(enforcer: Enforcer, services: Iterable[str] = LAMBDA_S
 
 
 # ------------------------------------------------------------------ the module's principals
-FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard")
 
 
 def function_role_arn(account: str, prefix: str, key: str) -> str:
@@ -185,6 +185,9 @@ class CachedLookup:
         return self._cached(
             ("profile", name_or_arn), lambda: self._inner.instance_profile(name_or_arn)
         )
+
+    def lambda_tags(self, arn: str) -> Mapping[str, str]:
+        return self._inner.lambda_tags(arn)
 
 
 def enforce_lambdas(

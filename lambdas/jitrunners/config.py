@@ -17,6 +17,8 @@ DEFAULT_GITHUB_API_URL: Final = "https://api.github.com"
 MARKETS: Final = ("spot", "on-demand", "spot-then-on-demand")
 SCOPES: Final = ("org", "repo")
 OPERATING_SYSTEMS: Final = ("linux", "windows")
+# What the budget guard does when an ACTUAL budget notification arrives (README "Budget guardrail").
+BUDGET_ACTIONS: Final = ("notify", "spot-only", "kill-switch")
 # SSM RunCommand accepts executionTimeout up to 48 h; a runner may not outlive its command.
 MAX_LIFETIME_LIMIT_S: Final = 172_800
 # generate-jitconfig takes 1 to 100 labels: a template with more could never start a runner.
@@ -264,6 +266,8 @@ class Settings:
     # calls), in percent of the built-in ones (the local stack, whose instances boot in a
     # second, runs at 5).
     retry_delay_percent: int = 100
+    # Budget guard: what an exceeded budget (ACTUAL notification) does.
+    budget_action: str = "notify"
 
     def pause(self, seconds: float) -> None:
         """Sleep a built-in in-Lambda back-off (GitHub 5xx, EC2 throttling), scaled like the
@@ -330,7 +334,11 @@ class Settings:
             dry_run=_flag(env, "DRY_RUN", False),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE_S", 120, minimum=0),
             retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),
+            budget_action=(env.get("BUDGET_ACTION") or "notify").strip(),
         )
+        if settings.budget_action not in BUDGET_ACTIONS:
+            choices = ", ".join(BUDGET_ACTIONS)
+            raise ConfigError(f"BUDGET_ACTION: {settings.budget_action!r} must be one of {choices}")
         if settings.retry_delay_percent > 100:
             raise ConfigError("RETRY_DELAY_PERCENT: at most 100 (it only shortens the delays)")
         if settings.start_delay_s > 900:

@@ -7,6 +7,8 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from jitrunners.canary import VERSIONED_METRICS
+
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "jitrunners")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "jitrunners")
 
@@ -24,10 +26,18 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
     The total always goes into the invocation's metrics (dimension `service` only: what the
     Terraform alarms watch). With dimensions (e.g. reason=...) a second, dimensioned line goes out
     on its own EMF document, so the dimension does not spill onto the invocation's other metrics.
+    A failure a canary watches (jitrunners.canary) goes out a third time with the function and
+    the version Lambda runs (its AWS_LAMBDA_FUNCTION_* variables), so a rollout reads the new
+    version's failures apart from the old one's.
     """
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if dimensions:
         observe(name, value, MetricUnit.Count, **dimensions)
+    # Failures a canary rollout watches also go out per function version (jitrunners.canary).
+    version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "")
+    if name in VERSIONED_METRICS and version:
+        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        observe(name, value, MetricUnit.Count, function=function, version=version)
 
 
 def observe(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:

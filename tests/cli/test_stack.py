@@ -94,7 +94,13 @@ def test_status_and_webhook_test_against_the_stack(
     assert webhook.code == 0, webhook.err
     answers = webhook.json()
     assert answers["ping"]["body"] == {"msg": "pong"}
-    assert answers["workflow_job"]["body"] == {"recorded": "release", "job_id": 1}
+    assert answers["workflow_job"]["body"] == {
+        "dry_run": True,
+        "would": "launch",
+        "job_id": 1,
+        "template": answers["workflow_job"]["template"],
+    }
+    assert stack.world.queue_depth(stack.world.job_queue_url) == 0  # a dry run queues nothing
     assert stack.sim.webhook_secret not in webhook.out + webhook.err
 
 

@@ -50,9 +50,7 @@ def _throw_kill_switch(*, mapping: bool = True, webhook: bool = True) -> None:
             FunctionName=f"{PREFIX}-webhook", ReservedConcurrentExecutions=0
         )
     if mapping:
-        [found] = lam.list_event_source_mappings(FunctionName=f"{PREFIX}-scale-up")[
-            "EventSourceMappings"
-        ]
+        [found] = lam.list_event_source_mappings()["EventSourceMappings"]
         lam.update_event_source_mapping(UUID=found["UUID"], Enabled=False)
 
 

@@ -11,7 +11,7 @@ from devstack import deployment, tfrender
 from devstack.aws_world import ACCOUNT, REGION, TEMPLATES_FILE
 
 PREFIX = "jitrunners"
-FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
+FUNCTION_KEYS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper", "budget-guard")
 
 
 def deployed(templates: list[dict[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ FUNCTIONS = {  # Terraform key -> policy document name
     "scale-down": "scale_down",
     "redrive": "redrive",
     "housekeeper": "housekeeper",
+    "budget-guard": "budget_guard",
 }
 # Handlers being written on other branches (issues 3 and 4). Their checks skip until the module
 # lands; a missing handler that is NOT listed here fails. Empty this set once they are merged.
@@ -69,17 +70,19 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
         "ssm:AddTagsToResource": "PutParameter with Tags (re-run and redelivery records)",
         "kms:GenerateDataKey": "SendMessage to the CMK-encrypted job queue",
     },
+    "budget-guard": {},
 }
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
-ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper"}
+ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper", "budget-guard"}
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
 STAR_OK = re.compile(
     r"^(ec2:(Describe\w+|GetInstanceTypesFromInstanceRequirements)|logs:DescribeLogGroups|xray:\w+|"
     r"pricing:GetProducts|"
-    r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters))$"
+    r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters)|"
+    r"lambda:ListEventSourceMappings)$"
 )
 # Set by Terraform although the package does not read them itself (Powertools reads them).
 POWERTOOLS_ENV = re.compile(r"^POWERTOOLS_[A-Z_]+$")
@@ -90,6 +93,8 @@ LOCAL_ONLY_ENV = {
     "RETRY_DELAY_PERCENT": "shortens retry delays for the local stack; AWS keeps the defaults",
     "RECONCILE_GRACE_S": "shortens the reconciliation's grace for the local stack and tests",
 }
+# Set by Lambda itself in every function's environment (read for per-version canary metrics).
+LAMBDA_RUNTIME_ENV = {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION"}
 
 
 def handler_module(key: str) -> str:
@@ -117,7 +122,7 @@ def test_every_tf_file_parses() -> None:
             assert hcl2.load(handle), path
 
 
-def test_the_five_functions_are_wired_with_the_contract_handlers() -> None:
+def test_the_functions_are_wired_with_the_contract_handlers() -> None:
     functions = tf.locals_()["functions"]
     assert set(functions) == set(FUNCTIONS)
     for key in functions:
@@ -143,7 +148,9 @@ def test_terraform_sets_every_environment_variable_the_code_reads() -> None:
     reads = tf.env_reads()
     assert {"JOB_QUEUE_URL", "RUNNER_TEMPLATES_PARAM", "WEBHOOK_SECRET_PARAM"} <= reads
     env = set(tf.locals_()["environment"])
-    assert reads - set(LOCAL_ONLY_ENV) - env == set(), "read by the code, not set by Terraform"
+    assert reads - set(LOCAL_ONLY_ENV) - LAMBDA_RUNTIME_ENV - env == set(), (
+        "read by the code, not set by Terraform"
+    )
     assert env & set(LOCAL_ONLY_ENV) == set(), "local-stack-only settings must not be set in AWS"
     assert {v for v in env - reads if not POWERTOOLS_ENV.match(v)} == set(), "set but never read"
     functions = tf.blocks("resource", "aws_lambda_function")["this"]
@@ -314,9 +321,10 @@ def test_runner_role_does_not_get_the_managed_ssm_core_policy() -> None:
 def test_kill_switch_zeroes_webhook_and_scale_up_and_disables_the_event_source() -> None:
     reserved = tf.locals_()["reserved_concurrency"]
     for key in ("webhook", "scale-up"):
-        assert reserved[key].startswith("${var.kill_switch ? 0 :"), key
+        assert reserved[key].startswith("${local.kill_switch ? 0 :"), key
     mapping = tf.blocks("resource", "aws_lambda_event_source_mapping")["scale_up"]
-    assert mapping["enabled"] == "${!var.kill_switch}"
+    assert mapping["enabled"] == "${!local.kill_switch}"
+    assert mapping["tags"] == "${local.tags}"  # the budget guard may pause only tagged mappings
     assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
     assert mapping["scaling_config"][0]["maximum_concurrency"] == (
         "${var.scale_up_maximum_concurrency}"
@@ -393,7 +401,8 @@ def test_every_variable_and_output_is_described_and_typed() -> None:
 
 def test_secrets_are_secure_strings_under_the_configurable_key() -> None:
     params = tf.blocks("resource", "aws_ssm_parameter")
-    secrets = {k: v for k, v in params.items() if k != "runner_templates"}
+    plain = {"runner_templates", "kill_switch"}  # configuration, no secret
+    secrets = {k: v for k, v in params.items() if k not in plain}
     assert len(secrets) == 6
     for name, param in secrets.items():
         assert param["type"] == "SecureString", name
@@ -476,6 +485,7 @@ def test_observability_ships_queries_dashboard_and_alarms() -> None:
         "zombies",
         "webhook_errors",
         "webhook_secret_not_configured",
+        "budget_guard",
     }
     assert "4xx" in str(alarms["webhook_errors"]["for_each"])
     assert "5xx" in str(alarms["webhook_errors"]["for_each"])
@@ -492,12 +502,13 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
         emitted |= set(re.findall(r'\b(?:count|observe)\(\s*"([A-Za-z]+)"', path.read_text()))
     text = (tf.TERRAFORM / "observability.tf").read_text()
     watched = set(re.findall(r'metric_name\s*=\s*"([A-Za-z]+)"', text))
+    watched |= set(re.findall(r'\bmetric\s*=\s*"([A-Za-z]+)"', text))  # for_each alarm tables
     dashboard = re.search(r"for name in \[([^\]]*)\]", text)
     assert dashboard
     watched |= set(re.findall(r'"([A-Za-z]+)"', dashboard.group(1)))
     aws_metrics = {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "4xx", "5xx"}
     custom = {m for m in watched if m not in aws_metrics}
-    assert {"LaunchFailed", "Zombies"} <= custom
+    assert {"LaunchFailed", "Zombies", "KillSwitchEngaged", "SpotOnlyEngaged"} <= custom
     assert custom - emitted == set()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -336,12 +337,21 @@ def test_serve_prints_its_json_line_on_stdout_and_start_up_on_stderr() -> None:
     )
     guard = threading.Timer(PATIENCE_S, serve.kill)  # readline returns "" if it never comes
     guard.start()
+    exports: dict[str, str] = {}
     try:
-        info = json.loads(serve.stdout.readline())  # type: ignore[union-attr]
+        # First one `export NAME=VALUE` per variable the jitrunners CLI reads, then the JSON.
+        line = serve.stdout.readline()  # type: ignore[union-attr]
+        while line.startswith("export "):
+            name, _, value = line.removeprefix("export ").rstrip("\n").partition("=")
+            exports[name] = shlex.split(value)[0]
+            line = serve.stdout.readline()  # type: ignore[union-attr]
+        info = json.loads(line)
     finally:
         guard.cancel()
         serve.terminate()
         _, stderr = serve.communicate(timeout=PATIENCE_S)
+    assert exports["JITRUNNERS_WEBHOOK_URL"] == info["webhook_url"]
+    assert exports["AWS_ENDPOINT_URL"] == info["aws_endpoint_url"]
     assert info["webhook_url"].startswith("http://127.0.0.1:")
     assert {"webhook_secret", "aws_endpoint_url", "github_api_url"} <= info.keys()
     assert "stack up in" in stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -267,6 +268,42 @@ def test_with_reruns_on_failed_completed_deliveries_are_redelivered_too(
         _delivery(clock, 1, "completed", 500, action="completed"),
         _delivery(clock, 2, "in-progress", 500, action="in_progress"),
     ]
+    run()
+    assert github.redelivered == [1]
+
+
+@pytest.mark.parametrize("held_by", ["runtime record", "terraform"])
+def test_failed_deliveries_wait_while_the_kill_switch_holds_the_webhook(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    held_by: str,
+) -> None:
+    """A redelivery asked for while the webhook refuses everything fails too, and each delivery
+    is asked for once: the failed ones wait until the switch is lifted."""
+    import boto3
+
+    from jitrunners import guardrail
+
+    ssm = boto3.client("ssm")
+    setting = guardrail.terraform_setting_name("jitrunners")
+    record = guardrail.record_name("jitrunners", guardrail.KILL_SWITCH)
+    held = json.dumps({"kill_switch": held_by == "terraform", "reserved_concurrency": {}})
+    ssm.put_parameter(Name=setting, Value=held, Type="String")
+    if held_by == "runtime record":
+        ssm.put_parameter(Name=record, Value="{}", Type="String")
+    github.deliveries = [_delivery(clock, 1, "refused", 500)]
+
+    assert run()["actions"] == []
+    assert github.redelivered == []
+    assert github.calls["list_deliveries"] == 0
+
+    # Lifted: the next sweep asks for it.
+    if held_by == "runtime record":
+        ssm.delete_parameter(Name=record)
+    released = json.dumps({"kill_switch": False, "reserved_concurrency": {}})
+    ssm.put_parameter(Name=setting, Value=released, Type="String", Overwrite=True)
     run()
     assert github.redelivered == [1]
 

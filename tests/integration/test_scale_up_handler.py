@@ -144,13 +144,35 @@ def test_max_runners_holds_under_a_batch_bigger_than_the_limit(
     deferred = [(m, d) for m, d in world.sent if m.kind == "launch"]
     assert len(deferred) == 2
     assert all(delay > 0 for _, delay in deferred)
+    # GitHub was asked about the jobs that got a slot only.
+    assert job_checks(world) == 3
 
-    # The next batch finds the template full: nothing launches, the messages wait again.
+    # The next batch finds the template full: nothing launches, the messages wait again, and
+    # waiting costs no GitHub call.
     world.sent.clear()
     response = run(sqs_event(*(m for m, _ in deferred)), lambda_context)
     assert failed_ids(response) == []
     assert len(world.instances()) == 3
     assert len([m for m, _ in world.sent if m.kind == "launch"]) == 2
+    assert job_checks(world) == 3
+
+
+def job_checks(world: World) -> int:
+    return sum(1 for call in world.github.calls if "/actions/jobs/" in call.request.url)
+
+
+def test_a_job_gone_while_others_wait_frees_its_slot_for_the_next(
+    world: World, lambda_context: Any
+) -> None:
+    messages = [launch_message(250 + i) for i in range(4)]  # linux-x64 allows 3
+    job_status(world, 250, status="completed")
+    for m in messages[1:]:
+        job_status(world, m.job_id)
+    response = run(sqs_event(*messages), lambda_context)
+    assert failed_ids(response) == []
+    assert len(world.instances()) == 3  # the completed job's slot went to the fourth
+    assert [m for m, _ in world.sent if m.kind == "launch"] == []
+    assert job_checks(world) == 4
 
 
 def test_global_max_runners_spans_templates(

@@ -464,3 +464,39 @@ def test_job_whose_repository_does_not_say_private_is_refused_as_public(
     status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
     assert (status, answer) == (202, {"ignored": "public_repo", "job_id": 65})
     assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.0"])
+def test_a_signed_dry_run_says_what_would_happen_and_claims_and_enqueues_nothing(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, version: str
+) -> None:
+    body = json.dumps(workflow_job_payload(job_id=71, labels=["self-hosted", "ARM64"]))
+    dry = {"X-Jitrunners-Dry-Run": "1"}
+    event = proxy_event(body, delivery="dlv-71", version=version, extra_headers=dry)
+
+    assert _call(event, lambda_context) == (
+        202,
+        {"dry_run": True, "would": "launch", "job_id": 71, "template": "linux-arm64"},
+    )
+    assert drain(env["JOB_QUEUE_URL"]) == []
+    assert _claims(deliveries_table) == set()
+    # The same delivery without the header is then a real one, not a duplicate.
+    real = proxy_event(body, delivery="dlv-71", version=version)
+    assert _call(real, lambda_context)[1] == {
+        "accepted": True,
+        "job_id": 71,
+        "template": "linux-arm64",
+    }
+
+
+def test_a_dry_run_is_checked_like_any_delivery(env: dict[str, str], lambda_context: Any) -> None:
+    dry = {"X-Jitrunners-Dry-Run": "true"}
+    body = json.dumps(workflow_job_payload(job_id=72))
+    unsigned = proxy_event(body, secret="wrong-secret-but-long-enough-000", extra_headers=dry)
+    assert _call(unsigned, lambda_context)[0] == 401
+    public = json.dumps(workflow_job_payload(job_id=73, private=False))
+    assert _call(proxy_event(public, extra_headers=dry), lambda_context) == (
+        202,
+        {"ignored": "public_repo", "job_id": 73},
+    )
+    assert drain(env["JOB_QUEUE_URL"]) == []

@@ -17,6 +17,10 @@ from jitrunners.observability import count, logger
 from jitrunners.routing import match_template, refusal, sizing_not_enabled
 from jitrunners.sizing import SizingRefused, for_job
 
+# A signed delivery with this header set to 1 or true is checked like any other (signature,
+# allowlist, routing) and answered with what would happen; nothing is claimed or enqueued.
+DRY_RUN_HEADER: Final = "x-jitrunners-dry-run"
+
 # How long a delivery id stays claimed. GitHub lets a delivery be redelivered for 3 days; a
 # `queued` delivery whose job is older than this is refused, so replaying a captured delivery
 # after its claim expired is useless too (GitHub cancels jobs queued for 24 h anyway).
@@ -251,6 +255,14 @@ def handle_delivery(
         except SizingRefused as exc:
             return _refuse_sizing(job, exc)
 
+    if request.headers.get(DRY_RUN_HEADER, "").strip().lower() in ("1", "true"):
+        # A signed test delivery (`jitrunners webhook test`): every check above ran; nothing
+        # is claimed or enqueued, so nothing launches. The answer says what would have happened.
+        count("WebhookDryRun")
+        logger.info("dry run: nothing enqueued", extra={"would": kind})
+        return WebhookResponse(
+            202, {"dry_run": True, "would": kind, "job_id": job.job_id, "template": template.name}
+        )
     message = JobMessage.launch_for(job, template.name, delivery_id)
     if kind == "rerun":
         message = JobMessage.rerun_check_for(job, template.name, delivery_id)

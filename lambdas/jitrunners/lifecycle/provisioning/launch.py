@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from jitrunners import sizing
+from jitrunners import guardrail, sizing
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
@@ -63,7 +63,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     groups: dict[str, list[Item]] = defaultdict(list)
     for record, message in items:
         with correlated(message):
-            outcome = _admit(record, message, deps, live_jobs, live)
+            outcome = _screen(message, deps, live_jobs, live)
         if outcome is None:
             groups[message.template].append((record, message))
         else:
@@ -71,17 +71,27 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
 
     for name, group in groups.items():
         template = deps.template(name)
-        assert template is not None  # checked by _admit
+        assert template is not None  # checked by _screen
         room = max(0, min(template.max_runners - per_template[name], settings.max_runners - total))
-        accepted, over = list(group[:room]), group[room:]
-        for record, message in over:
+        accepted: list[Item] = []
+        for record, message in group:
             with correlated(message):
-                outcomes[record.message_id] = _defer(message, deps, template)
+                if len(accepted) >= room:
+                    # No slot: deferred before GitHub is asked anything. Waiting launches come
+                    # back every LIMIT_DELAY_S; asking about each every time cost one GitHub
+                    # call per waiting job per minute (a burst's backlog, over the rate limit).
+                    outcomes[record.message_id] = _defer(message, deps, template)
+                    continue
+                outcome = _confirm(message, deps, live)
+            if outcome is None:
+                accepted.append((record, message))
+            else:
+                outcomes[record.message_id] = outcome
         accepted = _claimed(accepted, template, deps, outcomes)
         # One fleet request per distinct sizing (None: the template's instance types).
         by_size: dict[str, list[Item]] = defaultdict(list)
         for record, message in accepted:
-            asked = sizing.for_job(message.labels, template)  # admitted by _admit
+            asked = sizing.for_job(message.labels, template)  # admitted by _screen
             by_size[asked.key if asked else ""].append((record, message))
         for same_size in by_size.values():
             launched = _launch_group(template, same_size, deps)
@@ -92,14 +102,14 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     return outcomes
 
 
-def _admit(
-    record: Record,
+def _screen(
     message: JobMessage,
     deps: ScaleUpDeps,
     live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None],
     live: Sequence[fleet.Instance],
 ) -> Outcome | None:
-    """None when the message should launch; otherwise its outcome (dropped or failed)."""
+    """The checks that cost no GitHub call: None when the message may launch (if there is room,
+    and GitHub confirms: `_confirm`); otherwise its outcome (dropped or failed)."""
     if deps.template(message.template) is None:
         count("LaunchFailed", code="UnknownTemplate")
         logger.error("launch refused: no runner template of that name; message goes to the DLQ")
@@ -110,7 +120,7 @@ def _admit(
     assert template is not None
     try:
         # Again at launch: the templates may have changed since the webhook admitted the job.
-        asked = sizing.for_job(message.labels, template)
+        sizing.for_job(message.labels, template)
     except sizing.SizingRefused as exc:
         return _sizing_refused(exc.reason, exc.label, exc.detail)
     key: tuple[int | None, int | None] = (message.job_id, message.run_attempt)
@@ -128,6 +138,15 @@ def _admit(
         count("LaunchDropped", reason="duplicate")
         logger.info("launch skipped: this job attempt already has a live instance")
         return Outcome("duplicate")
+    live_jobs[key] = None  # a second copy in this batch is a duplicate too
+    return None
+
+
+def _confirm(
+    message: JobMessage, deps: ScaleUpDeps, live: Sequence[fleet.Instance]
+) -> Outcome | None:
+    """What GitHub says, asked only for a launch that has a slot: None when the job is still
+    queued and the template's runner group is a safe boundary; otherwise the outcome."""
     if deps.settings.check_job_queued:
         from jitrunners.github.client import GitHubError
 
@@ -146,12 +165,10 @@ def _admit(
     outcome = _check_runner_group(message, deps)
     if outcome is not None:
         return outcome
-    if asked is not None:
-        outcome = _check_sizing_fits(asked, template)
-        if outcome is not None:
-            return outcome
-    live_jobs[key] = None  # a second copy in this batch is a duplicate too
-    return None
+    template = deps.template(message.template)
+    assert template is not None  # checked by _screen
+    asked = sizing.for_job(message.labels, template)  # admitted by _screen
+    return None if asked is None else _check_sizing_fits(asked, template)
 
 
 def _taken(
@@ -195,7 +212,7 @@ def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | Non
     from jitrunners.github.client import GitHubError
 
     template = deps.template(message.template)
-    assert template is not None  # checked by _admit
+    assert template is not None  # checked by _screen
     try:
         problem = boundary.runner_group_refusal(
             template, message, deps.github, allow_public_repos=deps.settings.allow_public_repos
@@ -319,6 +336,9 @@ def _launch_group(
             asked.disk_gb,
             template.sizing.root_device,
         )
+    # Spot-only (budget guardrail) overrides the market while it is engaged; then the spot
+    # breaker may turn a market that still allows on-demand to on-demand.
+    market = guardrail.launch_market(market, settings.prefix)
     market = spot_breaker.market_for(template, market, settings, deps.clock())
     try:
         result = fleet.launch(

@@ -332,7 +332,18 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
     so a crash, a retry or a concurrent run never asks twice.
     """
     from jitrunners.github.client import GitHubError
+    from jitrunners.guardrail import webhook_stopped
 
+    try:
+        stopped = webhook_stopped(ctx.settings.prefix)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("cannot read the kill switch: redeliveries wait", extra={"detail": str(exc)})
+        return
+    if stopped:
+        # A redelivery now would fail like the delivery did, and each is asked for once: the
+        # failed deliveries wait (within REDELIVERY_WINDOW) until the switch is lifted.
+        logger.info("kill switch on: failed deliveries are asked for again once it is lifted")
+        return
     since = now - REDELIVERY_WINDOW
     attempts: dict[str, list[Any]] = defaultdict(list)
     try:
