@@ -136,7 +136,9 @@ class Options:
     # What the `jitrunners` CLI reads (devstack/cloud.py): the functions, the event source
     # mapping and log groups in moto, and the Lambdas' log lines shipped to CloudWatch Logs.
     cloud: bool = False
-    # Extra jobs with sizing labels the sized template refuses (`make run`: 2); 0: none.
+    # Extra jobs on the sized template (devstack/runner_templates.json): with sizing labels it
+    # admits, and with labels it refuses (`make run ARGS=--sizing`: 2 and 2); 0: none.
+    sized_jobs: int = 0
     refused_sized_jobs: int = 0
 
 
@@ -207,6 +209,7 @@ class Stack:
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
         self.refused_jobs: dict[int, SimJob] = {}  # jobs with refused sizing labels
+        self.queued_total = options.jobs  # with the sized and refused ones, once queued
         self.refused_cancelled: set[int] = set()
         self._interrupt_lock = threading.Lock()
         self._stop = threading.Event()
@@ -632,7 +635,11 @@ class Stack:
 
     # ------------------------------------------------------------------ the demo
     def queue_jobs(self) -> list[SimJob]:
-        names = self.options.templates or [t["name"] for t in self.world.tf_templates]
+        # By default the jobs go round the templates without a sizing policy; sized jobs are
+        # asked for on their own (sized_jobs, refused_sized_jobs: `make run ARGS=--sizing`).
+        names = self.options.templates or [
+            t["name"] for t in self.world.tf_templates if not t.get("sizing")
+        ]
         by_name = {t["name"]: t for t in self.world.tf_templates}
         unknown = [n for n in names if n not in by_name]
         if unknown:
@@ -651,13 +658,19 @@ class Stack:
             if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
                 labels = list(SHARED_LABELS)
             jobs.append(self.sim.queue_job(repo, labels, name=f"{template['name']}-{index + 1}"))
-        sized = next((by_name[n] for n in names if by_name[n].get("sizing")), None)
+        sized = next((t for t in self.world.tf_templates if t.get("sizing")), None)
+        for index in range(self.options.sized_jobs if sized else 0):
+            assert sized is not None
+            labels = [*sized["labels"], *SIZES[index % len(SIZES)]]
+            name = f"{sized['name']}-sized-{index + 1}"
+            jobs.append(self.sim.queue_job(REPOS[index % len(REPOS)], labels, name=name))
         for index in range(self.options.refused_sized_jobs if sized else 0):
             assert sized is not None
             labels = [*sized["labels"], *REFUSED_SIZES[index % len(REFUSED_SIZES)]]
             job = self.sim.queue_job(REPOS[0], labels, name=f"{sized['name']}-refused-{index + 1}")
             self.refused_jobs[job.id] = job
             jobs.append(job)
+        self.queued_total = len(jobs)
         return jobs
 
     def cancel_refused(self) -> None:
@@ -768,8 +781,8 @@ class Stack:
         outcomes = self._outcomes()
         records = self.job_records()
         return {
-            # Jobs refused at the webhook (sizing) count: their users cancel them.
-            "jobs": self.options.jobs + len(self.refused_jobs),
+            # Sized jobs count, and refused ones too: their users cancel them.
+            "jobs": self.queued_total,
             "completed": outcomes["success"],
             "cancelled": outcomes["cancelled"],
             "swaps": sum(1 for r in records if r.swap),
@@ -822,7 +835,7 @@ class Stack:
             return self.summary()
         while time.monotonic() < deadline:
             self.cancel_refused()
-            if self.finished() >= self.options.jobs + len(self.refused_jobs):
+            if self.finished() >= self.queued_total:
                 break
             time.sleep(0.3)
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.

@@ -52,7 +52,7 @@ def assert_clean(stack: Stack, summary: dict[str, object]) -> None:
 
 
 def test_demo_over_several_templates_completes_with_nothing_left(tmp_path: Path) -> None:
-    stack, summary = run(tmp_path, jobs=5, seed=11, refused_sized_jobs=1)
+    stack, summary = run(tmp_path, jobs=5, seed=11, sized_jobs=1, refused_sized_jobs=1)
     assert_clean(stack, summary)
     assert summary["instances_launched"] >= 5
     assert len({i["template"] for i in stack.seen_instances.values()}) == len(
