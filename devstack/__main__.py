@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=6, help="jobs to queue (default 6)")
     parser.add_argument("--templates", default="", help="templates to spread jobs over: a,b")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    parser.add_argument(
+        "--sizing",
+        action="store_true",
+        help="also 2 jobs with sizing labels the sized template admits and 2 it refuses",
+    )
     parser.add_argument("--job-seconds", type=float, default=1.0, help="how long a job runs")
     parser.add_argument("--faults", default="", help=f"k=v,... with k in: {', '.join(FAULTS)}")
     parser.add_argument("--verbose", action="store_true", help="Lambda logs and agent output")
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir=workdir,
         view=_view(args),
         cloud=args.serve,
+        sized_jobs=0 if args.serve or not args.sizing else 2,
+        refused_sized_jobs=0 if args.serve or not args.sizing else 2,
     )
     stack = Stack(options, status_out=status)
     stdout = sys.stdout

@@ -64,6 +64,7 @@ def deployed(
         "runner_security_group_id": "sg-0123456789abcdef0",
         "runner_command_log_group_arn": arn.format("logs", f"log-group:/{prefix}/runner-commands"),
         "deliveries_table_arn": arn.format("dynamodb", f"table/{prefix}-deliveries"),
+        "root_device_names": {t["name"]: "/dev/xvda" for t in tf_templates},
         "event_rule_arns": {
             k: arn.format("events", f"rule/{prefix}-{k}")
             for k in ("command-finished", "spot-interruption", "instance-stopped")

@@ -28,6 +28,14 @@ Each keeps what AWS answers; they only change how moto finds it:
   template (moto applies only a profile given in the call): EC2 starts them with it, and the IAM
   layer's `ec2:InstanceProfile` conditions and the instances' credentials depend on it. Here both
   associate each instance with its launch template's profile.
+* (A gap, not speed.) moto ignores attribute-based instance type selection: a CreateFleet
+  override with `InstanceRequirements` and no `InstanceType` fails (it reads the type from the
+  override or the launch template), and GetInstanceTypesFromInstanceRequirements is not
+  implemented. Here both select from moto's own instance type catalogue (vCPUs, memory, CPU maker,
+  architecture, allowed types, generation, burstable, bare metal, GPU count): a fleet override
+  becomes one override per matching type (smallest first), as EC2 spreads one request over many
+  types. Not emulated: prices and the allocation strategy's choice among them, spot placement
+  scores, and an override's `BlockDeviceMappings` (moto launches with the template's volumes).
 * Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
   every entry) to match the host to a backend, and inspects the response class for its method
   names: a tenth of the stack's time under a burst. Neither changes while the process runs.
@@ -41,12 +49,16 @@ import time
 from typing import Any
 
 _APPLIED: list[bool] = []
+_REQUIREMENTS_APPLIED: list[bool] = []
+# InstanceRequirements' CpuManufacturers -> the catalogue's ProcessorInfo.Manufacturer.
+_MAKERS = {"intel": "Intel", "amd": "AMD", "amazon-web-services": "AWS", "apple": "Apple"}
 
 
 def apply() -> None:
     """Patch moto's classes once per process (the server runs in this process, in threads)."""
     if _APPLIED:
         return
+    apply_instance_requirements()  # before method names are cached below
     from moto import backends
     from moto.core import responses
     from moto.core.serialize import XFormedAttributePicker
@@ -171,3 +183,90 @@ def _associate(backend: Any, instance_id: str, profile: dict[str, Any]) -> None:
             iam_instance_profile_arn=profile.get("Arn"),
             iam_instance_profile_name=profile.get("Name"),
         )
+
+
+def _within(value: float, bounds: Any) -> bool:
+    bounds = bounds or {}
+    low, high = bounds.get("Min"), bounds.get("Max")
+    return (low is None or value >= float(low)) and (high is None or value <= float(high))
+
+
+def types_for(requirements: dict[str, Any], architectures: Any = ()) -> list[str]:
+    """The instance types of moto's catalogue that meet `requirements` (EC2's
+    InstanceRequirements, the attributes jitrunners uses and a few more), smallest first."""
+    import fnmatch
+
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    makers = {_MAKERS.get(m, m) for m in requirements.get("CpuManufacturers") or ()}
+    allowed = list(requirements.get("AllowedInstanceTypes") or ())
+    excluded = list(requirements.get("ExcludedInstanceTypes") or ())
+    generations = set(requirements.get("InstanceGenerations") or ())
+    found = []
+    for name, data in INSTANCE_TYPES.items():
+        vcpus = (data.get("VCpuInfo") or {}).get("DefaultVCpus", 0)
+        memory = (data.get("MemoryInfo") or {}).get("SizeInMiB", 0)
+        cpu = data.get("ProcessorInfo") or {}
+        gpus = sum(g.get("Count", 0) for g in (data.get("GpuInfo") or {}).get("Gpus") or ())
+        checks = (
+            _within(vcpus, requirements.get("VCpuCount")),
+            _within(memory, requirements.get("MemoryMiB")),
+            not makers or cpu.get("Manufacturer") in makers,
+            not architectures
+            or bool(set(architectures) & set(cpu.get("SupportedArchitectures") or ())),
+            not allowed or any(fnmatch.fnmatchcase(name, p) for p in allowed),
+            not any(fnmatch.fnmatchcase(name, p) for p in excluded),
+            not generations
+            or ("current" if data.get("CurrentGeneration") else "previous") in generations,
+            requirements.get("BurstablePerformance") != "excluded"
+            or not data.get("BurstablePerformanceSupported"),
+            requirements.get("BareMetal") != "excluded" or not data.get("BareMetal"),
+            _within(gpus, requirements.get("AcceleratorCount")),
+        )
+        if all(checks):
+            found.append((vcpus, memory, name))
+    return [name for _v, _m, name in sorted(found)]
+
+
+def apply_instance_requirements() -> None:
+    """Attribute-based instance type selection in moto (see the module's docstring); once."""
+    if _REQUIREMENTS_APPLIED:
+        return
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.fleets import FleetsBackend
+    from moto.ec2.responses import EC2Response
+
+    create_fleet = FleetsBackend.create_fleet
+
+    def create_fleet_by_requirements(self: Any, *args: Any, **kwargs: Any) -> Any:
+        configs = kwargs.get("launch_template_configs") or []
+        for config in configs:
+            overrides = []
+            for override in config.get("Overrides") or []:
+                requirements = override.get("InstanceRequirements")
+                if not requirements or override.get("InstanceType"):
+                    overrides.append(override)
+                    continue
+                types = types_for(requirements)
+                if not types:
+                    raise EC2ClientError(
+                        "InvalidParameterValue",
+                        "InstanceRequirements: no instance type meets these requirements",
+                    )
+                base = {k: v for k, v in override.items() if k != "InstanceRequirements"}
+                overrides.extend(base | {"InstanceType": t} for t in types)
+            config["Overrides"] = overrides
+        return create_fleet(self, *args, **kwargs)
+
+    def get_instance_types_from_instance_requirements(self: Any) -> Any:
+        requirements = self._get_param("InstanceRequirements", {})
+        architectures = self._get_param("ArchitectureTypes", [])
+        types = types_for(requirements, architectures)
+        return ActionResult({"InstanceTypes": [{"InstanceType": t} for t in types]})
+
+    FleetsBackend.create_fleet = create_fleet_by_requirements  # type: ignore[method-assign]
+    EC2Response.get_instance_types_from_instance_requirements = (  # type: ignore[attr-defined]
+        get_instance_types_from_instance_requirements
+    )
+    _REQUIREMENTS_APPLIED.append(True)

@@ -39,6 +39,12 @@ REPOS = ("acme/widgets", "acme/gadgets")
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 # `steal`: labels that several templates match (the first routes, any linux runner may take it).
 SHARED_LABELS = ("self-hosted", "linux")
+# Sizing labels the jobs of a sized template ask for in turn (README "Sizing jobs"): each within
+# devstack/runner_templates.json's policy, so each launches by instance requirements.
+SIZES = (("cpu=4", "ram=16"), ("family=c7i", "cpu=8"), ("cpu=2",), ("ram=8", "disk=40"))
+# Sizing labels the webhook refuses (outside the policy, not allowed, malformed): such a job is
+# answered 202 with the reason and nothing is launched; its simulated user then cancels it.
+REFUSED_SIZES = (("cpu=64",), ("gpu=1",), ("ram=lots",))
 RECONCILIATION_LAUNCH = "reconciliation launch"  # the housekeeper's log message per launch
 
 
@@ -130,6 +136,10 @@ class Options:
     # What the `jitrunners` CLI reads (devstack/cloud.py): the functions, the event source
     # mapping and log groups in moto, and the Lambdas' log lines shipped to CloudWatch Logs.
     cloud: bool = False
+    # Extra jobs on the sized template (devstack/runner_templates.json): with sizing labels it
+    # admits, and with labels it refuses (`make run ARGS=--sizing`: 2 and 2); 0: none.
+    sized_jobs: int = 0
+    refused_sized_jobs: int = 0
 
 
 NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
@@ -206,6 +216,9 @@ class Stack:
         self.max_concurrent = 0
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
+        self.refused_jobs: dict[int, SimJob] = {}  # jobs with refused sizing labels
+        self.queued_total = options.jobs  # with the sized and refused ones, once queued
+        self.refused_cancelled: set[int] = set()
         self._interrupt_lock = threading.Lock()
         self._watch_rounds = 0
         self._stop = threading.Event()
@@ -405,9 +418,11 @@ class Stack:
             slow_boot=self.options.faults.get("slow-boot", 0.0),
             start_timeout=self._start_timeout,
         )
-        if self.functions["scale-up"].available:
-            from jitrunners.aws.clients import client
+        from devstack import pricing
+        from jitrunners.aws.clients import PRICING_REGION, client
 
+        pricing.attach(client("pricing", PRICING_REGION))  # moto has no Price List API
+        if self.functions["scale-up"].available:
             self.agent.attach(client("ssm"))
             self.ec2_faults.attach(client("ec2"))
             self.event_source = SqsEventSource(
@@ -571,7 +586,13 @@ class Stack:
             self.counters["instances_launched"] += 1
             if state in LIVE_STATES and self.agent is not None:
                 self.agent.boot(iid)
-        self.seen_instances[iid] = {"state": state, "template": template, "market": market}
+        self.seen_instances[iid] = {
+            "state": state,
+            "template": template,
+            "market": market,
+            "type": instance.get("InstanceType", ""),
+            "sizing": tags.get("jitrunners:sizing", ""),
+        }
         job_tag = tags.get("jitrunners:job-id", "")
         if job_tag.isdigit():
             self.launched_for.setdefault(iid, int(job_tag))
@@ -639,7 +660,11 @@ class Stack:
 
     # ------------------------------------------------------------------ the demo
     def queue_jobs(self) -> list[SimJob]:
-        names = self.options.templates or [t["name"] for t in self.world.tf_templates]
+        # By default the jobs go round the templates without a sizing policy; sized jobs are
+        # asked for on their own (sized_jobs, refused_sized_jobs: `make run ARGS=--sizing`).
+        names = self.options.templates or [
+            t["name"] for t in self.world.tf_templates if not t.get("sizing")
+        ]
         by_name = {t["name"]: t for t in self.world.tf_templates}
         unknown = [n for n in names if n not in by_name]
         if unknown:
@@ -652,11 +677,43 @@ class Stack:
             template = by_name[names[index % len(names)]]
             repo = REPOS[index % len(REPOS)]
             labels = list(template["labels"])
+            if template.get("sizing"):
+                labels += SIZES[(index // len(names)) % len(SIZES)]
             # `steal`: some jobs ask only for labels several templates have (seeded per job).
             if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
                 labels = list(SHARED_LABELS)
             jobs.append(self.sim.queue_job(repo, labels, name=f"{template['name']}-{index + 1}"))
+        sized = next((t for t in self.world.tf_templates if t.get("sizing")), None)
+        for index in range(self.options.sized_jobs if sized else 0):
+            assert sized is not None
+            labels = [*sized["labels"], *SIZES[index % len(SIZES)]]
+            name = f"{sized['name']}-sized-{index + 1}"
+            jobs.append(self.sim.queue_job(REPOS[index % len(REPOS)], labels, name=name))
+        for index in range(self.options.refused_sized_jobs if sized else 0):
+            assert sized is not None
+            labels = [*sized["labels"], *REFUSED_SIZES[index % len(REFUSED_SIZES)]]
+            job = self.sim.queue_job(REPOS[0], labels, name=f"{sized['name']}-refused-{index + 1}")
+            self.refused_jobs[job.id] = job
+            jobs.append(job)
+        self.queued_total = len(jobs)
         return jobs
+
+    def cancel_refused(self) -> None:
+        """A job the webhook refused (202 with the reason) stays queued on GitHub; its user
+        cancels it once the refusal is in."""
+        answered = {}
+        for delivery in list(self.sim.deliveries):
+            if delivery.action == "queued" and 200 <= delivery.status_code < 300:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    answered[json.loads(delivery.body)["workflow_job"]["id"]] = delivery
+        for job_id, job in list(self.refused_jobs.items()):
+            if job_id in answered and job_id not in self.refused_cancelled:
+                self.refused_cancelled.add(job_id)
+                self.progress(
+                    f"job {job.name}: refused by the webhook ({', '.join(job.labels)}); "
+                    "its user cancels it"
+                )
+                self.sim.cancel_job(job_id)
 
     def completed(self) -> int:
         """Logical jobs whose final outcome is success."""
@@ -680,12 +737,7 @@ class Stack:
         records = []
         for attempts in self.sim.logical_jobs().values():
             for job in attempts:
-                wanted = {label.casefold() for label in job.labels}
-                template = next(
-                    (t["name"] for t in templates
-                     if wanted <= {label.casefold() for label in t["labels"]}),
-                    None,
-                )  # fmt: skip
+                template = _route(job.labels, templates)
                 runner = job.runner_name or None
                 records.append(
                     JobRecord(
@@ -754,7 +806,8 @@ class Stack:
         outcomes = self._outcomes()
         records = self.job_records()
         return {
-            "jobs": self.options.jobs,
+            # Sized jobs count, and refused ones too: their users cancel them.
+            "jobs": self.queued_total,
             "completed": outcomes["success"],
             "cancelled": outcomes["cancelled"],
             "swaps": sum(1 for r in records if r.swap),
@@ -806,7 +859,8 @@ class Stack:
             self.progress("jobs stop at the SQS job queue: the scale-up Lambda is not built yet")
             return self.summary()
         while time.monotonic() < deadline:
-            if self.finished() >= self.options.jobs:
+            self.cancel_refused()
+            if self.finished() >= self.queued_total:
                 break
             time.sleep(0.3)
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
@@ -925,3 +979,17 @@ def _reset_lambda_caches() -> None:
 
         parameters.clear_caches()
         DEFAULT_PROVIDERS.pop("ssm", None)  # an IAM-hooked provider of an earlier stack
+
+
+def _route(labels: Any, templates: list[dict[str, Any]]) -> str | None:
+    """The template the webhook routes a job to (the first whose labels contain the job's, its
+    sizing labels aside where the template admits sizing)."""
+    from jitrunners.sizing import sizing_labels
+
+    for t in templates:
+        fixed = {label.casefold() for label in t["labels"]}
+        extra = sizing_labels(labels, frozenset(fixed)) if t.get("sizing") else ()
+        wanted = {label.casefold() for label in labels if label not in extra}
+        if wanted and wanted <= fixed:
+            return str(t["name"])
+    return None

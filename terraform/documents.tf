@@ -78,19 +78,25 @@ locals {
   # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
   runner_templates = { for t in var.runner_templates : t.name => t }
   templates_document = jsonencode([for t in var.runner_templates : {
-    name            = t.name
-    labels          = t.labels
-    launch_template = "${local.prefix}-${t.name}"
-    instance_types  = t.instance_types
-    market          = t.market
-    max_runners     = t.max_runners
-    runner_group_id = t.runner_group_id
-    scope           = t.scope
-    os              = t.os
-    subnet_ids      = t.subnet_ids
-    start_timeout_s = t.start_timeout_s
-    idle_timeout_s  = t.idle_timeout_s
-    max_lifetime_s  = t.max_lifetime_s
+    name                   = t.name
+    labels                 = t.labels
+    launch_template        = "${local.prefix}-${t.name}"
+    instance_types         = t.instance_types
+    market                 = t.market
+    max_runners            = t.max_runners
+    runner_group_id        = t.runner_group_id
+    scope                  = t.scope
+    os                     = t.os
+    subnet_ids             = t.subnet_ids
+    start_timeout_s        = t.start_timeout_s
+    idle_timeout_s         = t.idle_timeout_s
+    max_lifetime_s         = t.max_lifetime_s
+    spot_breaker_threshold = t.spot_breaker_threshold
+    spot_breaker_window_s  = t.spot_breaker_window_s
+    spot_breaker_open_s    = t.spot_breaker_open_s
+    sizing = t.sizing == null ? null : merge(t.sizing, {
+      "root_device" = local.deployed.root_device_names[t.name]
+    })
   }])
 
   # Tags every launched resource carries from its launch template (instance, volume, interface):
@@ -136,10 +142,14 @@ locals {
 ################################################################################
 
 locals {
-  ec2_arn           = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
-  via_ssm           = "ssm.${local.region}.amazonaws.com"
-  via_sqs           = "sqs.${local.region}.amazonaws.com"
-  runner_types      = distinct(flatten([for t in var.runner_templates : t.instance_types]))
+  ec2_arn      = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  via_ssm      = "ssm.${local.region}.amazonaws.com"
+  via_sqs      = "sqs.${local.region}.amazonaws.com"
+  runner_types = distinct(flatten([for t in var.runner_templates : t.instance_types]))
+  # Sized jobs (sizing policies) launch any type of the policies' families: `m7i.*`.
+  sized_type_patterns = distinct(flatten([
+    for t in var.runner_templates : t.sizing == null ? [] : [for f in t.sizing.families : "${f}.*"]
+  ]))
   runner_amis       = distinct([for t in var.runner_templates : t.ami_id])
   key_pairs         = distinct(compact([for t in var.runner_templates : t.key_name == null ? "" : t.key_name]))
   runner_subnet_ids = distinct(concat(var.subnet_ids, flatten([for t in var.runner_templates : t.subnet_ids])))
@@ -186,7 +196,7 @@ locals {
     "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
-    "jitrunners:passed-on",
+    "jitrunners:passed-on", "jitrunners:sizing",
   ]
 }
 
@@ -221,6 +231,18 @@ locals {
       Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
       Resource  = local.deployed.kms_key_arn
       Condition = local.key_via_services
+    }
+    # The spot circuit breaker's items in the deliveries table (lambdas/jitrunners/aws/breaker.py):
+    # those items only, by their key.
+    spot_breaker = {
+      Sid      = "SpotBreakerState"
+      Effect   = "Allow"
+      Action   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+      Resource = local.deployed.deliveries_table_arn
+      Condition = {
+        "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["spot-breaker#*"] }
+        "Null"                    = { "dynamodb:LeadingKeys" = "false" }
+      }
     }
     describe_instances = {
       Sid      = "DescribeInstances"
@@ -385,15 +407,22 @@ locals {
           Action   = ["ec2:CreateFleet", "ec2:RunInstances"]
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
-            StringEquals = {
-              "aws:RequestTag/jitrunners:prefix" = local.prefix
-              "ec2:InstanceType"                 = local.runner_types
-            }
+            StringEquals = { "aws:RequestTag/jitrunners:prefix" = local.prefix }
+            # The templates' types, and the sizing policies' families (`m7i.*`).
+            StringLike = { "ec2:InstanceType" = concat(local.runner_types, local.sized_type_patterns) }
             ArnEquals = {
               "ec2:LaunchTemplate"  = values(local.deployed.launch_template_arns)
               "ec2:InstanceProfile" = local.arn.runner_instance_profile
             }
           }
+        },
+        local.statements.spot_breaker,
+        {
+          # Sized jobs: is there an instance type meeting the request (lifecycle/provisioning).
+          Sid      = "InstanceTypesForSizedJobs"
+          Effect   = "Allow"
+          Action   = "ec2:GetInstanceTypesFromInstanceRequirements"
+          Resource = "*" # no resource-level permissions
         },
         {
           Sid      = "LaunchTemplates"
@@ -500,6 +529,14 @@ locals {
         local.statements.key_for_secrets_and_queue,
         local.statements.describe_instances,
         local.statements.terminate_ours,
+        local.statements.spot_breaker,
+        {
+          # The cost of a job when its runner ends: spot price at launch, on-demand list price.
+          Sid      = "PricesForJobCost"
+          Effect   = "Allow"
+          Action   = ["ec2:DescribeSpotPriceHistory", "pricing:GetProducts"]
+          Resource = "*" # neither has resource-level permissions
+        },
       ]
     })
 

@@ -22,6 +22,8 @@ locals {
     runner_command_log_group_arn = aws_cloudwatch_log_group.runner_commands.arn
     event_rule_arns              = { for k, r in aws_cloudwatch_event_rule.this : k => r.arn }
     deliveries_table_arn         = aws_dynamodb_table.deliveries.arn
+    # Sized jobs' disk override names the AMI's root device (lambdas/jitrunners/sizing.py).
+    root_device_names = { for k, a in data.aws_ami.runner : k => a.root_device_name }
   }
 
   reserved_concurrency = {

@@ -218,6 +218,20 @@ resource "aws_cloudwatch_dashboard" "this" {
           view  = "table"
         }
       },
+      {
+        # JobCost (USD, estimated when a runner ends: lifecycle/teardown/cost.py) summed per
+        # template and day; the metric is also dimensioned by repository for per-team views.
+        type = "metric", x = 0, y = 18, width = 24, height = 6
+        properties = {
+          title = "Estimated job cost per template per day (USD)", region = local.region
+          view  = "bar", stat = "Sum", period = 86400
+          metrics = [[{
+            expression = "SEARCH('{${local.metrics_namespace},service,template} MetricName=\"JobCost\"', 'Sum', 86400)"
+            id         = "cost"
+            label      = ""
+          }]]
+        }
+      },
     ]
   })
 }

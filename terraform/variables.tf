@@ -447,7 +447,11 @@ variable "runner_templates" {
     Fields: name, labels, instance_types, market, max_runners, runner_group_id, scope, os, subnet_ids,
     start_timeout_s, idle_timeout_s, max_lifetime_s (Lambda side, DESIGN 2); ami_id, root_volume_size_gb,
     root_volume_iops, root_volume_throughput, associate_public_ip, security_group_ids, key_name,
-    runner_preinstalled, extra_user_data (launch template side).
+    runner_preinstalled, extra_user_data (launch template side); sizing (optional: the per-job sizing
+    labels the template admits, README "Sizing jobs": max_cpu, max_ram_gb, families, arch, on_demand,
+    max_disk_gb, max_gpu); spot_breaker_threshold, spot_breaker_window_s, spot_breaker_open_s (README
+    "Spot circuit breaker": after threshold spot interruptions or capacity refusals within window_s,
+    launch on-demand for open_s where the market is spot-then-on-demand; threshold 0: off).
   EOT
   type = list(object({
     name                   = string
@@ -471,6 +475,18 @@ variable "runner_templates" {
     key_name               = optional(string)
     runner_preinstalled    = optional(bool, false)
     extra_user_data        = optional(string, "")
+    spot_breaker_threshold = optional(number, 2)
+    spot_breaker_window_s  = optional(number, 900)
+    spot_breaker_open_s    = optional(number, 1800)
+    sizing = optional(object({
+      max_cpu     = number
+      max_ram_gb  = number
+      families    = list(string)
+      arch        = optional(string, "x64")
+      on_demand   = optional(bool, false)
+      max_disk_gb = optional(number, 0)
+      max_gpu     = optional(number, 0)
+    }))
   }))
 
   validation {
@@ -496,6 +512,26 @@ variable "runner_templates" {
   validation {
     condition     = alltrue([for t in var.runner_templates : can(regex("^ami-[0-9a-f]+$", t.ami_id)) && t.root_volume_size_gb >= 8 && t.root_volume_iops >= 3000 && t.root_volume_throughput >= 125])
     error_message = "ami_id must be an AMI id; gp3 root volume at least 8 GB, 3000 IOPS, 125 MB/s."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : (
+      t.spot_breaker_threshold >= 0 && t.spot_breaker_threshold <= 1000 && floor(t.spot_breaker_threshold) == t.spot_breaker_threshold
+      && t.spot_breaker_window_s >= 1 && t.spot_breaker_window_s <= 86400 && floor(t.spot_breaker_window_s) == t.spot_breaker_window_s
+      && t.spot_breaker_open_s >= 1 && t.spot_breaker_open_s <= 86400 && floor(t.spot_breaker_open_s) == t.spot_breaker_open_s
+    )])
+    error_message = "spot_breaker_threshold must be a whole number from 0 (off) to 1000; spot_breaker_window_s and spot_breaker_open_s whole seconds from 1 to 86400."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.sizing == null ? true : (
+      t.sizing.max_cpu >= 1 && floor(t.sizing.max_cpu) == t.sizing.max_cpu
+      && t.sizing.max_ram_gb >= 1 && floor(t.sizing.max_ram_gb) == t.sizing.max_ram_gb
+      && (t.sizing.max_disk_gb == 0 || t.sizing.max_disk_gb >= 8) && floor(t.sizing.max_disk_gb) == t.sizing.max_disk_gb
+      && t.sizing.max_gpu >= 0 && floor(t.sizing.max_gpu) == t.sizing.max_gpu
+      && contains(["x64", "arm64"], t.sizing.arch)
+      && length(t.sizing.families) > 0 && length(distinct(t.sizing.families)) == length(t.sizing.families)
+      && alltrue([for f in t.sizing.families : can(regex("^[a-z][a-z0-9-]{0,15}$", f))])
+    )])
+    error_message = "sizing: max_cpu and max_ram_gb whole numbers of at least 1; max_disk_gb 0 or at least 8; max_gpu 0 or more; arch x64 or arm64 (the AMI's); families a non-empty list of distinct instance families such as m7i or c7g (no sizes)."
   }
 }
 

@@ -22,13 +22,15 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from devstack import startup
+from devstack import moto_fixes, startup
 from tests.support.webhooks import SECRET
 
 # Every test's EC2 backend would otherwise build moto's 1,291 default AMIs (each with a volume
 # and a snapshot), seconds per test on a busy machine; tests name an AMI id, which moto does not
 # validate. And botocore's model files are parsed once per worker, not once per session.
 startup.lighten_moto()
+# moto lacks attribute-based instance type selection (sizing); the local stack adds it.
+moto_fixes.apply_instance_requirements()
 startup.share_botocore_models()
 
 

@@ -873,7 +873,7 @@ def _create_fleet(call: Call) -> list[Check]:
             )
         )
     for config in params.get("LaunchTemplateConfigs") or []:
-        for override in config.get("Overrides") or [{}]:
+        for override in _by_instance_type(config.get("Overrides") or [{}]):
             try:
                 launch = _launch(
                     call, config.get("LaunchTemplateSpecification"), override, tag_specs
@@ -886,6 +886,23 @@ def _create_fleet(call: Call) -> list[Check]:
                 call, ["ec2:CreateFleet", "ec2:RunInstances"], launch, "CreateFleet"
             )
     return _unique(checks)
+
+
+def _by_instance_type(overrides: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Overrides with attribute-based selection (InstanceRequirements), as one per instance type
+    EC2 may choose: each is launched, so authorized, as that type (`ec2:InstanceType`). The types
+    are those the local stack's EC2 would choose (devstack/moto_fixes.py)."""
+    from devstack.moto_fixes import types_for
+
+    out: list[Mapping[str, Any]] = []
+    for override in overrides:
+        requirements = override.get("InstanceRequirements")
+        if not requirements or override.get("InstanceType"):
+            out.append(override)
+            continue
+        base = {k: v for k, v in override.items() if k != "InstanceRequirements"}
+        out.extend(base | {"InstanceType": t} for t in types_for(requirements))
+    return out
 
 
 def _unique(checks: list[Check]) -> list[Check]:
@@ -935,7 +952,11 @@ def _dynamodb_item(action: str) -> Rule:
             if table.startswith("arn:")
             else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
         )
-        return [Check(action, arn, {})]
+        # dynamodb:LeadingKeys: the partition key of the item a Get/Update/DeleteItem names (the
+        # module's tables have a hash key only; PutItem's is not modelled: no policy tests it).
+        key = call.params.get("Key") or {}
+        keys = [str(v["S"]) for v in key.values() if isinstance(v, dict) and "S" in v][:1]
+        return [Check(action, arn, {"dynamodb:LeadingKeys": keys} if keys else {})]
 
     return rule
 
@@ -962,12 +983,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ssm", "ListCommands"): _unscoped("ssm:ListCommands"),
     ("ssm", "GetCommandInvocation"): _unscoped("ssm:GetCommandInvocation"),
     ("ec2", "DescribeInstances"): _unscoped("ec2:DescribeInstances"),
+    ("ec2", "DescribeSpotPriceHistory"): _unscoped("ec2:DescribeSpotPriceHistory"),
+    # The Price List API's endpoint prefix is `api.pricing`; its IAM prefix `pricing`.
+    ("api.pricing", "GetProducts"): _unscoped("pricing:GetProducts"),
+    ("ec2", "GetInstanceTypesFromInstanceRequirements"): _unscoped(
+        "ec2:GetInstanceTypesFromInstanceRequirements"
+    ),
     ("ec2", "TerminateInstances"): _terminate_instances,
     ("ec2", "CreateTags"): _create_tags,
     ("ec2", "RunInstances"): _run_instances,
     ("ec2", "CreateFleet"): _create_fleet,
     ("dynamodb", "PutItem"): _dynamodb_item("dynamodb:PutItem"),
     ("dynamodb", "DeleteItem"): _dynamodb_item("dynamodb:DeleteItem"),
+    ("dynamodb", "UpdateItem"): _dynamodb_item("dynamodb:UpdateItem"),
+    ("dynamodb", "GetItem"): _dynamodb_item("dynamodb:GetItem"),
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),

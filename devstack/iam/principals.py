@@ -87,6 +87,9 @@ def attach_lambda_clients(enforcer: Enforcer, services: Iterable[str] = LAMBDA_S
     from jitrunners.aws.clients import client
 
     hooked: dict[str, Any] = {service: enforcer.attach(client(service)) for service in services}
+    from jitrunners.aws.clients import PRICING_REGION
+
+    enforcer.attach(client("pricing", PRICING_REGION))  # scale-down's job cost
     if "ssm" in hooked:
         DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=hooked["ssm"])
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
+from jitrunners.sizing import SizingPolicy, parse_policy
+
 DEFAULT_PREFIX: Final = "jitrunners"
 DEFAULT_GITHUB_API_URL: Final = "https://api.github.com"
 MARKETS: Final = ("spot", "on-demand", "spot-then-on-demand")
@@ -47,6 +49,14 @@ class RunnerTemplate:
     start_timeout_s: int = 600
     idle_timeout_s: int = 300
     max_lifetime_s: int = 86_400
+    # Per-job sizing labels this template admits (README "Sizing jobs"); None: none.
+    sizing: SizingPolicy | None = None
+    # Spot circuit breaker (README "Spot circuit breaker"): after this many spot interruptions or
+    # capacity refusals within the window, launch on-demand (where the market allows) for
+    # `spot_breaker_open_s`. 0: no breaker.
+    spot_breaker_threshold: int = 2
+    spot_breaker_window_s: int = 900
+    spot_breaker_open_s: int = 1800
 
     @property
     def labels_folded(self) -> frozenset[str]:
@@ -128,6 +138,10 @@ _FIELDS: Final[dict[str, tuple[bool, Any]]] = {
     "start_timeout_s": (False, _positive_int()),
     "idle_timeout_s": (False, _positive_int()),
     "max_lifetime_s": (False, _positive_int(MAX_LIFETIME_LIMIT_S)),
+    "sizing": (False, parse_policy),
+    "spot_breaker_threshold": (False, _positive_int(1000, zero=True)),
+    "spot_breaker_window_s": (False, _positive_int(86_400)),
+    "spot_breaker_open_s": (False, _positive_int(86_400)),
 }
 
 

@@ -6,22 +6,39 @@ from collections.abc import Iterable, Sequence
 
 from jitrunners.config import RunnerTemplate, Settings
 from jitrunners.models import WorkflowJob
+from jitrunners.sizing import sizing_labels, split_key
 
 
 def match_template(
     labels: Iterable[str], templates: Sequence[RunnerTemplate]
 ) -> RunnerTemplate | None:
-    """The first template whose labels contain all of the job's labels (case-insensitive).
+    """The first template whose labels contain all of the job's labels (case-insensitive), its
+    sizing labels (`cpu=4`, ...) aside when the template admits sizing: the fixed labels pick the
+    template, the sizing labels are then checked against its policy (`sizing.parse`).
 
     A job without labels matches nothing: an empty `runs-on` must not grab a runner.
     """
+    labels = tuple(labels)
     wanted = frozenset(label.casefold() for label in labels)
     if not wanted:
         return None
     for template in templates:
-        if wanted <= template.labels_folded:
+        fixed = template.labels_folded
+        if template.sizing is not None:
+            wanted_fixed = wanted - {s.casefold() for s in sizing_labels(labels, fixed)}
+            if wanted_fixed and wanted_fixed <= fixed:
+                return template
+        elif wanted <= fixed:
             return template
     return None
+
+
+def sizing_not_enabled(labels: Iterable[str], templates: Sequence[RunnerTemplate]) -> bool:
+    """Whether a job no template matched would match one of them without its sizing labels:
+    it asked for sizing from templates that do not admit it (a clearer refusal than
+    `no_template`)."""
+    fixed = frozenset(lbl.casefold() for lbl in labels if split_key(lbl) is None)
+    return bool(fixed) and any(fixed <= t.labels_folded for t in templates)
 
 
 def refusal(job: WorkflowJob, settings: Settings) -> str | None:

@@ -79,7 +79,8 @@ ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper", "budget-guard"}
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
 STAR_OK = re.compile(
-    r"^(ec2:Describe\w+|logs:DescribeLogGroups|xray:\w+|"
+    r"^(ec2:(Describe\w+|GetInstanceTypesFromInstanceRequirements)|logs:DescribeLogGroups|xray:\w+|"
+    r"pricing:GetProducts|"
     r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters)|"
     r"lambda:ListEventSourceMappings)$"
 )
@@ -255,7 +256,9 @@ def test_launches_need_our_templates_tags_types_and_images() -> None:
         assert cond["aws:RequestTag/jitrunners:prefix"] == ["jitrunners"], kind
         assert sorted(cond["ec2:LaunchTemplate"]) == lts, kind
     types = rendered.conditions(by_resource["instance"])["ec2:InstanceType"]
-    assert set(types) == {it for t in templates for it in t["instance_types"]}
+    sized = {f"{f}.*" for t in templates if t.get("sizing") for f in t["sizing"]["families"]}
+    assert sized  # the local stack's templates include a sized one
+    assert set(types) == {it for t in templates for it in t["instance_types"]} | sized
     images = {r for st in launch for r in st["Resource"] if ":image/" in r}
     assert images == {f"arn:aws:ec2:{rendered.REGION}::image/{t_ami}" for t_ami in _template_amis()}
     assert not [r for st in launch for r in st["Resource"] if r.endswith(("image/*", ":*"))]

@@ -36,7 +36,8 @@ def run(tmp_path: Path, **kwargs: object) -> tuple[Stack, dict[str, object]]:
 
 
 def assert_clean(stack: Stack, summary: dict[str, object]) -> None:
-    assert summary["completed"] == summary["jobs"], stack.progress.lines
+    # Jobs refused at the webhook (sizing) are cancelled by their users, never run.
+    assert summary["completed"] == summary["jobs"] - len(stack.refused_jobs), stack.progress.lines
     for key in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left"):
         assert summary[key] == 0, (key, stack.progress.lines)
     limits = {t["name"]: t["max_runners"] for t in stack.world.tf_templates}
@@ -51,10 +52,26 @@ def assert_clean(stack: Stack, summary: dict[str, object]) -> None:
 
 
 def test_demo_over_several_templates_completes_with_nothing_left(tmp_path: Path) -> None:
-    stack, summary = run(tmp_path, jobs=5, seed=11)
+    stack, summary = run(tmp_path, jobs=5, seed=11, sized_jobs=1, refused_sized_jobs=1)
     assert_clean(stack, summary)
     assert summary["instances_launched"] >= 5
-    assert len({i["template"] for i in stack.seen_instances.values()}) == 3
+    assert len({i["template"] for i in stack.seen_instances.values()}) == len(
+        stack.world.tf_templates
+    )
+    # The sized template's job asked for cpu=4/ram=16: not its own m7i.large, an m7i.xlarge.
+    [sized] = [i for i in stack.seen_instances.values() if i["template"] == "linux-sized"]
+    assert (sized["sizing"], sized["type"]) == ("cpu=4/ram=16", "m7i.xlarge")
+    # The job asking for cpu=64 was refused at the webhook, launched nothing, and was cancelled.
+    [refused] = stack.refused_jobs
+    assert refused in stack.refused_cancelled
+    assert refused not in stack.launched_for.values()
+    assert summary["cancelled"] == 1
+    assert "job refused: sizing label outside the template's policy" in stack.logged_text()
+    # Every runner's end has its estimated cost (prices: moto's spot history, the stack's
+    # emulated Price List), under the module's IAM policies.
+    text = stack.logged_text()
+    assert text.count("runner ended: estimated cost") == summary["instances_launched"]
+    assert "runner ended: cost unknown" not in text
 
 
 EVIDENCE = {

@@ -534,3 +534,88 @@ def test_powertools_parameters_read_through_the_hooked_client(world: World) -> N
         pytest.raises(ParameterError, match="AccessDeniedException"),
     ):
         get_text("/jitrunners/config/templates", max_age=0)
+
+
+def _sized_fleet(world: World, families: list[str], template: str) -> dict[str, Any]:
+    """An instant fleet by attribute-based selection (a sized job), as scale-up sends it."""
+    requirements = {
+        "VCpuCount": {"Min": 4, "Max": 4},
+        "MemoryMiB": {"Min": 16384, "Max": 16384},
+        "AllowedInstanceTypes": [f"{f}.*" for f in families],
+        "BurstablePerformance": "excluded",
+    }
+    return world.client("ec2").create_fleet(
+        Type="instant",
+        LaunchTemplateConfigs=[
+            {
+                "LaunchTemplateSpecification": {
+                    "LaunchTemplateName": template,
+                    "Version": "$Default",
+                },
+                "Overrides": [{"InstanceRequirements": requirements, "SubnetId": world.subnet}],
+            }
+        ],
+        TargetCapacitySpecification={
+            "TotalTargetCapacity": 1,
+            "DefaultTargetCapacityType": "spot",
+            "SpotTargetCapacity": 1,
+        },
+    )
+
+
+SIZED_TYPES = {
+    "Sid": "OnlyTheseFamilies",
+    "Effect": "Deny",
+    "Action": ["ec2:CreateFleet", "ec2:RunInstances"],
+    "Resource": f"{EC2}:instance/*",
+    "Condition": {"StringNotLike": {"ec2:InstanceType": ["m7i.*"]}},
+}
+
+
+def test_a_fleet_by_instance_requirements_is_authorized_as_each_type_it_may_launch(
+    world: World,
+) -> None:
+    world.policies = [policy(*SCALE_UP_LAUNCH, SIZED_TYPES)]
+    template = world.launch_template("jitrunners-sized", volume_tags=True)
+    response = _sized_fleet(world, ["m7i"], template)
+    [group] = response["Instances"]
+    assert group["InstanceType"] == "m7i.xlarge"
+    types = {
+        check.context.get("ec2:InstanceType")
+        for _, check, _ in world.enforcer.decisions
+        if check.resource == f"{EC2}:instance/*" and check.action != "ec2:CreateTags"
+    }
+    assert types == {"m7i.xlarge"}
+
+    with pytest.raises(ClientError) as exc:
+        _sized_fleet(world, ["m7i", "m7a"], template)  # m7a.xlarge also meets it: not allowed
+    assert error(exc)[0] == "UnauthorizedOperation"
+
+
+def test_listing_types_by_requirements_is_authorized_on_star(world: World) -> None:
+    world.policies = [policy()]
+    with pytest.raises(ClientError):
+        world.client("ec2").get_instance_types_from_instance_requirements(
+            ArchitectureTypes=["x86_64"],
+            VirtualizationTypes=["hvm"],
+            InstanceRequirements={"VCpuCount": {"Min": 2}, "MemoryMiB": {"Min": 0}},
+        )
+    world.policies = [
+        policy(
+            {
+                "Effect": "Allow",
+                "Action": "ec2:GetInstanceTypesFromInstanceRequirements",
+                "Resource": "*",
+            }
+        )
+    ]
+    found = world.client("ec2").get_instance_types_from_instance_requirements(
+        ArchitectureTypes=["arm64"],
+        VirtualizationTypes=["hvm"],
+        InstanceRequirements={
+            "VCpuCount": {"Min": 2, "Max": 2},
+            "MemoryMiB": {"Min": 8192, "Max": 8192},
+            "AllowedInstanceTypes": ["m7g.*"],
+        },
+    )
+    assert [t["InstanceType"] for t in found["InstanceTypes"]] == ["m7g.large"]

@@ -455,3 +455,32 @@ def test_a_relaunch_in_the_same_pass_is_not_doubled(
     assert ["relaunch", ended, "ended_before_its_job_ran"] in answer["actions"]
     assert reconciled(answer) == [f"acme/app#{other.id}"]
     assert sorted(m.job_id for m in launches(env)) == [job.id, other.id]
+
+
+def test_a_queued_job_with_refused_sizing_gets_no_launch_and_a_sized_one_does(
+    run: Callable[[], dict[str, Any]],
+    sim: GitHubSim,
+    clock: Clock,
+    env: dict[str, str],
+    allow: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sized = {
+        "name": "sized",
+        "labels": ["self-hosted", "linux", "sized"],
+        "launch_template": "jitrunners-sized",
+        "instance_types": ["m7i.large"],
+        "sizing": {"max_cpu": 8, "max_ram_gb": 32, "families": ["m7i"]},
+    }
+    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps([*TEMPLATES, sized]))
+    allow("acme/app")
+    refused = queued(sim, clock, "acme/app", ["self-hosted", "sized", "cpu=64"], age=OLD)
+    fits = queued(sim, clock, "acme/app", ["self-hosted", "sized", "cpu=4"], age=OLD)
+
+    answer = run()
+
+    assert reconciled(answer) == [f"acme/app#{fits.id}"]
+    [message] = launches(env)
+    assert (message.job_id, message.template) == (fits.id, "sized")
+    assert message.labels == ("self-hosted", "sized", "cpu=4")
+    assert refused.id != fits.id  # the refused one, also old and queued, got nothing

@@ -25,13 +25,18 @@ _LOCK = threading.Lock()
 _SESSION: list[boto3.session.Session] = []
 
 
+# The AWS Price List API answers in a few regions only; us-east-1 serves every region's prices.
+PRICING_REGION = "us-east-1"
+
+
 @cache
-def client(service: str) -> Any:
-    """A cached boto3 client; boto3 itself honours AWS_ENDPOINT_URL (set by the local stack)."""
+def client(service: str, region: str | None = None) -> Any:
+    """A cached boto3 client (in `region`, default the session's); boto3 itself honours
+    AWS_ENDPOINT_URL (set by the local stack)."""
     with _LOCK:
         if not _SESSION:
             _SESSION.append(boto3.session.Session())
-        return _SESSION[0].client(service, config=_CONFIG)
+        return _SESSION[0].client(service, region_name=region, config=_CONFIG)
 
 
 def reset() -> None:

@@ -31,6 +31,8 @@ TAG_LAUNCHED_FOR = "jitrunners:launched-for"
 TAG_LAUNCH_ATTEMPT = "jitrunners:launch-attempt"
 # Set on a swap when the need the instance was launched for was passed on to a launch of its own.
 TAG_PASSED_ON = "jitrunners:passed-on"
+# A sized job's sizing labels, `/`-separated (cpu=4/ram=16): its runner registers with them.
+TAG_SIZING = "jitrunners:sizing"
 
 LIVE_STATES = ("pending", "running")
 
@@ -117,6 +119,9 @@ class Instance:
     state_reason: str = ""
     # The IAM instance profile (IamInstanceProfile.Arn); "" when the instance has none.
     profile_arn: str = ""
+    instance_type: str = ""
+    zone: str = ""  # its availability zone
+    platform: str = ""  # "windows" or "" (Linux/UNIX)
 
     @property
     def spot_reclaimed(self) -> bool:
@@ -148,6 +153,9 @@ def _instance(data: Mapping[str, Any]) -> Instance:
         tags=tags,
         state_reason=str((data.get("StateReason") or {}).get("Code") or ""),
         profile_arn=str((data.get("IamInstanceProfile") or {}).get("Arn") or ""),
+        instance_type=str(data.get("InstanceType") or ""),
+        zone=str((data.get("Placement") or {}).get("AvailabilityZone") or ""),
+        platform=str(data.get("Platform") or ""),
     )
 
 
@@ -167,6 +175,37 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """A sized job's launch: attribute-based instance type selection instead of a type list."""
+
+    instance_requirements: Mapping[str, Any]
+    # The root volume's size (GB) and device, when the job asked for a disk size.
+    disk_gb: int | None = None
+    root_device: str = "/dev/xvda"
+
+    def override(self, subnet: str | None) -> dict[str, Any]:
+        override: dict[str, Any] = {"InstanceRequirements": dict(self.instance_requirements)}
+        if subnet:
+            override["SubnetId"] = subnet
+        if self.disk_gb:
+            # An instant fleet's override may replace the launch template's block device mapping
+            # of the same device; the volume keeps the template's encryption and type settings
+            # only if restated here.
+            override["BlockDeviceMappings"] = [
+                {
+                    "DeviceName": self.root_device,
+                    "Ebs": {
+                        "VolumeSize": self.disk_gb,
+                        "VolumeType": "gp3",
+                        "Encrypted": True,
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ]
+        return override
+
+
 def _create_fleet(
     market: str,
     count: int,
@@ -174,8 +213,13 @@ def _create_fleet(
     instance_types: Sequence[str],
     subnet_ids: Sequence[str],
     tags: Mapping[str, str],
+    requirements: Requirements | None = None,
 ) -> dict[str, Any]:
     overrides: list[dict[str, Any]] = []
+    if requirements is not None:
+        # One override per subnet; EC2 picks among every type that meets the requirements.
+        overrides = [requirements.override(subnet) for subnet in subnet_ids or [None]]
+        instance_types = ()
     for priority, instance_type in enumerate(instance_types):
         for subnet in subnet_ids or [None]:
             override: dict[str, Any] = {"InstanceType": instance_type}
@@ -207,8 +251,38 @@ def _create_fleet(
         # Pools least likely to be interrupted, at a low price: the right trade for CI runners.
         request["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized"}
     else:
-        request["OnDemandOptions"] = {"AllocationStrategy": "prioritized"}
+        # Attribute-based selection has no order of preference: the cheapest type that fits.
+        strategy = "lowest-price" if requirements is not None else "prioritized"
+        request["OnDemandOptions"] = {"AllocationStrategy": strategy}
     return dict(client("ec2").create_fleet(**request))
+
+
+_types_cache: dict[str, tuple[str, ...]] = {}
+
+
+def instance_types_for(requirements: Mapping[str, Any], architecture: str) -> tuple[str, ...]:
+    """The instance types EC2 offers that meet `requirements` for an AMI of `architecture`
+    (x86_64, arm64): empty when no type does. Cached per process: the catalogue changes rarely,
+    and GetInstanceTypesFromInstanceRequirements counts against the non-mutating token bucket.
+    Raises ThrottledError or LaunchConfigError like a launch."""
+    import json
+
+    key = json.dumps([requirements, architecture], sort_keys=True)
+    if key not in _types_cache:
+        try:
+            response = client("ec2").get_instance_types_from_instance_requirements(
+                ArchitectureTypes=[architecture],
+                VirtualizationTypes=["hvm"],
+                InstanceRequirements=dict(requirements),
+                MaxResults=1000,
+            )
+        except ClientError as exc:
+            raise classify(error_code(exc), str(exc)) from None
+        except BotoCoreError as exc:
+            raise ThrottledError(type(exc).__name__, "EC2 unreachable") from None
+        types = (t.get("InstanceType", "") for t in response.get("InstanceTypes", []))
+        _types_cache[key] = tuple(t for t in types if t)
+    return _types_cache[key]
 
 
 def launch(
@@ -220,8 +294,10 @@ def launch(
     market: str,
     tags: Mapping[str, str],
     sleep: Callable[[float], None] = time.sleep,
+    requirements: Requirements | None = None,
 ) -> LaunchResult:
-    """Launch up to `count` instances: spot first, then on-demand where `market` allows.
+    """Launch up to `count` instances: spot first, then on-demand where `market` allows; of
+    `instance_types`, or of every type meeting `requirements` (a sized job) when given.
 
     One CreateFleet call per market tried (plus throttle retries). Returns what launched and the
     per-pool errors; raises only when nothing launched: CapacityError, ThrottledError or
@@ -235,7 +311,7 @@ def launch(
         try:
             response = _with_throttle_retry(
                 lambda m=market_type, n=wanted: _create_fleet(
-                    m, n, launch_template, instance_types, subnet_ids, tags
+                    m, n, launch_template, instance_types, subnet_ids, tags, requirements
                 ),
                 sleep,
             )

@@ -14,7 +14,8 @@ from jitrunners.aws.params import ParameterError
 from jitrunners.config import ConfigError, RunnerTemplate, Settings
 from jitrunners.models import INSTANCE_ID_RE, JobMessage, PayloadError, WorkflowJob
 from jitrunners.observability import count, logger
-from jitrunners.routing import match_template, refusal
+from jitrunners.routing import match_template, refusal, sizing_not_enabled
+from jitrunners.sizing import SizingRefused, for_job
 
 # A signed delivery with this header set to 1 or true is checked like any other (signature,
 # allowlist, routing) and answered with what would happen; nothing is claimed or enqueued.
@@ -72,6 +73,26 @@ def _ignore(reason: str, status: int = 202, **extra: Any) -> WebhookResponse:
     count("WebhookIgnored", reason=reason)
     logger.info("webhook ignored", extra={"reason": reason, **extra})
     return WebhookResponse(status, {"ignored": reason, **extra})
+
+
+def _refuse_sizing(job: WorkflowJob, exc: SizingRefused) -> WebhookResponse:
+    # 2xx: the delivery was fine, the job asks for what its template refuses; nothing launches
+    # (never a bigger or unbounded instance instead). The job stays queued on GitHub.
+    count("WebhookIgnored", reason=exc.reason)
+    count("SizingRefused", reason=exc.reason)
+    logger.warning(
+        "job refused: sizing label outside the template's policy",
+        extra={"reason": exc.reason, "label": exc.label[:100], "detail": exc.detail},
+    )
+    return WebhookResponse(
+        202,
+        {
+            "ignored": exc.reason,
+            "job_id": job.job_id,
+            "label": exc.label[:100],
+            "detail": exc.detail,
+        },
+    )
 
 
 def _unavailable(reason: str, exc: Exception) -> WebhookResponse:
@@ -224,8 +245,15 @@ def handle_delivery(
         return _unavailable("templates_unavailable", exc)
     template = match_template(job.labels, templates)
     if template is None:
+        if kind == "launch" and sizing_not_enabled(job.labels, templates):
+            return _ignore("sizing_not_enabled", job_id=job.job_id, labels=list(job.labels)[:20])
         return _ignore("no_template", job_id=job.job_id, labels=list(job.labels)[:20])
     logger.append_keys(template=template.name)
+    if kind == "launch":
+        try:
+            for_job(job.labels, template)
+        except SizingRefused as exc:
+            return _refuse_sizing(job, exc)
 
     if request.headers.get(DRY_RUN_HEADER, "").strip().lower() in ("1", "true"):
         # A signed test delivery (`jitrunners webhook test`): every check above ran; nothing

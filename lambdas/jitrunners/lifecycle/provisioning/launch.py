@@ -6,9 +6,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from jitrunners import guardrail
+from jitrunners import guardrail, sizing
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
+from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary
 from jitrunners.lifecycle.provisioning.tags import launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
@@ -87,8 +88,13 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
             else:
                 outcomes[record.message_id] = outcome
         accepted = _claimed(accepted, template, deps, outcomes)
-        if accepted:
-            launched = _launch_group(template, accepted, deps)
+        # One fleet request per distinct sizing (None: the template's instance types).
+        by_size: dict[str, list[Item]] = defaultdict(list)
+        for record, message in accepted:
+            asked = sizing.for_job(message.labels, template)  # admitted by _screen
+            by_size[asked.key if asked else ""].append((record, message))
+        for same_size in by_size.values():
+            launched = _launch_group(template, same_size, deps)
             outcomes.update(launched)
             started = sum(1 for o in launched.values() if o.result == "launched")
             per_template[name] += started
@@ -110,6 +116,13 @@ def _screen(
         return Outcome("failed", RecordFailed("unknown template"))
     if boundary.refused_repository(message, deps.settings):
         return Outcome("refused")
+    template = deps.template(message.template)
+    assert template is not None
+    try:
+        # Again at launch: the templates may have changed since the webhook admitted the job.
+        sizing.for_job(message.labels, template)
+    except sizing.SizingRefused as exc:
+        return _sizing_refused(exc.reason, exc.label, exc.detail)
     key: tuple[int | None, int | None] = (message.job_id, message.run_attempt)
     if key in live_jobs:
         holder = live_jobs[key]
@@ -149,7 +162,13 @@ def _confirm(
                 _taken(message, job.runner_name, deps, live)
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
-    return _check_runner_group(message, deps)
+    outcome = _check_runner_group(message, deps)
+    if outcome is not None:
+        return outcome
+    template = deps.template(message.template)
+    assert template is not None  # checked by _screen
+    asked = sizing.for_job(message.labels, template)  # admitted by _screen
+    return None if asked is None else _check_sizing_fits(asked, template)
 
 
 def _taken(
@@ -204,6 +223,38 @@ def _check_runner_group(message: JobMessage, deps: ScaleUpDeps) -> Outcome | Non
         return None
     count("LaunchFailed", code="RunnerGroupUnsafe")
     return Outcome("failed", RecordFailed("runner group unsafe", UNSAFE_GROUP_DELAY_S))
+
+
+def _sizing_refused(reason: str, label: str, detail: str) -> Outcome:
+    """A sized job its template cannot launch: nothing is launched (never a bigger or unbounded
+    instance instead); the message is deleted and the job stays queued on GitHub until a
+    template admits it or it is cancelled."""
+    count("SizingRefused", reason=reason)
+    logger.warning(
+        "launch refused: sizing label outside the template's policy",
+        extra={"reason": reason, "label": label[:100], "detail": detail},
+    )
+    return Outcome("refused")
+
+
+def _check_sizing_fits(asked: sizing.Sizing, template: RunnerTemplate) -> Outcome | None:
+    """None when some instance type meets the sized job's requirements; otherwise its refusal
+    (no type fits) or a retry (EC2 could not say)."""
+    assert template.sizing is not None  # for_job returned a request
+    requirements = asked.instance_requirements(template.sizing)
+    try:
+        types = fleet.instance_types_for(requirements, sizing.EC2_ARCHITECTURE[asked.arch])
+    except fleet.FleetError as exc:
+        count("LaunchFailed", code=exc.code)
+        logger.warning("cannot list the instance types for a sized job", extra={"code": exc.code})
+        return Outcome("failed", RecordFailed(f"instance types: {exc.code}", THROTTLE_DELAY_S))
+    if types:
+        return None
+    return _sizing_refused(
+        "sizing_unsatisfiable",
+        "/".join(asked.labels),
+        f"no instance type meets {asked.key} within families {'+'.join(template.sizing.families)}",
+    )
 
 
 def _defer(message: JobMessage, deps: ScaleUpDeps, template: RunnerTemplate) -> Outcome:
@@ -275,28 +326,50 @@ def _launch_group(
     settings = deps.settings
     tags = template_tags(settings.prefix, template)
     if len(items) == 1:
-        tags |= launch_tags(items[0][1])  # a lone launch gets every tag at creation
+        tags |= _job_tags(items[0][1], template)  # a lone launch gets every tag at creation
+    asked = sizing.for_job(items[0][1].labels, template)  # the same for every item
+    market, requirements = template.market, None
+    if asked is not None and template.sizing is not None:
+        market = asked.market(template.market)
+        requirements = fleet.Requirements(
+            asked.instance_requirements(template.sizing),
+            asked.disk_gb,
+            template.sizing.root_device,
+        )
+    # Spot-only (budget guardrail) overrides the market while it is engaged; then the spot
+    # breaker may turn a market that still allows on-demand to on-demand.
+    market = guardrail.launch_market(market, settings.prefix)
+    market = spot_breaker.market_for(template, market, settings, deps.clock())
     try:
         result = fleet.launch(
             launch_template=template.launch_template,
             instance_types=template.instance_types,
             subnet_ids=template.subnet_ids or settings.runner_subnet_ids,
             count=len(items),
-            # Spot-only (budget guardrail) overrides the template's market while it is engaged.
-            market=guardrail.launch_market(template.market, settings.prefix),
+            market=market,
             tags=tags,
             sleep=deps.sleep,
+            requirements=requirements,
         )
     except fleet.FleetError as exc:
+        if isinstance(exc, fleet.CapacityError) and market != "on-demand":
+            _spot_refused(template, deps)
         return {record.message_id: _launch_failed(message, exc) for record, message in items}
     for error in result.errors:
         count("LaunchPoolError", code=error.code)
+    # Spot fell short for capacity or price (a pool's error while spot launched them all is not):
+    spot_short = sum(1 for i in result.instances if i.market == "spot") < len(items)
+    if spot_short and any(
+        e.market == "spot" and isinstance(fleet.classify(e.code), fleet.CapacityError)
+        for e in result.errors
+    ):
+        _spot_refused(template, deps)
 
     pairs = list(zip(items, result.instances, strict=False))
     if len(items) > 1:
         for (_, message), instance in pairs:
             with correlated(message, instance_id=instance.id):
-                _tag_job(message, instance)
+                _tag_job(message, instance, template)
     # One SendMessageBatch per ten starts rather than a SendMessage each.
     sent = deps.enqueue_many(
         [message.start_for(instance.id) for (_, message), instance in pairs],
@@ -315,11 +388,29 @@ def _launch_group(
     return outcomes
 
 
-def _tag_job(message: JobMessage, instance: fleet.Launched) -> None:
+def _spot_refused(template: RunnerTemplate, deps: ScaleUpDeps) -> None:
+    """Spot refused (some of) a fleet for capacity or price: one event for the breaker."""
+    import uuid
+
+    now = deps.clock()
+    spot_breaker.record(
+        template, f"capacity-{uuid.uuid4().hex[:12]}", "capacity", deps.settings, now
+    )
+
+
+def _job_tags(message: JobMessage, template: RunnerTemplate) -> dict[str, str]:
+    """launch_tags, and a sized job's own sizing labels (its runner registers with them)."""
+    asked = sizing.for_job(message.labels, template)
+    if asked is None:
+        return launch_tags(message)
+    return launch_tags(message) | {fleet.TAG_SIZING: sizing.tag_value(asked.labels)}
+
+
+def _tag_job(message: JobMessage, instance: fleet.Launched, template: RunnerTemplate) -> None:
     # One fleet launched several jobs' instances; their job tags differ, so they follow right
     # after creation. The prefix and template tags were there from the start.
     try:
-        fleet.tag_instance(instance.id, launch_tags(message))
+        fleet.tag_instance(instance.id, _job_tags(message, template))
     except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
         logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from jitrunners.aws import fleet, ssm
-from jitrunners.config import RunnerTemplate
+from jitrunners.config import MAX_LABELS, RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import JobMessage
 from jitrunners.observability import MetricUnit, count, logger, observe
+from jitrunners.sizing import sizing_labels
 
 # Agent-not-ready back-off: 10 s, 20 s, 40 s ... capped; a fresh instance's agent registers within
 # a minute or two, and each retry costs one SendCommand and one DescribeInstances.
@@ -121,6 +122,15 @@ def _already_started(instance: fleet.Instance | None, instance_id: str, comment:
     return command_id
 
 
+def runner_labels(message: JobMessage, template: RunnerTemplate) -> tuple[str, ...]:
+    """The labels a runner registers with: the template's, and a sized job's own sizing labels,
+    so that only jobs asking for that size (or for none) take it."""
+    if template.sizing is None:
+        return template.labels
+    extra = sizing_labels(message.labels, template.labels_folded)
+    return template.labels + tuple(dict.fromkeys(extra))[: MAX_LABELS - len(template.labels)]
+
+
 def _store_jit_config(
     message: JobMessage, template: RunnerTemplate, scope: RunnerScope, param: str, deps: ScaleUpDeps
 ) -> None:
@@ -130,7 +140,7 @@ def _store_jit_config(
         jit = github.generate_jitconfig(
             scope,
             message.instance_id,  # runner name = instance id (DESIGN §3)
-            template.labels,
+            runner_labels(message, template),
             template.runner_group_id,
             message.installation_id,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jitrunners import sizing
 from jitrunners.aws import fleet
 from jitrunners.models import JobMessage
 
@@ -75,8 +76,10 @@ def _next_launch(
         repo=repo,
         owner=repo.split("/", 1)[0],
         installation_id=instance.installation_id,
-        # The template's labels: a superset of the job's, and all scale-up needs to pick it.
-        labels=template.labels,
+        # The template's labels (a superset of the job's fixed ones, all scale-up needs to pick
+        # it) and a sized job's sizing labels, kept in the instance's sizing tag.
+        labels=template.labels
+        + sizing.from_tag(str((getattr(instance, "tags", None) or {}).get(fleet.TAG_SIZING, ""))),
         template=template.name,
         delivery_id=delivery_id,
         queued_at="",

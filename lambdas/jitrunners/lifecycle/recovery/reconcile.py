@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from jitrunners import sizing
 from jitrunners.aws import queue
 from jitrunners.aws.fleet import LIVE_STATES
 from jitrunners.config import RunnerTemplate
@@ -323,6 +324,11 @@ def _queued_in(
             why = refusal(seen, ctx.settings)
             if why:
                 skipped[f"reconcile_{why}"] += 1
+                continue
+            try:
+                sizing.for_job(seen.labels, template)
+            except sizing.SizingRefused as exc:
+                skipped[f"reconcile_{exc.reason}"] += 1  # refused at intake already
                 continue
             found.append(
                 QueuedJob(

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any, Final
 
 from jitrunners.aws import fleet, ssm
+from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued
+from jitrunners.lifecycle.teardown import cost
 from jitrunners.lifecycle.teardown.events import (
     CommandFinished,
     InstanceStateChanged,
@@ -49,9 +51,11 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     if isinstance(event, CommandFinished):
         return _command_finished(event, instance, ctx)
     if isinstance(event, SpotInterruption):
+        _spot_interrupted(instance, event.at, ctx)
         # The re-run record first: it must exist even if a cleanup step fails and raises.
         outcome = rerun.record_interruption(instance, event.at, ctx)
         _finish(cleanup(instance, "spot_interruption", ctx))
+        cost.report(instance, event.at, "spot_interruption")
         relaunch_if_queued(instance, "spot_interruption", ctx)
         return f"cleaned:spot_interruption:{outcome.split(':')[0]}"
     if not event.gone:
@@ -59,12 +63,24 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
         return f"ignored:state_{event.state}"
     if instance.spot_reclaimed:
         # The interruption warning was lost (or came late): EC2's state reason still tells.
+        _spot_interrupted(instance, event.at, ctx)
         rerun.record_interruption(instance, event.at, ctx)
     # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
     reason = f"instance_{event.state.replace('-', '_')}"
-    _finish(cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped")))
+    result = cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped"))
+    _finish(result)
+    if instance.state not in fleet.GONE_STATES:
+        cost.report(instance, event.at, reason)  # gone before: reported when it was ended
     relaunch_if_queued(instance, reason, ctx)
     return f"cleaned:{reason}"
+
+
+def _spot_interrupted(instance: Any, at: datetime, ctx: Context) -> None:
+    """One interruption for the template's spot breaker; keyed by instance, so its warning and
+    its reclaim count once."""
+    template = ctx.templates.get(str(getattr(instance, "template", "") or ""))
+    if template is not None:
+        spot_breaker.record(template, instance.id, "interruption", ctx.settings, at)
 
 
 def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> str:
@@ -81,6 +97,7 @@ def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> st
     _observe_job_duration(instance, event.at)
     reason = f"command_{event.status.lower()}"
     _finish(cleanup(instance, reason, ctx))
+    cost.report(instance, event.at, reason)
     return f"cleaned:{reason}"
 
 
