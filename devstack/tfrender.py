@@ -143,7 +143,10 @@ def render(
     module = _workdir(tfvars, inputs, module_dir)
     try:
         env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-        env.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+        # No CLI configuration is needed to render; one named but missing makes terraform warn
+        # on stdout, which is not an expression's value.
+        if not Path(env.get("TF_CLI_CONFIG_FILE") or os.devnull).is_file():
+            env["TF_CLI_CONFIG_FILE"] = os.devnull
         result = subprocess.run(
             [terraform_binary(), "console"],
             input=_EXPRESSION,
