@@ -356,6 +356,15 @@ locals {
           ]
           Resource = local.deployed.jobs_queue_arn
         },
+        {
+          # A launch whose instances never came online MAX_LAUNCH_ATTEMPTS times is parked in
+          # the DLQ (its alarm calls an operator; provisioning/start.py). Without this the send
+          # was refused and the start message went round the queue until max_redrives held it.
+          Sid      = "ParkLaunchInDlq"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = local.deployed.dlq_arn
+        },
         local.statements.read_config,
         {
           # Written, tagged with the instance's ARN and deleted here; read only by that instance.

@@ -562,3 +562,23 @@ def test_app_mode_without_allowed_owners_is_refused_by_variable_validation(tmp_p
     assert '"acme"' in named
     assert refusal not in console("-var", "github_app_id=")  # token mode: empty means all
     assert 'required_version = ">= 1.9"' in (tf.TERRAFORM / "versions.tf").read_text()
+
+
+# The queues each function's code sends to (the environment variable it reads the URL from), as
+# the code does it: scale-up re-queues launches and parks a launch that never came online in
+# the DLQ (provisioning/start.py `_give_up`); the grep keeps this list honest.
+SENDS_TO = {"scale-up": ("jobs_queue_arn", "dlq_arn")}
+
+
+@pytest.mark.parametrize("key", sorted(SENDS_TO))
+def test_each_queue_a_function_sends_to_is_granted_by_resource(key: str) -> None:
+    from devstack.iam.evaluator import Request, evaluate
+
+    start = (tf.PACKAGE / "lifecycle" / "provisioning" / "start.py").read_text()
+    assert "send_job(settings.dlq_url" in start  # the parking this guards
+    docs = rendered.documents()
+    arns = rendered.deployed(json.loads(TEMPLATES_FILE.read_text()))
+    for queue in SENDS_TO[key]:
+        request = Request(principal=f"role/{key}", action="sqs:SendMessage", resource=arns[queue])
+        result = evaluate([docs.function_policies[key]], request)
+        assert result.allowed, (key, queue, result)
