@@ -269,12 +269,16 @@ class Settings:
     # Budget guard: what an exceeded budget (ACTUAL notification) does.
     budget_action: str = "notify"
 
+    def back_off_s(self, seconds: float) -> float:
+        """A built-in in-Lambda back-off (GitHub 5xx, EC2 throttling), scaled like the retry
+        delays: a local stack whose instances boot in a second waits 5 % as long."""
+        return max(0.0, seconds) * self.retry_delay_percent / 100
+
     def pause(self, seconds: float) -> None:
-        """Sleep a built-in in-Lambda back-off (GitHub 5xx, EC2 throttling), scaled like the
-        retry delays: a local stack whose instances boot in a second waits 5 % as long."""
+        """Sleep a built-in in-Lambda back-off, scaled (back_off_s)."""
         import time
 
-        time.sleep(max(0.0, seconds) * self.retry_delay_percent / 100)
+        time.sleep(self.back_off_s(seconds))
 
     def retry_delay(self, seconds: int) -> int:
         """A built-in delay scaled by RETRY_DELAY_PERCENT; never below 1 s unless it was 0."""

@@ -46,7 +46,7 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
         ),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
         # In-Lambda back-off (EC2 throttling), scaled like the retry delays.
-        sleep=lambda seconds: records.pause(seconds * settings.retry_delay_percent / 100),
+        sleep=lambda seconds: records.pause(settings.back_off_s(seconds)),
     )
 
 
