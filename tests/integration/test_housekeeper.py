@@ -247,11 +247,40 @@ def test_failed_workflow_job_deliveries_are_redelivered_once(
     assert sorted(github.redelivered) == [1, 3]
     assert sorted(t for k, t, _ in first["actions"] if k == "redeliver") == ["lost", "lost-twice"]
 
-    # GitHub records our redeliveries; whether they failed again or not, we never ask twice.
-    github.deliveries.append(_delivery(clock, 10, "lost", 503, redelivery=True, age=timedelta(0)))
-    second = run()
+    # Until GitHub has made the attempt we asked for, we never ask again.
+    assert run()["actions"] == []
     assert sorted(github.redelivered) == [1, 3]
-    assert second["actions"] == []
+
+
+def test_a_redelivery_that_failed_too_is_asked_for_again_up_to_a_cap(
+    app_mode: None, run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    from jitrunners.lifecycle.recovery.sweep import MAX_DELIVERY_ATTEMPTS
+
+    github.deliveries = [_delivery(clock, 1, "refused", 502)]
+    run()
+    for attempt in range(2, 10):
+        # GitHub made the attempt we asked for, and our endpoint failed it again.
+        github.deliveries.append(
+            _delivery(clock, attempt, "refused", 500, redelivery=True, age=timedelta(0))
+        )
+        run()
+        run()  # a second pass before GitHub's next attempt asks for nothing
+    assert github.redelivered == list(range(1, MAX_DELIVERY_ATTEMPTS))
+
+
+def test_a_redelivery_github_could_not_take_is_asked_for_at_the_next_run(
+    app_mode: None, run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    github.deliveries = [_delivery(clock, 1, "lost", 502)]
+    github.failing.add("redeliver")
+    run()
+    assert (github.redelivered, github.calls["redeliver"]) == ([], 1)
+
+    github.failing.clear()
+    run()
+    run()
+    assert github.redelivered == [1]
 
 
 def test_with_reruns_on_failed_completed_deliveries_are_redelivered_too(
@@ -407,6 +436,39 @@ def test_spot_reclaim_with_both_events_lost_is_rerun_once_the_job_failed(
     assert github.reruns == [("acme/app", 57)]
     run()
     assert github.reruns == [("acme/app", 57)]
+
+
+def test_a_reclaim_recorded_before_its_swap_was_booked_is_recorded_for_the_job_it_killed(
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warning came first (recorded for job 59, the job the runner was launched for), then
+    the `in_progress` of job 60 booked the swap on the still-running instance, and the state
+    change was lost: the job tags now name the job the reclaim killed."""
+    from jitrunners.aws import fleet, markers
+    from jitrunners.lifecycle.recovery import rerun
+    from tests.support.world import FakeJob
+
+    monkeypatch.setenv("RERUN_INTERRUPTED_JOBS", "true")
+    _reset_process_caches()
+    reclaimed = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=59,
+        command_id=world.command_id("swapped"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    markers.claim(f"{rerun.recorded_path('jitrunners')}/{reclaimed}", "59", "jitrunners")
+    fleet.tag_instance(reclaimed, {"jitrunners:job-id": "60"})
+    world.spot_reclaim(reclaimed)
+    github.jobs[("acme/app", 60)] = FakeJob(60, "completed", "failure", reclaimed)
+
+    reason = "Server.SpotInstanceTermination"
+    assert ["record_interruption", reclaimed, reason] in run()["actions"]
+    assert github.reruns == [("acme/app", 60)]
+    assert run()["actions"] == []
+    assert github.reruns == [("acme/app", 60)]
 
 
 def test_one_unreadable_command_status_does_not_stop_the_sweep(

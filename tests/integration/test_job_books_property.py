@@ -749,7 +749,7 @@ def test_without_the_swap_bookkeeping_a_queued_job_is_left_without_a_runner(
 ) -> None:
     from jitrunners.lifecycle.provisioning import bookkeeping
 
-    monkeypatch.setattr(bookkeeping, "record_taken", lambda *_a, **_k: "disabled")
+    monkeypatch.setattr(bookkeeping, "keep_books", lambda *_a, **_k: "disabled")
     with pytest.raises(AssertionError, match=NO_LOSS):
         counterexample_search(harness, lossy=False, examples=REMOVAL_EXAMPLES)()
 
@@ -797,7 +797,7 @@ def test_a_steal_passes_the_need_on_through_the_swap_bookkeeping(
     from jitrunners.lifecycle.provisioning import bookkeeping
 
     if books == "removed":
-        monkeypatch.setattr(bookkeeping, "record_taken", lambda *_a, **_k: "disabled")
+        monkeypatch.setattr(bookkeeping, "keep_books", lambda *_a, **_k: "disabled")
     with fresh_world(harness) as world:
         _steal(world)
         if books == "kept":

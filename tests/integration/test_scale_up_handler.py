@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -529,6 +530,45 @@ def test_job_lost_to_a_spot_reclaim_is_rerun_once_whichever_job_the_instance_was
 
     assert failed_ids(first) == failed_ids(again) == []
     assert rerun.call_count == 1
+
+
+def test_a_job_seen_running_on_a_reclaimed_runner_is_rerun_once_it_failed(
+    reruns_on: None, world: World, lambda_context: Any
+) -> None:
+    """Spot took the runner as it took a job it was not launched for: the interruption's record
+    names the launched-for job (the swap could not be booked on a gone instance), and the job's
+    `completed` delivery is lost. Its `in_progress` delivery is what names the job killed."""
+    from jitrunners.aws import markers
+    from jitrunners.lifecycle.recovery import rerun as reruns
+
+    instance_id, check = _rerun_check(world, lambda_context, launched_for=65, failed=66)
+    in_progress = replace(check, kind="taken")
+    # Answered in this order: GitHub notices the lost runner between the two deliveries.
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/66",
+        json={"id": 66, "status": "in_progress", "conclusion": None, "runner_name": instance_id},
+    )
+    rerun = _failed_job(world, 66, instance_id)
+    reclaim_spot(instance_id)
+
+    assert failed_ids(run(sqs_event(in_progress), lambda_context)) == []
+    assert rerun.call_count == 0  # GitHub has not failed the job yet
+    [pending] = markers.list_markers(reruns.pending_path("jitrunners"))
+    assert reruns.PendingRerun.from_json(pending.value).job_id == 66
+
+    assert failed_ids(run(sqs_event(in_progress), lambda_context)) == []  # a duplicate delivery
+    assert rerun.call_count == 1
+    assert list(markers.list_markers(reruns.pending_path("jitrunners"))) == []
+
+
+def test_a_job_running_on_a_healthy_runner_costs_no_rerun_check(
+    reruns_on: None, world: World, lambda_context: Any
+) -> None:
+    _, check = _rerun_check(world, lambda_context, launched_for=67, failed=68)
+    job = world.github.get(f"{API}/repos/acme/widgets/actions/jobs/68", json={})
+
+    assert failed_ids(run(sqs_event(replace(check, kind="taken")), lambda_context)) == []
+    assert job.call_count == 0
 
 
 def test_job_failed_on_a_runner_that_was_not_reclaimed_is_not_rerun(

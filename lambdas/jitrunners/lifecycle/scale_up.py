@@ -68,7 +68,14 @@ class ScaleUpBatch:
                 except RecordFailed as failure:
                     fail(record, self.deps, failure)
             if message.kind == "rerun":
-                return self._rerun_check(message)
+                # The failed job ran on this runner: the books first (its `in_progress` may be
+                # lost), then the re-run check.
+                if boundary.refused_repository(message, self.deps.settings):
+                    return "refused"
+                try:
+                    return self._books(replace(message, kind="taken"), failed=True)
+                except RecordFailed as failure:
+                    fail(record, self.deps, failure)
             if message.kind == "start":
                 from jitrunners.lifecycle.provisioning.start import start_runner
 
@@ -83,8 +90,11 @@ class ScaleUpBatch:
                 fail(record, self.deps, outcome.failure)
             return outcome.result
 
-    def _books(self, message: JobMessage) -> str:
-        """`taken` and `release` messages: keep the books by job (DESIGN §6b)."""
+    def _books(self, message: JobMessage, *, failed: bool = False) -> str:
+        """`taken` and `release` messages: keep the books by job (DESIGN §6b). A job taken by a
+        runner that a spot reclaim has ended (or that failed on one of ours: `failed`) also gets
+        its re-run check, named exactly by the delivery whatever job the runner was launched for
+        or its tags say."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         from jitrunners.aws.queue import QueueError
@@ -93,27 +103,34 @@ class ScaleUpBatch:
         try:
             if message.kind == "release":
                 outcome = bookkeeping.release_job(message, self.deps)
-            else:
-                assert message.instance_id is not None  # JobMessage.from_json guarantees it
-                outcome = bookkeeping.record_taken(message, message.instance_id, self.deps)
+                logger.info("job bookkeeping", extra={"kind": message.kind, "outcome": outcome})
+                return outcome
+            assert message.instance_id is not None  # JobMessage.from_json guarantees it
+            runner = bookkeeping.find_runner(message.instance_id, self.deps)
+            outcome = (
+                "not_ours" if runner is None else bookkeeping.keep_books(message, runner, self.deps)
+            )
         except (ClientError, BotoCoreError, QueueError) as exc:
             # Every step is idempotent: the whole message is tried again.
             logger.warning("job bookkeeping failed: retried", extra={"detail": str(exc)})
             raise RecordFailed("bookkeeping failed", BOOKS_RETRY_S) from None
         logger.info("job bookkeeping", extra={"kind": message.kind, "outcome": outcome})
+        if runner is None or not self.deps.settings.rerun_interrupted_jobs:
+            return outcome
+        if failed or runner.spot_reclaimed:
+            # An `in_progress` (or `completed`) naming a reclaimed runner is often the only
+            # trace of the job it killed: the interruption's record names the job in the
+            # runner's tags, which a swap may not have rewritten before the instance went.
+            return f"{outcome};{self._rerun_check(message, runner)}"
         return outcome
 
-    def _rerun_check(self, message: JobMessage) -> str:
+    def _rerun_check(self, message: JobMessage, runner: Any) -> str:
         from jitrunners.lifecycle.cleanup import Context
         from jitrunners.lifecycle.recovery.rerun import check_failed_job
 
         deps = self.deps
-        if boundary.refused_repository(message, deps.settings):
-            return "refused"
-        # The failed job ran on this runner: the books first (its `in_progress` may be lost).
-        self._books(replace(message, kind="taken"))
         ctx = Context.build(deps.settings, deps.templates(), deps.github(), deps.clock)
-        outcome = check_failed_job(message, ctx)
+        outcome = check_failed_job(message, ctx, runner)
         if outcome.startswith("wait:github") or outcome == "wait:claim_failed":
             # The pending record is written: the housekeeper advances it if we cannot now.
             logger.info("re-run check left to the housekeeper", extra={"outcome": outcome})

@@ -62,12 +62,29 @@ def record_taken(
     `live` is our live instances when the caller has listed them already (one DescribeInstances
     per batch rather than one per message).
     """
-    if not INSTANCE_ID_RE.fullmatch(runner_name or ""):
-        return "not_ours"
-    settings = deps.settings
-    runner = fleet.get_instance(runner_name, settings.prefix, settings.runner_instance_profile_arn)
+    runner = find_runner(runner_name, deps)
     if runner is None:
         return "not_ours"  # another system's runner, or not one EC2 still lists
+    return keep_books(job, runner, deps, live)
+
+
+def find_runner(runner_name: str, deps: ScaleUpDeps) -> fleet.Instance | None:
+    """Our instance behind a runner name, or None (another system's runner, or one EC2 no longer
+    lists)."""
+    if not INSTANCE_ID_RE.fullmatch(runner_name or ""):
+        return None
+    settings = deps.settings
+    return fleet.get_instance(runner_name, settings.prefix, settings.runner_instance_profile_arn)
+
+
+def keep_books(
+    job: JobMessage,
+    runner: fleet.Instance,
+    deps: ScaleUpDeps,
+    live: Sequence[fleet.Instance] | None = None,
+) -> str:
+    """record_taken for a runner already described."""
+    settings = deps.settings
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES
     rewrite = (runner.job_id, runner.run_attempt) != took

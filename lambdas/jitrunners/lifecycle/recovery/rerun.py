@@ -71,8 +71,9 @@ def recorded_path(prefix: str) -> str:
     return f"/{prefix}/state/reruns/instances"
 
 
-def recorded_instances(prefix: str) -> set[str]:
-    return {m.name.rsplit("/", 1)[-1] for m in markers.list_markers(recorded_path(prefix))}
+def recorded_instances(prefix: str) -> dict[str, str]:
+    """Interrupted instance -> the job id its interruption was recorded for."""
+    return {m.name.rsplit("/", 1)[-1]: m.value for m in markers.list_markers(recorded_path(prefix))}
 
 
 def _int_tag(instance: Any, attr: str, tag: str) -> int | None:
@@ -110,25 +111,25 @@ def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
     if not markers.claim(name, pending.to_json(), prefix):
         logger.debug("interruption already recorded", extra={"job_id": job_id})
     # After the pending record (which must exist first): the housekeeper skips instances with
-    # this record, so a settled re-run is not recorded again while EC2 still lists the instance.
-    markers.claim(f"{recorded_path(prefix)}/{instance.id}", str(job_id), prefix)
+    # this record for this job, so a settled re-run is not recorded again while EC2 still lists
+    # the instance. A swap booked after the warning (the runner took another job) rewrites the
+    # job tags: then the record names the job the runner really ran, and is overwritten.
+    record = f"{recorded_path(prefix)}/{instance.id}"
+    if not markers.claim(record, str(job_id), prefix):
+        markers.put(record, str(job_id))
     return advance(name, pending, ctx)
 
 
-def check_failed_job(message: Any, ctx: Context) -> str:
-    """A job failed on runner `message.instance_id` (the webhook said so): re-run it if a spot
+def check_failed_job(message: Any, ctx: Context, instance: Any) -> str:
+    """Job `message.job_id` ran on our runner `instance` (named by the job's own delivery) and
+    failed, or the runner was reclaimed under it: re-run the job once it has failed, if a spot
     reclaim killed that runner. This names the job exactly, whichever job the instance was
-    launched for; the records and claims are those of record_interruption, so a job reached by
-    both paths is re-run once."""
-    from jitrunners.aws import fleet
-
+    launched for or its tags name; the records and claims are those of record_interruption, so a
+    job reached by several paths is re-run once."""
     if not ctx.settings.rerun_interrupted_jobs:
         return "disabled"
     prefix = ctx.settings.prefix
-    instance_id = str(message.instance_id)
-    instance = fleet.get_instance(instance_id, prefix, ctx.settings.runner_instance_profile_arn)
-    if instance is None:
-        return "not_ours"
+    instance_id = str(instance.id)
     reclaimed = instance.spot_reclaimed or markers.exists(f"{recorded_path(prefix)}/{instance_id}")
     if not reclaimed:
         logger.info("job failed on a runner that was not reclaimed: not re-run")

@@ -36,6 +36,9 @@ PARAMETER_GRACE: Final = timedelta(minutes=5)
 # GitHub accepts redelivery requests for deliveries of the last 3 days; stay clear of the edge.
 REDELIVERY_WINDOW: Final = timedelta(days=3) - timedelta(hours=1)
 REDELIVERY_MARKER_LIFETIME: Final = timedelta(days=4)
+# A delivery whose redeliveries keep failing (our endpoint refuses it) is asked for at most this
+# many times: the original attempt plus its redeliveries.
+MAX_DELIVERY_ATTEMPTS: Final = 4
 # A relaunch record only has to outlive the events about its instance (retries, duplicates).
 RELAUNCH_MARKER_LIFETIME: Final = timedelta(days=1)
 # A fallback for instances whose template was removed from the configuration.
@@ -183,18 +186,21 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
 
 
 def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:
-    """Spot reclaims nobody told us about: hand them to the re-run logic, once per instance.
+    """Spot reclaims nobody told us about: hand them to the re-run logic, once per instance and
+    job it owes.
 
     Scale-down records an interruption from the warning or the state change; when both events
-    were lost, EC2's state reason on the terminated instance is the only trace left of it.
+    were lost, EC2's state reason on the terminated instance is the only trace left of it. And
+    when the warning came before the swap was booked (the runner took another job), the record
+    names the job it was launched for: the rewritten job tags name the one it killed.
     """
     reclaimed = [i for i in ended if i.spot_reclaimed and i.command_id]
     if not reclaimed or not ctx.settings.rerun_interrupted_jobs:
         return
     recorded = rerun.recorded_instances(ctx.settings.prefix)
     for instance in reclaimed:
-        if instance.id in recorded:
-            continue
+        if instance.id in recorded and recorded[instance.id] == str(instance.job_id):
+            continue  # recorded for the job it owes (a swap booked since rewrites that)
         report.add("record_interruption", instance.id, instance.state_reason)
         extra = {"instance_id": instance.id, "job_id": instance.job_id}
         if ctx.dry_run:
@@ -325,11 +331,13 @@ def redelivery_path(prefix: str) -> str:
 
 
 def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
-    """Ask GitHub to redeliver `workflow_job` deliveries that never reached us, once each.
+    """Ask GitHub to redeliver `workflow_job` deliveries that never reached us.
 
     A delivery (guid) may have several attempts; it needs help only when none got a 2xx. Our
-    request is remembered as an SSM parameter named after the guid, claimed before asking GitHub,
-    so a crash, a retry or a concurrent run never asks twice.
+    request is remembered as an SSM parameter named after the guid whose value is the attempt we
+    asked GitHub to redeliver, written before asking: a crash, a retry or a concurrent run never
+    asks twice for one attempt. A redelivery that failed too is a newer attempt, asked for again
+    (up to MAX_DELIVERY_ATTEMPTS); a request GitHub could not take is given back for the next run.
     """
     from jitrunners.github.client import GitHubError
     from jitrunners.guardrail import webhook_stopped
@@ -354,6 +362,7 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
         logger.warning("cannot list webhook deliveries", extra={"status": exc.status})
         return
     path = redelivery_path(ctx.settings.prefix)
+    asked = {m.name.rsplit("/", 1)[-1]: m.value for m in markers.list_markers(path)}
     # Queued jobs start runners; a completed one may be a job lost to a spot reclaim, which only
     # its webhook names (the delivery list does not say whether it failed: ask for all of them).
     wanted: tuple[str | None, ...] = (None, "queued")
@@ -362,27 +371,43 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
     for guid, tries in sorted(attempts.items()):
         if any(_delivered(d) for d in tries):
             continue
-        latest = max(tries, key=lambda d: d.delivered_at)
+        latest = max(tries, key=lambda d: (d.delivered_at, d.id))
         if getattr(latest, "action", None) not in wanted:
             continue  # in_progress (and completed, without re-runs) change nothing for us
         if latest.delivered_at < since:
+            continue
+        before = asked.get(guid)
+        if before == str(latest.id):
+            continue  # asked for already; GitHub has not made the attempt yet
+        if before is not None and len(tries) >= MAX_DELIVERY_ATTEMPTS:
             continue
         extra = {
             "delivery_id": guid,
             "reason": "delivery_failed",
             "status_code": latest.status_code,
+            "attempts": len(tries),
         }
         report.add("redeliver", guid, "delivery_failed")
         if ctx.dry_run:
             logger.info("would ask GitHub to redeliver", extra=extra)
             continue
-        if not markers.claim(f"{path}/{guid}", str(latest.id), ctx.settings.prefix):
-            report.actions.pop()
-            continue
+        name = f"{path}/{guid}"
+        if before is None:
+            if not markers.claim(name, str(latest.id), ctx.settings.prefix):
+                report.actions.pop()
+                continue
+        else:
+            markers.put(name, str(latest.id))
         try:
             ctx.github.redeliver(latest.id)
         except GitHubError as exc:
             logger.warning("GitHub refused the redelivery", extra={**extra, "status": exc.status})
+            if exc.retryable:
+                # Nothing was redelivered: give the request back, so the next run asks again.
+                if before is None:
+                    markers.remove(name)
+                else:
+                    markers.put(name, before)
             continue
         count("Redeliveries")
         logger.info("redelivery requested", extra=extra)
