@@ -48,7 +48,7 @@ def call(
 
 
 def _ours(clock: Clock, github: FakeGitHub, *, scope: str = ORG, **kwargs: Any) -> tuple[str, str]:
-    command = kwargs.pop("command_id", "cmd-ours")
+    command = kwargs.pop("command_id", world.command_id("ours"))
     instance_id = world.launch(
         launched_at=clock() - timedelta(minutes=5),
         command_id=command,
@@ -66,7 +66,7 @@ def _assert_clean(instance_id: str, github: FakeGitHub) -> None:
     assert instance_id not in github.all_runner_names()
 
 
-@pytest.mark.parametrize("status", ["Success", "Failed", "TimedOut", "Cancelled"])
+@pytest.mark.parametrize("status", ["Failed", "TimedOut", "Cancelled"])
 def test_finished_runner_command_ends_our_instance(
     call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub, status: str
 ) -> None:
@@ -78,12 +78,66 @@ def test_finished_runner_command_ends_our_instance(
     _assert_clean(instance_id, github)
 
 
+def test_a_runner_that_ran_its_job_is_ended_without_asking_github_or_parameter_store(
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Success: the runner script deleted its parameter before it started the runner, and
+    GitHub removed the ephemeral runner after its job. Terminating is all that is left."""
+    from jitrunners.aws import ssm
+
+    instance_id, command = _ours(clock, github)
+    world.delete_jit_param(instance_id)
+    github.runners.clear()
+    deletes: list[str] = []
+    monkeypatch.setattr(ssm, "delete_parameter", lambda name: deletes.append(name) or False)
+
+    assert call(command_event(instance_id, command, "Success")) == "cleaned:command_success"
+    _assert_clean(instance_id, github)
+    assert (sum(github.calls.values()), deletes) == (0, [])
+
+
+def test_an_instance_ending_after_its_runner_did_costs_one_ssm_read(
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The state change that follows a finished runner's cleanup: no job lost its runner, and
+    nothing is left to delete."""
+    from jitrunners.aws import ssm
+
+    instance_id = world.launch(launched_at=clock() - timedelta(minutes=5))
+    command = world.send_runner_command(instance_id)  # moto: finished with Success
+    fleet.tag_instance(instance_id, {fleet.TAG_COMMAND_ID: command})
+    world.terminate(instance_id)
+    deletes: list[str] = []
+    monkeypatch.setattr(ssm, "delete_parameter", lambda name: deletes.append(name) or False)
+
+    assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
+    assert (sum(github.calls.values()), deletes) == (0, [])
+
+
+def test_an_instance_ended_under_a_running_runner_is_cleaned_and_checked_for_a_relaunch(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    instance_id, _ = _ours(clock, github)  # its command has not finished
+    github.jobs[("acme/app", 100)] = FakeJob(100, "in_progress", None, instance_id)
+    world.terminate(instance_id)
+
+    assert call(state_event(instance_id, "terminated")) == "cleaned:instance_terminated"
+    _assert_clean(instance_id, github)
+    assert github.calls["get_job"] == 1
+
+
 def test_repo_scoped_template_deletes_the_repository_registration(
     call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
     instance_id, command = _ours(clock, github, template="linux-arm64", scope=REPO_SCOPE)
 
-    call(command_event(instance_id, command, "Success"))
+    call(command_event(instance_id, command, "Failed"))
 
     _assert_clean(instance_id, github)
 
@@ -111,10 +165,10 @@ def test_the_same_event_twice_does_no_harm(
     call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
     instance_id, command = _ours(clock, github)
-    event = command_event(instance_id, command, "Success")
+    event = command_event(instance_id, command, "Failed")
 
-    assert call(event) == "cleaned:command_success"
-    assert call(event) == "cleaned:command_success"
+    assert call(event) == "cleaned:command_failed"
+    assert call(event) == "cleaned:command_failed"
 
     _assert_clean(instance_id, github)
     assert github.calls["delete_runner"] == 1
@@ -240,7 +294,7 @@ def test_github_failure_raises_for_a_retry_after_doing_what_it_could(
 ) -> None:
     instance_id, command = _ours(clock, github)
     github.failing.add("find_runner")
-    event = command_event(instance_id, command, "Success")
+    event = command_event(instance_id, command, "Failed")
 
     with pytest.raises(CleanupIncomplete):
         call(event)
@@ -248,7 +302,7 @@ def test_github_failure_raises_for_a_retry_after_doing_what_it_could(
     assert instance_id not in world.jit_params()
 
     github.failing.clear()  # EventBridge retries the asynchronous invocation
-    assert call(event) == "cleaned:command_success"
+    assert call(event) == "cleaned:command_failed"
     _assert_clean(instance_id, github)
 
 

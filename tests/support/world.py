@@ -180,6 +180,11 @@ def put_jit_param(instance_id: str, prefix: str = PREFIX) -> str:
     return name
 
 
+def delete_jit_param(instance_id: str, prefix: str = PREFIX) -> None:
+    """What the runner script does once it has read its JIT config."""
+    boto3.client("ssm").delete_parameter(Name=f"/{prefix}/jit/{instance_id}")
+
+
 def jit_params(prefix: str = PREFIX) -> set[str]:
     ssm = boto3.client("ssm")
     names: set[str] = set()

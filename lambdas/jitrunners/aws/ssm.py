@@ -15,6 +15,9 @@ from jitrunners.aws.clients import client, error_code
 TERMINAL_COMMAND_STATUSES: Final = frozenset(
     {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated"}
 )
+# The runner script exited by itself: the runner ran its job, idled out or could not start. Not
+# an end imposed from outside (a timeout, a cancel, or the instance going under it).
+RUNNER_EXITED_STATUSES: Final = frozenset({"Success", "Failed"})
 
 TAG_PREFIX = "jitrunners:prefix"
 TAG_INSTANCE_ARN = "jitrunners:instance-arn"

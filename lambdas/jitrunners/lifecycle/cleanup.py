@@ -113,9 +113,11 @@ def cleanup(
     *,
     terminate: bool = True,
     registrations: bool = True,
+    parameter: bool = True,
 ) -> CleanupResult:
-    """Terminate (when asked and still needed), delete the parameter, delete the registration
-    (unless the caller already did: `registrations=False`).
+    """Terminate (when asked and still needed), delete the parameter (unless the runner read and
+    deleted it itself: `parameter=False`), delete the registration (unless the caller already
+    did, or GitHub removed it: `registrations=False`).
 
     Each step tolerates the thing being gone already, so running this twice, or after another
     Lambda did part of it, is harmless. A failing step does not stop the others.
@@ -143,7 +145,9 @@ def cleanup(
                     logger.info("instance terminated", extra=extra)
 
     param = ctx.settings.jit_param_name(instance_id)
-    if ctx.dry_run:
+    if not parameter:
+        pass
+    elif ctx.dry_run:
         logger.info("would delete JIT parameter if present", extra={**extra, "parameter": param})
     else:
         try:

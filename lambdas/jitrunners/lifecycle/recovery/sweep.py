@@ -179,7 +179,7 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
             )
         except AWS_ERRORS:
             continue
-        if status in ("Success", "Failed"):
+        if status in ssm.RUNNER_EXITED_STATUSES:
             continue
         if _relaunch(instance, "instance_terminated", ctx, report).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")

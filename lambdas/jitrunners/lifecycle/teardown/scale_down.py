@@ -61,6 +61,12 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
     if not event.gone:
         logger.debug("instance state change needs nothing", extra={"state": event.state})
         return f"ignored:state_{event.state}"
+    if _runner_ended_itself(instance):
+        # Its command's end was the runner's own (it ran its job, or idled out): that event's
+        # cleanup ended the instance, and no job lost a runner. A lost command event leaves at
+        # most a registration for the housekeeper's orphan sweep.
+        logger.debug("instance ended after its runner did: nothing left to do")
+        return "ignored:runner_ended_itself"
     if instance.spot_reclaimed:
         # The interruption warning was lost (or came late): EC2's state reason still tells.
         _spot_interrupted(instance, event.at, ctx)
@@ -73,6 +79,15 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
         cost.report(instance, event.at, reason)  # gone before: reported when it was ended
     relaunch_if_queued(instance, reason, ctx)
     return f"cleaned:{reason}"
+
+
+def _runner_ended_itself(instance: Any) -> bool:
+    """The instance's runner command had finished before the instance went (one SSM read, which
+    replaces a parameter delete and two GitHub calls: the registration and the job's status)."""
+    if instance.spot_reclaimed or not instance.command_id:
+        return False
+    status = ssm.get_command_status(instance.command_id, instance.id)
+    return status in ssm.RUNNER_EXITED_STATUSES
 
 
 def _spot_interrupted(instance: Any, at: datetime, ctx: Context) -> None:
@@ -96,7 +111,11 @@ def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> st
         return "ignored:other_command"
     _observe_job_duration(instance, event.at)
     reason = f"command_{event.status.lower()}"
-    _finish(cleanup(instance, reason, ctx))
+    # The runner script reads and deletes the parameter before it starts the runner, and an
+    # ephemeral runner that ran its job exits 0 after GitHub has removed its registration: on
+    # Success neither is left (a failed delete is the housekeeper's orphan sweep's).
+    ran = event.status == "Success"
+    _finish(cleanup(instance, reason, ctx, parameter=not ran, registrations=not ran))
     cost.report(instance, event.at, reason)
     return f"cleaned:{reason}"
 
