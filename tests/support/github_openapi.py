@@ -107,6 +107,7 @@ class Description:
                 (HOOKS_URI, spec.create_resource(self.hooks)),
             ]
         )
+        self._validators: dict[tuple[str, bool], Draft202012Validator] = {}
         self._operations = [
             (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path, method)
             for path, methods in self.api["paths"].items()
@@ -117,7 +118,8 @@ class Description:
     def node(self, pointer: str, *, hooks: bool = False) -> Any:
         node: Any = self.hooks if hooks else self.api
         for part in pointer.lstrip("#/").split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
+            key = part.replace("~1", "/").replace("~0", "~")
+            node = node[int(key)] if isinstance(node, list) else node[key]
         return node
 
     def operation(self, method: str, concrete_path: str) -> Operation:
@@ -182,10 +184,7 @@ class Description:
     # ---- validating ----------------------------------------------------------------------
     def errors(self, pointer: str, instance: Any, *, hooks: bool = False) -> list[str]:
         """Every way `instance` breaks the schema at `pointer` (empty when it is valid)."""
-        base = HOOKS_URI if hooks else API_URI
-        validator = Draft202012Validator(
-            {"$ref": f"{base}{pointer}"}, registry=self.registry, format_checker=FORMATS
-        )
+        validator = self._validator(pointer, hooks)
         found = []
         for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.path)):
             # An anyOf/oneOf failure says little alone: name the closest alternative's fault.
@@ -241,6 +240,88 @@ class Description:
     def webhook_errors(self, event: str, action: str | None, body: Any) -> list[str]:
         return self.errors(self.webhook_schema(event, action), body, hooks=True)
 
+    # ---- completeness --------------------------------------------------------------------
+    def gaps(self, pointer: str, instance: Any, *, hooks: bool = False) -> list[str]:
+        """Where `instance` (valid at `pointer`) differs from the fullest answer the schema
+        describes: each property the schema declares that the instance leaves out ("missing"),
+        and each it sends that no schema declares ("not described"). GitHub's description marks
+        fewer fields required than GitHub always sends (an error's documentation_url, most of a
+        webhook's repository); a simulator held only to `required` could leave them out.
+        Each gap reads "<path>: missing (<component>.<property>)": paths are the instance's,
+        list indices as `*`, the component the schema that declares the property ("inline" for
+        an unnamed one); under anyOf/oneOf the first alternative the instance matches is the
+        one it is held to."""
+        found: set[str] = set()
+        self._gaps(pointer, instance, "", hooks, found)
+        return sorted(found)
+
+    def _gaps(self, pointer: str, instance: Any, where: str, hooks: bool, found: set[str]) -> None:
+        branches = self._branches(pointer, instance, hooks)
+        nodes = [(b, self.node(b, hooks=hooks)) for b in branches]
+        if isinstance(instance, dict):
+            declared: dict[str, list[str]] = {}
+            owner: dict[str, str] = {}  # property -> the component declaring it
+            values: list[str] = []  # schemas of a map's values (additionalProperties)
+            open_ = False
+            for branch, node in nodes:
+                component = _component(branch)
+                for name in node.get("properties", {}):
+                    declared.setdefault(name, []).append(f"{branch}/properties/{_escape(name)}")
+                    owner.setdefault(name, component)
+                extra = node.get("additionalProperties")
+                if isinstance(extra, dict):
+                    values.append(f"{branch}/additionalProperties")
+                if extra not in (None, False) or "patternProperties" in node:
+                    open_ = True
+            found.update(
+                f"{where}/{name}: missing ({owner[name]}.{name})"
+                for name in declared
+                if name not in instance
+            )
+            if declared and not open_:
+                here = _component(nodes[0][0]) if nodes else "inline"
+                found.update(
+                    f"{where}/{name}: not described ({here}.{name})"
+                    for name in instance
+                    if name not in declared
+                )
+            for name, value in instance.items():
+                for sub in declared.get(name) or values:
+                    self._gaps(sub, value, f"{where}/{name}", hooks, found)
+        elif isinstance(instance, list):
+            for branch, node in nodes:
+                if isinstance(node.get("items"), dict):
+                    for item in instance:
+                        self._gaps(f"{branch}/items", item, f"{where}/*", hooks, found)
+
+    def _branches(self, pointer: str, instance: Any, hooks: bool) -> list[str]:
+        """Pointers of the schemas describing `instance` at `pointer`: `$ref`s followed, every
+        allOf part, the first anyOf/oneOf alternative that accepts it."""
+        node = self.node(pointer, hooks=hooks)
+        if not isinstance(node, dict):
+            return []
+        if "$ref" in node:
+            return self._branches(node["$ref"], instance, hooks)
+        out = [pointer]
+        for index in range(len(node.get("allOf", ()))):
+            out += self._branches(f"{pointer}/allOf/{index}", instance, hooks)
+        for keyword in ("anyOf", "oneOf"):
+            for index in range(len(node.get(keyword, ()))):
+                alternative = f"{pointer}/{keyword}/{index}"
+                if self._validator(alternative, hooks).is_valid(instance):
+                    out += self._branches(alternative, instance, hooks)
+                    break
+        return out
+
+    def _validator(self, pointer: str, hooks: bool) -> Draft202012Validator:
+        key = (pointer, hooks)
+        if key not in self._validators:
+            base = HOOKS_URI if hooks else API_URI
+            self._validators[key] = Draft202012Validator(
+                {"$ref": f"{base}{pointer}"}, registry=self.registry, format_checker=FORMATS
+            )
+        return self._validators[key]
+
     # ---- generating ----------------------------------------------------------------------
     def examples_for(self, op: Operation, status: int) -> list[Any]:
         """The documented examples of an answer."""
@@ -281,6 +362,12 @@ class Description:
             if key not in seen and not self.errors(pointer, instance):
                 seen.add(key)
                 yield name, instance
+
+
+def _component(pointer: str) -> str:
+    """The named schema a pointer lies in ("simple-user"), or "inline"."""
+    parts = pointer.split("/")
+    return parts[3] if parts[1:3] == ["components", "schemas"] and len(parts) > 3 else "inline"
 
 
 SAMPLE_TIME = "2026-03-04T05:06:07Z"
