@@ -135,9 +135,9 @@ class Description:
         path = min(hits, key=lambda p: p.count("{"))
         return Operation(path, method, f"#/paths/{_escape(path)}/{method}")
 
-    def _deref(self, node: Any) -> Any:
+    def _deref(self, node: Any, hooks: bool = False) -> Any:
         while isinstance(node, dict) and "$ref" in node:
-            node = self.node(node["$ref"])
+            node = self.node(node["$ref"], hooks=hooks)
         return node
 
     def response_schema(self, op: Operation, status: int, *, errata: bool = True) -> str | None:
@@ -335,31 +335,36 @@ class Description:
                 found.append(example["value"])
         return found
 
-    def variants(self, pointer: str) -> Iterator[tuple[str, Any]]:
-        """(name, instance) for the shapes the schema at `pointer` allows: every field; only
-        the required ones; the required ones with every nullable null; and, from each of the
-        first two, each alternative of each anyOf/oneOf (null included) taken in turn. Only
-        instances the schema accepts are yielded (an alternative may contradict its siblings)."""
-        schema = self.node(pointer)
+    def variants(self, pointer: str, *, hooks: bool = False) -> Iterator[tuple[str, Any]]:
+        """(name, instance) for the shapes the schema at `pointer` (in the webhooks' document
+        with `hooks`) allows: every field; only the required ones; both with every nullable
+        null; and, from each of the first two, each alternative of each anyOf/oneOf (null
+        included) taken in turn. Only instances the schema accepts are yielded (an alternative
+        may contradict its siblings)."""
+        schema = self.node(pointer, hooks=hooks)
 
         def shapes() -> Iterator[tuple[str, Any]]:
-            yield "all fields", _Generator(self, full=True).make(schema)
-            yield "required only", _Generator(self, full=False).make(schema)
-            nulls = _Generator(self, full=False, prefer_null=True)
+            yield "all fields", _Generator(self, hooks, full=True).make(schema)
+            yield "required only", _Generator(self, hooks, full=False).make(schema)
+            nulls = _Generator(self, hooks, full=False, prefer_null=True)
             yield "required only, nulls", nulls.make(schema)
+            yield (
+                "all fields, nulls",
+                _Generator(self, hooks, full=True, prefer_null=True).make(schema),
+            )
             for full in (True, False):
-                sites = _Generator(self, full=full)
+                sites = _Generator(self, hooks, full=full)
                 sites.make(schema)
                 for site, count in sorted(sites.sites.items()):
                     for choice in range(count):
                         name = f"{'all' if full else 'required'} fields, {site} #{choice}"
-                        generator = _Generator(self, full=full, choose={site: choice})
+                        generator = _Generator(self, hooks, full=full, choose={site: choice})
                         yield name, generator.make(schema)
 
         seen: set[str] = set()
         for name, instance in shapes():
             key = json.dumps(instance, sort_keys=True)
-            if key not in seen and not self.errors(pointer, instance):
+            if key not in seen and not self.errors(pointer, instance, hooks=hooks):
                 seen.add(key)
                 yield name, instance
 
@@ -382,19 +387,21 @@ class _Generator:
     def __init__(
         self,
         description: Description,
+        hooks: bool,
         *,
         full: bool,
         prefer_null: bool = False,
         choose: dict[str, int] | None = None,
     ) -> None:
         self.description = description
+        self.hooks = hooks
         self.full = full
         self.prefer_null = prefer_null
         self.choose = choose or {}
         self.sites: dict[str, int] = {}
 
     def make(self, schema: Any, where: str = "", depth: int = 0) -> Any:
-        schema = self.description._deref(schema)
+        schema = self.description._deref(schema, self.hooks)
         if not isinstance(schema, dict):
             return None
         for keyword in ("anyOf", "oneOf"):
@@ -414,7 +421,7 @@ class _Generator:
         if "allOf" in schema:
             merged = {k: v for k, v in schema.items() if k != "allOf"}
             for part in schema["allOf"]:
-                merged = _merge(merged, self.description._deref(part))
+                merged = _merge(merged, self.description._deref(part, self.hooks))
             return self.make(merged, where, depth)
         if "const" in schema:
             return schema["const"]
@@ -486,9 +493,18 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for key, value in b.items():
         if key == "properties":
-            out["properties"] = {**out.get("properties", {}), **value}
+            # A property both sides describe must satisfy both (allOf parts narrow each other).
+            mine = out.get("properties", {})
+            out["properties"] = {
+                **mine,
+                **{n: {"allOf": [mine[n], v]} if n in mine else v for n, v in value.items()},
+            }
         elif key == "required":
             out["required"] = sorted(set(out.get("required", [])) | set(value))
+        elif key == "items" and isinstance(out.get("items"), dict):
+            out["items"] = {"allOf": [out["items"], value]}
+        elif key == "enum" and "enum" in out:
+            out["enum"] = [item for item in out["enum"] if item in value]
         else:
             out[key] = value
     return out
