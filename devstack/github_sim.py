@@ -68,6 +68,8 @@ WEB_URL = "https://github.sim"
 API_URL = "https://api.github.sim"
 DOCS_URL = "https://docs.github.com/rest"
 HEAD_SHA = "d6fde92930d4715a2b49857d24b940956b26d2d3"
+# The version a simulated runner reports when it connects (terraform runner_version's default).
+RUNNER_VERSION = "2.329.0"
 
 
 def _node_id(kind: str, number: int) -> str:
@@ -144,6 +146,8 @@ def _repository(full_name: str, *, webhook: bool = False) -> dict[str, Any]:
         "fork": False,
         "url": url,
         "visibility": "private",
+        "git_url": f"git://github.sim/{full_name}.git",
+        "ssh_url": f"git@github.sim:{full_name}.git",
     }
     for key, suffix in (
         ("archive_url", "/{archive_format}{/ref}"),
@@ -191,8 +195,6 @@ def _repository(full_name: str, *, webhook: bool = False) -> dict[str, Any]:
                 "created_at": created,
                 "updated_at": created,
                 "pushed_at": created,
-                "git_url": f"git://github.sim/{full_name}.git",
-                "ssh_url": f"git@github.sim:{full_name}.git",
                 "clone_url": f"{WEB_URL}/{full_name}.git",
                 "svn_url": f"{WEB_URL}/{full_name}",
                 "homepage": None,
@@ -220,9 +222,18 @@ def _repository(full_name: str, *, webhook: bool = False) -> dict[str, Any]:
                 "open_issues": 0,
                 "watchers": 0,
                 "default_branch": "main",
+                "custom_properties": {},
             }
         )
     return repo
+
+
+# What the simulated App is granted (its installations and their tokens list these).
+INSTALLATION_PERMISSIONS = {
+    "actions": "write",
+    "metadata": "read",
+    "organization_self_hosted_runners": "write",
+}
 
 
 def _installation(installation_id: int, login: str, app_id: int) -> dict[str, Any]:
@@ -240,11 +251,7 @@ def _installation(installation_id: int, login: str, app_id: int) -> dict[str, An
         "app_slug": "jitrunners",
         "target_id": account["id"],
         "target_type": "Organization",
-        "permissions": {
-            "actions": "write",
-            "metadata": "read",
-            "organization_self_hosted_runners": "write",
-        },
+        "permissions": dict(INSTALLATION_PERMISSIONS),
         "events": ["workflow_job"],
         "created_at": "2024-01-02T03:04:05Z",
         "updated_at": "2024-01-02T03:04:05Z",
@@ -267,6 +274,7 @@ class SimRunner:
     status: str = "offline"
     busy: bool = False
     connected: bool = False  # a JIT registration connects once
+    version: str | None = None  # GitHub knows it once the runner connected
     job_id: int | None = None
     job: SimJob | None = field(default=None, repr=False)  # the attempt it took (ids repeat)
 
@@ -279,6 +287,7 @@ class SimRunner:
             "busy": self.busy,
             "ephemeral": True,
             "runner_group_id": self.group_id,
+            "version": self.version,
             "labels": [
                 {"id": i + 1, "name": n, "type": "custom"} for i, n in enumerate(self.labels)
             ],
@@ -368,6 +377,7 @@ class SimDelivery:
             "action": self.action,
             "installation_id": self.installation_id,
             "repository_id": None,
+            "throttled_at": None,
         }
 
 
@@ -902,6 +912,7 @@ class GitHubSim:
             if runner.connected:
                 raise ApiError(409, "this JIT runner registration was already used")
             runner.connected = True
+            runner.version = str(body.get("version") or RUNNER_VERSION)
             runner.status = "online"
             self.counters["runners_connected"] += 1
             online = sum(1 for r in self.runners.values() if r.status == "online")
@@ -1048,7 +1059,13 @@ class GitHubSim:
             self._tokens[token] = (installation_id, expires)
             self.issued_secrets.append(token)
             self.counters["tokens_issued"] += 1
-        return {"token": token, "expires_at": _now_iso(expires), "permissions": {}}
+        # A token carries the installation's permissions (jitrunners asks for no narrower set).
+        return {
+            "token": token,
+            "expires_at": _now_iso(expires),
+            "permissions": dict(INSTALLATION_PERMISSIONS),
+            "repository_selection": "selected",
+        }
 
     # ------------------------------------------------------------------ REST: runners and jobs
     def generate_jitconfig(self, scope: str, body: Any) -> dict[str, Any]:
@@ -1107,7 +1124,7 @@ class GitHubSim:
             configured = self.runner_groups.get(group_id, {})
         if configured is None:
             raise ApiError(404, "Not Found")
-        return {
+        group: dict[str, Any] = {
             "id": group_id,
             "name": "Default" if group_id == 1 else f"group-{group_id}",
             "default": group_id == 1,
@@ -1122,6 +1139,11 @@ class GitHubSim:
             ),
             "inherited": False,
         }
+        if group["visibility"] == "selected":
+            group["selected_repositories_url"] = (
+                f"{API_URL}/orgs/{self.owner}/actions/runner-groups/{group_id}/repositories"
+            )
+        return group
 
     def scoped_runners(self, scope: str, name: str | None) -> list[SimRunner]:
         with self._lock:
@@ -1219,7 +1241,8 @@ class GitHubSim:
             "html_url": f"{WEB_URL}/apps/{slug.strip('-') or 'app'}",
             "created_at": now,
             "updated_at": now,
-            "permissions": dict(manifest.get("default_permissions") or {}),
+            # Every App may read metadata, whether or not its manifest asks.
+            "permissions": {"metadata": "read", **(manifest.get("default_permissions") or {})},
             "events": list(manifest.get("default_events") or []),
             "installations_count": 0,
         }
@@ -1315,6 +1338,7 @@ def _run_api(run_id: int, jobs: list[SimJob], url: str) -> dict[str, Any]:
         "conclusion": conclusion,
         "workflow_id": 1,
         "check_suite_id": run_id,
+        "check_suite_node_id": _node_id("CheckSuite", run_id),
         "url": f"{api}/actions/runs/{run_id}",
         "html_url": f"{WEB_URL}/{repo}/actions/runs/{run_id}",
         "pull_requests": [],
@@ -1530,6 +1554,7 @@ class _Handler(BaseHTTPRequestHandler):
         # One delivery also says what was sent and what came back (headers kept short here).
         detail = {
             **found.api(),
+            "url": sim.webhook_url or "",
             "request": {
                 "headers": {"X-GitHub-Event": found.event, "X-GitHub-Delivery": found.guid},
                 "payload": json.loads(found.body),

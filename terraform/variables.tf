@@ -498,8 +498,8 @@ variable "runner_templates" {
     error_message = "runner template names must be 1-63 characters of a-z, 0-9, '-' or '_'."
   }
   validation {
-    condition     = alltrue([for t in var.runner_templates : length(t.labels) > 0 && length(t.labels) <= 100 && length(t.instance_types) > 0])
-    error_message = "every runner template needs 1-100 labels (generate-jitconfig takes at most 100) and at least one instance type."
+    condition     = alltrue([for t in var.runner_templates : length(t.labels) > 0 && length(t.labels) <= (t.sizing == null ? 100 : 93) && length(t.instance_types) > 0])
+    error_message = "every runner template needs 1-100 labels (generate-jitconfig takes at most 100; 1-93 with sizing, which adds up to 7 per job) and at least one instance type."
   }
   validation {
     condition     = alltrue([for t in var.runner_templates : contains(["spot", "on-demand", "spot-then-on-demand"], t.market) && contains(["org", "repo"], t.scope) && contains(["linux", "windows"], t.os)])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
+from jitrunners.sizing import KEYS as SIZING_KEYS
 from jitrunners.sizing import SizingPolicy, parse_policy
 
 DEFAULT_PREFIX: Final = "jitrunners"
@@ -23,6 +24,8 @@ BUDGET_ACTIONS: Final = ("notify", "spot-only", "kill-switch")
 MAX_LIFETIME_LIMIT_S: Final = 172_800
 # generate-jitconfig takes 1 to 100 labels: a template with more could never start a runner.
 MAX_LABELS: Final = 100
+# A sized job's runner registers with the job's sizing labels too, one per sizing key at most.
+MAX_SIZED_LABELS: Final = MAX_LABELS - len(SIZING_KEYS)
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -183,6 +186,13 @@ def parse_templates(
         template = RunnerTemplate(**values)
         if template.name in seen:
             raise ConfigError(f"{where}: duplicate template name {template.name!r}")
+        if template.sizing is not None and len(template.labels) > MAX_SIZED_LABELS:
+            raise ConfigError(
+                f"{where}: field 'labels' must have at most {MAX_SIZED_LABELS} entries with "
+                f"'sizing', got {len(template.labels)} (a sized job's runner registers with up "
+                f"to {len(SIZING_KEYS)} sizing labels besides them, and GitHub's "
+                f"generate-jitconfig takes at most {MAX_LABELS} labels)"
+            )
         for key in ("start_timeout_s", "idle_timeout_s"):
             if getattr(template, key) >= template.max_lifetime_s:
                 raise ConfigError(f"{where}: field {key!r} must be less than 'max_lifetime_s'")

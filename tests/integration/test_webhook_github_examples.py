@@ -53,3 +53,31 @@ def test_githubs_queued_example_for_our_labels_is_enqueued(
         "linux-x64",
     )
     assert sent["repo"] == example["repository"]["full_name"]
+
+
+@pytest.mark.parametrize("action", ["queued", "waiting", "in_progress", "completed"])
+def test_every_body_the_payload_schema_allows_is_read(
+    env: dict[str, str], lambda_context: Any, action: str
+) -> None:
+    """Bodies generated from octokit's payload schema (all fields, required only, nulls, each
+    alternative) for a private repository and our labels: each is answered 2xx, and each queued
+    one is enqueued (a handler that only reads the simulator's shapes would refuse some)."""
+    description = github_openapi.load()
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    answers = []
+    variants = list(
+        description.variants(description.webhook_schema("workflow_job", action), hooks=True)
+    )
+    for index, (variant, body) in enumerate(variants):
+        job = body["workflow_job"]
+        # What the sender and our configuration pin down: a job of ours, queued just now.
+        job.update(id=1000 + index, labels=["self-hosted", "linux-x64"], created_at=now)
+        body["repository"].update(full_name="acme/widgets", private=True, visibility="private")
+        response = webhook.handler(proxy_event(json.dumps(body)), lambda_context)
+        answers.append((variant, response["statusCode"], json.loads(response["body"])))
+    assert len(answers) >= 5
+    refused = [a for a in answers if not 200 <= a[1] < 300]
+    assert not refused, refused
+    if action == "queued":
+        assert all(body.get("accepted") for _, _, body in answers), answers
+        assert len(drain(env["JOB_QUEUE_URL"])) == len(answers)

@@ -107,6 +107,7 @@ class Description:
                 (HOOKS_URI, spec.create_resource(self.hooks)),
             ]
         )
+        self._validators: dict[tuple[str, bool], Draft202012Validator] = {}
         self._operations = [
             (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path, method)
             for path, methods in self.api["paths"].items()
@@ -117,7 +118,8 @@ class Description:
     def node(self, pointer: str, *, hooks: bool = False) -> Any:
         node: Any = self.hooks if hooks else self.api
         for part in pointer.lstrip("#/").split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
+            key = part.replace("~1", "/").replace("~0", "~")
+            node = node[int(key)] if isinstance(node, list) else node[key]
         return node
 
     def operation(self, method: str, concrete_path: str) -> Operation:
@@ -133,9 +135,9 @@ class Description:
         path = min(hits, key=lambda p: p.count("{"))
         return Operation(path, method, f"#/paths/{_escape(path)}/{method}")
 
-    def _deref(self, node: Any) -> Any:
+    def _deref(self, node: Any, hooks: bool = False) -> Any:
         while isinstance(node, dict) and "$ref" in node:
-            node = self.node(node["$ref"])
+            node = self.node(node["$ref"], hooks=hooks)
         return node
 
     def response_schema(self, op: Operation, status: int, *, errata: bool = True) -> str | None:
@@ -182,10 +184,7 @@ class Description:
     # ---- validating ----------------------------------------------------------------------
     def errors(self, pointer: str, instance: Any, *, hooks: bool = False) -> list[str]:
         """Every way `instance` breaks the schema at `pointer` (empty when it is valid)."""
-        base = HOOKS_URI if hooks else API_URI
-        validator = Draft202012Validator(
-            {"$ref": f"{base}{pointer}"}, registry=self.registry, format_checker=FORMATS
-        )
+        validator = self._validator(pointer, hooks)
         found = []
         for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.path)):
             # An anyOf/oneOf failure says little alone: name the closest alternative's fault.
@@ -241,6 +240,88 @@ class Description:
     def webhook_errors(self, event: str, action: str | None, body: Any) -> list[str]:
         return self.errors(self.webhook_schema(event, action), body, hooks=True)
 
+    # ---- completeness --------------------------------------------------------------------
+    def gaps(self, pointer: str, instance: Any, *, hooks: bool = False) -> list[str]:
+        """Where `instance` (valid at `pointer`) differs from the fullest answer the schema
+        describes: each property the schema declares that the instance leaves out ("missing"),
+        and each it sends that no schema declares ("not described"). GitHub's description marks
+        fewer fields required than GitHub always sends (an error's documentation_url, most of a
+        webhook's repository); a simulator held only to `required` could leave them out.
+        Each gap reads "<path>: missing (<component>.<property>)": paths are the instance's,
+        list indices as `*`, the component the schema that declares the property ("inline" for
+        an unnamed one); under anyOf/oneOf the first alternative the instance matches is the
+        one it is held to."""
+        found: set[str] = set()
+        self._gaps(pointer, instance, "", hooks, found)
+        return sorted(found)
+
+    def _gaps(self, pointer: str, instance: Any, where: str, hooks: bool, found: set[str]) -> None:
+        branches = self._branches(pointer, instance, hooks)
+        nodes = [(b, self.node(b, hooks=hooks)) for b in branches]
+        if isinstance(instance, dict):
+            declared: dict[str, list[str]] = {}
+            owner: dict[str, str] = {}  # property -> the component declaring it
+            values: list[str] = []  # schemas of a map's values (additionalProperties)
+            open_ = False
+            for branch, node in nodes:
+                component = _component(branch)
+                for name in node.get("properties", {}):
+                    declared.setdefault(name, []).append(f"{branch}/properties/{_escape(name)}")
+                    owner.setdefault(name, component)
+                extra = node.get("additionalProperties")
+                if isinstance(extra, dict):
+                    values.append(f"{branch}/additionalProperties")
+                if extra not in (None, False) or "patternProperties" in node:
+                    open_ = True
+            found.update(
+                f"{where}/{name}: missing ({owner[name]}.{name})"
+                for name in declared
+                if name not in instance
+            )
+            if declared and not open_:
+                here = _component(nodes[0][0]) if nodes else "inline"
+                found.update(
+                    f"{where}/{name}: not described ({here}.{name})"
+                    for name in instance
+                    if name not in declared
+                )
+            for name, value in instance.items():
+                for sub in declared.get(name) or values:
+                    self._gaps(sub, value, f"{where}/{name}", hooks, found)
+        elif isinstance(instance, list):
+            for branch, node in nodes:
+                if isinstance(node.get("items"), dict):
+                    for item in instance:
+                        self._gaps(f"{branch}/items", item, f"{where}/*", hooks, found)
+
+    def _branches(self, pointer: str, instance: Any, hooks: bool) -> list[str]:
+        """Pointers of the schemas describing `instance` at `pointer`: `$ref`s followed, every
+        allOf part, the first anyOf/oneOf alternative that accepts it."""
+        node = self.node(pointer, hooks=hooks)
+        if not isinstance(node, dict):
+            return []
+        if "$ref" in node:
+            return self._branches(node["$ref"], instance, hooks)
+        out = [pointer]
+        for index in range(len(node.get("allOf", ()))):
+            out += self._branches(f"{pointer}/allOf/{index}", instance, hooks)
+        for keyword in ("anyOf", "oneOf"):
+            for index in range(len(node.get(keyword, ()))):
+                alternative = f"{pointer}/{keyword}/{index}"
+                if self._validator(alternative, hooks).is_valid(instance):
+                    out += self._branches(alternative, instance, hooks)
+                    break
+        return out
+
+    def _validator(self, pointer: str, hooks: bool) -> Draft202012Validator:
+        key = (pointer, hooks)
+        if key not in self._validators:
+            base = HOOKS_URI if hooks else API_URI
+            self._validators[key] = Draft202012Validator(
+                {"$ref": f"{base}{pointer}"}, registry=self.registry, format_checker=FORMATS
+            )
+        return self._validators[key]
+
     # ---- generating ----------------------------------------------------------------------
     def examples_for(self, op: Operation, status: int) -> list[Any]:
         """The documented examples of an answer."""
@@ -254,33 +335,44 @@ class Description:
                 found.append(example["value"])
         return found
 
-    def variants(self, pointer: str) -> Iterator[tuple[str, Any]]:
-        """(name, instance) for the shapes the schema at `pointer` allows: every field; only
-        the required ones; the required ones with every nullable null; and, from each of the
-        first two, each alternative of each anyOf/oneOf (null included) taken in turn. Only
-        instances the schema accepts are yielded (an alternative may contradict its siblings)."""
-        schema = self.node(pointer)
+    def variants(self, pointer: str, *, hooks: bool = False) -> Iterator[tuple[str, Any]]:
+        """(name, instance) for the shapes the schema at `pointer` (in the webhooks' document
+        with `hooks`) allows: every field; only the required ones; both with every nullable
+        null; and, from each of the first two, each alternative of each anyOf/oneOf (null
+        included) taken in turn. Only instances the schema accepts are yielded (an alternative
+        may contradict its siblings)."""
+        schema = self.node(pointer, hooks=hooks)
 
         def shapes() -> Iterator[tuple[str, Any]]:
-            yield "all fields", _Generator(self, full=True).make(schema)
-            yield "required only", _Generator(self, full=False).make(schema)
-            nulls = _Generator(self, full=False, prefer_null=True)
+            yield "all fields", _Generator(self, hooks, full=True).make(schema)
+            yield "required only", _Generator(self, hooks, full=False).make(schema)
+            nulls = _Generator(self, hooks, full=False, prefer_null=True)
             yield "required only, nulls", nulls.make(schema)
+            yield (
+                "all fields, nulls",
+                _Generator(self, hooks, full=True, prefer_null=True).make(schema),
+            )
             for full in (True, False):
-                sites = _Generator(self, full=full)
+                sites = _Generator(self, hooks, full=full)
                 sites.make(schema)
                 for site, count in sorted(sites.sites.items()):
                     for choice in range(count):
                         name = f"{'all' if full else 'required'} fields, {site} #{choice}"
-                        generator = _Generator(self, full=full, choose={site: choice})
+                        generator = _Generator(self, hooks, full=full, choose={site: choice})
                         yield name, generator.make(schema)
 
         seen: set[str] = set()
         for name, instance in shapes():
             key = json.dumps(instance, sort_keys=True)
-            if key not in seen and not self.errors(pointer, instance):
+            if key not in seen and not self.errors(pointer, instance, hooks=hooks):
                 seen.add(key)
                 yield name, instance
+
+
+def _component(pointer: str) -> str:
+    """The named schema a pointer lies in ("simple-user"), or "inline"."""
+    parts = pointer.split("/")
+    return parts[3] if parts[1:3] == ["components", "schemas"] and len(parts) > 3 else "inline"
 
 
 SAMPLE_TIME = "2026-03-04T05:06:07Z"
@@ -295,19 +387,21 @@ class _Generator:
     def __init__(
         self,
         description: Description,
+        hooks: bool,
         *,
         full: bool,
         prefer_null: bool = False,
         choose: dict[str, int] | None = None,
     ) -> None:
         self.description = description
+        self.hooks = hooks
         self.full = full
         self.prefer_null = prefer_null
         self.choose = choose or {}
         self.sites: dict[str, int] = {}
 
     def make(self, schema: Any, where: str = "", depth: int = 0) -> Any:
-        schema = self.description._deref(schema)
+        schema = self.description._deref(schema, self.hooks)
         if not isinstance(schema, dict):
             return None
         for keyword in ("anyOf", "oneOf"):
@@ -327,7 +421,7 @@ class _Generator:
         if "allOf" in schema:
             merged = {k: v for k, v in schema.items() if k != "allOf"}
             for part in schema["allOf"]:
-                merged = _merge(merged, self.description._deref(part))
+                merged = _merge(merged, self.description._deref(part, self.hooks))
             return self.make(merged, where, depth)
         if "const" in schema:
             return schema["const"]
@@ -399,9 +493,18 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for key, value in b.items():
         if key == "properties":
-            out["properties"] = {**out.get("properties", {}), **value}
+            # A property both sides describe must satisfy both (allOf parts narrow each other).
+            mine = out.get("properties", {})
+            out["properties"] = {
+                **mine,
+                **{n: {"allOf": [mine[n], v]} if n in mine else v for n, v in value.items()},
+            }
         elif key == "required":
             out["required"] = sorted(set(out.get("required", [])) | set(value))
+        elif key == "items" and isinstance(out.get("items"), dict):
+            out["items"] = {"allOf": [out["items"], value]}
+        elif key == "enum" and "enum" in out:
+            out["enum"] = [item for item in out["enum"] if item in value]
         else:
             out[key] = value
     return out

@@ -153,3 +153,39 @@ def test_an_invalid_policy_fails_the_template_document(sizing: Any, fault: str) 
     with pytest.raises(ConfigError, match="field 'sizing'") as error:
         parse_templates([SIZED | {"sizing": sizing}])
     assert fault in str(error.value)
+
+
+def test_a_sized_template_keeps_room_for_a_jobs_sizing_labels() -> None:
+    """A sized job's runner registers with the template's labels and one sizing label per key:
+    a sized template may have only as many labels as leave room for them under generate-
+    jitconfig's 100, or that job's runner would lose labels the job asks for."""
+    from jitrunners.lifecycle.provisioning.start import runner_labels
+    from jitrunners.models import JobMessage
+
+    fixed = ["self-hosted", "linux", "sized", *(f"l{i}" for i in range(90))]
+    with pytest.raises(ConfigError) as err:
+        parse_templates([PLAIN, SIZED | {"labels": [*fixed, "one-more"]}])
+    assert (
+        "runner template 'sized': field 'labels' must have at most 93 entries with 'sizing', "
+        "got 94 (a sized job's runner registers with up to 7 sizing labels"
+    ) in str(err.value)
+    [_, sized] = parse_templates([PLAIN, SIZED | {"labels": fixed}])
+    sizing = ("cpu=4", "ram=16", "family=m7i", "arch=x64", "spot=false", "disk=100", "gpu=1")
+    job = JobMessage(
+        kind="start",
+        job_id=1,
+        run_id=2,
+        run_attempt=1,
+        repo="acme/widgets",
+        owner="acme",
+        installation_id=None,
+        labels=("self-hosted", "sized", *sizing),
+        template="sized",
+        delivery_id="d",
+        queued_at="",
+    )
+    registered = runner_labels(job, sized)
+    assert len(registered) == 100
+    assert set(sizing) <= set(registered)
+    # A template without sizing may have all 100.
+    parse_templates([PLAIN | {"labels": [*fixed, *(f"m{i}" for i in range(7))]}])
