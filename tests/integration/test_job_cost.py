@@ -33,6 +33,7 @@ def call(
     from jitrunners.aws.clients import PRICING_REGION, client
 
     monkeypatch.setattr(prices, "_on_demand", {})
+    monkeypatch.setattr(prices, "_spot", {})
     pricing.attach(client("pricing", PRICING_REGION))  # moto has no Price List API
     monkeypatch.setattr(
         scale_down,
