@@ -63,10 +63,10 @@ def test_scale_down_deletes_the_registration_through_the_github_api(
     deleted = gh.delete(f"{API}/orgs/acme/actions/runners/31", status=204)
 
     answer = scale_down.handler(
-        command_event(instance_id, world.command_id("x"), "Success"), lambda_context
+        command_event(instance_id, world.command_id("x"), "Failed"), lambda_context
     )
 
-    assert answer == {"outcome": "cleaned:command_success"}
+    assert answer == {"outcome": "cleaned:command_failed"}
     assert found.calls[0].request.params == {"name": instance_id}
     assert deleted.call_count == 1
     assert world.state(instance_id) == "terminated"

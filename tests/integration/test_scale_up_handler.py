@@ -338,6 +338,23 @@ def _launched(world: World, ctx: Any, job_id: int = 4242, **kw: Any) -> Any:
     return start
 
 
+def test_a_batch_of_starts_and_taken_jobs_describes_its_instances_in_one_call(
+    world: World, lambda_context: Any
+) -> None:
+    starts = [_launched(world, lambda_context, job_id=job) for job in (81, 82, 83)]
+    jit_endpoint(world, "orgs/acme")
+    taken = [start.taken_by(start.instance_id) for start in starts[:2]]
+    describes: list[dict[str, Any]] = []
+    client("ec2").meta.events.register(
+        "provide-client-params.ec2.DescribeInstances", lambda params, **_: describes.append(params)
+    )
+
+    assert failed_ids(run(sqs_event(*starts, *taken), lambda_context)) == []
+
+    assert len(world.jit_calls) == 3  # every runner started
+    assert len(describes) == 1  # for the whole batch, instead of one per message
+
+
 def _capture_commands() -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     client("ssm").meta.events.register(

@@ -35,6 +35,8 @@ TAG_PASSED_ON = "jitrunners:passed-on"
 TAG_SIZING = "jitrunners:sizing"
 
 LIVE_STATES = ("pending", "running")
+# Every state EC2 lists an instance in (a terminated one for about an hour).
+ALL_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 
 # Error codes, per EC2's error reference. Capacity/price: another pool or market may succeed.
 CAPACITY_CODES = frozenset(
@@ -411,8 +413,7 @@ def list_instances(
 
 def get_instance(instance_id: str, prefix: str, profile_arn: str = "") -> Instance | None:
     """One of our instances in any state, or None when it is unknown or not ours."""
-    states = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
-    found = list_instances(prefix, states, instance_ids=[instance_id], profile_arn=profile_arn)
+    found = list_instances(prefix, ALL_STATES, instance_ids=[instance_id], profile_arn=profile_arn)
     return found[0] if found else None
 
 
@@ -430,6 +431,19 @@ def terminate(instance_ids: Sequence[str], prefix: str, profile_arn: str = "") -
             profile_arn=profile_arn,
         )
         if i.tags.get(TAG_PREFIX) == prefix
+    ]
+    if ours:
+        client("ec2").terminate_instances(InstanceIds=ours)
+    return ours
+
+
+def terminate_described(instances: Sequence[Instance], prefix: str) -> list[str]:
+    """Terminate instances this invocation has just described through list_instances (ours by
+    tag and instance profile), without describing them again; returns the ids terminated."""
+    ours = [
+        i.id
+        for i in instances
+        if i.tags.get(TAG_PREFIX) == prefix and i.state not in ("shutting-down", "terminated")
     ]
     if ours:
         client("ec2").terminate_instances(InstanceIds=ours)

@@ -132,9 +132,13 @@ def cleanup(
             logger.info("would terminate instance", extra=extra)
         else:
             try:
-                done = fleet.terminate(
-                    [instance_id], prefix, ctx.settings.runner_instance_profile_arn
-                )
+                if isinstance(instance, fleet.Instance):
+                    # Described by this invocation (ours by tag and profile): no second look.
+                    done = fleet.terminate_described([instance], prefix)
+                else:
+                    done = fleet.terminate(
+                        [instance_id], prefix, ctx.settings.runner_instance_profile_arn
+                    )
             except (ClientError, BotoCoreError, fleet.ThrottledError) as exc:
                 result.incomplete.append(f"terminate:{error_code(exc) or type(exc).__name__}")
             else:

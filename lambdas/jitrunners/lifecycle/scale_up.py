@@ -31,11 +31,15 @@ class ScaleUpBatch:
     def __init__(self, deps: ScaleUpDeps) -> None:
         self.deps = deps
         self.outcomes: dict[str, Outcome] = {}
+        # The instances the batch's start, taken and rerun messages name, described in one call
+        # (None: not ours, or EC2 does not list it); ids missing here are described one by one.
+        self.described: dict[str, Any] = {}
 
     def prepare(self, raw_records: Sequence[Mapping[str, Any]]) -> None:
         from jitrunners.lifecycle.provisioning.launch import plan_launches
 
         launches: list[tuple[Record, JobMessage]] = []
+        named: set[str] = set()
         for raw in raw_records:
             record = Record.from_event(raw)
             try:
@@ -44,8 +48,44 @@ class ScaleUpBatch:
                 continue  # the record handler fails it, with the reason
             if message.kind == "launch":
                 launches.append((record, message))
+            elif message.instance_id:
+                named.add(message.instance_id)
+        if named:
+            self._describe_all(sorted(named))
         if launches:
             self.outcomes.update(plan_launches(launches, self.deps))
+
+    def _describe_all(self, instance_ids: Sequence[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jitrunners.aws import fleet
+
+        settings = self.deps.settings
+        try:
+            found = fleet.list_instances(
+                settings.prefix,
+                fleet.ALL_STATES,
+                instance_ids=instance_ids,
+                profile_arn=settings.runner_instance_profile_arn,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.info(
+                "batch describe failed: instances looked up one by one", extra={"detail": str(exc)}
+            )
+            return
+        by_id = {i.id: i for i in found}
+        self.described = {i: by_id.get(i) for i in instance_ids}
+
+    def describe(self, instance_id: str) -> Any:
+        """The instance as described for this batch, or one DescribeInstances now."""
+        from jitrunners.aws import fleet
+
+        if instance_id in self.described:
+            return self.described[instance_id]
+        settings = self.deps.settings
+        return fleet.get_instance(
+            instance_id, settings.prefix, settings.runner_instance_profile_arn
+        )
 
     def handle(self, record: Any) -> str:
         """Powertools' record handler (it passes `record=`, an SQSRecord)."""
@@ -80,7 +120,7 @@ class ScaleUpBatch:
                 from jitrunners.lifecycle.provisioning.start import start_runner
 
                 try:
-                    return start_runner(message, record, self.deps)
+                    return start_runner(message, record, self.deps, self.describe)
                 except RecordFailed as failure:
                     fail(record, self.deps, failure)
             outcome = self.outcomes.get(record.message_id)
@@ -106,10 +146,12 @@ class ScaleUpBatch:
                 logger.info("job bookkeeping", extra={"kind": message.kind, "outcome": outcome})
                 return outcome
             assert message.instance_id is not None  # JobMessage.from_json guarantees it
-            runner = bookkeeping.find_runner(message.instance_id, self.deps)
+            runner = self.describe(message.instance_id)
             outcome = (
                 "not_ours" if runner is None else bookkeeping.keep_books(message, runner, self.deps)
             )
+            # Its tags may have been rewritten: a later message of the batch looks again.
+            self.described.pop(message.instance_id, None)
         except (ClientError, BotoCoreError, QueueError) as exc:
             # Every step is idempotent: the whole message is tried again.
             logger.warning("job bookkeeping failed: retried", extra={"detail": str(exc)})

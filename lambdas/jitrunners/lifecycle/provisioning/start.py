@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from jitrunners.aws import fleet, ssm
@@ -25,8 +26,16 @@ def scope_of(template: RunnerTemplate, message: JobMessage) -> RunnerScope:
     return RunnerScope(template.scope, message.owner, message.repo)
 
 
-def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
-    """Start the runner on the instance; returns the outcome. Raises RecordFailed to retry."""
+def start_runner(
+    message: JobMessage,
+    record: Record,
+    deps: ScaleUpDeps,
+    describe: Callable[[str], fleet.Instance | None] | None = None,
+) -> str:
+    """Start the runner on the instance; returns the outcome. Raises RecordFailed to retry.
+
+    `describe` looks an instance up (the batch describes all its instances in one call);
+    without it, one DescribeInstances here."""
     template = deps.template(message.template)
     if template is None:
         count("StartFailed", reason="unknown_template")
@@ -39,14 +48,19 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
     scope = scope_of(template, message)
 
     comment = f"{settings.prefix} job {message.job_id} {message.repo}"
+    if describe is None:
+
+        def describe(instance_id: str) -> fleet.Instance | None:
+            return fleet.get_instance(
+                instance_id, settings.prefix, settings.runner_instance_profile_arn
+            )
+
     instance: fleet.Instance | None = None
     if record.receive_count > 1:
         # A retry. An earlier delivery may have got as far as SendCommand (and then lost its
         # tag write or its invocation): a second command would start a second runner on the
         # instance, possibly after the first finished. Look before starting again.
-        instance = fleet.get_instance(
-            instance_id, settings.prefix, settings.runner_instance_profile_arn
-        )
+        instance = describe(instance_id)
         started = _already_started(instance, instance_id, comment)
         if started:
             count("StartSkipped", reason="already_started")
@@ -60,9 +74,7 @@ def start_runner(message: JobMessage, record: Record, deps: ScaleUpDeps) -> str:
     elif settings.runner_instance_profile_arn:
         # Before a JIT config is made for it or a command sent to it, the instance must be ours
         # by its instance profile, not only by a tag anyone may set (nor by a message's word).
-        instance = fleet.get_instance(
-            instance_id, settings.prefix, settings.runner_instance_profile_arn
-        )
+        instance = describe(instance_id)
         if instance is None:
             # Unknown (EC2 may not list a fresh instance yet) or not ours: never commanded.
             # Retried; a message for a foreign instance ends in the DLQ, visible.

@@ -23,7 +23,7 @@ from jitrunners.observability import count, logger
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
 # Every state an instance can be listed in; terminated ones stay visible for about an hour, long
 # enough for their tags to tell us which GitHub scopes to search for leftover registrations.
-ALL_STATES: Final = ("pending", "running", "shutting-down", "stopping", "stopped", "terminated")
+ALL_STATES: Final = fleet.ALL_STATES
 # Scale-up retries a start until the start timeout and then cleans up itself: give it that long
 # and a little more before the housekeeper steps in, so the two never race.
 START_GRACE: Final = timedelta(minutes=2)
