@@ -537,6 +537,13 @@ locals {
         local.statements.relaunch_jobs,
         local.statements.key_for_secrets_and_queue,
         local.statements.describe_instances,
+        {
+          # A state change after the runner's command ended by itself needs nothing more.
+          Sid      = "ReadRunnerCommandStatus"
+          Effect   = "Allow"
+          Action   = "ssm:GetCommandInvocation"
+          Resource = "*" # GetCommandInvocation has no resource-level permissions
+        },
         local.statements.terminate_ours,
         local.statements.spot_breaker,
         {
