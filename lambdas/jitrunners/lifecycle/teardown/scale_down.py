@@ -114,8 +114,12 @@ def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> st
     # The runner script reads and deletes the parameter before it starts the runner, and an
     # ephemeral runner that ran its job exits 0 after GitHub has removed its registration: on
     # Success neither is left (a failed delete is the housekeeper's orphan sweep's).
+    # A runner that ran its job is healthy: nothing but us ends its instance now, so it is
+    # terminated as described above (after any other end, spot may be taking it meanwhile).
     ran = event.status == "Success"
-    _finish(cleanup(instance, reason, ctx, parameter=not ran, registrations=not ran))
+    _finish(
+        cleanup(instance, reason, ctx, parameter=not ran, registrations=not ran, recheck=not ran)
+    )
     cost.report(instance, event.at, reason)
     return f"cleaned:{reason}"
 
