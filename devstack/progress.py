@@ -13,6 +13,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from jitrunners.models import runner_instance
+
 REFRESH_S = 0.25
 RECENT_EVENTS = 6
 # Terminal control: cursor to the start of the line n lines up, erase to the end of the screen.
@@ -52,7 +54,7 @@ class JobTable:
             if job.run_attempt < row.attempt:
                 return  # an event of an older attempt arriving late
             row.job_id, row.attempt, row.state = job.id, job.run_attempt, what
-            row.instance = job.runner_name or row.instance
+            row.instance = runner_instance(job.runner_name) or job.runner_name or row.instance
             row.result = job.conclusion or ""
 
     def instance(self, instance_id: str, state: str) -> None:

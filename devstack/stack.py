@@ -212,7 +212,8 @@ class Stack:
         # Instance id -> the job id it was launched for (its first `jitrunners:job-id` tag; a
         # swap re-tags it later).
         self.launched_for: dict[str, int] = {}
-        self.sim.launched_for = self.launched_for.get  # `steal`'s hook: runner name = instance id
+        # `steal`'s hook: the job a runner's instance was launched for, from its name.
+        self.sim.launched_for = lambda name: self.launched_for.get(_instance_of(name))
         self.max_concurrent = 0
         self.max_per_template: Counter[str] = Counter()
         self._interrupted: set[str] = set()  # logical jobs the spot-interrupt fault has seen
@@ -507,7 +508,7 @@ class Stack:
 
     # ------------------------------------------------------------------ GitHub and AWS events
     def _on_job(self, what: str, job: SimJob) -> None:
-        where = f" on {job.runner_name}" if job.runner_name else ""
+        where = f" on {_instance_of(job.runner_name)}" if job.runner_name else ""
         result = f" ({job.conclusion})" if job.conclusion else ""
         attempt = f" attempt {job.run_attempt}" if job.run_attempt > 1 else ""
         event = {
@@ -518,7 +519,7 @@ class Stack:
             "rerun": f"re-run by a user (attempt {job.run_attempt + 1} follows)",
         }.get(what, f"{what}{where}{result}")
         if what == "in_progress":
-            owed = self.launched_for.get(job.runner_name or "")
+            owed = self.launched_for.get(_instance_of(job.runner_name))
             if job.stolen_from is not None:
                 event += f" (stolen: its runner was launched for job {job.stolen_from})"
             elif owed is not None and owed != job.id:
@@ -625,7 +626,7 @@ class Stack:
         runner lost, instance terminated with EC2's spot state reason). Only spot instances, and
         each logical job at most once, so that its re-run can finish it."""
         fraction = self.options.faults.get("spot-interrupt", 0.0)
-        iid = job.runner_name or ""
+        iid = _instance_of(job.runner_name)
         market = self.seen_instances.get(iid, {}).get("market")
         with self._interrupt_lock:
             if not fraction or market != "spot" or job.key in self._interrupted:
@@ -654,7 +655,7 @@ class Stack:
         # As in AWS: the instance is gone first; GitHub fails the job once it has lost the runner.
         self.world.spot_reclaim(iid)
         for runner in self.sim.runners_left():
-            if runner.name == iid:
+            if _instance_of(runner.name) == iid:
                 with contextlib.suppress(Exception):
                     self.sim.runner_disconnect({"runner_id": runner.id, "secret": runner.secret})
 
@@ -738,7 +739,7 @@ class Stack:
         for attempts in self.sim.logical_jobs().values():
             for job in attempts:
                 template = _route(job.labels, templates)
-                runner = job.runner_name or None
+                runner = _instance_of(job.runner_name) or None
                 records.append(
                     JobRecord(
                         job_id=job.id,
@@ -993,3 +994,10 @@ def _route(labels: Any, templates: list[dict[str, Any]]) -> str | None:
         if wanted and wanted <= fixed:
             return str(t["name"])
     return None
+
+
+def _instance_of(runner_name: str | None) -> str:
+    """The instance a runner of ours runs on, from its name (jitrunners.models.runner_name)."""
+    from jitrunners.models import runner_instance
+
+    return runner_instance(runner_name) or runner_name or ""

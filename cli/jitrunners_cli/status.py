@@ -189,9 +189,10 @@ def _instances(deployment: Deployment) -> list[Any]:
 
 
 def github_runners(deployment: Deployment) -> dict[str, Any]:
-    """Our GitHub runners (named by an instance id) in every scope the deployment serves."""
+    """Our GitHub runners (named after an instance), by instance id, in every scope the
+    deployment serves."""
     from jitrunners.github.client import GitHubError, RunnerScope
-    from jitrunners.models import INSTANCE_ID_RE
+    from jitrunners.models import runner_instance
 
     settings = deployment.settings
     github = deployment.github()
@@ -215,8 +216,9 @@ def github_runners(deployment: Deployment) -> dict[str, Any]:
     for scope, installation in scopes:
         try:
             for runner in github.list_runners(scope, installation):
-                if INSTANCE_ID_RE.match(runner.name):
-                    runners[runner.name] = {
+                instance_id = runner_instance(runner.name)
+                if instance_id is not None:
+                    runners[instance_id] = {
                         "status": runner.status,
                         "busy": runner.busy,
                         "scope": scope.path,

@@ -21,8 +21,32 @@ MessageKind = Literal["launch", "start", "rerun", "taken", "release"]
 _KINDS: Final = ("launch", "start", "rerun", "taken", "release")
 # Kinds that name the instance they concern.
 _INSTANCE_KINDS: Final = ("start", "rerun", "taken")
-# Our runners are named after their instance (DESIGN §3).
 INSTANCE_ID_RE: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
+# Our runners are named after their instance and the job attempt it was launched for (DESIGN §3):
+# `i-0123456789abcdef0-4242-1`. A runner named like a bare instance id (older runners) is ours too.
+# The webhook tells a runner that took the job it was launched for from a swap by the name alone.
+RUNNER_NAME_RE: Final = re.compile(r"^(i-[0-9a-f]{8,17})(?:-([0-9]{1,19})-([0-9]{1,9}))?$")
+
+
+def runner_name(instance_id: str, job_id: int | None, run_attempt: int | None) -> str:
+    """The name our runner on `instance_id`, launched for that job attempt, registers with."""
+    if job_id is None or run_attempt is None:
+        return instance_id
+    return f"{instance_id}-{job_id}-{run_attempt}"
+
+
+def runner_instance(name: str | None) -> str | None:
+    """The instance id a runner name of ours names, or None (not named like ours)."""
+    found = RUNNER_NAME_RE.fullmatch(name or "")
+    return found.group(1) if found else None
+
+
+def runner_launched_for(name: str | None) -> tuple[int, int] | None:
+    """(job id, run attempt) the runner was launched for, when its name says."""
+    found = RUNNER_NAME_RE.fullmatch(name or "")
+    if not found or found.group(2) is None:
+        return None
+    return int(found.group(2)), int(found.group(3))
 
 
 class PayloadError(ValueError):
@@ -157,12 +181,15 @@ class JobMessage:
     def rerun_check_for(cls, job: WorkflowJob, template: str, delivery_id: str) -> JobMessage:
         """A failed job and the runner (instance) it failed on, to be checked for a spot reclaim."""
         return replace(
-            cls.launch_for(job, template, delivery_id), kind="rerun", instance_id=job.runner_name
+            cls.launch_for(job, template, delivery_id),
+            kind="rerun",
+            instance_id=runner_instance(job.runner_name),
         )
 
-    def taken_by(self, runner_name: str) -> JobMessage:
-        """This job ran (or runs) on runner `runner_name`: the swap bookkeeping's message."""
-        return replace(self, kind="taken", instance_id=runner_name)
+    def taken_by(self, instance_id: str | None) -> JobMessage:
+        """This job ran (or runs) on our runner on `instance_id`: the swap bookkeeping's
+        message."""
+        return replace(self, kind="taken", instance_id=instance_id)
 
     def released(self) -> JobMessage:
         """This job wants no runner for now (cancelled while queued, or waiting for approval)."""

@@ -60,6 +60,7 @@ from hypothesis import HealthCheck, Phase, currently_in_test_context, event, giv
 from hypothesis import strategies as st
 
 from jitrunners.aws.clients import client
+from jitrunners.models import runner_instance
 from tests.conftest import LambdaContext, _reset_process_caches
 from tests.support.ec2 import make_world
 from tests.support.github import API
@@ -149,7 +150,16 @@ class FakeGitHub:
         self._ids = itertools.count(5000)
 
     def registration(self, name: str) -> Registration | None:
-        return next((s[name] for s in self.runners.values() if name in s), None)
+        """A registration by its runner name, or by the instance its runner runs on."""
+        return next(
+            (
+                r
+                for s in self.runners.values()
+                for r in s.values()
+                if name in (r.name, runner_instance(r.name))
+            ),
+            None,
+        )
 
     def answer(self, request: Any) -> tuple[int, dict[str, str], str]:
         url = urlsplit(request.url)
@@ -296,7 +306,7 @@ class World:
         self.script.append(line)
 
     def runner_label(self, runner: Registration) -> str:
-        tags = live_instances().get(runner.name, {})
+        tags = live_instances().get(str(runner_instance(runner.name)), {})
         launched_for = tags.get("jitrunners:launched-for", "?").split("/", 1)[0]
         return f"runner #{runner.id} (launched for {launched_for})"
 
@@ -382,8 +392,8 @@ class World:
         self.exited.add(name)
         registration = self.github.registration(name)
         if registration is not None:
-            del self.github.runners[registration.scope][name]
-        boto3.client("ec2").terminate_instances(InstanceIds=[name])
+            del self.github.runners[registration.scope][registration.name]
+        boto3.client("ec2").terminate_instances(InstanceIds=[str(runner_instance(name))])
 
     # our side
     def deliver(self, delivery: Delivery, fate: str) -> None:
@@ -454,7 +464,7 @@ class World:
             for name, tags in live_instances().items()
             if tags["jitrunners:launched-for"].startswith(f"{job_id}/")
         }
-        return next(r for r in self.runners(busy=False) if r.name in ours)
+        return next(r for r in self.runners(busy=False) if runner_instance(r.name) in ours)
 
     # hypothesis picks the traffic
     def step(self, data: st.DataObject, lossy: bool) -> None:

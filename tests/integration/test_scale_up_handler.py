@@ -379,7 +379,7 @@ def test_start_stores_jit_config_and_sends_the_runner_command(
     assert failed_ids(response) == []
     instance_id = start.instance_id
     [sent] = world.jit_calls
-    assert sent["name"] == instance_id
+    assert sent["name"] == f"{instance_id}-4242-1"  # its instance and the job it came for
     assert sent["runner_group_id"] == group
     assert "self-hosted" in sent["labels"]
     name = f"/jitrunners/jit/{instance_id}"
@@ -442,7 +442,9 @@ def test_start_past_timeout_terminates_cleans_up_and_relaunches(
     jit_endpoint(world)
     runners = world.github.get(
         f"{API}/orgs/acme/actions/runners",
-        json={"runners": [{"id": 1001, "name": start.instance_id, "status": "offline"}]},
+        json={
+            "runners": [{"id": 1001, "name": f"{start.instance_id}-4242-1", "status": "offline"}]
+        },
     )
     deleted = world.github.delete(f"{API}/orgs/acme/actions/runners/1001", status=204)
     events = client("ssm").meta.events

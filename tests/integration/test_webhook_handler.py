@@ -500,3 +500,46 @@ def test_a_dry_run_is_checked_like_any_delivery(env: dict[str, str], lambda_cont
         {"ignored": "public_repo", "job_id": 73},
     )
     assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize("action", ["in_progress", "completed"])
+def test_a_job_on_the_runner_launched_for_it_costs_no_message(
+    env: dict[str, str], lambda_context: Any, action: str
+) -> None:
+    """DESIGN §3: our runner's name says which job attempt it was launched for; when it took
+    that job there is no swap to book, so nothing is claimed or enqueued."""
+    payload = workflow_job_payload(action=action, job_id=61, runner_name=f"{RECLAIMED}-61-1")
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer) == (202, {"recorded": "own_runner", "job_id": 61})
+    assert drain(env["JOB_QUEUE_URL"]) == []
+
+
+@pytest.mark.parametrize(
+    ("runner", "why"),
+    [
+        (f"{RECLAIMED}-60-1", "launched for another job"),
+        (f"{RECLAIMED}-61-2", "launched for another attempt of this job"),
+        (RECLAIMED, "named by its instance alone (started before names carried the job)"),
+    ],
+)
+def test_a_job_on_another_runner_of_ours_is_booked_by_instance(
+    env: dict[str, str], lambda_context: Any, runner: str, why: str
+) -> None:
+    payload = workflow_job_payload(action="in_progress", job_id=61, runner_name=runner)
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer) == (202, {"recorded": "taken", "job_id": 61}), why
+    [sent] = [json.loads(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (sent["kind"], sent["instance_id"]) == ("taken", RECLAIMED), why
+
+
+def test_a_failed_job_on_a_runner_named_after_its_job_is_checked_on_its_instance(
+    env: dict[str, str], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconfigure(monkeypatch, RERUN_INTERRUPTED_JOBS="true")
+    payload = workflow_job_payload(
+        action="completed", job_id=61, conclusion="failure", runner_name=f"{RECLAIMED}-61-1"
+    )
+    status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
+    assert (status, answer) == (202, {"rerun_check": True, "job_id": 61})
+    [sent] = [json.loads(m["Body"]) for m in drain(env["JOB_QUEUE_URL"])]
+    assert (sent["kind"], sent["instance_id"]) == ("rerun", RECLAIMED)

@@ -142,3 +142,28 @@ def test_repository_without_private_field_is_treated_as_public() -> None:
     del payload["repository"]["private"]
     del payload["repository"]["visibility"]
     assert WorkflowJob.from_payload(payload).private is False
+
+
+@pytest.mark.parametrize(
+    ("name", "instance", "launched_for"),
+    [
+        ("i-0123456789abcdef0-4242-1", "i-0123456789abcdef0", (4242, 1)),
+        ("i-0123456789abcdef0", "i-0123456789abcdef0", None),  # named before names carried jobs
+        ("i-01234567-9-3", "i-01234567", (9, 3)),
+        ("i-0123456789abcdef0-4242", None, None),
+        ("i-0123456789abcdef0-4242-1-x", None, None),
+        ("runner-i-0123456789abcdef0", None, None),
+        ("GitHub Actions 7", None, None),
+        ("", None, None),
+        (None, None, None),
+    ],
+)
+def test_runner_names_say_instance_and_launched_for_job(
+    name: str | None, instance: str | None, launched_for: tuple[int, int] | None
+) -> None:
+    from jitrunners.models import runner_instance, runner_launched_for, runner_name
+
+    assert runner_instance(name) == instance
+    assert runner_launched_for(name) == launched_for
+    if launched_for is not None and instance is not None:
+        assert runner_name(instance, *launched_for) == name

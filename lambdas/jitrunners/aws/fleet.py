@@ -24,6 +24,8 @@ TAG_INSTALLATION_ID = "jitrunners:installation-id"
 TAG_DELIVERY_ID = "jitrunners:delivery-id"
 TAG_COMMAND_ID = "jitrunners:command-id"
 TAG_STARTED_AT = "jitrunners:started-at"
+# The name its runner registered with (models.runner_name), written with the command id.
+TAG_RUNNER_NAME = "jitrunners:runner-name"
 # The job an instance was launched for, as `<job-id>/<run-attempt>/<run-id>/<owner>/<repo>`, and
 # which launch of it this is. The job tags above say which job the runner owes now: they change
 # when it takes another job (a swap, DESIGN §6b); these two are set once, at launch.
@@ -124,6 +126,21 @@ class Instance:
     instance_type: str = ""
     zone: str = ""  # its availability zone
     platform: str = ""  # "windows" or "" (Linux/UNIX)
+
+    @property
+    def runner_name(self) -> str:
+        """The name its runner registers with: as written at start, else as start would name
+        it from the job it was launched for (models.runner_name)."""
+        written = self.tags.get(TAG_RUNNER_NAME)
+        if written:
+            return written
+        from jitrunners.models import runner_name
+
+        parts = (self.tags.get(TAG_LAUNCHED_FOR) or "").split("/")
+        try:
+            return runner_name(self.id, int(parts[0]), int(parts[1]))
+        except (IndexError, ValueError):
+            return self.id
 
     @property
     def spot_reclaimed(self) -> bool:

@@ -184,7 +184,8 @@ def _delete_registrations(instance: Any, reason: str, ctx: Context, result: Clea
     for scope in runner_scopes(instance, ctx.templates):
         extra = {"instance_id": instance_id, "reason": reason, "scope": scope.path}
         try:
-            runner = ctx.github.find_runner(scope, instance_id, installation_id)
+            name = str(getattr(instance, "runner_name", "") or instance_id)
+            runner = ctx.github.find_runner(scope, name, installation_id)
             if runner is None:
                 continue
             if ctx.dry_run:

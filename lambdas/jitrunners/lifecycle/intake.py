@@ -12,7 +12,13 @@ from jitrunners import signature
 from jitrunners.aws.deliveries import DeliveryStoreError
 from jitrunners.aws.params import ParameterError
 from jitrunners.config import ConfigError, RunnerTemplate, Settings
-from jitrunners.models import INSTANCE_ID_RE, JobMessage, PayloadError, WorkflowJob
+from jitrunners.models import (
+    JobMessage,
+    PayloadError,
+    WorkflowJob,
+    runner_instance,
+    runner_launched_for,
+)
 from jitrunners.observability import count, logger
 from jitrunners.routing import match_template, refusal, sizing_not_enabled
 from jitrunners.sizing import SizingRefused, for_job
@@ -117,7 +123,7 @@ def _kind_for(action: str, payload: dict[str, Any], settings: Settings) -> str |
     job = payload.get("workflow_job")
     job = job if isinstance(job, dict) else {}
     runner = job.get("runner_name")
-    ours = isinstance(runner, str) and INSTANCE_ID_RE.match(runner) is not None
+    ours = isinstance(runner, str) and runner_instance(runner) is not None
     if action == "queued":
         return "launch"
     if action == "waiting":
@@ -263,11 +269,17 @@ def handle_delivery(
         return WebhookResponse(
             202, {"dry_run": True, "would": kind, "job_id": job.job_id, "template": template.name}
         )
+    if kind == "taken" and runner_launched_for(job.runner_name) == (job.job_id, job.run_attempt):
+        # The runner launched for this job took it: no swap, nothing to book (its name says so,
+        # DESIGN §3). Neither claimed nor enqueued: the common case costs no AWS call.
+        count("JobEventsOwnRunner")
+        logger.info(f"job {action} on the runner launched for it: nothing to book")
+        return WebhookResponse(202, {"recorded": "own_runner", "job_id": job.job_id})
     message = JobMessage.launch_for(job, template.name, delivery_id)
     if kind == "rerun":
         message = JobMessage.rerun_check_for(job, template.name, delivery_id)
     elif kind == "taken":
-        message = message.taken_by(job.runner_name)
+        message = message.taken_by(runner_instance(job.runner_name))
     elif kind == "release":
         message = message.released()
     if deps.claim is not None:

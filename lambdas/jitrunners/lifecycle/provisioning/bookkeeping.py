@@ -28,7 +28,7 @@ from jitrunners.lifecycle.provisioning.tags import (
     launch_attempt,
     launched_for,
 )
-from jitrunners.models import INSTANCE_ID_RE, JobMessage
+from jitrunners.models import JobMessage, runner_instance
 from jitrunners.observability import count, logger
 
 if TYPE_CHECKING:
@@ -71,10 +71,11 @@ def record_taken(
 def find_runner(runner_name: str, deps: ScaleUpDeps) -> fleet.Instance | None:
     """Our instance behind a runner name, or None (another system's runner, or one EC2 no longer
     lists)."""
-    if not INSTANCE_ID_RE.fullmatch(runner_name or ""):
+    instance_id = runner_instance(runner_name)
+    if instance_id is None:
         return None
     settings = deps.settings
-    return fleet.get_instance(runner_name, settings.prefix, settings.runner_instance_profile_arn)
+    return fleet.get_instance(instance_id, settings.prefix, settings.runner_instance_profile_arn)
 
 
 def keep_books(
@@ -199,7 +200,9 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
         extra = {"instance_id": instance.id}
         try:
             for scope in runner_scopes(instance, ctx.templates):
-                runner = ctx.github.find_runner(scope, instance.id, instance.installation_id)
+                runner = ctx.github.find_runner(
+                    scope, instance.runner_name, instance.installation_id
+                )
                 if runner is None:
                     continue
                 if runner.busy:

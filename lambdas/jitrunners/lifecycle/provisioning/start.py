@@ -9,7 +9,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.config import MAX_LABELS, RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
-from jitrunners.models import JobMessage
+from jitrunners.models import JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.sizing import sizing_labels
 
@@ -113,6 +113,7 @@ def start_runner(
         {
             fleet.TAG_COMMAND_ID: command_id,
             fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            fleet.TAG_RUNNER_NAME: runner_name(instance_id, message.job_id, message.run_attempt),
         },
     )
     count("RunnerStarted")
@@ -151,7 +152,7 @@ def _store_jit_config(
     try:
         jit = github.generate_jitconfig(
             scope,
-            message.instance_id,  # runner name = instance id (DESIGN §3)
+            runner_name(message.instance_id, message.job_id, message.run_attempt),
             runner_labels(message, template),
             template.runner_group_id,
             message.installation_id,
@@ -217,7 +218,8 @@ def _give_up(
     ssm.delete_parameter(param)
     try:
         github = deps.github()
-        runner = github.find_runner(scope, message.instance_id, message.installation_id)
+        name = runner_name(message.instance_id, message.job_id, message.run_attempt)
+        runner = github.find_runner(scope, name, message.installation_id)
         if runner is not None:
             github.delete_runner(scope, runner.id, message.installation_id)
     except GitHubError as exc:

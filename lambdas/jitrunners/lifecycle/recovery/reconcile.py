@@ -23,7 +23,7 @@ from jitrunners.aws import queue
 from jitrunners.aws.fleet import LIVE_STATES
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import Context, runner_scopes
-from jitrunners.models import JobMessage, WorkflowJob
+from jitrunners.models import JobMessage, WorkflowJob, runner_instance
 from jitrunners.observability import count, logger
 from jitrunners.routing import allowlist_refusal, match_template, refusal
 
@@ -398,7 +398,7 @@ def _book_unbooked_swaps(
     ours = {i.id: i for i in instances if i.state in LIVE_STATES}
     messages: list[JobMessage] = []
     for job in running:
-        runner = ours.get(job.runner_name)
+        runner = ours.get(runner_instance(job.runner_name) or "")
         if runner is None or (runner.job_id, runner.run_attempt) == (job.job_id, job.run_attempt):
             continue
         template = ctx.templates.get(str(runner.template or ""))

@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jitrunners.aws import markers, queue
 from jitrunners.lifecycle.cleanup import Context
 from jitrunners.lifecycle.provisioning.tags import owed_launch
-from jitrunners.models import INSTANCE_ID_RE
+from jitrunners.models import runner_instance
 from jitrunners.observability import count, logger
 
 # Ends that were not the runner's own doing: a spot reclaim, a stop or terminate by someone else.
@@ -57,9 +57,9 @@ def relaunch_if_queued(instance: Any, reason: str, ctx: Context) -> str:
     if job is None:
         return "not_queued"
     if job.status != "queued":
-        runner = str(job.runner_name or "")
+        runner = runner_instance(job.runner_name)
         reclaimed = reason == "spot_interruption" or bool(getattr(instance, "spot_reclaimed", 0))
-        if not INSTANCE_ID_RE.fullmatch(runner) or runner == instance.id or not reclaimed:
+        if runner is None or runner == instance.id or not reclaimed:
             return "not_queued"
         # Another runner took the job this one was launched for, and this one was reclaimed
         # before it took any: the need it carried is that runner's own job now (DESIGN §6b).

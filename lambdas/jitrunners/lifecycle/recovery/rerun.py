@@ -180,8 +180,10 @@ def advance(name: str, pending: PendingRerun, ctx: Context) -> str:
 def _verdict(job: Any, pending: PendingRerun, ctx: Context) -> str:
     if job is None:
         return "gone"
+    from jitrunners.models import runner_instance
+
     runner = str(getattr(job, "runner_name", "") or "")
-    if runner and runner != pending.instance_id:
+    if runner and runner_instance(runner) != pending.instance_id:
         # Runners are fungible: this job ran on another runner, ours ran something we cannot name.
         return "ran_elsewhere"
     status = str(getattr(job, "status", "") or "")

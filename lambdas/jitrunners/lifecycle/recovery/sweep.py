@@ -18,6 +18,7 @@ from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.reconcile import reconcile
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
+from jitrunners.models import runner_instance
 from jitrunners.observability import count, logger
 
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
@@ -276,12 +277,17 @@ def _list_runner_scopes(ctx: Context, instances: Iterable[Any]) -> dict[str, Sco
 def _registrations(
     listings: dict[str, ScopeListing], ours: Iterable[str]
 ) -> dict[str, dict[str, bool] | None]:
-    """Per scope: our instances' registrations there, by name, and whether each is busy."""
+    """Per scope: our instances' registrations there, by instance id, and whether each is
+    busy."""
     mine = set(ours)
     return {
         path: None
         if listing.runners is None
-        else {str(r.name): bool(r.busy) for r in listing.runners if str(r.name) in mine}
+        else {
+            str(runner_instance(r.name)): bool(r.busy)
+            for r in listing.runners
+            if runner_instance(r.name) in mine
+        }
         for path, listing in listings.items()
     }
 
@@ -304,7 +310,7 @@ def _orphan_runners(
     ours: dict[str, Any] = {i.id: i for i in instances}
     for path, listing in sorted(listings.items()):
         for runner in listing.runners or ():
-            name = str(runner.name)
+            name = str(runner_instance(runner.name))
             if name not in ours:
                 continue  # not one of our instances: never ours to delete
             if name in live:
