@@ -462,6 +462,8 @@ def quota_report(stack: Any, at_all_started: dict[str, Any] | None, jobs: int) -
         "github_requests": github_requests,
         "github_refused_by_limit": dict(github.refused),
         "github_max_in_flight": github.max_in_flight,
+        "github_peak_points": github.peak_points,
+        "overdrawn": aws.overdrawn(),
         "by_api": dict(sorted(by_api.items())),
         "throttled_by_api": dict(sorted(throttled_by_api.items())),
         "aws_by_function": dict(sorted(by_function.items())),

@@ -180,8 +180,9 @@ class TokenBucket:
         self.config = config
         self._clock = clock
         self._tokens = float(config.capacity)
-        self._at = clock()
+        self._at = self.started = clock()
         self.taken = 0.0
+        self.forced = 0.0  # of it, requests a shim had answered already
         self.refused = 0
 
     def _refill(self) -> None:
@@ -201,6 +202,7 @@ class TokenBucket:
         self._refill()
         self._tokens -= tokens if force else min(tokens, self._tokens + 1e-9)
         self.taken += tokens
+        self.forced += tokens if force else 0.0
 
 
 class _Raw:
@@ -251,6 +253,23 @@ class AwsQuotas:
             if live is None:
                 live = self._live[name] = TokenBucket(bucket_config(name, self.buckets), self.clock)
             return live
+
+    def overdrawn(self) -> dict[str, float]:
+        """Buckets that admitted more than they may have since they were made (capacity plus
+        the refill since), with the excess: none, where every request was answered right."""
+        now = self.clock()
+        with self._lock:
+            return {
+                name: excess
+                for name, b in self._live.items()
+                if (
+                    excess := b.taken
+                    - b.forced
+                    - b.config.capacity
+                    - (now - b.started) * b.config.refill_per_s
+                )
+                > 1e-6
+            }
 
     def tokens_taken(self) -> dict[str, float]:
         with self._lock:
@@ -413,6 +432,7 @@ class GitHubQuotas:
         self.admitted: Counter[str] = Counter()
         self.registrations: Counter[str] = Counter()
         self.max_in_flight = 0
+        self.peak_points = 0  # the most points any budget held within one window
 
     def points(self, method: str) -> int:
         read = method.upper() in ("GET", "HEAD", "OPTIONS")
@@ -452,6 +472,7 @@ class GitHubQuotas:
                 budget.registrations += registration
                 budget.points.append((now, self.points(method)))
                 budget.points_used += self.points(method)
+                self.peak_points = max(self.peak_points, budget.points_used)
                 self.points_taken[who] += self.points(method)
                 self.admitted[who] += 1
                 self.registrations[who] += registration
