@@ -464,6 +464,7 @@ def quota_report(stack: Any, at_all_started: dict[str, Any] | None, jobs: int) -
         "github_max_in_flight": github.max_in_flight,
         "github_peak_points": github.peak_points,
         "overdrawn": aws.overdrawn(),
+        "aws_throttle_wait_s_by_function": {k: round(v, 1) for k, v in aws.waited_s.items()},
         "by_api": dict(sorted(by_api.items())),
         "throttled_by_api": dict(sorted(throttled_by_api.items())),
         "aws_by_function": dict(sorted(by_function.items())),
@@ -505,6 +506,7 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
         "floors_s": quotas["floors_s"],
         "throttled_by_api": quotas["throttled_by_api"],
         "github_refused_by_limit": quotas["github_refused_by_limit"],
+        "aws_throttle_wait_s_by_function": quotas["aws_throttle_wait_s_by_function"],
     }
 
 

@@ -246,6 +246,9 @@ class AwsQuotas:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.throttled: Counter[tuple[str, str]] = Counter()
         self.calls: Counter[tuple[str, str]] = Counter()
+        # Seconds between a refused attempt and the call's next one, by function: the caller
+        # waiting out a throttle inside its invocation (botocore's back-off), not in a queue.
+        self.waited_s: Counter[str] = Counter()
 
     def bucket(self, name: str) -> TokenBucket:
         with self._lock:
@@ -303,7 +306,8 @@ class AwsQuotas:
             key = (who, f"{service}:{operation}")
             with self._lock:
                 self.calls[key] += 1
-            self._pending.call = [key, aws_buckets_for(service, operation, params), 0, service]
+            wanted = aws_buckets_for(service, operation, params)
+            self._pending.call = [key, wanted, 0, service, None]
 
         return started
 
@@ -311,16 +315,20 @@ class AwsQuotas:
         call = getattr(self._pending, "call", None)
         if call is None:
             return None
-        key, wanted, _, service = call
+        key, wanted, _, service, refused_at = call
         call[2] += 1
+        now = self.clock()
         with self._lock:
             self.requests[key] += 1
+            if refused_at is not None:
+                self.waited_s[key[0]] += now - refused_at
             live = [(self._bucket_locked(name), tokens) for name, tokens in wanted]
             refused = [b for b, tokens in live if not b.available(tokens)]
             if refused:
                 for b in refused:
                     b.refused += 1
                 self.throttled[key] += 1
+                call[4] = now
             else:
                 for b, tokens in live:
                     b.take(tokens)
