@@ -44,6 +44,7 @@ FAULTS = "ec2-capacity=0.3,github-5xx=0.1"
 FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
 EVENT_DRIVEN = ("webhook", "scale-up", "scale-down")
 JOB_TAG = "jitrunners:job-id"
+QUOTA_START_TIMEOUT_S = 600  # terraform/variables.tf's default start_timeout_s
 
 
 def _key(event_name: str) -> tuple[str, str]:
@@ -258,8 +259,13 @@ def run_burst(
 
     workdir.mkdir(parents=True, exist_ok=True)
     lambda_env = {"MAX_RUNNERS": str(2 * jobs + 10)}
+    overrides: dict[str, Any] = {}
     if quotas is not None:
         lambda_env["RETRY_DELAY_PERCENT"] = "100"
+        # Starts wait for GitHub's budget: the module's default start timeout, not the 120 s of
+        # bench/burst_templates.json (with it, a 1,000-job burst's instances timed out while
+        # their start messages queued behind launches the secondary limit sent back).
+        overrides["start_timeout_s"] = QUOTA_START_TIMEOUT_S
     options = Options(
         jobs=jobs,
         seed=seed,
@@ -268,6 +274,7 @@ def run_burst(
         workdir=workdir,
         templates_file=TEMPLATES_FILE,
         lambda_env=lambda_env,
+        template_overrides=overrides,
         quotas=quotas,
         agent="inline",
         watch="moto",
