@@ -38,7 +38,7 @@ class Clock:
 
 
 def _client(service: str, endpoint: str) -> Any:
-    config = Config(retries={"mode": "standard", "max_attempts": 3})
+    config = Config(retries={"mode": "standard", "max_attempts": 2})
     return boto3.session.Session().client(
         service,
         endpoint_url=endpoint,
