@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -43,6 +44,7 @@ FAULTS = "ec2-capacity=0.3,github-5xx=0.1"
 FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
 EVENT_DRIVEN = ("webhook", "scale-up", "scale-down")
 JOB_TAG = "jitrunners:job-id"
+QUOTA_START_TIMEOUT_S = 600  # terraform/variables.tf's default start_timeout_s
 
 
 def _key(event_name: str) -> tuple[str, str]:
@@ -246,11 +248,24 @@ def run_burst(
     timeout_s: float = 900.0,
     housekeeper_every_s: float = 120.0,
     redrive_every_s: float = 30.0,
+    quotas: Any = None,
 ) -> dict[str, Any]:
-    """One burst of `jobs` queued jobs through a fresh local stack; every number of it."""
+    """One burst of `jobs` queued jobs through a fresh local stack; every number of it.
+
+    `quotas` (devstack.quotas.Quotas): the providers' limits enforced, the Lambdas waiting as
+    long as they would in AWS (RETRY_DELAY_PERCENT 100: a limit's wait is real time here), and
+    the result gains `quotas` (see quota_report)."""
     from devstack.stack import Options, Stack
 
     workdir.mkdir(parents=True, exist_ok=True)
+    lambda_env = {"MAX_RUNNERS": str(2 * jobs + 10)}
+    overrides: dict[str, Any] = {}
+    if quotas is not None:
+        lambda_env["RETRY_DELAY_PERCENT"] = "100"
+        # Starts wait for GitHub's budget: the module's default start timeout, not the 120 s of
+        # bench/burst_templates.json (with it, a 1,000-job burst's instances timed out while
+        # their start messages queued behind launches the secondary limit sent back).
+        overrides["start_timeout_s"] = QUOTA_START_TIMEOUT_S
     options = Options(
         jobs=jobs,
         seed=seed,
@@ -258,7 +273,9 @@ def run_burst(
         faults=faults,
         workdir=workdir,
         templates_file=TEMPLATES_FILE,
-        lambda_env={"MAX_RUNNERS": str(2 * jobs + 10)},
+        lambda_env=lambda_env,
+        template_overrides=overrides,
+        quotas=quotas,
         agent="inline",
         watch="moto",
         # Under a burst GitHub delivers webhooks in parallel and EventBridge invokes scale-down
@@ -329,6 +346,7 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
     queued = stack.queue_jobs()
     ids, keys = {j.id for j in queued}, {j.key for j in queued}
     marks: dict[str, float] = {}
+    at_all_started: dict[str, Any] | None = None
     deadline = started + timeout_s
     while time.monotonic() < deadline:
         now = time.monotonic()
@@ -338,6 +356,7 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
                 marks["all_launched"] = max(launched[i] for i in ids) - started
         if "all_started" not in marks and keys <= milestones.started.keys():
             marks["all_started"] = max(milestones.started[k] for k in keys) - started
+            at_all_started = _quota_usage(stack)
         if keys <= milestones.completed.keys():
             marks["all_completed"] = max(milestones.completed[k] for k in keys) - started
             break
@@ -366,7 +385,136 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
         result = _report(
             stack, summary, meter, marks, functions0, sim_calls0, sim_counters0, len(queued)
         )
+        if stack.aws_quotas is not None:
+            # Not all started: the floor of what the whole run spent (a lower bound still).
+            usage = at_all_started or _quota_usage(stack)
+            result["quotas"] = quota_report(stack, usage, len(queued))
     return {**result, **coverage}
+
+
+# ---------------------------------------------------------------------------------- quotas
+def _quota_usage(stack: Any) -> dict[str, Any] | None:
+    """What the burst has spent of each limit so far (None: no quotas modeled)."""
+    if stack.aws_quotas is None:
+        return None
+    github = stack.sim.rate_limits
+    return {
+        "aws_tokens": stack.aws_quotas.tokens_taken(),
+        "github_points": dict(github.points_taken),
+        "github_requests": dict(github.admitted),
+        "github_registrations": dict(github.registrations),
+    }
+
+
+def quota_floors(usage: dict[str, Any], quotas: Any) -> dict[str, float]:
+    """Seconds each limit needs at least to admit what the burst spent of it (`usage`, read
+    when the last job started), whatever the order of the calls. A token bucket of capacity C
+    refilling r per second admits n tokens no sooner than max(0, n - C) / r after the burst's
+    start (it starts full); GitHub's points per minute admit P points per window w (a sliding
+    window: P at once, then P per w), so n points take max(0, n - P) * w / P; an hourly budget of
+    L requests admits n requests within ceil(n / L) - 1 hours (fixed windows, each starting
+    with a full budget). The burst's floor is the largest: its slowest limit."""
+    from devstack.quotas import bucket_config
+
+    floors: dict[str, float] = {}
+    for name, tokens in usage["aws_tokens"].items():
+        bucket = bucket_config(name, quotas.aws)
+        if bucket.refill_per_s > 0:
+            floors[f"aws {name}"] = max(0.0, tokens - bucket.capacity) / bucket.refill_per_s
+    limits = quotas.github
+    for who, points in usage["github_points"].items():
+        per_window = limits.points_per_minute
+        floors[f"github {who} points/min"] = (
+            max(0.0, points - per_window) * limits.window_s / per_window
+        )
+    for key, per_hour in (
+        ("github_requests", limits.requests_per_hour),
+        ("github_registrations", limits.registrations_per_hour),
+    ):
+        for who, n in usage[key].items():
+            floors[f"github {who} {key[7:]}/h"] = (
+                limits.hour_s * (math.ceil(n / per_hour) - 1) if n else 0.0
+            )
+    return floors
+
+
+def quota_report(stack: Any, at_all_started: dict[str, Any] | None, jobs: int) -> dict[str, Any]:
+    """The burst against the modeled limits: every request the providers received (the
+    Lambdas' and the instances'), the throttled ones, and the quota-bound floor."""
+    aws, github = stack.aws_quotas, stack.sim.rate_limits
+    by_api: Counter[str] = Counter()
+    by_function: Counter[str] = Counter()
+    throttled_by_api: Counter[str] = Counter()
+    for (function, api), n in aws.requests.items():
+        by_api[api] += n
+        by_function[function] += n
+    for (_, api), n in aws.throttled.items():
+        throttled_by_api[api] += n
+    lambdas_aws = sum(n for f, n in by_function.items() if f != "instance")
+    for endpoint, n in github.requests.items():
+        by_api[f"github:{endpoint}"] += n
+    for endpoint, n in github.refused_by_endpoint.items():
+        throttled_by_api[f"github:{endpoint}"] += n
+    github_requests = sum(github.requests.values())
+    requests = sum(by_api.values())
+    throttled = sum(throttled_by_api.values())
+    floors = quota_floors(at_all_started, stack.options.quotas) if at_all_started else {}
+    bound = max(floors, key=floors.__getitem__) if floors else None
+    return {
+        "requests": requests,
+        "throttled": throttled,
+        "throttled_share": round(throttled / requests, 4) if requests else 0.0,
+        "aws_requests_lambdas": lambdas_aws,
+        "aws_requests_instances": by_function.get("instance", 0),
+        "github_requests": github_requests,
+        "github_refused_by_limit": dict(github.refused),
+        "github_max_in_flight": github.max_in_flight,
+        "github_peak_points": github.peak_points,
+        "overdrawn": aws.overdrawn(),
+        "aws_throttle_wait_s_by_function": {k: round(v, 1) for k, v in aws.waited_s.items()},
+        "by_api": dict(sorted(by_api.items())),
+        "throttled_by_api": dict(sorted(throttled_by_api.items())),
+        "aws_by_function": dict(sorted(by_function.items())),
+        "aws_throttled_by_function": dict(
+            sorted(Counter({f: n for (f, _), n in aws.throttled.items()}).items())
+        ),
+        "floors_s": {k: round(v, 1) for k, v in sorted(floors.items()) if v > 0},
+        "floor_s": round(floors[bound], 1) if bound else 0.0,
+        "bound_by": bound,
+        "jobs": jobs,
+    }
+
+
+def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The one-line interface of `--quotas on` (README "Scaling")."""
+    jobs, quotas = result["jobs"], result["quotas"]
+    github = {k: v for k, v in result["github"]["by_function"].items() if v}
+    started = result["seconds"].get("all_started")
+    floor = quotas["floor_s"]
+    aws_per_job = _per_job(quotas["aws_requests_lambdas"], jobs)
+    return {
+        "jobs": jobs,
+        "lost": jobs - result["jobs_completed"],
+        "seconds_to_all_started": None if started is None else round(started, 1),
+        "quota_floor_s": floor,
+        "ratio_to_floor": round(started / floor, 2) if started is not None and floor else None,
+        "throttled_share": quotas["throttled_share"],
+        "calls_per_job": {
+            "aws": aws_per_job,
+            "github": _per_job(quotas["github_requests"], jobs),
+            "by_api": {k: _per_job(v, jobs) for k, v in quotas["by_api"].items()},
+            # AWS and GitHub requests by caller ("instance": the runners' own SSM calls).
+            "by_function": {
+                k: _per_job(quotas["aws_by_function"].get(k, 0) + github.get(k, 0), jobs)
+                for k in sorted(set(quotas["aws_by_function"]) | set(github))
+            },
+        },
+        "bound_by": quotas["bound_by"],
+        "floors_s": quotas["floors_s"],
+        "throttled_by_api": quotas["throttled_by_api"],
+        "github_refused_by_limit": quotas["github_refused_by_limit"],
+        "aws_throttle_wait_s_by_function": quotas["aws_throttle_wait_s_by_function"],
+    }
 
 
 def _launched(own: dict[int, float], started: dict[int, float]) -> dict[int, float]:
@@ -642,7 +790,30 @@ def main(argv: list[str] | None = None) -> int:
         "one process and so one core each)",
     )
     parser.add_argument("--only", choices=BURSTS, help=argparse.SUPPRESS)  # one burst's JSON
+    parser.add_argument(
+        "--quotas",
+        choices=("on", "off"),
+        default="off",
+        help="on: one burst under the providers' modeled quotas (devstack/quotas.py), ending "
+        'with the quota summary line (README "Scaling"); off: plain and faults side by side',
+    )
+    parser.add_argument(
+        "--quota-scale",
+        type=float,
+        default=1.0,
+        help="with --quotas on: every bucket and budget times this (default 1: AWS's and "
+        "GitHub's documented values)",
+    )
+    parser.add_argument(
+        "--github-hourly",
+        type=int,
+        default=LARGE_ORG_HOURLY,
+        help="with --quotas on: the App installation's primary limit, requests per hour "
+        f"(default {LARGE_ORG_HOURLY}, a large organization's; GitHub's minimum is 5000)",
+    )
     args = parser.parse_args(argv)
+    if args.quotas == "on":
+        return _quota_burst(args)
     faults = {"plain": {}, "faults": parse_faults(args.faults)}
     if args.only:
         print(json.dumps(_one(args.only, faults[args.only], args)), flush=True)
@@ -667,6 +838,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 BURSTS = ("plain", "faults")
+# An App installation on an organization gets 5,000 requests per hour plus 50 per repository and
+# per user beyond 20 of each, at most 12,500 (15,000 on Enterprise Cloud): the organizations whose
+# bursts reach thousands of jobs have the most.
+LARGE_ORG_HOURLY = 12500
+
+
+def _quota_burst(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from devstack.quotas import Quotas
+
+    quotas = Quotas()
+    quotas = Quotas(quotas.aws, replace(quotas.github, requests_per_hour=args.github_hourly))
+    if args.quota_scale != 1.0:
+        quotas = quotas.scaled(args.quota_scale)
+    started = time.monotonic()
+    result = run_burst(
+        args.jobs,
+        {},
+        workdir=ROOT / ".devstack" / "bench" / "burst-quotas",
+        seed=args.seed,
+        job_seconds=args.job_seconds,
+        timeout_s=args.timeout,
+        quotas=quotas,
+    )
+    print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
+    print(json.dumps(result, separators=(",", ":")), file=sys.stderr)
+    summary = quota_summary(result)
+    print(json.dumps(summary, separators=(",", ":")), flush=True)
+    return 0 if summary["lost"] == 0 else 1
 
 
 def _one(name: str, faults: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:

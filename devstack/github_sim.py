@@ -53,6 +53,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.quotas import rate_limit
+
 API_VERSION = "2022-11-28"
 HOOKSHOT_AGENT = "GitHub-Hookshot/sim"
 
@@ -463,6 +465,8 @@ class GitHubSim:
         self.webhook_secret = webhook_secret or secrets.token_hex(20)
         self.webhook_url = webhook_url
         self.faults = faults or Faults()
+        # GitHub's rate limits (devstack/quotas.py GitHubQuotas), when the stack models quotas.
+        self.rate_limits: Any = None
         self.token_ttl_s = token_ttl_s
         self.page_size_max = page_size_max
         self.retry_after_s = retry_after_s
@@ -1463,6 +1467,12 @@ class _Handler(BaseHTTPRequestHandler):
         is_rest = not name.startswith("sim_")
         if is_rest:
             sim.calls[f"{method} {template}"] += 1
+        limited = None
+        if is_rest and sim.rate_limits is not None:
+            limited = rate_limit(sim, self.headers, method, path, f"{method} {template}")
+            if limited.refusal is not None:
+                self._json(*limited.answer())
+                return
         try:
             if is_rest and (fault := sim.fault_for(path)) is not None:
                 raise fault
@@ -1479,7 +1489,13 @@ class _Handler(BaseHTTPRequestHandler):
         if is_rest:
             for observe in list(sim.observers):
                 observe(method, path, status, answer)
-        self._json(status, answer, headers)
+        if limited is not None:
+            headers = {**limited.headers, **(headers or {})}
+        try:
+            self._json(status, answer, headers)
+        finally:
+            if limited is not None:
+                limited.release()
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
@@ -1487,9 +1503,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-GitHub-Api-Version-Selected", API_VERSION)
-        self.send_header("X-RateLimit-Limit", "5000")
-        self.send_header("X-RateLimit-Remaining", "4999")
-        self.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
+        given = {key.lower() for key in headers or {}}
+        if "x-ratelimit-limit" not in given:  # the modeled limits' own (devstack/quotas.py)
+            self.send_header("X-RateLimit-Limit", "5000")
+            self.send_header("X-RateLimit-Remaining", "4999")
+            self.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()

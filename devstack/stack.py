@@ -23,6 +23,7 @@ from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
+from devstack.quotas import AwsQuotas, GitHubQuotas, Quotas, acting_as
 from devstack.runner_dist import RunnerDist
 from devstack.shims import (
     ApiGatewayShim,
@@ -140,6 +141,9 @@ class Options:
     # admits, and with labels it refuses (`make run ARGS=--sizing`: 2 and 2); 0: none.
     sized_jobs: int = 0
     refused_sized_jobs: int = 0
+    # The providers' quotas (devstack/quotas.py): AWS API token buckets on the Lambdas' and the
+    # instances' clients, GitHub's rate limits in the simulator; None: unlimited.
+    quotas: Quotas | None = None
 
 
 NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
@@ -203,6 +207,10 @@ class Stack:
             throttle=faults.get("ec2-throttle", 0.0),
             seed=options.seed,
         )
+        self.aws_quotas: AwsQuotas | None = None
+        if options.quotas is not None:
+            self.aws_quotas = AwsQuotas(buckets=dict(options.quotas.aws))
+            self.sim.rate_limits = GitHubQuotas(limits=options.quotas.github)
         self._rng = random.Random(options.seed)
         self.functions: dict[str, Function] = {}
         self.counters: Counter[str] = Counter()
@@ -424,6 +432,7 @@ class Stack:
 
         pricing.attach(client("pricing", PRICING_REGION))  # moto has no Price List API
         if self.functions["scale-up"].available:
+            self._attach_quotas()
             self.agent.attach(client("ssm"))
             self.ec2_faults.attach(client("ec2"))
             self.event_source = SqsEventSource(
@@ -440,6 +449,29 @@ class Stack:
         watcher = threading.Thread(target=self._watch_instances, name="ec2-watcher", daemon=True)
         self._threads.append(watcher)
         watcher.start()
+
+    def _attach_quotas(self) -> None:
+        """The AWS quotas on every client that stands for a caller in AWS: the Lambdas' shared
+        clients (and Powertools' SSM client, where it is another), each call counted for the
+        function whose invocation made it; the instances' own SSM client (inline agent)."""
+        quotas = self.aws_quotas
+        if quotas is None:
+            return
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+        from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+
+        from jitrunners.aws.clients import client
+
+        for service in ("ec2", "ssm", "sqs", "kms", "dynamodb"):
+            quotas.attach(client(service))
+        provider = DEFAULT_PROVIDERS.setdefault("ssm", SSMProvider())
+        if provider.client is not client("ssm"):
+            quotas.attach(provider.client)
+        if isinstance(self.agent, InlineAgent):
+            quotas.attach(self.agent._client(), function="instance")
+        for function in self.functions.values():
+            if function.handler is not None:
+                function.handler = _acting(function.key, function.handler)
 
     def stop(self) -> None:
         self._stop.set()
@@ -964,6 +996,16 @@ def _cached(read: Callable[[], Any], seconds: float) -> Callable[[], Any]:
         return value
 
     return cached
+
+
+def _acting(key: str, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """The handler, its AWS calls attributed to function `key` (devstack/quotas.py)."""
+
+    def acting(event: Any, context: Any) -> Any:
+        with acting_as(key):
+            return handler(event, context)
+
+    return acting
 
 
 def _reset_lambda_caches() -> None:
