@@ -44,6 +44,8 @@ FAULTS = "ec2-capacity=0.3,github-5xx=0.1"
 FUNCTIONS = ("webhook", "scale-up", "scale-down", "redrive", "housekeeper")
 EVENT_DRIVEN = ("webhook", "scale-up", "scale-down")
 JOB_TAG = "jitrunners:job-id"
+# Every AWS service the Lambdas call per job (DynamoDB: the webhook's and the launches' claims).
+AWS_SERVICES = ("ec2", "ssm", "sqs", "dynamodb")
 QUOTA_START_TIMEOUT_S = 600  # terraform/variables.tf's default start_timeout_s
 
 
@@ -307,7 +309,7 @@ def _instrument(stack: Any) -> tuple[CallMeter, Milestones]:
     from jitrunners.github.client import get_client
 
     meter = CallMeter()
-    for service in ("ec2", "ssm", "sqs"):
+    for service in AWS_SERVICES:
         meter.attach_aws(client(service))  # the very clients the adapters use (cached)
     # Parameters (templates, secrets) go through Powertools' own SSM client: created here as
     # Powertools would on first use, so that it is counted too.
@@ -716,7 +718,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float] | None, bool]] = [
     ("  AWS requests", _path("calls_per_job", "aws"), True),
     *[
         (f"    {s}", _path("aws", "by_service", s, "requests_per_job", default=0.0), True)
-        for s in ("ec2", "ssm", "sqs")
+        for s in AWS_SERVICES
     ],
     ("  GitHub requests", _path("calls_per_job", "github"), True),
     ("  by function", None, False),

@@ -196,7 +196,7 @@ locals {
     "jitrunners:job-id", "jitrunners:run-id", "jitrunners:run-attempt", "jitrunners:repo",
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
-    "jitrunners:passed-on", "jitrunners:sizing",
+    "jitrunners:passed-on", "jitrunners:sizing", "jitrunners:runner-name",
   ]
 }
 
