@@ -355,6 +355,25 @@ def test_a_batch_of_starts_and_taken_jobs_describes_its_instances_in_one_call(
     assert len(describes) == 1  # for the whole batch, instead of one per message
 
 
+def test_a_start_whose_tags_were_not_written_is_retried_and_tags_its_command(
+    world: World, lambda_context: Any
+) -> None:
+    """Without its command tag the housekeeper would take a running runner for one that never
+    started: the record fails, and its retry finds the command instead of sending another."""
+    start = _launched(world, lambda_context)
+    jit_endpoint(world, "orgs/acme")
+    commands = _capture_commands()
+
+    with ec2_hook("CreateTags", lambda _p: error_response("RequestLimitExceeded", 503)):
+        assert failed_ids(run(sqs_event(start), lambda_context)) == ["msg-0"]
+    assert failed_ids(run(sqs_event((start, 2)), lambda_context)) == []
+
+    assert len(commands) == 1
+    [instance] = [i for i in world.instances() if i["InstanceId"] == start.instance_id]
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    assert tags["jitrunners:command-id"]
+
+
 def _capture_commands() -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     client("ssm").meta.events.register(

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from jitrunners.aws import fleet, ssm
+from jitrunners.aws.clients import error_code
 from jitrunners.config import MAX_LABELS, RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
@@ -108,14 +111,26 @@ def start_runner(
         return _agent_not_ready(message, record, template, scope, param, deps, instance)
 
     now = deps.clock()
-    fleet.tag_instance(
-        instance_id,
-        {
-            fleet.TAG_COMMAND_ID: command_id,
-            fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            fleet.TAG_RUNNER_NAME: runner_name(instance_id, message.job_id, message.run_attempt),
-        },
-    )
+    try:
+        fleet.tag_instance(
+            instance_id,
+            {
+                fleet.TAG_COMMAND_ID: command_id,
+                fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                fleet.TAG_RUNNER_NAME: runner_name(
+                    instance_id, message.job_id, message.run_attempt
+                ),
+            },
+        )
+    except (ClientError, BotoCoreError) as exc:
+        # The runner runs, but without its command tag the housekeeper would take it for one
+        # that never started. The retry finds the command (ListCommands) and tags it.
+        count("StartFailed", reason="tag_failed")
+        logger.warning(
+            "runner started but its tags were not written: retried",
+            extra={"command_id": command_id, "code": error_code(exc) or type(exc).__name__},
+        )
+        raise RecordFailed("start tags not written", 1) from None
     count("RunnerStarted")
     latency = _seconds_since(message.queued_at, now)
     if latency is not None:
