@@ -209,7 +209,10 @@ def milestones(lines: Sequence[Line], instance_facts: Callable[[str], Any]) -> l
             found[step.name] = Milestone(
                 step.name, line.at, line.source, _detail(step.name, line.record), line.record
             )
-    runner = str(found["runner"].record.get("runner_name") or "") if "runner" in found else ""
+    from jitrunners.models import runner_instance
+
+    name = str(found["runner"].record.get("runner_name") or "") if "runner" in found else ""
+    runner = runner_instance(name) or name  # the instance its runner ran on
     launched = [
         str(line.record.get("instance_id"))
         for line in lines

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Options, Stack
+from jitrunners.models import runner_instance
 from tests.cli.conftest import Run
 from tests.support.waits import PATIENCE_S
 
@@ -75,7 +76,7 @@ def test_trace_follows_the_job_through_the_lambdas_real_log_lines(
     assert times == sorted(times)
     assert data["total_s"] > 0
     termination = data["steps"][-1]
-    assert termination["detail"] == f"{job.runner_name}: command_success"
+    assert termination["detail"] == f"{runner_instance(job.runner_name)}: command_success"
     screen = cli("trace", str(job.id), "--lines").out.splitlines()
     assert all(len(line) <= 80 for line in screen)
     assert screen[0] == f"job {job.id} {job.repo} (linux-x64), runner {job.runner_name}"

@@ -273,7 +273,10 @@ def handle_delivery(
         # The runner launched for this job took it: no swap, nothing to book (its name says so,
         # DESIGN §3). Neither claimed nor enqueued: the common case costs no AWS call.
         count("JobEventsOwnRunner")
-        logger.info(f"job {action} on the runner launched for it: nothing to book")
+        logger.info(
+            f"job {action} on the runner launched for it: nothing to book",
+            extra={"runner_name": job.runner_name},
+        )
         return WebhookResponse(202, {"recorded": "own_runner", "job_id": job.job_id})
     message = JobMessage.launch_for(job, template.name, delivery_id)
     if kind == "rerun":
