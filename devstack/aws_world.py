@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.deployment import ACCOUNT
+
 TEMPLATES_FILE = Path(__file__).with_name("runner_templates.json")
 REGION = "eu-west-1"
-ACCOUNT = "123456789012"
 
 # A cheap read per service: moto builds a service's backend (EC2's: default VPC, zones) and its
 # request parser on the first request it gets.
