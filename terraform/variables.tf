@@ -274,7 +274,7 @@ variable "allow_public_repos" {
 }
 
 variable "check_job_queued" {
-  description = "Ask GitHub whether a job is still queued before launching an instance for it."
+  description = "Ask GitHub whether a job is still queued before launching an instance for it (not for the first launch of a job queued in the last 30 s)."
   type        = bool
   default     = true
 }

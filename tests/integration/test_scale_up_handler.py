@@ -374,6 +374,39 @@ def test_a_start_whose_tags_were_not_written_is_retried_and_tags_its_command(
     assert tags["jitrunners:command-id"]
 
 
+@pytest.mark.parametrize(
+    ("queued_s_ago", "receives", "attempt", "asked"),
+    [
+        (5, 1, 1, False),  # its webhook queued it moments ago: GitHub has just said so
+        (120, 1, 1, True),  # a late delivery, a redelivery, a reconciliation of an old job
+        (5, 2, 1, True),  # a retry: time has passed since the delivery
+        (5, 1, 2, True),  # a relaunch, or a need passed on after a swap
+    ],
+)
+def test_only_a_fresh_first_launch_skips_the_still_queued_check(
+    world: World,
+    lambda_context: Any,
+    queued_s_ago: int,
+    receives: int,
+    attempt: int,
+    asked: bool,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    queued = datetime.now(UTC) - timedelta(seconds=queued_s_ago)
+    message = replace(
+        launch_message(91, created_at=queued.isoformat().replace("+00:00", "Z")), attempt=attempt
+    )
+    check = world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/91", json={"id": 91, "status": "queued"}
+    )
+
+    assert failed_ids(run(sqs_event((message, receives)), lambda_context)) == []
+
+    assert check.call_count == (1 if asked else 0)
+    assert len(world.starts()) == 1
+
+
 def _capture_commands() -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     client("ssm").meta.events.register(

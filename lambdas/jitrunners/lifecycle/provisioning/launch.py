@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitrunners import guardrail, sizing
@@ -23,6 +24,11 @@ THROTTLE_DELAY_S = 30
 GITHUB_DELAY_S = 30
 # A launch claim outlives the runner's wait for its job (start and idle timeouts) by this much.
 CLAIM_MARGIN_S = 300
+# A launch its webhook queued moments ago needs no "still queued?" check: GitHub has just said
+# so, a duplicate delivery loses the launch claim, and a cancel that follows is a `release` that
+# stops the instance. Asking anyway cost one GitHub call per job (a sixth of the points a job
+# costs with its generate-jitconfig) and, under GitHub's secondary limits, held launches back.
+FRESH_LAUNCH = timedelta(seconds=30)
 # The template's runner group is unsafe: an operator must fix it. The message fails slowly until it
 # reaches the DLQ (alarm), from which the redrive brings it back once the group is fixed.
 UNSAFE_GROUP_DELAY_S = 300
@@ -82,7 +88,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     # call per waiting job per minute (a burst's backlog, over the rate limit).
                     outcomes[record.message_id] = _defer(message, deps, template)
                     continue
-                outcome = _confirm(message, deps, live)
+                outcome = _confirm(message, deps, live, _fresh(message, record, deps))
             if outcome is None:
                 accepted.append((record, message))
             else:
@@ -142,12 +148,26 @@ def _screen(
     return None
 
 
+def _fresh(message: JobMessage, record: Record, deps: ScaleUpDeps) -> bool:
+    """A first launch of a job queued within FRESH_LAUNCH, on its first receive."""
+    if message.attempt != 1 or message.redrives or record.receive_count > 1:
+        return False
+    try:
+        queued = datetime.fromisoformat(message.queued_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if queued.tzinfo is None:
+        return False
+    return timedelta(0) <= deps.clock() - queued <= FRESH_LAUNCH
+
+
 def _confirm(
-    message: JobMessage, deps: ScaleUpDeps, live: Sequence[fleet.Instance]
+    message: JobMessage, deps: ScaleUpDeps, live: Sequence[fleet.Instance], fresh: bool = False
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
-    queued and the template's runner group is a safe boundary; otherwise the outcome."""
-    if deps.settings.check_job_queued:
+    queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
+    boundary; otherwise the outcome."""
+    if deps.settings.check_job_queued and not fresh:
         from jitrunners.github.client import GitHubError
 
         try:
