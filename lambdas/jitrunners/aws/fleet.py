@@ -128,21 +128,6 @@ class Instance:
     platform: str = ""  # "windows" or "" (Linux/UNIX)
 
     @property
-    def runner_name(self) -> str:
-        """The name its runner registers with: as written at start, else as start would name
-        it from the job it was launched for (models.runner_name)."""
-        written = self.tags.get(TAG_RUNNER_NAME)
-        if written:
-            return written
-        from jitrunners.models import runner_name
-
-        parts = (self.tags.get(TAG_LAUNCHED_FOR) or "").split("/")
-        try:
-            return runner_name(self.id, int(parts[0]), int(parts[1]))
-        except (IndexError, ValueError):
-            return self.id
-
-    @property
     def spot_reclaimed(self) -> bool:
         """EC2 took the instance back (terminated or stopped it for spot capacity or price)."""
         return self.state_reason.startswith("Server.SpotInstance")

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jitrunners.aws import fleet, ssm
 from jitrunners.aws.clients import error_code
 from jitrunners.config import RunnerTemplate, Settings
+from jitrunners.lifecycle.provisioning.tags import runner_name_of
 from jitrunners.observability import MetricUnit, count, logger, observe
 
 # States in which an instance no longer runs anything and needs no TerminateInstances call.
@@ -153,11 +154,9 @@ def cleanup(
                     logger.info("instance terminated", extra=extra)
 
     param = ctx.settings.jit_param_name(instance_id)
-    if not parameter:
-        pass
-    elif ctx.dry_run:
+    if parameter and ctx.dry_run:
         logger.info("would delete JIT parameter if present", extra={**extra, "parameter": param})
-    else:
+    elif parameter:
         try:
             result.parameter_deleted = ssm.delete_parameter(param)
         except (ClientError, BotoCoreError) as exc:
@@ -184,8 +183,7 @@ def _delete_registrations(instance: Any, reason: str, ctx: Context, result: Clea
     for scope in runner_scopes(instance, ctx.templates):
         extra = {"instance_id": instance_id, "reason": reason, "scope": scope.path}
         try:
-            name = str(getattr(instance, "runner_name", "") or instance_id)
-            runner = ctx.github.find_runner(scope, name, installation_id)
+            runner = ctx.github.find_runner(scope, runner_name_of(instance), installation_id)
             if runner is None:
                 continue
             if ctx.dry_run:

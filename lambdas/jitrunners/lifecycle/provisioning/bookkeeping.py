@@ -27,6 +27,7 @@ from jitrunners.lifecycle.provisioning.tags import (
     job_tags,
     launch_attempt,
     launched_for,
+    runner_name_of,
 )
 from jitrunners.models import JobMessage, runner_instance
 from jitrunners.observability import count, logger
@@ -201,7 +202,7 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
         try:
             for scope in runner_scopes(instance, ctx.templates):
                 runner = ctx.github.find_runner(
-                    scope, instance.runner_name, instance.installation_id
+                    scope, runner_name_of(instance), instance.installation_id
                 )
                 if runner is None:
                     continue

@@ -33,12 +33,11 @@ def start_runner(
     message: JobMessage,
     record: Record,
     deps: ScaleUpDeps,
-    describe: Callable[[str], fleet.Instance | None] | None = None,
+    describe: Callable[[str], fleet.Instance | None],
 ) -> str:
     """Start the runner on the instance; returns the outcome. Raises RecordFailed to retry.
 
-    `describe` looks an instance up (the batch describes all its instances in one call);
-    without it, one DescribeInstances here."""
+    `describe` looks an instance up (the batch describes all its instances in one call)."""
     template = deps.template(message.template)
     if template is None:
         count("StartFailed", reason="unknown_template")
@@ -51,13 +50,6 @@ def start_runner(
     scope = scope_of(template, message)
 
     comment = f"{settings.prefix} job {message.job_id} {message.repo}"
-    if describe is None:
-
-        def describe(instance_id: str) -> fleet.Instance | None:
-            return fleet.get_instance(
-                instance_id, settings.prefix, settings.runner_instance_profile_arn
-            )
-
     instance: fleet.Instance | None = None
     if record.receive_count > 1:
         # A retry. An earlier delivery may have got as far as SendCommand (and then lost its

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from jitrunners import sizing
 from jitrunners.aws import fleet
-from jitrunners.models import JobMessage
+from jitrunners.models import JobMessage, runner_name
 
 if TYPE_CHECKING:
     from jitrunners.config import RunnerTemplate
@@ -53,6 +53,16 @@ def _launched_for_key(instance: Any) -> tuple[int, int, int, str] | None:
     if len(parts) == 4 and all(p.isdigit() for p in parts[:3]) and parts[3].count("/") == 1:
         return int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
     return None
+
+
+def runner_name_of(instance: Any) -> str:
+    """The name the instance's runner registers with: as start wrote it, else as start names it
+    from the job the instance was launched for (models.runner_name), else the instance id."""
+    written = str((instance.tags or {}).get(fleet.TAG_RUNNER_NAME, ""))
+    if written:
+        return written
+    key = _launched_for_key(instance)
+    return runner_name(instance.id, key[0], key[1]) if key else str(instance.id)
 
 
 def _owed_key(instance: Any) -> tuple[int, int, int, str] | None:

@@ -22,9 +22,6 @@ from jitrunners.models import runner_instance
 from jitrunners.observability import count, logger
 
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
-# Every state an instance can be listed in; terminated ones stay visible for about an hour, long
-# enough for their tags to tell us which GitHub scopes to search for leftover registrations.
-ALL_STATES: Final = fleet.ALL_STATES
 # Scale-up retries a start until the start timeout and then cleans up itself: give it that long
 # and a little more before the housekeeper steps in, so the two never race.
 START_GRACE: Final = timedelta(minutes=2)
@@ -70,7 +67,11 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     prefix = ctx.settings.prefix
     instances = list(
         fleet.list_instances(
-            prefix, states=ALL_STATES, profile_arn=ctx.settings.runner_instance_profile_arn
+            # Terminated ones too: EC2 lists them for about an hour, long enough for their tags
+            # to tell which GitHub scopes to search for leftover registrations.
+            prefix,
+            states=fleet.ALL_STATES,
+            profile_arn=ctx.settings.runner_instance_profile_arn,
         )
     )
     ended: set[str] = {i.id for i in instances if i.state in ENDED_STATES}
