@@ -22,8 +22,10 @@ _KINDS: Final = ("launch", "start", "rerun", "taken", "release")
 # Kinds that name the instance they concern.
 _INSTANCE_KINDS: Final = ("start", "rerun", "taken")
 INSTANCE_ID_RE: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
-# Our runners are named after their instance and the job attempt it was launched for (DESIGN §3):
-# `i-0123456789abcdef0-4242-1`. A runner named like a bare instance id (older runners) is ours too.
+# Our runners are named after their instance and the job attempt it was launched for
+# (README "The scale-up Lambda"; DESIGN's "runner name = instance id", extended so that the name
+# still leads with the instance): `i-0123456789abcdef0-4242-1`. A runner named like a bare
+# instance id (older runners) is ours too.
 # The webhook tells a runner that took the job it was launched for from a swap by the name alone.
 RUNNER_NAME_RE: Final = re.compile(r"^(i-[0-9a-f]{8,17})(?:-([0-9]{1,19})-([0-9]{1,9}))?$")
 

@@ -195,7 +195,7 @@ def github_says(world: World, job_id: int, status: str) -> None:
 
 
 def registration(world: World, instance_id: str, *, busy: bool, runner_id: int = 501) -> None:
-    """The registration of the runner started on `instance_id` for job 7 (DESIGN §3 names)."""
+    """The registration of the runner started on `instance_id` for job 7 (models.runner_name)."""
     from jitrunners.models import runner_name
 
     name = runner_name(instance_id, 7, 1)

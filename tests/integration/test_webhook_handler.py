@@ -506,8 +506,8 @@ def test_a_dry_run_is_checked_like_any_delivery(env: dict[str, str], lambda_cont
 def test_a_job_on_the_runner_launched_for_it_costs_no_message(
     env: dict[str, str], lambda_context: Any, action: str
 ) -> None:
-    """DESIGN §3: our runner's name says which job attempt it was launched for; when it took
-    that job there is no swap to book, so nothing is claimed or enqueued."""
+    """models.runner_name: our runner's name says which job attempt it was launched for; when
+    it took that job there is no swap to book, so nothing is claimed or enqueued."""
     payload = workflow_job_payload(action=action, job_id=61, runner_name=f"{RECLAIMED}-61-1")
     status, answer = _call(proxy_event(json.dumps(payload)), lambda_context)
     assert (status, answer) == (202, {"recorded": "own_runner", "job_id": 61})

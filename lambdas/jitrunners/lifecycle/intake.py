@@ -271,7 +271,7 @@ def handle_delivery(
         )
     if kind == "taken" and runner_launched_for(job.runner_name) == (job.job_id, job.run_attempt):
         # The runner launched for this job took it: no swap, nothing to book (its name says so,
-        # DESIGN §3). Neither claimed nor enqueued: the common case costs no AWS call.
+        # models.RUNNER_NAME_RE). Neither claimed nor enqueued: the common case costs no AWS call.
         count("JobEventsOwnRunner")
         logger.info(
             f"job {action} on the runner launched for it: nothing to book",
