@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
+from jitrunners.pools import PoolPolicy, parse_pool
 from jitrunners.sizing import KEYS as SIZING_KEYS
 from jitrunners.sizing import SizingPolicy, parse_policy
 
@@ -60,6 +61,8 @@ class RunnerTemplate:
     spot_breaker_threshold: int = 2
     spot_breaker_window_s: int = 900
     spot_breaker_open_s: int = 1800
+    # Warm pool (README "Warm pools"); None: every job gets a fresh instance.
+    pool: PoolPolicy | None = None
 
     @property
     def labels_folded(self) -> frozenset[str]:
@@ -145,6 +148,7 @@ _FIELDS: Final[dict[str, tuple[bool, Any]]] = {
     "spot_breaker_threshold": (False, _positive_int(1000, zero=True)),
     "spot_breaker_window_s": (False, _positive_int(86_400)),
     "spot_breaker_open_s": (False, _positive_int(86_400)),
+    "pool": (False, parse_pool),
 }
 
 
@@ -196,9 +200,28 @@ def parse_templates(
         for key in ("start_timeout_s", "idle_timeout_s"):
             if getattr(template, key) >= template.max_lifetime_s:
                 raise ConfigError(f"{where}: field {key!r} must be less than 'max_lifetime_s'")
+        _check_pool(template, where)
         seen.add(template.name)
         templates.append(template)
     return tuple(templates)
+
+
+def _check_pool(template: RunnerTemplate, where: str) -> None:
+    pool = template.pool
+    if pool is None:
+        return
+    if template.max_runners and pool.most > template.max_runners:
+        raise ConfigError(
+            f"{where}: field 'pool' wants up to {pool.most} members, more than 'max_runners' "
+            f"({template.max_runners}): pool members count against it, and jobs need room too"
+        )
+    stopped = [pool.stopped] + [w.stopped for w in pool.windows if w.stopped is not None]
+    if max(stopped) and template.market == "spot":
+        raise ConfigError(
+            f"{where}: field 'pool' has stopped members, which need a market that allows "
+            "on-demand: EC2 stops only on-demand instances of ours (a one-time spot instance "
+            "cannot be stopped)"
+        )
 
 
 def _csv(value: str | None) -> tuple[str, ...]:

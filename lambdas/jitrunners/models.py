@@ -24,17 +24,29 @@ _INSTANCE_KINDS: Final = ("start", "rerun", "taken")
 INSTANCE_ID_RE: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
 # Our runners are named after their instance and the job attempt it was launched for
 # (README "The scale-up Lambda"; DESIGN's "runner name = instance id", extended so that the name
-# still leads with the instance): `i-0123456789abcdef0-4242-1`. A runner named like a bare
-# instance id (older runners) is ours too.
-# The webhook tells a runner that took the job it was launched for from a swap by the name alone.
-RUNNER_NAME_RE: Final = re.compile(r"^(i-[0-9a-f]{8,17})(?:-([0-9]{1,19})-([0-9]{1,9}))?$")
+# still leads with the instance): `i-0123456789abcdef0-4242-1`. A warm pool's members say so
+# (README "Warm pools"): a hot member, registered for no job, is `i-0123456789abcdef0-hot`; a
+# stopped member started for a job is `i-0123456789abcdef0-4242-1-stopped`. A runner named like a
+# bare instance id (older runners) is ours too.
+# The webhook tells a runner that took the job it was launched for from a swap by the name alone,
+# and which path served the job (cold, stopped or hot: the QueueToRunnerLatency dimension).
+RUNNER_NAME_RE: Final = re.compile(
+    r"^(i-[0-9a-f]{8,17})(?:-([0-9]{1,19})-([0-9]{1,9})(-stopped)?|(-hot))?$"
+)
+COLD: Final = "cold"
+RunnerPath = Literal["cold", "stopped", "hot"]
 
 
-def runner_name(instance_id: str, job_id: int | None, run_attempt: int | None) -> str:
-    """The name our runner on `instance_id`, launched for that job attempt, registers with."""
+def runner_name(
+    instance_id: str, job_id: int | None, run_attempt: int | None, path: str = COLD
+) -> str:
+    """The name our runner on `instance_id`, launched for that job attempt, registers with
+    (`path`: "cold", a fresh instance; "stopped" or "hot", a pool member)."""
+    if path == "hot":
+        return f"{instance_id}-hot"
     if job_id is None or run_attempt is None:
         return instance_id
-    return f"{instance_id}-{job_id}-{run_attempt}"
+    return f"{instance_id}-{job_id}-{run_attempt}" + ("-stopped" if path == "stopped" else "")
 
 
 def runner_instance(name: str | None) -> str | None:
@@ -49,6 +61,17 @@ def runner_launched_for(name: str | None) -> tuple[int, int] | None:
     if not found or found.group(2) is None:
         return None
     return int(found.group(2)), int(found.group(3))
+
+
+def runner_path(name: str | None) -> RunnerPath | None:
+    """How the named runner of ours came to be: "hot" or "stopped" (a warm pool's member) or
+    "cold" (an instance launched for the job); None when the name is not ours."""
+    found = RUNNER_NAME_RE.fullmatch(name or "")
+    if not found:
+        return None
+    if found.group(5):
+        return "hot"
+    return "stopped" if found.group(4) else "cold"
 
 
 class PayloadError(ValueError):

@@ -35,6 +35,10 @@ TAG_LAUNCH_ATTEMPT = "jitrunners:launch-attempt"
 TAG_PASSED_ON = "jitrunners:passed-on"
 # A sized job's sizing labels, `/`-separated (cpu=4/ram=16): its runner registers with them.
 TAG_SIZING = "jitrunners:sizing"
+# A warm pool member (README "Warm pools"): "hot" or "stopped"; kept once it took a job (the path).
+TAG_POOL = "jitrunners:pool"
+# When a stopped pool member was claimed for a job and started (its start timeout runs from it).
+TAG_CLAIMED_AT = "jitrunners:claimed-at"
 
 LIVE_STATES = ("pending", "running")
 # Every state EC2 lists an instance in (a terminated one for about an hour).
