@@ -141,6 +141,7 @@ class AgentShim:
         self.instances: dict[str, Instance] = {}
         self.boots: dict[str, int | None] = {}  # user data exit status (None: still running)
         self.boot_seconds: dict[str, float] = {}  # launch seen -> SSM agent unit started
+        self.first_command_at: dict[str, float] = {}  # instance id -> its first command (time())
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._late: dict[str, bool] = {}
@@ -350,6 +351,7 @@ class AgentShim:
         with self._lock:
             self.invocations[(command_id, instance_id)] = invocation
             self.counters["invocations"] += 1
+            self.first_command_at.setdefault(instance_id, time.time())
         thread = threading.Thread(target=self._run, args=(invocation, timeout_s), daemon=True)
         self._threads.append(thread)
         thread.start()

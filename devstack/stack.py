@@ -81,6 +81,7 @@ class InstanceRecord:
     launched_at: float
     terminated_at: float | None
     launched_for: int | None  # its first `jitrunners:job-id` tag
+    runner_started_at: float | None  # when its runner command reached the agent (None: never)
     jobs_run: tuple[tuple[int, int], ...]  # (job id, run attempt) its runner took
 
     @property
@@ -795,6 +796,7 @@ class Stack:
         for job in self.job_records():
             if job.runner:
                 ran.setdefault(job.runner, []).append((job.job_id, job.run_attempt))
+        started = dict(self.agent.first_command_at) if self.agent else {}
         return sorted(
             (
                 InstanceRecord(
@@ -804,6 +806,7 @@ class Stack:
                     launched_at=self.launch_times[iid],
                     terminated_at=self.terminate_times.get(iid),
                     launched_for=self.launched_for.get(iid),
+                    runner_started_at=started.get(iid),
                     jobs_run=tuple(ran.get(iid, ())),
                 )
                 for iid, seen in list(self.seen_instances.items())

@@ -52,16 +52,20 @@ def run(tmp_path: Path, **kwargs: Any) -> tuple[Stack, dict[str, Any]]:
 
 def ended_in_time(stack: Stack, record: Any) -> bool:
     """An instance whose runner took no job ends by itself (the runner idles out and exits;
-    scale-down ends it on the event) or at a housekeeper pass after its deadline: agent online
-    by the start timeout, then the runner's idle timeout and the grace its script gives the runner
-    to stop (JITRUNNERS_STOP_GRACE_S). Judged by the order of events, not by
-    a wall-clock bound, so a busy machine, on which every step comes later, does not fail it:
-    it is seen ended before the third pass that started after the deadline. One pass of leeway:
-    a runner started just before the start timeout exits a little after the deadline (its
-    script's own start), and when that exit's event was lost, the pass after ends it."""
+    scale-down ends it on the event) or at a housekeeper pass after its deadline. The deadline
+    runs from the runner's start: its idle timeout, then the grace its script gives the runner
+    to stop (JITRUNNERS_STOP_GRACE_S). A runner never started is due at the start timeout. A
+    start may come after the start timeout (the agent came online late, or the start message
+    waited out GitHub errors) and still be right: the runner is ready, and the housekeeper only
+    reaps an instance never started after the start timeout and its grace. Judged by the order
+    of events, not by a wall-clock bound, so a busy machine, on which every step comes later,
+    does not fail it: it is seen ended before the third pass that started after the deadline.
+    One pass of leeway: when the exit's event was lost, the pass after ends it."""
     found = next(t for t in stack.world.tf_templates if t["name"] == record.template)
     stop_grace = float(AGENT_UNIT_ENV["JITRUNNERS_STOP_GRACE_S"])
-    deadline = record.launched_at + found["start_timeout_s"] + found["idle_timeout_s"] + stop_grace
+    due_start = record.launched_at + found["start_timeout_s"]
+    started = max(due_start, record.runner_started_at or 0.0)
+    deadline = started + found["idle_timeout_s"] + stop_grace
     later = [start for start, _ in stack.functions["housekeeper"].runs if start >= deadline]
     if len(later) < 3:
         return True  # the run ended first; that it was terminated is asserted apart
