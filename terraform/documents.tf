@@ -77,7 +77,7 @@ locals {
 
   # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
   runner_templates = { for t in var.runner_templates : t.name => t }
-  templates_document = jsonencode([for t in var.runner_templates : {
+  templates_document = jsonencode([for t in var.runner_templates : merge({
     name                   = t.name
     labels                 = t.labels
     launch_template        = "${local.prefix}-${t.name}"
@@ -97,7 +97,21 @@ locals {
     sizing = t.sizing == null ? null : merge(t.sizing, {
       "root_device" = local.deployed.root_device_names[t.name]
     })
-  }])
+    # The warm pool (README "Warm pools") as lambdas/jitrunners/pools.py reads it: absent when
+    # unset (the Lambdas refuse `"pool": null`), a schedule only when given, and a window's own
+    # hot/stopped only where it sets them.
+    }, t.pool == null ? {} : {
+    pool = merge({
+      hot            = t.pool.hot
+      stopped        = t.pool.stopped
+      hot_max_idle_s = t.pool.hot_max_idle_s
+      }, t.pool.schedule == null ? {} : {
+      schedule = {
+        timezone = t.pool.schedule.timezone
+        windows  = [for w in t.pool.schedule.windows : { for k, v in w : k => v if v != null }]
+      }
+    })
+  })])
 
   # Tags every launched resource carries from its launch template (instance, volume, interface):
   # the launch policy requires aws:RequestTag/jitrunners:prefix on each of them.
