@@ -211,6 +211,10 @@ locals {
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
     "jitrunners:passed-on", "jitrunners:sizing", "jitrunners:runner-name",
+    # Warm pools (README "Warm pools"): when a job claimed a stopped member, and the launch
+    # template version a member booted from (its recycle signal). The pool tag itself is written
+    # at launch only (TagAtCreation): a free member must not be made out of a busy one.
+    "jitrunners:claimed-at", "jitrunners:lt-version",
   ]
 }
 
@@ -262,6 +266,14 @@ locals {
       Sid      = "DescribeInstances"
       Effect   = "Allow"
       Action   = "ec2:DescribeInstances"
+      Resource = "*" # Describe* has no resource-level permissions
+    }
+    # Warm pools: a stopped member records the default version of its launch template and is
+    # recycled when that changes (README "Warm pools").
+    describe_launch_templates = {
+      Sid      = "DescribeLaunchTemplateVersions"
+      Effect   = "Allow"
+      Action   = "ec2:DescribeLaunchTemplates"
       Resource = "*" # Describe* has no resource-level permissions
     }
   }
@@ -487,7 +499,20 @@ locals {
           }
         },
         local.statements.terminate_ours,
+        {
+          # Warm pools (README "Warm pools"): a stopped member is stopped once its agent is
+          # online, and started when a job claims it. Ours only, as for TerminateInstances.
+          Sid      = "StartAndStopOurPoolMembers"
+          Effect   = "Allow"
+          Action   = ["ec2:StartInstances", "ec2:StopInstances"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+          }
+        },
         local.statements.describe_instances,
+        local.statements.describe_launch_templates,
         {
           Sid       = "PassRunnerRole"
           Effect    = "Allow"
@@ -627,6 +652,7 @@ locals {
           Action   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation"]
           Resource = "*" # no resource-level permissions
         },
+        local.statements.describe_launch_templates,
         local.statements.terminate_ours,
       ]
     })

@@ -72,6 +72,19 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
     },
     "budget-guard": {},
 }
+# Granted for the warm pools (issue 13, README "Warm pools") ahead of the Lambda code that calls
+# them, which lands in `pools:` commits. Drop an entry once the package calls it: the test below
+# then holds it to the code like any other action.
+PENDING_POOL_ACTIONS: dict[str, dict[str, str]] = {
+    "scale-up": {
+        "ec2:StartInstances": "a job's launch starts the stopped member it claimed",
+        "ec2:StopInstances": "a stopped member is stopped once its agent is online",
+        "ec2:DescribeLaunchTemplates": "a member records its launch template's default version",
+    },
+    "housekeeper": {
+        "ec2:DescribeLaunchTemplates": "stopped members of an older template version recycle",
+    },
+}
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
@@ -188,8 +201,10 @@ def test_function_policy_grants_exactly_what_its_code_calls(key: str) -> None:
     docs = rendered.documents()
     granted = rendered.actions(docs.function_policies[key])
     assert called - granted == set(), f"{key}: called by the code but not granted"
-    unexplained = granted - called - set(REVIEWED_EXTRAS[key])
+    pending = set(PENDING_POOL_ACTIONS.get(key, {}))
+    unexplained = granted - called - set(REVIEWED_EXTRAS[key]) - pending
     assert unexplained == set(), f"{key}: granted but neither called nor reviewed"
+    assert pending <= granted, f"{key}: pending pool actions not granted"
 
 
 def test_every_function_has_its_own_role_and_the_base_policy_is_minimal() -> None:
@@ -229,6 +244,9 @@ def test_terminate_tag_and_command_only_our_instances() -> None:
         cond = rendered.conditions(st)
         if "ec2:TerminateInstances" in st["Action"]:
             seen += 1
+        if {"ec2:TerminateInstances", "ec2:StartInstances", "ec2:StopInstances"} & set(
+            st["Action"]
+        ):
             assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
             assert cond["ec2:InstanceProfile"] == [profile], name
         if "ec2:CreateTags" in st["Action"]:
@@ -238,6 +256,7 @@ def test_terminate_tag_and_command_only_our_instances() -> None:
                 and cond["ec2:InstanceProfile"] == [profile]
                 and "jitrunners:prefix" not in cond["aws:TagKeys"]
                 and "jitrunners:template" not in cond["aws:TagKeys"]
+                and "jitrunners:pool" not in cond["aws:TagKeys"]
             ), name
         if "ssm:SendCommand" in st["Action"] and any(":instance/" in r for r in st["Resource"]):
             assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
