@@ -634,6 +634,17 @@ variable "alarm_zombies_threshold" {
   default     = 3
 }
 
+variable "alarm_pool_empty_periods" {
+  description = "Consecutive 10-minute periods a warm pool must hold no free member while short of its target before its pool-empty alarm fires (one alarm per template and kind of member with a pool; README \"Warm pools\"). The housekeeper reports the pools each pass: keep housekeeper_schedule at most 10 minutes apart."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alarm_pool_empty_periods >= 1 && var.alarm_pool_empty_periods <= 144 && floor(var.alarm_pool_empty_periods) == var.alarm_pool_empty_periods
+    error_message = "alarm_pool_empty_periods must be a whole number from 1 to 144 (24 hours)."
+  }
+}
+
 variable "max_receive_count" {
   description = "Receives of a job message before SQS moves it to the DLQ. A `start` message is received once per retry while the instance's SSM agent comes online, so keep this above start_timeout_s / back-off."
   type        = number

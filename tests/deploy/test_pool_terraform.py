@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +179,49 @@ def test_terraform_accepts_the_pools_the_lambdas_accept(name: str, pool: dict[st
     [rendered_pool] = [t["pool"] for t in document if t["name"] == name]
     assert parse_pool(rendered_pool) == parse_pool(pool)
     assert config.parse_templates(_lambda_document(templates))
+
+
+def _pool_locals(templates: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
+    """terraform/pools.tf rendered offline beside variables.tf, as `terraform plan` would."""
+    for name in ("variables.tf", "pools.tf", "templates"):
+        (tmp_path / name).symlink_to(tf.TERRAFORM / name)
+    (tmp_path / "stub.tf.json").write_text(
+        json.dumps({"locals": {"prefix": "jitrunners", "metrics_namespace": "jitrunners"}})
+    )
+    tfvars = {
+        "vpc_id": "vpc-0123456789abcdef0",
+        "subnet_ids": ["subnet-0123456789abcdef0"],
+        "runner_templates": templates,
+        "lambda_package_path": "dist/jitrunners-lambda.zip",
+    }
+    (tmp_path / "terraform.tfvars.json").write_text(json.dumps(tfvars))
+    done = subprocess.run(
+        [shutil.which("terraform") or "terraform", "console", "-no-color"],
+        input="jsonencode({alarms = local.pool_alarms, search = local.pool_search})\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"},
+        timeout=120,
+        check=True,
+    )
+    return json.loads(json.loads(done.stdout.strip()))
+
+
+def test_a_pool_empty_alarm_watches_each_kind_a_pool_ever_wants(tmp_path: Path) -> None:
+    pools = {
+        "linux-x64": _scheduled(_window(stopped=2), hot=1),  # stopped members in a window only
+        "linux-arm64": {"hot": 2},
+        "linux-x64-large": {"hot": 0, "stopped": 0},  # a pool that wants nothing: no alarm
+    }
+
+    alarms = _pool_locals(_templates(pools), tmp_path)["alarms"]
+
+    assert alarms == {
+        "linux-x64-hot": {"template": "linux-x64", "kind": "hot"},
+        "linux-x64-stopped": {"template": "linux-x64", "kind": "stopped"},
+        "linux-arm64-hot": {"template": "linux-arm64", "kind": "hot"},
+    }
+    none = tmp_path / "no-pools"
+    none.mkdir()
+    assert _pool_locals(_templates({}), none)["alarms"] == {}
