@@ -105,6 +105,7 @@ locals {
       hot            = t.pool.hot
       stopped        = t.pool.stopped
       hot_max_idle_s = t.pool.hot_max_idle_s
+      owner          = t.pool.owner
       }, t.pool.schedule == null ? {} : {
       schedule = {
         timezone = t.pool.schedule.timezone
@@ -553,6 +554,13 @@ locals {
           Effect   = "Allow"
           Action   = "ssm:ListCommands"
           Resource = "*" # ListCommands has no resource-level permissions
+        },
+        {
+          # Warm pools: one call per batch says which members' agents are online.
+          Sid      = "AgentsOnline"
+          Effect   = "Allow"
+          Action   = "ssm:DescribeInstanceInformation"
+          Resource = "*" # DescribeInstanceInformation has no resource-level permissions
         },
       ]
     })

@@ -495,6 +495,7 @@ variable "runner_templates" {
       hot            = optional(number, 0)
       stopped        = optional(number, 0)
       hot_max_idle_s = optional(number, 3600)
+      owner          = optional(string, "")
       schedule = optional(object({
         timezone = optional(string, "UTC")
         windows = list(object({
@@ -603,6 +604,17 @@ variable "runner_templates" {
       [for w in try(t.pool.schedule.windows, []) : coalesce(w.stopped, t.pool.stopped)],
     )...) == 0])
     error_message = "pool: stopped members need a market that allows on-demand (on-demand or spot-then-on-demand): EC2 cannot stop a one-time spot instance, so stopped members launch on-demand."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.pool == null || t.scope == "org" ? true : max(concat(
+      [t.pool.hot],
+      [for w in try(t.pool.schedule.windows, []) : coalesce(w.hot, t.pool.hot)],
+    )...) == 0])
+    error_message = "pool: hot members need scope org: a hot runner is registered before any job names a repository."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : t.pool == null ? true : can(regex("^([A-Za-z0-9][A-Za-z0-9-]{0,38})?$", t.pool.owner))])
+    error_message = "pool: owner must be a GitHub organization login (or empty: the one owner allowed_owners lists)."
   }
 }
 

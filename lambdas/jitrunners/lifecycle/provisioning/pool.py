@@ -24,6 +24,7 @@ from jitrunners import guardrail
 from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
+from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
 from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import JobMessage, PoolMessage, runner_name
@@ -41,32 +42,6 @@ READY_RETRY_S: Final = 5
 STOPPED_START_DELAY_S: Final = 5
 # A stopped member's claim outlives any start of it.
 CLAIM_TTL_S: Final = 3600
-
-
-def free_members(
-    instances: Sequence[fleet.Instance], template: str, kind: str | None = None
-) -> list[fleet.Instance]:
-    """A template's members no job has taken, ready or getting ready (not ending)."""
-    return [
-        i
-        for i in instances
-        if i.template == template
-        and fleet.free_member(i)
-        and (kind is None or fleet.pool_of(i) == kind)
-        and i.state not in fleet.GONE_STATES
-    ]
-
-
-def ready_hot(instances: Sequence[fleet.Instance], template: str) -> list[fleet.Instance]:
-    """Hot members whose runner is registered and waiting for a job."""
-    return [
-        i for i in free_members(instances, template, HOT) if i.state == "running" and i.command_id
-    ]
-
-
-def ready_stopped(instances: Sequence[fleet.Instance], template: str) -> list[fleet.Instance]:
-    """Stopped members ready to be started for a job."""
-    return [i for i in free_members(instances, template, STOPPED) if i.state == "stopped"]
 
 
 def pool_owner(template: RunnerTemplate, deps: ScaleUpDeps) -> str:
