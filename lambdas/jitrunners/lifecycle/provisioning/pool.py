@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 # A job handed to a hot member is checked again after this long: still queued, it launches cold.
 POOL_CHECK_S: Final = 15
-# A member's agent is asked about every READY_RETRY_S until the template's start timeout.
-READY_RETRY_S: Final = 5
 # A claimed stopped member's agent is back within seconds of StartInstances.
 STOPPED_START_DELAY_S: Final = 5
 # A stopped member's claim outlives any start of it.
@@ -314,7 +312,7 @@ def make_ready(
     record: Record,
     deps: ScaleUpDeps,
     describe: Callable[[str], fleet.Instance | None],
-    online: Callable[[str], bool],
+    online: Callable[[str], bool | None],
 ) -> str:
     """A `ready` message: once the member's agent is online, start its hot runner or stop it."""
     assert message.instance_id is not None  # PoolMessage.from_data guarantees it
@@ -328,10 +326,13 @@ def make_ready(
         return "no_pool"
     if not fleet.free_member(instance) or instance.command_id:
         return "already_ready"
-    if not online(instance.id):
+    if not online(instance.id):  # None (SSM could not say): asked again in a moment
         age = (deps.clock() - instance.launch_time).total_seconds() if instance.launch_time else 0
         if age < template.start_timeout_s:
-            raise RecordFailed("member's agent not online yet", READY_RETRY_S)
+            from jitrunners.lifecycle.provisioning.start import agent_poll_delay
+
+            delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s)
+            raise RecordFailed("member's agent not online yet", delay)
         fleet.terminate_described([instance], settings.prefix)
         _fill_failed(template, message.pool, "start_timeout", instance.id)
         return "gave_up"
@@ -381,7 +382,7 @@ def _start_hot(
             output_log_group=settings.ssm_output_log_group,
         )
     except ssm.AgentNotReady:
-        raise RecordFailed("member's agent not online yet", READY_RETRY_S) from None
+        raise RecordFailed("member's agent not online yet", 5) from None
     fleet.tag_instance(
         instance.id,
         {
