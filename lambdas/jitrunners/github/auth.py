@@ -105,6 +105,12 @@ class LazyAppAuth:
             auth.app_jwt()  # a placeholder or malformed key fails here, not on every call
         except Exception as exc:  # noqa: BLE001 - any failure makes the App unusable for now
             self._failed_at, self.error = self._clock(), type(exc).__name__
+            from jitrunners.observability import logger
+
+            logger.warning(
+                "further GitHub App key unusable: its jobs go to the other Apps for now",
+                extra={"app_id": self.app_id, "error": self.error, "retry_in_s": self._retry_s},
+            )
             return None
         self._auth, self._failed_at, self.error = auth, None, ""
         return auth

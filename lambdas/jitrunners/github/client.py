@@ -544,8 +544,7 @@ class GitHubClient:
         cached), or None when its key is unusable or it is not installed there."""
         auth = app.get()
         if auth is None:
-            _warn("further GitHub App key unusable: not used for now", app, scope, app.error)
-            return None
+            return None  # its key is unusable (logged when read)
         known, installation = auth.cached_installation(scope.path)
         if not known:
             template = (
@@ -674,11 +673,10 @@ def app_for_runner(name: str, apps: int) -> int:
     return zlib.crc32(key.encode()) % max(1, apps)
 
 
-def _warn(message: str, app: AppAuth | LazyAppAuth, scope: RunnerScope, error: str = "") -> None:
+def _warn(message: str, app: AppAuth, scope: RunnerScope) -> None:
     from jitrunners.observability import logger
 
-    extra = {"app_id": app.app_id, "scope": scope.path}
-    logger.warning(message, extra={**extra, "error": error} if error else extra)
+    logger.warning(message, extra={"app_id": app.app_id, "scope": scope.path})
 
 
 @cache
