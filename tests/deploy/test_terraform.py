@@ -410,7 +410,7 @@ def test_secrets_are_secure_strings_under_the_configurable_key() -> None:
     params = tf.blocks("resource", "aws_ssm_parameter")
     plain = {"runner_templates", "kill_switch"}  # configuration, no secret
     secrets = {k: v for k, v in params.items() if k not in plain}
-    assert len(secrets) == 6
+    assert len(secrets) == 7  # 6, and the further GitHub Apps' keys (one resource, for_each)
     for name, param in secrets.items():
         assert param["type"] == "SecureString", name
         assert param["key_id"] == "${local.kms_key_arn}", name
