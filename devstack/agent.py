@@ -353,10 +353,14 @@ class AgentShim:
         for item in body.get("Filters") or []:
             if item.get("Key") == "InstanceIds":
                 wanted.extend(item.get("Values") or [])
+        online = {i: self.online(i) for i in dict.fromkeys(wanted)}
+        if not all(online.values()):
+            with self._lock:
+                self.counters["agent_not_ready"] += 1  # as for a refused SendCommand
         found = [
             {"InstanceId": i, "PingStatus": "Online", "ResourceType": "EC2Instance"}
-            for i in dict.fromkeys(wanted)
-            if self.online(i)
+            for i, up in online.items()
+            if up
         ]
         return _Http(200), {
             "InstanceInformationList": found,

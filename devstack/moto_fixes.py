@@ -39,6 +39,9 @@ Each keeps what AWS answers; they only change how moto finds it:
 * (A gap, not speed.) moto does not implement SSM's DescribeInstanceInformation. Here every
   running EC2 instance it names is Online, as moto's SendCommand accepts a command for any
   instance; the local stack's agent shim (devstack/agent.py) answers from its agents' own state.
+* (A gap, not speed.) moto keeps an instance's LaunchTime when StartInstances starts it again;
+  EC2 reports the time of the most recent start (the age the housekeeper's max-lifetime check and
+  a claimed warm-pool member's start timeout read). Here a start sets it.
 * Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
   every entry) to match the host to a backend, and inspects the response class for its method
   names: a tenth of the stack's time under a burst. Neither changes while the process runs.
@@ -234,7 +237,8 @@ def types_for(requirements: dict[str, Any], architectures: Any = ()) -> list[str
 
 
 def apply_instance_information() -> None:
-    """SSM DescribeInstanceInformation in moto (see the module's docstring); once."""
+    """SSM DescribeInstanceInformation and the LaunchTime of a restarted instance in moto (see
+    the module's docstring); once."""
     if _INFORMATION_APPLIED:
         return
     from moto.core.responses import ActionResult
@@ -263,6 +267,18 @@ def apply_instance_information() -> None:
     SimpleSystemManagerResponse.describe_instance_information = (  # type: ignore[attr-defined]
         describe_instance_information
     )
+    from moto.core.utils import utcnow
+    from moto.ec2.models.instances import Instance
+
+    start = Instance.start
+
+    def start_now(self: Any) -> Any:
+        previous = start(self)
+        if previous.name != "running":
+            self.launch_time = utcnow()
+        return previous
+
+    Instance.start = start_now  # type: ignore[method-assign]
     _INFORMATION_APPLIED.append(True)
 
 

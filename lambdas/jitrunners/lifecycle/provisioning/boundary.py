@@ -88,17 +88,36 @@ def runner_group_refusal(
     Raises the GitHub client's errors when GitHub cannot be asked (nothing is cached then).
     Repository-scope templates need no group: their runners take only that repository's jobs.
     """
+    return group_refusal(
+        template,
+        message.owner,
+        message.installation_id,
+        github,
+        monotonic,
+        allow_public_repos=allow_public_repos,
+    )
+
+
+def group_refusal(
+    template: RunnerTemplate,
+    owner: str,
+    installation_id: int | None,
+    github: Callable[[], GitHubClient],
+    monotonic: Callable[[], float] = time.monotonic,
+    *,
+    allow_public_repos: bool = False,
+) -> str | None:
+    """runner_group_refusal for an organization named outright (a warm pool's hot members are
+    registered before any job names one)."""
     if template.scope != "org":
         return None
-    key = (message.owner.casefold(), template.runner_group_id)
+    key = (owner.casefold(), template.runner_group_id)
     now = monotonic()
     verdict = _verdicts.get(key)
     if verdict is None or (
         verdict.problem is not None and now - verdict.checked_at >= UNSAFE_RECHECK_S
     ):
-        group = github().get_runner_group(
-            message.owner, template.runner_group_id, message.installation_id
-        )
+        group = github().get_runner_group(owner, template.runner_group_id, installation_id)
         verdict = _Verdict(group_problem(group, allow_public_repos=allow_public_repos), now)
         _verdicts[key] = verdict
     if verdict.problem:
@@ -107,7 +126,7 @@ def runner_group_refusal(
             "launch refused: the template's runner group is not a safe boundary",
             extra={
                 "template": template.name,
-                "org": message.owner,
+                "org": owner,
                 "runner_group_id": template.runner_group_id,
                 "problem": verdict.problem,
             },

@@ -110,7 +110,9 @@ def serve(
     parked = ready_stopped(live, template.name)
     for record, message in items:
         # A first launch only: a job handed to the pool once and still waiting goes cold.
-        if message.attempt == 1 and hot > served.hot:
+        # A hot member's job is confirmed by the checked relaunch: without that check
+        # (CHECK_JOB_QUEUED off) it would launch a second runner for every job.
+        if message.attempt == 1 and hot > served.hot and deps.settings.check_job_queued:
             served.hot += 1
             _hand_to_hot(message, deps)
             served.outcomes[record.message_id] = "pooled:hot"
@@ -240,6 +242,23 @@ def launch_members(
             return _fill_failed(
                 template, kind, "no_owner", "set the pool's owner (several owners are allowed)"
             )
+        # Hot runners join the template's runner group like any runner of ours: only a group
+        # that is a safe boundary (README "Security boundary") gets them.
+        from jitrunners.github.client import GitHubError
+        from jitrunners.lifecycle.provisioning.boundary import group_refusal
+
+        try:
+            problem = group_refusal(
+                template,
+                owner,
+                installation,
+                deps.github,
+                allow_public_repos=settings.allow_public_repos,
+            )
+        except GitHubError as exc:
+            return _fill_failed(template, kind, "github_unavailable", str(exc))
+        if problem:
+            return _fill_failed(template, kind, "runner_group_unsafe", problem)
         tags[fleet.TAG_OWNER] = owner
         if installation is not None:
             tags[fleet.TAG_INSTALLATION_ID] = str(installation)
