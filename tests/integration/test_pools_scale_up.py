@@ -22,6 +22,7 @@ from jitrunners.handlers import scale_up
 from jitrunners.lifecycle.provisioning import pool
 from jitrunners.models import PoolMessage
 from tests.conftest import TEMPLATES
+from tests.support.ec2 import ec2_hook, fleet_error
 from tests.support.github import API
 from tests.support.pools import TEMPLATE, describe, emf, member, state, tags_of, with_pool
 from tests.support.scale_up import (
@@ -180,6 +181,70 @@ def test_a_second_launch_of_a_job_never_goes_to_a_hot_member(
     assert [m for m, _ in world.sent if m.kind == "launch"] == []
     assert world.pool_sent == []
     assert new_members(world, "hot", {hot}) == []
+
+
+def test_the_check_of_a_job_a_hot_member_took_drops_it_without_asking_github(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's `in_progress` named the hot member (a `taken` message books it there); the
+    check POOL_CHECK_S later finds the job's runner by its tags: nothing launches."""
+    with_pool(monkeypatch, hot=1)
+    hot = member("hot")
+    job_status(world, 4245)
+    run(launch_message(4245), ctx=lambda_context)
+    [(check, _)] = world.sent
+    world.sent.clear()
+    replacements = new_members(world, "hot", {hot})
+
+    booked = run(launch_message(4245).taken_by(hot), ctx=lambda_context)
+    response = run(check, ctx=lambda_context)
+
+    assert failed_ids(booked) == failed_ids(response) == []
+    assert tags_of(describe(hot))["jitrunners:job-id"] == "4245"
+    assert launched_for_jobs(world) == [describe(hot)]
+    assert world.sent == []
+    assert job_checks(world) == 1  # the first launch's only
+    assert new_members(world, "hot", {hot}) == replacements
+
+
+def test_a_replacement_ec2_refuses_never_holds_the_served_job_back(
+    world: World,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_lines: Any,
+) -> None:
+    with_pool(monkeypatch, hot=1)
+    hot = member("hot")
+    job_status(world, 4246)
+
+    def no_capacity(params: dict[str, Any]) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse("https://ec2", 200, {}, None), {
+            "Errors": [
+                fleet_error("InsufficientInstanceCapacity", "spot"),
+                fleet_error("InsufficientInstanceCapacity", "on-demand"),
+            ],
+            "Instances": [],
+        }
+
+    with ec2_hook("CreateFleet", no_capacity):
+        response = run(launch_message(4246), ctx=lambda_context)
+
+    assert failed_ids(response) == []
+    assert [(m.job_id, m.attempt) for m, _ in world.sent] == [(4246, 2)]  # handed, checked
+    assert new_members(world, "hot", {hot}) == []
+    assert world.pool_sent == []
+    failed = emf(capsys.readouterr().out, "PoolFillFailed")
+    assert [(f["template"], f["reason"]) for f in failed if "reason" in f] == [
+        (TEMPLATE, "InsufficientInstanceCapacity")
+    ]
+    assert any(line["message"] == "pool cannot fill: jobs launch cold" for line in log_lines())
+
+
+def job_checks(world: World) -> int:
+    return sum(1 for call in world.github.calls if "/actions/jobs/" in call.request.url)
 
 
 # --- stopped members serve jobs -----------------------------------------------------------------
