@@ -143,6 +143,31 @@ def test_a_pool_whose_target_is_zero_is_drained_but_a_busy_hot_member_stays(
     assert fills(job_queue) == []
 
 
+def test_over_target_the_oldest_parked_members_go_and_hot_members_idle_out(
+    sweep: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    job_queue: str,
+) -> None:
+    """A smaller pool: parked members beyond the target end, oldest first; hot members over a
+    non-zero target are left to their idle age (one GitHub just handed a job looks free)."""
+    with_pool(monkeypatch, hot=1, stopped=1)
+    oldest, older, newest = (
+        member("stopped", launched_at=clock() - timedelta(hours=h)) for h in (3, 2, 1)
+    )
+    hot = [member("hot", launched_at=clock() - timedelta(minutes=10)) for _ in range(2)]
+    for instance_id in hot:
+        github.register(ORG, f"{instance_id}-hot", status="online", busy=False)
+
+    answer = sweep()
+
+    assert pool_actions(answer) == {"drained": "2"}
+    assert [state(i) for i in (oldest, older, newest)] == ["terminated", "terminated", "stopped"]
+    assert [state(i) for i in hot] == ["running", "running"]
+    assert fills(job_queue) == []
+
+
 def test_a_hot_member_github_will_not_deregister_is_not_terminated(
     sweep: Callable[[], dict[str, Any]],
     clock: Clock,
