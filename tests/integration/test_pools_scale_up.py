@@ -363,6 +363,23 @@ def test_members_served_are_replaced_only_within_room(
     assert [m.action for m, _ in world.pool_sent] == ["ready"]
 
 
+def test_a_member_served_from_a_pool_over_its_target_is_not_replaced(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window lowered the target to one hot member while two idle: the one left is enough.
+    Replacing it anyway would keep the pool at its old size for as long as jobs keep coming."""
+    with_pool(monkeypatch, max_runners=3, hot=1)
+    members = {member("hot"), member("hot")}
+    job_status(world, 750)
+
+    response = run(launch_message(750), ctx=lambda_context)
+
+    assert failed_ids(response) == []
+    assert [(m.job_id, m.attempt) for m, _ in world.sent] == [(750, 2)]  # served
+    assert new_members(world, "hot", members) == []
+    assert world.pool_sent == []
+
+
 # --- ready messages -----------------------------------------------------------------------------
 def ready(instance_id: str, kind: str = "hot") -> PoolMessage:
     return PoolMessage(action="ready", template=TEMPLATE, pool=kind, instance_id=instance_id)
