@@ -177,8 +177,9 @@ def replace_served(
     deps: ScaleUpDeps,
     cap: int,
 ) -> int:
-    """Launch a new member for each one served, within `cap` (the room max_runners leaves once
-    the batch's jobs launched: jobs come first); returns how many were launched."""
+    """Launch a new member for each one served that the pool's target still wants, within `cap`
+    (the room max_runners leaves once the batch's jobs launched: jobs come first); returns how
+    many were launched."""
     made = 0
     for kind, n in ((HOT, served.hot), (STOPPED, served.stopped)):
         if n and cap - made > 0:
