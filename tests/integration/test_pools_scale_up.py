@@ -363,6 +363,28 @@ def test_members_served_are_replaced_only_within_room(
     assert [m.action for m, _ in world.pool_sent] == ["ready"]
 
 
+def test_parked_members_count_against_the_global_max_runners(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped instances are counted too: two parked linux-x64 members fill MAX_RUNNERS 2, so
+    an arm64 job (another template, no pool) waits."""
+    from jitrunners import config
+
+    with_pool(monkeypatch, stopped=2)
+    monkeypatch.setenv("MAX_RUNNERS", "2")
+    config.get_settings.cache_clear()
+    members = {member("stopped"), member("stopped")}
+    arm = launch_message(760, labels=["self-hosted", "arm64"])
+    job_status(world, 760)
+
+    response = run(arm, ctx=lambda_context)
+
+    assert failed_ids(response) == []
+    assert launched_for_jobs(world) == []
+    assert [(m.job_id, m.attempt, d) for m, d in world.sent] == [(760, 1, 60)]  # deferred
+    assert {state(i) for i in members} == {"stopped"}
+
+
 def test_a_member_served_from_a_pool_over_its_target_is_not_replaced(
     world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
