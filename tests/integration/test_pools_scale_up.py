@@ -1,7 +1,7 @@
 """Warm pools through the scale-up Lambda (README "Warm pools"): jobs served by hot and stopped
 members, members replaced, `fill` and `ready` messages. moto EC2/SSM/SQS/DynamoDB, GitHub mocked
-with `responses`; SSM agents' online state (moto knows no agent) from a DescribeInstanceInformation
-hook."""
+with `responses`; which SSM agents are online from a DescribeInstanceInformation hook (the test
+says, so an agent can stay offline while its instance runs)."""
 
 # The `world` fixture is imported from tests.support; pytest injects it by parameter name.
 # ruff: noqa: F811
@@ -55,7 +55,8 @@ def new_members(world: World, kind: str, old: set[str]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def agents(world: World) -> Iterator[set[str]]:
-    """The instances whose SSM agent is online: DescribeInstanceInformation answers from it."""
+    """The instances whose SSM agent is online: DescribeInstanceInformation answers from this set
+    (ahead of the local stack's moto answer, where every running instance is online)."""
     from botocore.awsrequest import AWSResponse
 
     online: set[str] = set()
@@ -446,7 +447,9 @@ def test_a_member_whose_agent_is_not_online_is_retried(
     assert failed_ids(response) == ["msg-0", "msg-1"]
     assert world.jit_calls == []
     assert (state(booting), state(stopping)) == ("running", "running")
-    assert [delay for _, delay in world.visibility] == [pool.READY_RETRY_S] * 2
+    from jitrunners.lifecycle.provisioning.start import POLL_S
+
+    assert [delay for _, delay in world.visibility] == [POLL_S] * 2  # polled like a start
 
 
 def test_a_member_whose_agent_never_came_online_is_ended_and_counted(
