@@ -13,7 +13,7 @@ import pytest
 import responses
 
 from jitrunners.aws.clients import client
-from jitrunners.models import JobMessage, WorkflowJob
+from jitrunners.models import JobMessage, PoolMessage, WorkflowJob, parse_message
 from tests.conftest import _reset_process_caches
 from tests.support.ec2 import make_world
 from tests.support.github import API, private_key_pem
@@ -46,6 +46,15 @@ class World:
     sent: list[tuple[JobMessage, int]] = field(default_factory=list)
     visibility: list[tuple[str, int]] = field(default_factory=list)
     jit_calls: list[dict[str, Any]] = field(default_factory=list)
+    # A warm pool's own messages (fill, ready), apart from the job messages in `sent`.
+    pool_sent: list[tuple[PoolMessage, int]] = field(default_factory=list)
+
+    def record_sent(self, body: str, delay: int) -> None:
+        message = parse_message(body)
+        if isinstance(message, PoolMessage):
+            self.pool_sent.append((message, delay))
+        else:
+            self.sent.append((message, delay))
 
     def instances(self, states: tuple[str, ...] = ("pending", "running")) -> list[dict[str, Any]]:
         found = boto3.client("ec2").describe_instances(
@@ -157,15 +166,11 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
         runner_group(state)
 
         def on_send(params: dict[str, Any], **_: Any) -> None:
-            state.sent.append(
-                (JobMessage.from_json(params["MessageBody"]), params.get("DelaySeconds", 0))
-            )
+            state.record_sent(params["MessageBody"], params.get("DelaySeconds", 0))
 
         def on_send_batch(params: dict[str, Any], **_: Any) -> None:
             for entry in params["Entries"]:
-                state.sent.append(
-                    (JobMessage.from_json(entry["MessageBody"]), entry.get("DelaySeconds", 0))
-                )
+                state.record_sent(entry["MessageBody"], entry.get("DelaySeconds", 0))
 
         def on_visibility(params: dict[str, Any], **_: Any) -> None:
             state.visibility.append((params["ReceiptHandle"], params["VisibilityTimeout"]))

@@ -179,8 +179,9 @@ def replace_served(
     deps: ScaleUpDeps,
     cap: int,
 ) -> int:
-    """Launch a new member for each one served, within `cap` (the room max_runners leaves once
-    the batch's jobs launched: jobs come first); returns how many were launched."""
+    """Launch a new member for each one served that the pool's target still wants, within `cap`
+    (the room max_runners leaves once the batch's jobs launched: jobs come first); returns how
+    many were launched."""
     made = 0
     for kind, n in ((HOT, served.hot), (STOPPED, served.stopped)):
         if n and cap - made > 0:
@@ -218,15 +219,18 @@ def launch_members(
     cap: int | None = None,
     replacing: bool = False,
 ) -> int:
-    """Launch up to `wanted` members (bounded by the pool's deficit, unless `replacing` members
-    just served, which `live` still lists as free, and by max_runners room); returns how many.
-    A pool that cannot fill never holds a job back: jobs launch cold."""
+    """Launch up to `wanted` members, bounded by the pool's deficit and by max_runners room;
+    returns how many. `replacing`: `wanted` members were just served, and `live` still lists
+    them as free. A pool that cannot fill never holds a job back: jobs launch cold."""
     settings = deps.settings
     n = min(wanted, room(template, live, deps) if cap is None else cap)
     if template.pool is None or template.max_runners == 0:
         return 0
     if replacing:
-        n = min(n, template.pool.targets(deps.clock())[kind])
+        # Only what the pool lacks once they are gone: a pool over its target (a window that
+        # lowered it) shrinks as jobs take its members instead of keeping its old size.
+        free = len(free_members(live, template.name, kind)) - wanted
+        n = min(n, template.pool.targets(deps.clock())[kind] - free)
     else:
         n = min(n, deficit(template, kind, live, deps.clock()))
     if n <= 0:
