@@ -534,3 +534,45 @@ def test_a_drained_template_fills_nothing(
     assert failed_ids(response) == []
     assert world.instances() == []
     assert world.pool_sent == []
+
+
+def test_a_hot_pool_fills_only_a_runner_group_that_is_a_safe_boundary(
+    world: World,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Hot runners join the template's runner group before any job names a repository: a group
+    open to every repository of the org gets none (README "Security boundary")."""
+    from tests.support.scale_up import runner_group
+
+    with_pool(monkeypatch, hot=2)
+    runner_group(world, visibility="all")
+
+    response = run(fill("hot", 2), ctx=lambda_context)
+
+    assert failed_ids(response) == []
+    assert new_members(world, "hot", set()) == []
+    refused = emf(capsys.readouterr().out, "PoolFillFailed")
+    assert [r["reason"] for r in refused if "reason" in r] == ["runner_group_unsafe"]
+
+
+def test_without_the_still_queued_check_no_job_goes_to_a_hot_member(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job handed to a hot member is confirmed by its checked relaunch; with CHECK_JOB_QUEUED
+    off that relaunch would launch a second runner for it, so the job launches cold."""
+    from jitrunners import config
+
+    with_pool(monkeypatch, hot=1)
+    monkeypatch.setenv("CHECK_JOB_QUEUED", "false")
+    config.get_settings.cache_clear()
+    hot = member("hot")
+
+    response = run(launch_message(4246), ctx=lambda_context)
+
+    assert failed_ids(response) == []
+    [cold] = launched_for_jobs(world)
+    assert tags_of(cold)["jitrunners:job-id"] == "4246"
+    assert [m for m, _ in world.sent if m.kind == "launch"] == []
+    assert new_members(world, "hot", {hot}) == []
