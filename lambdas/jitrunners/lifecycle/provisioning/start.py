@@ -18,29 +18,31 @@ from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.sizing import sizing_labels
 
 # Agent-not-ready polling. The batch asks SSM once which of its starts' agents are online (one
-# DescribeInstanceInformation for the whole batch), so a start polls every POLL_S for its first
-# FAST_POLLS receives (with the start delay, about the first minute of the instance: most Linux
-# agents are online by then), then backs off 10 s, 20 s, 40 s ... capped. Every poll is a receive
-# of the message: the schedule stays well under the queue's maxReceiveCount (20 by default)
+# DescribeInstanceInformation for the whole batch), so a start polls every POLL_S (a claimed
+# stopped pool member, whose agent is back within seconds: every POLL_STOPPED_S) for its first
+# FAST_POLLS receives (with the start delay, about the first minute of a fresh instance: most
+# Linux agents are online by then), then backs off 10 s, 20 s, 40 s ... capped. Every poll is a
+# receive of the message: the schedule stays under the queue's maxReceiveCount (20 by default)
 # within a start timeout of 10 minutes.
-POLL_S = 5
-FAST_POLLS = 8
+POLL_S = 3
+POLL_STOPPED_S = 2
+FAST_POLLS = 10
 RETRY_BASE_S = 10
 RETRY_CAP_S = 120
-
-
-def agent_poll_delay(receive_count: int, age_s: float, start_timeout_s: int) -> int:
-    """Seconds before a start (or a pool member's `ready`) asks about its agent again."""
-    if receive_count <= FAST_POLLS:
-        delay = POLL_S
-    else:
-        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, receive_count - FAST_POLLS - 1))
-    return max(1, min(delay, int(start_timeout_s - age_s) + 1))
-
-
 # After this many launches of one job the next goes to the DLQ instead: a launch template whose
 # instances never come online must not loop forever.
 MAX_LAUNCH_ATTEMPTS = 3
+
+
+def agent_poll_delay(
+    receive_count: int, age_s: float, start_timeout_s: int, poll_s: int = POLL_S
+) -> int:
+    """Seconds before a start (or a pool member's `ready`) asks about its agent again."""
+    if receive_count <= FAST_POLLS:
+        delay = poll_s
+    else:
+        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, receive_count - FAST_POLLS - 1))
+    return max(1, min(delay, int(start_timeout_s - age_s) + 1))
 
 
 def scope_of(template: RunnerTemplate, message: JobMessage) -> RunnerScope:
@@ -244,7 +246,8 @@ def _agent_not_ready(
     alive = instance is not None and instance.state in fleet.LIVE_STATES
     age = booting_for(instance, now)
     if alive and age < template.start_timeout_s:
-        delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s)
+        poll = POLL_STOPPED_S if message.pool == "stopped" else POLL_S
+        delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s, poll)
         count("StartRetried")
         logger.info("SSM agent not online yet: start retried", extra={"retry_in_s": delay})
         raise RecordFailed("agent not ready", delay)
