@@ -166,6 +166,7 @@ class AgentShim:
         self._stopped: set[str] = set()  # stopped by StopInstances, not started since
         self._started_at: dict[str, float] = {}  # instance id -> its last StartInstances
         self._starts: dict[str, int] = {}  # instance id -> StartInstances seen
+        self.power_log: dict[str, list[tuple[str, float]]] = {}  # ("stop"|"start", time())
         self._start_delay: dict[str, float] = {}  # ... and the real seconds its agent then takes
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -240,6 +241,7 @@ class AgentShim:
             self._stopped.add(instance_id)
             self._started_at.pop(instance_id, None)
             self.counters["stops"] += 1
+            self.power_log.setdefault(instance_id, []).append(("stop", time.time()))
         self.log(f"agent {instance_id}: stopped")
         self.kill_instance(instance_id)
 
@@ -263,6 +265,7 @@ class AgentShim:
                 else self.boot_model.real(drawn)
             )
             self._started_at[instance_id] = time.time()
+            self.power_log.setdefault(instance_id, []).append(("start", time.time()))
         self.log(f"agent {instance_id}: started")
         self._restart(instance_id)
 

@@ -161,6 +161,8 @@ class Options:
     # A warm pool for every template the run's jobs go to, e.g. {"hot": 3, "stopped": 3}
     # (`--pool`): filled before the jobs are sent, drained once they are done.
     pool: dict[str, int] | None = None
+    # Real seconds between two queued jobs (0: all at once), e.g. a pool's refill rate.
+    job_spacing_s: float = 0.0
 
 
 NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
@@ -407,6 +409,8 @@ class Stack:
     def pool_ready(self) -> Counter[tuple[str, str]]:
         """Free members ready for a job, per (template, kind): stopped ones stopped, hot ones
         running with their runner connected to GitHub and idle."""
+        from jitrunners.models import runner_name
+
         idle = {r.name for r in self.sim.runners_left() if r.status == "online" and not r.busy}
         ready: Counter[tuple[str, str]] = Counter()
         for iid, seen in list(self.seen_instances.items()):
@@ -414,7 +418,7 @@ class Stack:
             if not kind or seen.get("job"):
                 continue
             if (kind == "stopped" and state == "stopped") or (
-                kind == "hot" and state == "running" and f"{iid}-hot" in idle
+                kind == "hot" and state == "running" and runner_name(iid, None, None, kind) in idle
             ):
                 ready[(seen["template"], kind)] += 1
         return ready
@@ -467,6 +471,7 @@ class Stack:
                         "run_attempt": job.run_attempt,
                         "path": path,
                         "instance_id": _instance_of(job.runner_name),
+                        "started_ts": job.started_ts,
                         "seconds": self.boot_model.emulated(job.started_ts - job.queued_ts),
                     }
                 )
@@ -858,6 +863,8 @@ class Stack:
         jobs = []
         steal = self.options.faults.get("steal", 0.0)
         for index in range(self.options.jobs):
+            if index and self.options.job_spacing_s:
+                time.sleep(self.options.job_spacing_s)
             template = by_name[names[index % len(names)]]
             repo = REPOS[index % len(REPOS)]
             labels = list(template["labels"])
