@@ -188,6 +188,7 @@ class AgentShim:
         events.register("before-parameter-build.ssm.SendCommand", self._before_send)
         events.register("after-call.ssm.SendCommand", self._after_send)
         events.register("before-call.ssm.GetCommandInvocation", self._invocation_status)
+        events.register("before-call.ssm.DescribeInstanceInformation", self._instance_information)
 
     def attach_ec2(self, ec2_client: Any) -> None:
         """Stop and start the instances a hooked client's StopInstances/StartInstances name."""
@@ -487,6 +488,26 @@ class AgentShim:
             "Status": status,
             "StatusDetails": status,
             "ResponseCode": -1 if invocation.returncode is None else invocation.returncode,
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
+    def _instance_information(self, params: dict[str, Any], **_: Any) -> Any:
+        """DescribeInstanceInformation from the agents' own state (moto knows no agent): the
+        instances its InstanceIds filter names whose agent is online, PingStatus Online."""
+        body = params.get("body") or {}
+        if isinstance(body, bytes):
+            body = json.loads(body or b"{}")
+        wanted: list[str] = []
+        for item in body.get("Filters") or []:
+            if item.get("Key") == "InstanceIds":
+                wanted.extend(item.get("Values") or [])
+        found = [
+            {"InstanceId": i, "PingStatus": "Online", "ResourceType": "EC2Instance"}
+            for i in dict.fromkeys(wanted)
+            if self.online(i)
+        ]
+        return _Http(200), {
+            "InstanceInformationList": found,
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
 

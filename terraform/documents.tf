@@ -77,7 +77,7 @@ locals {
 
   # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
   runner_templates = { for t in var.runner_templates : t.name => t }
-  templates_document = jsonencode([for t in var.runner_templates : {
+  templates_document = jsonencode([for t in var.runner_templates : merge({
     name                   = t.name
     labels                 = t.labels
     launch_template        = "${local.prefix}-${t.name}"
@@ -97,7 +97,21 @@ locals {
     sizing = t.sizing == null ? null : merge(t.sizing, {
       "root_device" = local.deployed.root_device_names[t.name]
     })
-  }])
+    # The warm pool (README "Warm pools") as lambdas/jitrunners/pools.py reads it: absent when
+    # unset (the Lambdas refuse `"pool": null`), a schedule only when given, and a window's own
+    # hot/stopped only where it sets them.
+    }, t.pool == null ? {} : {
+    pool = merge({
+      hot            = t.pool.hot
+      stopped        = t.pool.stopped
+      hot_max_idle_s = t.pool.hot_max_idle_s
+      }, t.pool.schedule == null ? {} : {
+      schedule = {
+        timezone = t.pool.schedule.timezone
+        windows  = [for w in t.pool.schedule.windows : { for k, v in w : k => v if v != null }]
+      }
+    })
+  })])
 
   # Tags every launched resource carries from its launch template (instance, volume, interface):
   # the launch policy requires aws:RequestTag/jitrunners:prefix on each of them.
@@ -197,6 +211,10 @@ locals {
     "jitrunners:installation-id", "jitrunners:delivery-id", "jitrunners:command-id",
     "jitrunners:started-at", "jitrunners:launched-for", "jitrunners:launch-attempt",
     "jitrunners:passed-on", "jitrunners:sizing", "jitrunners:runner-name",
+    # Warm pools (README "Warm pools"): when a job claimed a stopped member, and the launch
+    # template version a member booted from (its recycle signal). The pool tag itself is written
+    # at launch only (TagAtCreation): a free member must not be made out of a busy one.
+    "jitrunners:claimed-at", "jitrunners:lt-version",
   ]
 }
 
@@ -248,6 +266,14 @@ locals {
       Sid      = "DescribeInstances"
       Effect   = "Allow"
       Action   = "ec2:DescribeInstances"
+      Resource = "*" # Describe* has no resource-level permissions
+    }
+    # Warm pools: a stopped member records the default version of its launch template and is
+    # recycled when that changes (README "Warm pools").
+    describe_launch_templates = {
+      Sid      = "DescribeLaunchTemplateVersions"
+      Effect   = "Allow"
+      Action   = "ec2:DescribeLaunchTemplates"
       Resource = "*" # Describe* has no resource-level permissions
     }
   }
@@ -473,7 +499,20 @@ locals {
           }
         },
         local.statements.terminate_ours,
+        {
+          # Warm pools (README "Warm pools"): a stopped member is stopped once its agent is
+          # online, and started when a job claims it. Ours only, as for TerminateInstances.
+          Sid      = "StartAndStopOurPoolMembers"
+          Effect   = "Allow"
+          Action   = ["ec2:StartInstances", "ec2:StopInstances"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals    = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+          }
+        },
         local.statements.describe_instances,
+        local.statements.describe_launch_templates,
         {
           Sid       = "PassRunnerRole"
           Effect    = "Allow"
@@ -613,6 +652,7 @@ locals {
           Action   = ["ec2:DescribeInstances", "ssm:DescribeParameters", "ssm:GetCommandInvocation"]
           Resource = "*" # no resource-level permissions
         },
+        local.statements.describe_launch_templates,
         local.statements.terminate_ours,
       ]
     })

@@ -146,6 +146,54 @@ resource "aws_cloudwatch_metric_alarm" "budget_guard" {
   tags                = local.tags
 }
 
+# A warm pool that stays empty while it wants members: the housekeeper reports free members
+# (PoolSize) and how many it is short (PoolDeficit) per template and kind each pass; the alarm
+# fires when a whole period held no free member and a deficit, alarm_pool_empty_periods periods
+# in a row. Jobs still run (they launch cold); an operator looks at PoolFillFailed (capacity,
+# quotas) and whether max_runners leaves the pool room. Off-hours (target 0) never alarm.
+resource "aws_cloudwatch_metric_alarm" "pool_empty" {
+  for_each = local.pool_alarms
+
+  alarm_name          = "${local.prefix}-pool-empty-${each.key}"
+  alarm_description   = "The ${each.value.kind} pool of runner template ${each.value.template} had no free member while short of its target for ${var.alarm_pool_empty_periods * 10} minutes: its jobs launch cold. See PoolFillFailed on the dashboard (capacity, quotas) and whether max_runners leaves the pool room."
+  evaluation_periods  = var.alarm_pool_empty_periods
+  datapoints_to_alarm = var.alarm_pool_empty_periods
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  # A period without a housekeeper pass says nothing about the pool (its errors alarm apart).
+  treat_missing_data = "notBreaching"
+  alarm_actions      = local.alarm_actions
+  ok_actions         = local.alarm_actions
+  tags               = local.tags
+
+  metric_query {
+    id          = "empty"
+    expression  = "IF(size == 0 AND deficit > 0, 1, 0)"
+    label       = "Pool empty while short"
+    return_data = true
+  }
+  metric_query {
+    id = "size"
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "PoolSize"
+      dimensions  = { service = local.prefix, template = each.value.template, kind = each.value.kind }
+      stat        = "Maximum"
+      period      = 600
+    }
+  }
+  metric_query {
+    id = "deficit"
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "PoolDeficit"
+      dimensions  = { service = local.prefix, template = each.value.template, kind = each.value.kind }
+      stat        = "Minimum"
+      period      = 600
+    }
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "webhook_errors" {
   for_each = {
     "4xx" = { threshold = 20, what = "Deliveries refused (forged, unsigned or malformed, or a wrong secret)" }
@@ -229,6 +277,54 @@ resource "aws_cloudwatch_dashboard" "this" {
             expression = "SEARCH('{${local.metrics_namespace},service,template} MetricName=\"JobCost\"', 'Sum', 86400)"
             id         = "cost"
             label      = ""
+          }]]
+        }
+      },
+      {
+        # Warm pools (README "Warm pools"): how long jobs wait for a runner, by path.
+        type = "metric", x = 0, y = 24, width = 12, height = 6
+        properties = {
+          title = "Queue to runner (s): p50 and p95 by template and path", region = local.region
+          view  = "timeSeries", period = 300
+          metrics = [for p in ["p50", "p95"] : [{
+            expression = "SEARCH('${local.pool_search.QueueToRunnerLatency}', '${p}', 300)"
+            id         = "latency_${p}"
+            label      = "${p} $${PROP('Dim.template')} $${PROP('Dim.path')}"
+          }]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 24, width = 12, height = 6
+        properties = {
+          title = "Warm pools: free members (min) and deficit (max) by template and kind", region = local.region
+          view  = "timeSeries", period = 300
+          metrics = [
+            [{ expression = "SEARCH('${local.pool_search.PoolSize}', 'Minimum', 300)", id = "size", label = "free $${PROP('Dim.template')} $${PROP('Dim.kind')}" }],
+            [{ expression = "SEARCH('${local.pool_search.PoolDeficit}', 'Maximum', 300)", id = "deficit", label = "short $${PROP('Dim.template')} $${PROP('Dim.kind')}" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 30, width = 12, height = 6
+        properties = {
+          title = "Pool fills EC2 refused (jobs launch cold), by template and reason", region = local.region
+          view  = "timeSeries", stat = "Sum", period = 300
+          metrics = [[{
+            expression = "SEARCH('${local.pool_search.PoolFillFailed}', 'Sum', 300)"
+            id         = "fill_failed"
+            label      = "$${PROP('Dim.template')} $${PROP('Dim.reason')}"
+          }]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 30, width = 12, height = 6
+        properties = {
+          title = "Agent online to runner command (s): p50 and p95 by template", region = local.region
+          view  = "timeSeries", period = 300
+          metrics = [for p in ["p50", "p95"] : [{
+            expression = "SEARCH('${local.pool_search.RunnerStartGap}', '${p}', 300)"
+            id         = "gap_${p}"
+            label      = "${p} $${PROP('Dim.template')}"
           }]]
         }
       },

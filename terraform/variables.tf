@@ -451,7 +451,11 @@ variable "runner_templates" {
     labels the template admits, README "Sizing jobs": max_cpu, max_ram_gb, families, arch, on_demand,
     max_disk_gb, max_gpu); spot_breaker_threshold, spot_breaker_window_s, spot_breaker_open_s (README
     "Spot circuit breaker": after threshold spot interruptions or capacity refusals within window_s,
-    launch on-demand for open_s where the market is spot-then-on-demand; threshold 0: off).
+    launch on-demand for open_s where the market is spot-then-on-demand; threshold 0: off); pool (optional:
+    a warm pool, README "Warm pools": hot and stopped members, 0-100 each, hot_max_idle_s 60-86400 (default
+    3600), and a schedule of windows {days, start, end, optional hot/stopped} in an IANA time zone; outside
+    every window the pool is empty; at most max_runners members in any window; stopped members need a
+    market that allows on-demand).
   EOT
   type = list(object({
     name                   = string
@@ -486,6 +490,21 @@ variable "runner_templates" {
       on_demand   = optional(bool, false)
       max_disk_gb = optional(number, 0)
       max_gpu     = optional(number, 0)
+    }))
+    pool = optional(object({
+      hot            = optional(number, 0)
+      stopped        = optional(number, 0)
+      hot_max_idle_s = optional(number, 3600)
+      schedule = optional(object({
+        timezone = optional(string, "UTC")
+        windows = list(object({
+          days    = list(string)
+          start   = string
+          end     = string
+          hot     = optional(number)
+          stopped = optional(number)
+        }))
+      }))
     }))
   }))
 
@@ -533,6 +552,58 @@ variable "runner_templates" {
     )])
     error_message = "sizing: max_cpu and max_ram_gb whole numbers of at least 1; max_disk_gb 0 or at least 8; max_gpu 0 or more; arch x64 or arm64 (the AMI's); families a non-empty list of distinct instance families such as m7i or c7g (no sizes)."
   }
+  # The pool checks lambdas/jitrunners/pools.py (parse_pool) and config.py (_check_pool) make at
+  # load, here so that a plan refuses what the Lambdas would refuse at their next cold start.
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.pool == null ? true : alltrue(concat(
+      [for n in [t.pool.hot, t.pool.stopped] : n >= 0 && n <= 100 && floor(n) == n],
+      [for w in try(t.pool.schedule.windows, []) : alltrue([
+        for n in [w.hot, w.stopped] : n == null ? true : (n >= 0 && n <= 100 && floor(n) == n)
+      ])],
+    ))])
+    error_message = "pool: hot and stopped (of the pool and of each schedule window) must be whole numbers from 0 to 100."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.pool == null ? true : (
+      t.pool.hot_max_idle_s >= 60 && t.pool.hot_max_idle_s <= 86400 && floor(t.pool.hot_max_idle_s) == t.pool.hot_max_idle_s
+    )])
+    error_message = "pool: hot_max_idle_s must be whole seconds from 60 to 86400."
+  }
+  validation {
+    # The zones of the tzdata the Lambda package pins (templates/timezones.txt).
+    condition = alltrue([for t in var.runner_templates : try(t.pool.schedule, null) == null ? true : contains(
+      split("\n", file("${path.module}/templates/timezones.txt")), t.pool.schedule.timezone
+    )])
+    error_message = "pool: schedule.timezone must be an IANA time zone name such as UTC or Europe/Berlin (see terraform/templates/timezones.txt)."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : try(t.pool.schedule, null) == null ? true : (
+      length(t.pool.schedule.windows) > 0 && alltrue([for w in t.pool.schedule.windows : (
+        length(w.days) > 0
+        && alltrue([for d in w.days : contains(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], d)])
+        && can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", w.start))
+        && can(regex("^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", w.end))
+        # HHMM as a number keeps the order of the times of day (24:00 last).
+        && try(tonumber(replace(w.end, ":", "")) > tonumber(replace(w.start, ":", "")), false)
+      )])
+    )])
+    error_message = "pool: schedule.windows must be a non-empty list; each window needs days (a non-empty list of mon, tue, wed, thu, fri, sat, sun), start (HH:MM, 00:00 to 23:59) and end (HH:MM after start, 24:00 for midnight), in the schedule's time zone."
+  }
+  validation {
+    # Pool members count against max_runners (0: a drained template, whose pool drains too).
+    condition = alltrue([for t in var.runner_templates : t.pool == null ? true : (t.max_runners == 0 || max(concat(
+      [t.pool.hot + t.pool.stopped],
+      [for w in try(t.pool.schedule.windows, []) : coalesce(w.hot, t.pool.hot) + coalesce(w.stopped, t.pool.stopped)],
+    )...) <= t.max_runners)])
+    error_message = "pool: a template's pool may want at most max_runners members (hot + stopped, in every schedule window): pool members count against max_runners, and jobs need room too."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.pool == null || t.market != "spot" ? true : max(concat(
+      [t.pool.stopped],
+      [for w in try(t.pool.schedule.windows, []) : coalesce(w.stopped, t.pool.stopped)],
+    )...) == 0])
+    error_message = "pool: stopped members need a market that allows on-demand (on-demand or spot-then-on-demand): EC2 cannot stop a one-time spot instance, so stopped members launch on-demand."
+  }
 }
 
 ################################################################################
@@ -561,6 +632,17 @@ variable "alarm_zombies_threshold" {
   description = "Zombie terminations (housekeeper) in an hour that raise the zombies alarm."
   type        = number
   default     = 3
+}
+
+variable "alarm_pool_empty_periods" {
+  description = "Consecutive 10-minute periods a warm pool must hold no free member while short of its target before its pool-empty alarm fires (one alarm per template and kind of member with a pool; README \"Warm pools\"). The housekeeper reports the pools each pass: keep housekeeper_schedule at most 10 minutes apart."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alarm_pool_empty_periods >= 1 && var.alarm_pool_empty_periods <= 144 && floor(var.alarm_pool_empty_periods) == var.alarm_pool_empty_periods
+    error_message = "alarm_pool_empty_periods must be a whole number from 1 to 144 (24 hours)."
+  }
 }
 
 variable "max_receive_count" {

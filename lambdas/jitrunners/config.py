@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
-from jitrunners.pools import PoolPolicy, parse_pool
+from jitrunners.pools import PoolPolicy, hot_counts, parse_pool
 from jitrunners.sizing import KEYS as SIZING_KEYS
 from jitrunners.sizing import SizingPolicy, parse_policy
 
@@ -214,6 +214,11 @@ def _check_pool(template: RunnerTemplate, where: str) -> None:
         raise ConfigError(
             f"{where}: field 'pool' wants up to {pool.most} members, more than 'max_runners' "
             f"({template.max_runners}): pool members count against it, and jobs need room too"
+        )
+    if max(hot_counts(pool)) and template.scope != "org":
+        raise ConfigError(
+            f"{where}: field 'pool' has hot members, which need scope 'org': a hot runner is "
+            "registered before any job names a repository"
         )
     stopped = [pool.stopped] + [w.stopped for w in pool.windows if w.stopped is not None]
     if max(stopped) and template.market == "spot":

@@ -184,6 +184,8 @@ class JobMessage:
     instance_id: str | None = None
     # How often the redrive Lambda moved this message from the DLQ back (optional in v1 bodies).
     redrives: int = 0
+    # A start of a claimed stopped pool member: "stopped" (README "Warm pools"); "" otherwise.
+    pool: str = ""
     v: int = MESSAGE_VERSION
 
     @classmethod
@@ -220,12 +222,12 @@ class JobMessage:
         """This job wants no runner for now (cancelled while queued, or waiting for approval)."""
         return replace(self, kind="release", instance_id=None)
 
-    def start_for(self, instance_id: str) -> JobMessage:
-        return replace(self, kind="start", instance_id=instance_id)
+    def start_for(self, instance_id: str, pool: str = "") -> JobMessage:
+        return replace(self, kind="start", instance_id=instance_id, pool=pool)
 
     def relaunch(self) -> JobMessage:
         """The `launch` message that replaces a failed start: one more attempt, no instance."""
-        return replace(self, kind="launch", instance_id=None, attempt=self.attempt + 1)
+        return replace(self, kind="launch", instance_id=None, attempt=self.attempt + 1, pool="")
 
     def redriven(self) -> JobMessage:
         """The same message, counted once more as moved from the DLQ back to the job queue."""
@@ -239,6 +241,8 @@ class JobMessage:
         if not self.redrives:
             # Bodies of never-redriven messages stay byte-identical to those before the field.
             body.pop("redrives")
+        if not self.pool:
+            body.pop("pool")
         return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -271,6 +275,7 @@ class JobMessage:
                 attempt=_need(data, "attempt", int),
                 instance_id=data.get("instance_id"),
                 redrives=_optional_count(data, "redrives"),
+                pool=str(data.get("pool") or ""),
             )
         except KeyError as exc:
             raise MessageError(
@@ -284,6 +289,8 @@ class JobMessage:
         ):
             # It reaches EC2 and SSM calls and a RunCommand's parameter name: only an id's shape.
             raise MessageError("message field instance_id is not an EC2 instance id")
+        if message.pool not in ("", "stopped"):
+            raise MessageError("message field pool must be 'stopped' when present")
         if message.installation_id is not None and (
             isinstance(message.installation_id, bool)
             or not isinstance(message.installation_id, int)
@@ -302,6 +309,75 @@ class JobMessage:
         if self.instance_id:
             keys["instance_id"] = self.instance_id
         return keys
+
+
+POOL_ACTIONS: Final = ("fill", "ready")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMessage:
+    """A warm pool's own message on the job queue (README "Warm pools"; docs/contracts.md):
+    `fill` launches up to `count` members of a template's pool, `ready` makes one launched member
+    ready once its SSM agent is online (a hot member's runner started, a stopped one stopped)."""
+
+    action: str
+    template: str
+    pool: str  # "hot" | "stopped"
+    count: int = 1
+    instance_id: str | None = None
+    kind: str = "pool"
+    v: int = MESSAGE_VERSION
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        if self.instance_id is None:
+            body.pop("instance_id")
+        return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> PoolMessage:
+        try:
+            message = cls(
+                action=_need(data, "action", str),
+                template=_need(data, "template", str),
+                pool=_need(data, "pool", str),
+                count=_need(data, "count", int),
+                instance_id=data.get("instance_id"),
+            )
+        except KeyError as exc:
+            raise MessageError(
+                f"message field {exc.args[0]} is missing or has the wrong type"
+            ) from None
+        if message.action not in POOL_ACTIONS:
+            raise MessageError(f"unknown pool action {message.action!r}")
+        if message.pool not in ("hot", "stopped"):
+            raise MessageError(f"unknown pool kind {message.pool!r}")
+        if not 1 <= message.count <= 100:
+            raise MessageError("message field count must be 1 to 100")
+        if message.action == "ready" and not (
+            isinstance(message.instance_id, str) and INSTANCE_ID_RE.fullmatch(message.instance_id)
+        ):
+            raise MessageError("a pool ready message needs an EC2 instance id")
+        return message
+
+    def log_keys(self) -> dict[str, Any]:
+        keys: dict[str, Any] = {"template": self.template, "pool": self.pool}
+        if self.instance_id:
+            keys["instance_id"] = self.instance_id
+        return keys
+
+
+def parse_message(text: str) -> JobMessage | PoolMessage:
+    """A job queue message of either family (MessageError when it is neither)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        raise MessageError("message body is not JSON") from None
+    if isinstance(data, dict) and data.get("kind") == "pool":
+        if data.get("v") != MESSAGE_VERSION:
+            raise MessageError(f"unsupported message version {data.get('v')!r}")
+        return PoolMessage.from_data(data)
+    return JobMessage.from_json(text)
 
 
 def _need(data: dict[str, Any], key: str, kind: type) -> Any:

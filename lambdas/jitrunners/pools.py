@@ -30,6 +30,7 @@ DEFAULT_HOT_MAX_IDLE_S: Final = 3600
 MIN_HOT_MAX_IDLE_S: Final = 60
 MAX_HOT_MAX_IDLE_S: Final = 86_400
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_OWNER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})?")
 _CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")
 
 
@@ -60,6 +61,9 @@ class PoolPolicy:
     hot_max_idle_s: int = DEFAULT_HOT_MAX_IDLE_S
     timezone: str = "UTC"
     windows: tuple[Window, ...] = ()  # empty: always on
+    # The organization hot members register with (they are registered before any job names
+    # one); "": the one owner JITRUNNERS_ALLOWED_OWNERS allows.
+    owner: str = ""
 
     @property
     def most(self) -> int:
@@ -108,6 +112,10 @@ def _clock(value: Any, what: str) -> time | None:
     return time(int(hours), int(minutes))
 
 
+def hot_counts(pool: PoolPolicy) -> list[int]:
+    return [pool.hot] + [w.hot for w in pool.windows if w.hot is not None]
+
+
 def _window(raw: Any, index: int) -> Window:
     where = f"schedule window #{index}"
     if not isinstance(raw, Mapping):
@@ -135,11 +143,13 @@ def _window(raw: Any, index: int) -> Window:
     )
 
 
-def parse_pool(raw: Any) -> PoolPolicy:
-    """Validate a template's `pool` field (ValueError names the fault)."""
+def parse_pool(raw: Any) -> PoolPolicy | None:
+    """Validate a template's `pool` field (ValueError names the fault); null: no pool."""
+    if raw is None:
+        return None
     if not isinstance(raw, Mapping):
         raise ValueError("must be an object")
-    unknown = sorted(set(raw) - {"hot", "stopped", "hot_max_idle_s", "schedule"})
+    unknown = sorted(set(raw) - {"hot", "stopped", "hot_max_idle_s", "schedule", "owner"})
     if unknown:
         raise ValueError(f"has unknown field(s) {', '.join(map(repr, unknown))}")
     hot = _count(raw.get("hot", 0), "'hot'")
@@ -153,6 +163,9 @@ def parse_pool(raw: Any) -> PoolPolicy:
         raise ValueError(
             f"'hot_max_idle_s' must be an integer from {MIN_HOT_MAX_IDLE_S} to {MAX_HOT_MAX_IDLE_S}"
         )
+    owner = raw.get("owner", "")
+    if owner != "" and (not isinstance(owner, str) or not _OWNER_RE.fullmatch(owner)):
+        raise ValueError("'owner' must be a GitHub organization login")
     schedule = raw.get("schedule")
     timezone, windows = "UTC", ()
     if schedule is not None:
@@ -173,5 +186,10 @@ def parse_pool(raw: Any) -> PoolPolicy:
             raise ValueError("'schedule.windows' must be a non-empty list")
         windows = tuple(_window(w, i) for i, w in enumerate(raw_windows))
     return PoolPolicy(
-        hot=hot, stopped=stopped, hot_max_idle_s=idle, timezone=timezone, windows=windows
+        hot=hot,
+        stopped=stopped,
+        hot_max_idle_s=idle,
+        timezone=timezone,
+        windows=windows,
+        owner=owner,
     )

@@ -21,7 +21,12 @@ def deployed(templates: list[dict[str, Any]]) -> dict[str, Any]:
 
 @cache
 def documents(github_app_id: str = "123456") -> tfrender.Documents:
-    templates = json.loads(TEMPLATES_FILE.read_text())
+    return render(json.loads(TEMPLATES_FILE.read_text()), github_app_id)
+
+
+def render(templates: list[dict[str, Any]], github_app_id: str = "123456") -> tfrender.Documents:
+    """The documents for these runner templates (tfrender caches per input; RenderError carries
+    what Terraform's variable validation said)."""
     tfvars = {
         "prefix": PREFIX,
         "vpc_id": "vpc-0123456789abcdef0",

@@ -72,6 +72,19 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
     },
     "budget-guard": {},
 }
+# Granted for the warm pools (issue 13, README "Warm pools") ahead of the Lambda code that calls
+# them, which lands in `pools:` commits. Drop an entry once the package calls it: the test below
+# then holds it to the code like any other action.
+PENDING_POOL_ACTIONS: dict[str, dict[str, str]] = {
+    "scale-up": {
+        "ec2:StartInstances": "a job's launch starts the stopped member it claimed",
+        "ec2:StopInstances": "a stopped member is stopped once its agent is online",
+        "ec2:DescribeLaunchTemplates": "a member records its launch template's default version",
+    },
+    "housekeeper": {
+        "ec2:DescribeLaunchTemplates": "stopped members of an older template version recycle",
+    },
+}
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
@@ -188,8 +201,10 @@ def test_function_policy_grants_exactly_what_its_code_calls(key: str) -> None:
     docs = rendered.documents()
     granted = rendered.actions(docs.function_policies[key])
     assert called - granted == set(), f"{key}: called by the code but not granted"
-    unexplained = granted - called - set(REVIEWED_EXTRAS[key])
+    pending = set(PENDING_POOL_ACTIONS.get(key, {}))
+    unexplained = granted - called - set(REVIEWED_EXTRAS[key]) - pending
     assert unexplained == set(), f"{key}: granted but neither called nor reviewed"
+    assert pending <= granted, f"{key}: pending pool actions not granted"
 
 
 def test_every_function_has_its_own_role_and_the_base_policy_is_minimal() -> None:
@@ -229,6 +244,9 @@ def test_terminate_tag_and_command_only_our_instances() -> None:
         cond = rendered.conditions(st)
         if "ec2:TerminateInstances" in st["Action"]:
             seen += 1
+        if {"ec2:TerminateInstances", "ec2:StartInstances", "ec2:StopInstances"} & set(
+            st["Action"]
+        ):
             assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
             assert cond["ec2:InstanceProfile"] == [profile], name
         if "ec2:CreateTags" in st["Action"]:
@@ -238,6 +256,7 @@ def test_terminate_tag_and_command_only_our_instances() -> None:
                 and cond["ec2:InstanceProfile"] == [profile]
                 and "jitrunners:prefix" not in cond["aws:TagKeys"]
                 and "jitrunners:template" not in cond["aws:TagKeys"]
+                and "jitrunners:pool" not in cond["aws:TagKeys"]
             ), name
         if "ssm:SendCommand" in st["Action"] and any(":instance/" in r for r in st["Resource"]):
             assert cond["aws:ResourceTag/jitrunners:prefix"] == ["jitrunners"], name
@@ -369,8 +388,10 @@ def test_launch_templates_require_imdsv2_and_encrypt_a_gp3_root_without_public_i
 
 def test_runner_templates_variable_covers_the_design_document() -> None:
     """Every DESIGN §2 field reaches the document the Lambdas read, and nothing else does."""
-    document = tf.locals_()["templates_document"]
-    keys = set(re.findall(r"(\w+) = ", document))
+    templates = json.loads(TEMPLATES_FILE.read_text())
+    templates[0]["pool"] = {"hot": 1}  # optional fields appear only where set
+    document = rendered.render(templates).templates_document
+    keys = {key for template in document for key in template}
     assert keys == set(config._FIELDS)
     template_type = tf.variables()["runner_templates"]["type"]
     variable_keys = set(re.findall(r"(\w+) = ", template_type.split("object(", 1)[1]))
@@ -486,7 +507,10 @@ def test_observability_ships_queries_dashboard_and_alarms() -> None:
         "webhook_errors",
         "webhook_secret_not_configured",
         "budget_guard",
+        "pool_empty",
     }
+    assert alarms["pool_empty"]["for_each"] == "${local.pool_alarms}"
+    assert alarms["pool_empty"]["alarm_actions"] == "${local.alarm_actions}"
     assert "4xx" in str(alarms["webhook_errors"]["for_each"])
     assert "5xx" in str(alarms["webhook_errors"]["for_each"])
     assert tf.blocks("resource", "aws_cloudwatch_dashboard")["this"]
@@ -506,10 +530,27 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
     dashboard = re.search(r"for name in \[([^\]]*)\]", text)
     assert dashboard
     watched |= set(re.findall(r'"([A-Za-z]+)"', dashboard.group(1)))
+    # SEARCH expressions: MetricName=\"X\" inline, and the pool searches' table (pools.tf).
+    watched |= set(re.findall(r'MetricName=\\"([A-Za-z]+)\\"', text))
+    pools = (tf.TERRAFORM / "pools.tf").read_text()
+    table = re.search(r"for name, dims in \{([^}]*)\}", pools)
+    assert table
+    watched |= set(re.findall(r"^\s*([A-Za-z]+)\s*=", table.group(1), re.MULTILINE))
     aws_metrics = {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "4xx", "5xx"}
     custom = {m for m in watched if m not in aws_metrics}
     assert {"LaunchFailed", "Zombies", "KillSwitchEngaged", "SpotOnlyEngaged"} <= custom
-    assert custom - emitted == set()
+    assert {"JobCost", "QueueToRunnerLatency", "PoolSize", "PoolDeficit"} <= custom
+    assert custom - emitted - set(PENDING_POOL_METRICS) == set()
+
+
+# Watched by the dashboard and the pool-empty alarm ahead of the code that emits them (the
+# `pools:` commits: housekeeper and scale-up). Drop a name once the package emits it.
+PENDING_POOL_METRICS = {
+    "PoolSize": "housekeeper, each pass, per template with a pool and kind: free members",
+    "PoolDeficit": "housekeeper, each pass: members short of the target",
+    "PoolFillFailed": "scale-up: a fill launch EC2 refused (jobs launch cold)",
+    "RunnerStartGap": "scale-up: agent online to runner command sent",
+}
 
 
 def test_runners_reach_https_only_by_default() -> None:

@@ -39,6 +39,10 @@ TAG_SIZING = "jitrunners:sizing"
 TAG_POOL = "jitrunners:pool"
 # When a stopped pool member was claimed for a job and started (its start timeout runs from it).
 TAG_CLAIMED_AT = "jitrunners:claimed-at"
+# A hot member's organization (it registers there before any job names a repository).
+TAG_OWNER = "jitrunners:owner"
+# The launch template version a stopped member booted from (recycled when the default changes).
+TAG_LT_VERSION = "jitrunners:lt-version"
 
 LIVE_STATES = ("pending", "running")
 # Every state EC2 lists an instance in (a terminated one for about an hour).
@@ -135,6 +139,16 @@ class Instance:
     def spot_reclaimed(self) -> bool:
         """EC2 took the instance back (terminated or stopped it for spot capacity or price)."""
         return self.state_reason.startswith("Server.SpotInstance")
+
+
+def pool_of(instance: Any) -> str | None:
+    """The warm pool kind an instance was launched for ("hot" or "stopped"), or None."""
+    return (getattr(instance, "tags", None) or {}).get(TAG_POOL) or None
+
+
+def free_member(instance: Any) -> bool:
+    """A warm pool member no job has taken yet (README "Warm pools")."""
+    return pool_of(instance) is not None and getattr(instance, "job_id", None) is None
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -454,6 +468,31 @@ def terminate_described(instances: Sequence[Instance], prefix: str) -> list[str]
     if ours:
         client("ec2").terminate_instances(InstanceIds=ours)
     return ours
+
+
+def stop_described(instances: Sequence[Instance], prefix: str) -> list[str]:
+    """Stop described instances of ours (warm pool members, booted once); returns the ids."""
+    ours = [i.id for i in instances if i.tags.get(TAG_PREFIX) == prefix and i.state == "running"]
+    if ours:
+        client("ec2").stop_instances(InstanceIds=ours)
+    return ours
+
+
+def start_described(instance: Instance, prefix: str) -> None:
+    """Start a stopped instance of ours (a claimed warm pool member)."""
+    if instance.tags.get(TAG_PREFIX) != prefix:
+        raise FleetError("NotOurs", "not an instance of ours")
+    try:
+        client("ec2").start_instances(InstanceIds=[instance.id])
+    except ClientError as exc:
+        raise classify(error_code(exc) or "Unknown", str(exc)) from None
+
+
+def launch_template_version(name: str) -> str:
+    """The launch template's default version number ("" when EC2 does not say)."""
+    found = client("ec2").describe_launch_templates(LaunchTemplateNames=[name])
+    templates = found.get("LaunchTemplates") or [{}]
+    return str(templates[0].get("DefaultVersionNumber") or "")
 
 
 def tag_instance(instance_id: str, tags: Mapping[str, str]) -> None:

@@ -7,21 +7,22 @@ from collections.abc import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws.clients import client, error_code
-from jitrunners.models import JobMessage
+from jitrunners.models import JobMessage, PoolMessage
 
 
 class QueueError(RuntimeError):
     """A message could not be sent; the caller must not acknowledge what it was asked to deliver."""
 
 
-def _attributes(message: JobMessage) -> dict[str, dict[str, str]]:
+def _attributes(message: JobMessage | PoolMessage) -> dict[str, dict[str, str]]:
+    delivery_id = message.delivery_id if isinstance(message, JobMessage) else ""
     return {
-        "delivery_id": {"DataType": "String", "StringValue": message.delivery_id or "-"},
+        "delivery_id": {"DataType": "String", "StringValue": delivery_id or "-"},
         "kind": {"DataType": "String", "StringValue": message.kind},
     }
 
 
-def send_job(queue_url: str, message: JobMessage, *, delay_s: int = 0) -> str:
+def send_job(queue_url: str, message: JobMessage | PoolMessage, *, delay_s: int = 0) -> str:
     """Send one job message; returns the SQS message id. The delivery id rides as an attribute."""
     try:
         response = client("sqs").send_message(
@@ -41,7 +42,7 @@ SQS_BATCH_MAX = 10
 
 
 def send_jobs(
-    queue_url: str, messages: Sequence[JobMessage], *, delay_s: int = 0
+    queue_url: str, messages: Sequence[JobMessage | PoolMessage], *, delay_s: int = 0
 ) -> list[str | None]:
     """Send messages ten per SendMessageBatch; returns each one's message id, None where SQS
     refused it (the caller decides what an unsent message means)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -175,3 +176,19 @@ def get_command_status(command_id: str, instance_id: str) -> str | None:
             return None
         raise
     return str(response.get("Status") or "") or None
+
+
+def agents_online(instance_ids: Sequence[str]) -> set[str]:
+    """Those of `instance_ids` whose SSM agent is online now (one DescribeInstanceInformation per
+    50 ids, the most its InstanceIds filter takes)."""
+    online: set[str] = set()
+    ids = list(dict.fromkeys(instance_ids))
+    for start in range(0, len(ids), 50):
+        chunk = ids[start : start + 50]
+        response = client("ssm").describe_instance_information(
+            Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50
+        )
+        for info in response.get("InstanceInformationList", []):
+            if info.get("PingStatus") == "Online":
+                online.add(str(info.get("InstanceId")))
+    return online

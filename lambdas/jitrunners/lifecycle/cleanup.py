@@ -93,13 +93,16 @@ def runner_scopes(instance: Any, templates: Mapping[str, RunnerTemplate]) -> lis
     When the template is no longer configured we cannot know which scope was used, so both are
     searched: a registration is found by its name, which only our instance can carry.
     """
+    from jitrunners.aws.fleet import TAG_OWNER
     from jitrunners.github.client import RunnerScope
 
     repo = str(getattr(instance, "repo", "") or "")
-    if repo.count("/") != 1:
-        return []
-    owner = repo.split("/", maxsplit=1)[0]
     template = templates.get(str(getattr(instance, "template", "") or ""))
+    if repo.count("/") != 1:
+        # A hot pool member that took no job yet registered in its pool's organization.
+        owner = str((getattr(instance, "tags", None) or {}).get(TAG_OWNER, ""))
+        return [RunnerScope("org", owner)] if owner else []
+    owner = repo.split("/", maxsplit=1)[0]
     kinds = [template.scope] if template else ["org", "repo"]
     return [
         RunnerScope("org", owner) if kind == "org" else RunnerScope("repo", owner, repo)

@@ -18,8 +18,9 @@ from jitrunners.models import (
     WorkflowJob,
     runner_instance,
     runner_launched_for,
+    runner_path,
 )
-from jitrunners.observability import count, logger
+from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.routing import match_template, refusal, sizing_not_enabled
 from jitrunners.sizing import SizingRefused, for_job
 
@@ -149,6 +150,37 @@ def _stale(job: WorkflowJob, now: datetime) -> str | None:
     return "job_too_old" if now - queued > CLAIM_TTL else None
 
 
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _queue_to_runner_s(payload: Mapping[str, Any]) -> float | None:
+    """How long the job waited for a runner: `started_at` (a runner took it) minus `created_at`
+    (queued), both from the `in_progress` delivery; None when either is missing or odd."""
+    job = payload.get("workflow_job")
+    if not isinstance(job, Mapping):
+        return None
+    created, started = _instant(job.get("created_at")), _instant(job.get("started_at"))
+    if created is None or started is None or started < created:
+        return None
+    return (started - created).total_seconds()
+
+
+def _measure_queue_to_runner(job: WorkflowJob, template: str, seconds: float | None) -> None:
+    """QueueToRunnerLatency by template and path (cold, stopped, hot: the runner's name says),
+    once per `in_progress` delivery of a job one of our runners took (README "Warm pools")."""
+    path = runner_path(job.runner_name)
+    if job.action != "in_progress" or path is None or seconds is None:
+        return
+    observe("QueueToRunnerLatency", seconds, MetricUnit.Seconds, template=template, path=path)
+
+
 def _release(delivery_id: str, deps: IntakeDeps) -> None:
     """Undo the claim of a delivery we failed to enqueue, so its redelivery is taken."""
     if deps.release is None:
@@ -269,13 +301,15 @@ def handle_delivery(
         return WebhookResponse(
             202, {"dry_run": True, "would": kind, "job_id": job.job_id, "template": template.name}
         )
+    waited = _queue_to_runner_s(payload) if action == "in_progress" else None
     if kind == "taken" and runner_launched_for(job.runner_name) == (job.job_id, job.run_attempt):
         # The runner launched for this job took it: no swap, nothing to book (its name says so,
         # models.RUNNER_NAME_RE). Neither claimed nor enqueued: the common case costs no AWS call.
         count("JobEventsOwnRunner")
+        _measure_queue_to_runner(job, template.name, waited)
         logger.info(
             f"job {action} on the runner launched for it: nothing to book",
-            extra={"runner_name": job.runner_name},
+            extra={"runner_name": job.runner_name, "queue_to_runner_s": waited},
         )
         return WebhookResponse(202, {"recorded": "own_runner", "job_id": job.job_id})
     message = JobMessage.launch_for(job, template.name, delivery_id)
@@ -307,9 +341,16 @@ def handle_delivery(
         return WebhookResponse(202, {"rerun_check": True, "job_id": job.job_id})
     if kind != "launch":
         count("JobEventsQueued", kind=kind)
+        # After the enqueue: a delivery we failed (5xx) is redelivered and measured then; a
+        # duplicate returned above was measured the first time.
+        _measure_queue_to_runner(job, template.name, waited)
         logger.info(
             f"job {action}: {kind} queued",
-            extra={"message_id": message_id, "runner_name": job.runner_name or None},
+            extra={
+                "message_id": message_id,
+                "runner_name": job.runner_name or None,
+                "queue_to_runner_s": waited,
+            },
         )
         return WebhookResponse(202, {"recorded": kind, "job_id": job.job_id})
     count("WebhookAccepted")

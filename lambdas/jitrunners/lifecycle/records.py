@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from jitrunners.config import RunnerTemplate, Settings
-from jitrunners.models import JobMessage
+from jitrunners.models import JobMessage, PoolMessage
 from jitrunners.observability import logger
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class ScaleUpDeps:
     github: Callable[[], GitHubClient]
     enqueue: Callable[[JobMessage, int], str]  # (message, delay_s) -> message id
     # (messages, delay_s) -> message id per message, None where it was not sent
-    enqueue_many: Callable[[Sequence[JobMessage], int], list[str | None]]
+    enqueue_many: Callable[[Sequence[JobMessage | PoolMessage], int], list[str | None]]
     retry_later: Callable[[str, int], None]  # (receipt handle, delay_s)
     arn_base: str  # "arn:<partition>:ec2:<region>:<account>:instance/"
     # Looked up at call time, so tests can swap the module's clock and pause for fakes.
@@ -88,7 +88,7 @@ class Outcome:
 
 
 @contextmanager
-def correlated(message: JobMessage | None, **more: Any) -> Iterator[None]:
+def correlated(message: JobMessage | PoolMessage | None, **more: Any) -> Iterator[None]:
     """Every log line inside carries the message's correlation keys (DESIGN §5)."""
     keys = {**(message.log_keys() if message else {}), **more}
     logger.append_keys(**keys)

@@ -17,7 +17,7 @@ from jitrunners.lifecycle.records import (
     correlated,
     fail,
 )
-from jitrunners.models import JobMessage, MessageError
+from jitrunners.models import JobMessage, MessageError, PoolMessage, parse_message
 from jitrunners.observability import count, logger
 
 # Back-off before a `taken` or `release` message whose AWS or queue call failed is tried again.
@@ -34,24 +34,33 @@ class ScaleUpBatch:
         # The instances the batch's start, taken and rerun messages name, described in one call
         # (None: not ours, or EC2 does not list it); ids missing here are described one by one.
         self.described: dict[str, Any] = {}
+        # Pool members (of the batch's `ready` messages) whose SSM agent is online.
+        self.online: set[str] = set()
 
     def prepare(self, raw_records: Sequence[Mapping[str, Any]]) -> None:
         from jitrunners.lifecycle.provisioning.launch import plan_launches
 
         launches: list[tuple[Record, JobMessage]] = []
         named: set[str] = set()
+        members: set[str] = set()
         for raw in raw_records:
             record = Record.from_event(raw)
             try:
-                message = JobMessage.from_json(record.body)
+                message = parse_message(record.body)
             except MessageError:
                 continue  # the record handler fails it, with the reason
-            if message.kind == "launch":
+            if isinstance(message, PoolMessage):
+                if message.instance_id:
+                    named.add(message.instance_id)
+                    members.add(message.instance_id)
+            elif message.kind == "launch":
                 launches.append((record, message))
             elif message.instance_id:
                 named.add(message.instance_id)
         if named:
             self._describe_all(sorted(named))
+        if members:
+            self._ask_agents(sorted(members))
         if launches:
             self.outcomes.update(plan_launches(launches, self.deps))
 
@@ -76,6 +85,17 @@ class ScaleUpBatch:
         by_id = {i.id: i for i in found}
         self.described = {i: by_id.get(i) for i in instance_ids}
 
+    def _ask_agents(self, instance_ids: Sequence[str]) -> None:
+        """One DescribeInstanceInformation for every pool member the batch makes ready."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jitrunners.aws import ssm
+
+        try:
+            self.online = ssm.agents_online(instance_ids)
+        except (ClientError, BotoCoreError) as exc:
+            logger.info("cannot ask which agents are online", extra={"detail": str(exc)})
+
     def describe(self, instance_id: str) -> Any:
         """The instance as described for this batch, or one DescribeInstances now."""
         from jitrunners.aws import fleet
@@ -93,7 +113,7 @@ class ScaleUpBatch:
 
     def _handle(self, record: Record) -> str:
         try:
-            message = JobMessage.from_json(record.body)
+            parsed = parse_message(record.body)
         except MessageError as exc:
             count("MessageRejected", reason="invalid_message")
             logger.error(
@@ -101,6 +121,13 @@ class ScaleUpBatch:
                 extra={"reason": str(exc), "message_id": record.message_id},
             )
             raise
+        if isinstance(parsed, PoolMessage):
+            with correlated(parsed):
+                try:
+                    return self._pool(parsed, record)
+                except RecordFailed as failure:
+                    fail(record, self.deps, failure)
+        message = parsed
         with correlated(message):
             if message.kind in ("taken", "release"):
                 try:
@@ -129,6 +156,26 @@ class ScaleUpBatch:
             if outcome.failure is not None:
                 fail(record, self.deps, outcome.failure)
             return outcome.result
+
+    def _pool(self, message: PoolMessage, record: Record) -> str:
+        """A warm pool's `fill` or `ready` message (README "Warm pools")."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jitrunners.aws.queue import QueueError
+        from jitrunners.lifecycle.provisioning import pool
+
+        try:
+            if message.action == "fill":
+                outcome = pool.fill(message, self.deps, pool.describe_for_pool(self.deps))
+            else:
+                outcome = pool.make_ready(
+                    message, record, self.deps, self.describe, self.online.__contains__
+                )
+        except (ClientError, BotoCoreError, QueueError) as exc:
+            logger.warning("pool message failed: retried", extra={"detail": str(exc)})
+            raise RecordFailed("pool message failed", BOOKS_RETRY_S) from None
+        logger.info("pool", extra={"action": message.action, "outcome": outcome})
+        return outcome
 
     def _books(self, message: JobMessage, *, failed: bool = False) -> str:
         """`taken` and `release` messages: keep the books by job (DESIGN §6b). A job taken by a

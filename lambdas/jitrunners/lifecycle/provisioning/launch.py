@@ -11,8 +11,8 @@ from jitrunners import guardrail, sizing
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
-from jitrunners.lifecycle.provisioning import bookkeeping, boundary
-from jitrunners.lifecycle.provisioning.tags import launch_tags, took_another_job
+from jitrunners.lifecycle.provisioning import bookkeeping, boundary, pool
+from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
@@ -39,28 +39,21 @@ if TYPE_CHECKING:
 Item = tuple[Record, JobMessage]
 
 
-def template_tags(prefix: str, template: RunnerTemplate) -> dict[str, str]:
-    return {
-        fleet.TAG_PREFIX: prefix,
-        fleet.TAG_TEMPLATE: template.name,
-        "Name": f"{prefix}-{template.name}",
-    }
-
-
 def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome]:
     """Decide and carry out every `launch` of a batch; returns each record's outcome."""
     outcomes: dict[str, Outcome] = {}
     settings = deps.settings
     try:
-        live = fleet.list_instances(
-            settings.prefix, profile_arn=settings.runner_instance_profile_arn
-        )
+        # Stopped pool members too: they count against max_runners and serve jobs.
+        listed = pool.describe_for_pool(deps)
     except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
         logger.warning("cannot count runners", extra={"detail": str(exc)})
         failure = RecordFailed("cannot count runners", THROTTLE_DELAY_S)
         return {record.message_id: Outcome("failed", failure) for record, _ in items}
-    per_template = Counter(i.template for i in live)
-    total = len(live)
+    live = [i for i in listed if i.state in fleet.LIVE_STATES]
+    counted = live + [i for i in listed if i.state not in fleet.LIVE_STATES and fleet.pool_of(i)]
+    per_template = Counter(i.template for i in counted)
+    total = len(counted)
     # Which live instance owes each job (None: one launched earlier in this batch).
     live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None] = {
         (i.job_id, i.run_attempt): i for i in live
@@ -79,21 +72,37 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         template = deps.template(name)
         assert template is not None  # checked by _screen
         room = max(0, min(template.max_runners - per_template[name], settings.max_runners - total))
+        # Jobs a warm pool can serve need no room: their member is counted already.
+        members = pool.servable(listed, template)
         accepted: list[Item] = []
+        pooled: list[Item] = []
         for record, message in group:
             with correlated(message):
-                if len(accepted) >= room:
+                poolable = len(pooled) < members and pool.may_serve(message, template)
+                if not poolable and len(accepted) >= room:
                     # No slot: deferred before GitHub is asked anything. Waiting launches come
                     # back every LIMIT_DELAY_S; asking about each every time cost one GitHub
                     # call per waiting job per minute (a burst's backlog, over the rate limit).
                     outcomes[record.message_id] = _defer(message, deps, template)
                     continue
                 outcome = _confirm(message, deps, live, _fresh(message, record, deps))
-            if outcome is None:
-                accepted.append((record, message))
-            else:
+            if outcome is not None:
                 outcomes[record.message_id] = outcome
+            else:
+                (pooled if poolable else accepted).append((record, message))
         accepted = _claimed(accepted, template, deps, outcomes)
+        served = pool.Served()
+        if pooled:
+            pooled = _claimed(pooled, template, deps, outcomes)
+            served = pool.serve(pooled, template, listed, deps)
+            for record, message in pooled:
+                result = served.outcomes.get(record.message_id)
+                if result is not None:
+                    outcomes[record.message_id] = Outcome(result)
+                elif len(accepted) < room:
+                    accepted.append((record, message))  # claimed already: launches cold
+                else:
+                    outcomes[record.message_id] = _defer(message, deps, template)
         # One fleet request per distinct sizing (None: the template's instance types).
         by_size: dict[str, list[Item]] = defaultdict(list)
         for record, message in accepted:
@@ -105,6 +114,13 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
             started = sum(1 for o in launched.values() if o.result == "launched")
             per_template[name] += started
             total += started
+        if served.hot or served.stopped:
+            cap = max(
+                0, min(template.max_runners - per_template[name], settings.max_runners - total)
+            )
+            made = pool.replace_served(template, served, listed, deps, cap)
+            per_template[name] += made
+            total += made
     return outcomes
 
 

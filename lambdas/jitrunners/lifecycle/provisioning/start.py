@@ -11,8 +11,9 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.aws.clients import error_code
 from jitrunners.config import MAX_LABELS, RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
+from jitrunners.lifecycle.provisioning.tags import booting_for
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
-from jitrunners.models import JobMessage, runner_name
+from jitrunners.models import COLD, JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.sizing import sizing_labels
 
@@ -110,7 +111,7 @@ def start_runner(
                 fleet.TAG_COMMAND_ID: command_id,
                 fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 fleet.TAG_RUNNER_NAME: runner_name(
-                    instance_id, message.job_id, message.run_attempt
+                    instance_id, message.job_id, message.run_attempt, message.pool or COLD
                 ),
             },
         )
@@ -155,15 +156,31 @@ def _store_jit_config(
     message: JobMessage, template: RunnerTemplate, scope: RunnerScope, param: str, deps: ScaleUpDeps
 ) -> None:
     assert message.instance_id is not None
+    store_jit_config(
+        deps,
+        message.instance_id,
+        scope,
+        runner_name(message.instance_id, message.job_id, message.run_attempt, message.pool or COLD),
+        runner_labels(message, template),
+        template.runner_group_id,
+        message.installation_id,
+    )
+
+
+def store_jit_config(
+    deps: ScaleUpDeps,
+    instance_id: str,
+    scope: RunnerScope,
+    name: str,
+    labels: tuple[str, ...],
+    runner_group_id: int,
+    installation_id: int | None,
+) -> None:
+    """A JIT config from GitHub into the instance's SecureString parameter (RecordFailed to
+    retry when GitHub refuses or fails)."""
     github = deps.github()
     try:
-        jit = github.generate_jitconfig(
-            scope,
-            runner_name(message.instance_id, message.job_id, message.run_attempt),
-            runner_labels(message, template),
-            template.runner_group_id,
-            message.installation_id,
-        )
+        jit = github.generate_jitconfig(scope, name, labels, runner_group_id, installation_id)
     except GitHubRateLimited as exc:
         count("StartFailed", reason="github_rate_limited")
         logger.warning(
@@ -175,14 +192,14 @@ def _store_jit_config(
         logger.warning("cannot generate the JIT config", extra={"detail": str(exc)})
         raise RecordFailed("github error", 30 if exc.retryable else None) from None
     stored = ssm.put_jit_config(
-        deps.settings.jit_param_name(message.instance_id),
+        deps.settings.jit_param_name(instance_id),
         jit.encoded,
-        deps.instance_arn(message.instance_id),
+        deps.instance_arn(instance_id),
         deps.settings.jit_kms_key_id,
     )
     if not stored:
         # A concurrent start stored one first: ours is surplus and must not linger on GitHub.
-        github.delete_runner(scope, jit.runner_id, message.installation_id)
+        github.delete_runner(scope, jit.runner_id, installation_id)
         logger.info("JIT config already stored by another start; surplus registration deleted")
 
 
@@ -202,7 +219,7 @@ def _agent_not_ready(
         )
     now = deps.clock()
     alive = instance is not None and instance.state in fleet.LIVE_STATES
-    age = (now - instance.launch_time).total_seconds() if instance and instance.launch_time else 0.0
+    age = booting_for(instance, now)
     if alive and age < template.start_timeout_s:
         delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, record.receive_count - 1))
         delay = max(1, min(delay, int(template.start_timeout_s - age) + 1))
@@ -225,7 +242,9 @@ def _give_up(
     ssm.delete_parameter(param)
     try:
         github = deps.github()
-        name = runner_name(message.instance_id, message.job_id, message.run_attempt)
+        name = runner_name(
+            message.instance_id, message.job_id, message.run_attempt, message.pool or COLD
+        )
         runner = github.find_runner(scope, name, message.installation_id)
         if runner is not None:
             github.delete_runner(scope, runner.id, message.installation_id)

@@ -4,6 +4,7 @@ was (`launch-attempt`); and the launches those imply. The one reader and writer 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jitrunners import sizing
@@ -12,6 +13,15 @@ from jitrunners.models import JobMessage, runner_name
 
 if TYPE_CHECKING:
     from jitrunners.config import RunnerTemplate
+
+
+def template_tags(prefix: str, template: RunnerTemplate) -> dict[str, str]:
+    """The tags every instance of a template carries from its creation."""
+    return {
+        fleet.TAG_PREFIX: prefix,
+        fleet.TAG_TEMPLATE: template.name,
+        "Name": f"{prefix}-{template.name}",
+    }
 
 
 def launched_for_value(message: JobMessage) -> str:
@@ -58,11 +68,15 @@ def _launched_for_key(instance: Any) -> tuple[int, int, int, str] | None:
 def runner_name_of(instance: Any) -> str:
     """The name the instance's runner registers with: as start wrote it, else as start names it
     from the job the instance was launched for (models.runner_name), else the instance id."""
-    written = str((instance.tags or {}).get(fleet.TAG_RUNNER_NAME, ""))
+    tags = instance.tags or {}
+    written = str(tags.get(fleet.TAG_RUNNER_NAME, ""))
     if written:
         return written
+    pool = str(tags.get(fleet.TAG_POOL, ""))
     key = _launched_for_key(instance)
-    return runner_name(instance.id, key[0], key[1]) if key else str(instance.id)
+    if key is None:
+        return runner_name(instance.id, None, None, "hot") if pool == "hot" else str(instance.id)
+    return runner_name(instance.id, key[0], key[1], "stopped" if pool == "stopped" else "cold")
 
 
 def _owed_key(instance: Any) -> tuple[int, int, int, str] | None:
@@ -125,3 +139,25 @@ def took_another_job(instance: Any) -> bool:
     booked by rewriting its job tags)."""
     key = _launched_for_key(instance)
     return key is not None and key[:2] != (instance.job_id, instance.run_attempt)
+
+
+def booting_for(instance: Any, now: datetime) -> float:
+    """Seconds since the instance was launched, or since it was started again when it is a
+    stopped pool member claimed for a job (its `claimed-at` tag)."""
+    if instance is None or instance.launch_time is None:
+        return 0.0
+    since = instance.launch_time
+    claimed = _parse_time(instance.tags.get(fleet.TAG_CLAIMED_AT, ""))
+    if claimed is not None and claimed > since:
+        since = claimed
+    return (now - since).total_seconds()
+
+
+def _parse_time(iso: str) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return then if then.tzinfo is not None else None

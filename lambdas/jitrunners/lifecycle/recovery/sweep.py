@@ -15,7 +15,9 @@ from jitrunners.aws.queue import QueueError
 from jitrunners.aws.ssm import TERMINAL_COMMAND_STATUSES
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
+from jitrunners.lifecycle.provisioning.tags import booting_for
 from jitrunners.lifecycle.recovery import rerun
+from jitrunners.lifecycle.recovery.pool_pass import parked, pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.models import runner_instance
@@ -110,6 +112,14 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     count("Zombies", report.zombies)
 
     _relaunch_for_lost_ends(ctx, instances, report)
+    try:
+        pooled = pool_pass(ctx, [i for i in instances if i.id not in ended], now)
+    except (*AWS_ERRORS, QueueError) as exc:
+        logger.warning("pool pass failed; next run", extra={"detail": str(exc)})
+    else:
+        for kind, n in pooled.items():
+            if n:
+                report.add("pool", kind, str(n))
 
     _orphan_parameters(ctx, now, live, report)
     listings = _list_runner_scopes(ctx, instances)
@@ -138,6 +148,8 @@ def _time_left(remaining_ms: Callable[[], int] | None) -> bool:
 def why_end(instance: Any, now: datetime, ctx: Context) -> str | None:
     """Why a live instance of ours should be ended now, or None when it is healthy."""
     if instance.state in ("stopping", "stopped"):
+        if parked(instance):
+            return None  # a stopped pool member, ready for a job (the pool pass recycles it)
         return "stopped"
     limits = ctx.templates.get(str(instance.template or "")) or _DEFAULT_LIMITS
     launched = instance.launch_time
@@ -145,7 +157,11 @@ def why_end(instance: Any, now: datetime, ctx: Context) -> str | None:
     if age > timedelta(seconds=limits.max_lifetime_s) + LIFETIME_GRACE:
         return "max_lifetime"
     if not instance.command_id:
-        if age > timedelta(seconds=limits.start_timeout_s) + START_GRACE:
+        # A claimed stopped pool member's start timeout runs from when it was started again.
+        if (
+            timedelta(seconds=booting_for(instance, now))
+            > timedelta(seconds=limits.start_timeout_s) + START_GRACE
+        ):
             return "start_timeout"
         return None
     status = ssm.get_command_status(instance.command_id, instance.id)

@@ -9,6 +9,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
 from jitrunners.lifecycle.recovery import rerun
+from jitrunners.lifecycle.recovery.pool_pass import parked, refill
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued
 from jitrunners.lifecycle.teardown import cost
 from jitrunners.lifecycle.teardown.events import (
@@ -55,12 +56,20 @@ def handle_event(event: LifecycleEvent, ctx: Context) -> str:
         # The re-run record first: it must exist even if a cleanup step fails and raises.
         outcome = rerun.record_interruption(instance, event.at, ctx)
         _finish(cleanup(instance, "spot_interruption", ctx))
+        if fleet.free_member(instance):
+            refill(instance, ctx)
         cost.report(instance, event.at, "spot_interruption")
         relaunch_if_queued(instance, "spot_interruption", ctx)
         return f"cleaned:spot_interruption:{outcome.split(':')[0]}"
     if not event.gone:
         logger.debug("instance state change needs nothing", extra={"state": event.state})
         return f"ignored:state_{event.state}"
+    if event.state in ("stopping", "stopped") and parked(instance):
+        # A stopped pool member that booted once and was stopped by scale-up: ready for a job.
+        return "ignored:pool_member_parked"
+    if fleet.free_member(instance):
+        # A pool member that ended before any job took it: the pool launches another.
+        refill(instance, ctx)
     if _runner_ended_itself(instance):
         # Its command's end was the runner's own (it ran its job, or idled out): that event's
         # cleanup ended the instance, and no job lost a runner. A lost command event leaves at
