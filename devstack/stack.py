@@ -387,7 +387,9 @@ class Stack:
         run = set(self._run_templates())
         for entry in document:
             if entry.get("name") in run:
-                entry["pool"] = dict(pool)
+                # Hot members register with an organization before any job names one: the
+                # simulator's (the Lambdas' ALLOWED_OWNERS is not set here).
+                entry["pool"] = {**pool, "owner": REPOS[0].split("/")[0]}
         text = json.dumps(document, separators=(",", ":"))
         parse_templates(text)  # a pool the Lambdas would refuse fails here, by name
         tier = "Advanced" if len(text) > 4096 else "Standard"

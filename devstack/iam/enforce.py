@@ -569,13 +569,22 @@ def _instance_context(call: Call, info: InstanceInfo) -> dict[str, ContextValue]
     return context
 
 
-def _terminate_instances(call: Call) -> list[Check]:
-    checks = []
-    for instance_id in call.params.get("InstanceIds") or []:
-        info = call.lookup.instance(str(instance_id))
-        if info is not None:  # unknown ids: EC2 answers InvalidInstanceID.NotFound
-            checks.append(Check("ec2:TerminateInstances", info.arn, _instance_context(call, info)))
-    return checks
+def _on_instances(action: str) -> Rule:
+    """TerminateInstances, StartInstances, StopInstances: one check per named instance, on
+    its ARN with its tags and instance profile."""
+
+    def rule(call: Call) -> list[Check]:
+        checks = []
+        for instance_id in call.params.get("InstanceIds") or []:
+            info = call.lookup.instance(str(instance_id))
+            if info is not None:  # unknown ids: EC2 answers InvalidInstanceID.NotFound
+                checks.append(Check(action, info.arn, _instance_context(call, info)))
+        return checks
+
+    return rule
+
+
+_terminate_instances = _on_instances("ec2:TerminateInstances")
 
 
 def _create_tags(call: Call) -> list[Check]:
@@ -990,6 +999,11 @@ RULES: dict[tuple[str, str], Rule] = {
         "ec2:GetInstanceTypesFromInstanceRequirements"
     ),
     ("ec2", "TerminateInstances"): _terminate_instances,
+    # Warm pools: stopped members are stopped once ready and started for a job.
+    ("ec2", "StartInstances"): _on_instances("ec2:StartInstances"),
+    ("ec2", "StopInstances"): _on_instances("ec2:StopInstances"),
+    ("ec2", "DescribeLaunchTemplates"): _unscoped("ec2:DescribeLaunchTemplates"),
+    ("ssm", "DescribeInstanceInformation"): _unscoped("ssm:DescribeInstanceInformation"),
     ("ec2", "CreateTags"): _create_tags,
     ("ec2", "RunInstances"): _run_instances,
     ("ec2", "CreateFleet"): _create_fleet,

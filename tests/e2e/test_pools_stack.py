@@ -50,8 +50,9 @@ def test_a_pool_gets_room_in_its_templates_and_reaches_the_lambdas_parameter(
 
 def test_latency_stats_are_ranks_of_the_samples() -> None:
     assert latency_stats([]) == {"n": 0, "p50": None, "p95": None, "max": None}
-    stats = latency_stats([float(n) for n in range(1, 101)])
-    assert stats == {"n": 100, "p50": 50.5, "p95": 95.1, "max": 100.0}
+    stats = latency_stats([float(n) for n in reversed(range(21))])
+    assert stats == {"n": 21, "p50": 10.0, "p95": 19.0, "max": 20.0}
+    assert latency_stats([1.0, 2.0])["p50"] == 1.5  # between two ranks
 
 
 def test_left_keys_include_the_pool() -> None:
