@@ -78,6 +78,7 @@ def run_one(run: str, args: argparse.Namespace) -> dict[str, Any]:
             "max_lifetime_s": 86_400,
         },
         timeout_s=120 + model.real(args.spacing) * args.jobs + 20 * args.jobs * args.job_seconds,
+        iam=args.iam == "on",
     )
     stack = Stack(options, out=sys.stderr)
     started = time.monotonic()
@@ -237,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         "from its user data in a sandbox, start-runner.sh and the fake runner",
     )
     parser.add_argument("--runs", default=",".join(RUNS), help="a subset: cold,stopped,hot")
+    parser.add_argument(
+        "--iam",
+        choices=("on", "off"),
+        default="on",
+        help="every Lambda call authorized against the module's policies (default on)",
+    )
     args = parser.parse_args(argv)
     runs = [r for r in RUNS if r in {x.strip() for x in args.runs.split(",")}]
     results = {run: run_one(run, args) for run in runs}
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results.values()
     )
     out = {
+        "iam": args.iam,
         "jobs": args.jobs,
         "pool": args.pool,
         "time_scale": args.time_scale,
