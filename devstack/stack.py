@@ -1217,16 +1217,23 @@ def _room_for_pool(
     template: dict[str, Any], pool: dict[str, int], notes: list[str]
 ) -> dict[str, Any]:
     """The template with room for the pool the run applies (its `pool` field itself is written
-    into the runner-template parameter): max_runners at least the pool's members, and a market
-    that may launch on-demand when it keeps stopped members (they are refused on "spot")."""
+    into the runner-template parameter), as the Lambdas require it: max_runners raised by the
+    pool's members when they do not fit in it (the jobs keep the room they had), a market that
+    may launch on-demand when it keeps stopped members (they are refused on "spot"), and scope
+    org when it keeps hot ones (they register with the organization before any job names a
+    repository)."""
     found = dict(template)
     name, most = found["name"], sum(pool.values())
-    if most > int(found.get("max_runners", 10)):
-        notes.append(f"{name}: max_runners {found.get('max_runners')} -> {most} for the pool")
-        found["max_runners"] = most
+    limit = int(found.get("max_runners", 10))
+    if most > limit:  # the pool's members, and the room jobs had before beside them
+        notes.append(f"{name}: max_runners {limit} -> {limit + most} for the pool")
+        found["max_runners"] = limit + most
     if pool.get("stopped") and found.get("market") == "spot":
         notes.append(f"{name}: market spot -> spot-then-on-demand (stopped members are on-demand)")
         found["market"] = "spot-then-on-demand"
+    if pool.get("hot") and found.get("scope", "org") != "org":
+        notes.append(f"{name}: scope {found['scope']} -> org (hot members register before a job)")
+        found["scope"] = "org"
     return found
 
 

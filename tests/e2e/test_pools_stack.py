@@ -41,8 +41,9 @@ def test_pool_flags_parse_and_bad_ones_are_refused() -> None:
 def test_a_pool_gets_room_in_its_templates_and_reaches_the_lambdas_parameter(
     tmp_path: Path,
 ) -> None:
-    """The run's templates (only) get the pool; max_runners grows to hold it, and a spot-only
-    template may launch its stopped members on-demand, as the Lambdas require."""
+    """The run's templates (only) get the pool; max_runners grows to hold it, a spot-only
+    template may launch its stopped members on-demand, and a repository template registers its
+    hot runners with the organization, as the Lambdas require."""
     stack = Stack(
         Options(
             templates=["linux-x64", "linux-arm64"], pool={"hot": 2, "stopped": 3}, workdir=tmp_path
@@ -50,8 +51,9 @@ def test_a_pool_gets_room_in_its_templates_and_reaches_the_lambdas_parameter(
         out=(tmp_path / "progress.txt").open("w"),
     )
     by_name = {t["name"]: t for t in stack.world.tf_templates}
-    assert by_name["linux-x64"]["max_runners"] == 5  # was 3
+    assert by_name["linux-x64"]["max_runners"] == 8  # was 3: 5 members beside the 3
     assert by_name["linux-arm64"]["market"] == "spot-then-on-demand"  # was spot
+    assert by_name["linux-arm64"]["scope"] == "org"  # was repo
     assert by_name["linux-x64-large"]["max_runners"] == 2  # not a template of the run
     assert by_name["linux-x64-large"]["market"] == "spot"
 
