@@ -251,6 +251,7 @@ def run_burst(
     housekeeper_every_s: float = 120.0,
     redrive_every_s: float = 30.0,
     quotas: Any = None,
+    apps: int = 1,
 ) -> dict[str, Any]:
     """One burst of `jobs` queued jobs through a fresh local stack; every number of it.
 
@@ -292,12 +293,45 @@ def run_burst(
     with (workdir / "progress.txt").open("w", encoding="utf-8") as out:
         stack = Stack(options, out=out)
         try:
+            _further_apps(stack, apps - 1)
             stack.start()
             meter, milestones = _instrument(stack)
             result = _burst(stack, meter, milestones, timeout_s)
+            result["github_apps"] = apps
+            result["jit_configs_by_installation"] = {
+                str(k): v for k, v in sorted(stack.sim.jitconfigs_by_installation.items())
+            }
         finally:
             stack.stop()
     return result
+
+
+def _further_apps(stack: Any, count: int) -> None:
+    """`count` further GitHub Apps (README "Scaling"), set up as the module would: each App of
+    the simulator's, its key in the parameter terraform/secrets.tf creates for it, the module's
+    variable (its rendered policies grant the reads) and the Lambdas' GITHUB_EXTRA_APPS."""
+    if count <= 0:
+        return
+    world = stack.world
+    added = [stack.sim.add_app() for _ in range(count)]
+    names = {str(a.app_id): f"{world.names.github_app_key_param}-{a.app_id}" for a in added}
+    world.tfvars_extra = {**world.tfvars_extra, "github_extra_app_ids": list(names)}
+    create = world.create
+
+    def create_with_keys(**kwargs: Any) -> None:
+        create(**kwargs)
+        for app in added:
+            world.client("ssm").put_parameter(
+                Name=names[str(app.app_id)],
+                Value=app.private_key_pem,
+                Type="SecureString",
+                KeyId=world.kms_key_arn,
+            )
+
+    world.create = create_with_keys
+    stack.options.lambda_env["GITHUB_EXTRA_APPS"] = json.dumps(
+        [{"app_id": app_id, "key_param": name} for app_id, name in names.items()]
+    )
 
 
 def _instrument(stack: Any) -> tuple[CallMeter, Milestones]:
@@ -516,6 +550,8 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
         "throttled_by_api": quotas["throttled_by_api"],
         "github_refused_by_limit": quotas["github_refused_by_limit"],
         "aws_throttle_wait_s_by_function": quotas["aws_throttle_wait_s_by_function"],
+        "github_apps": result.get("github_apps", 1),
+        "jit_configs_by_installation": result.get("jit_configs_by_installation", {}),
     }
 
 
@@ -813,6 +849,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --quotas on: the App installation's primary limit, requests per hour "
         f"(default {LARGE_ORG_HOURLY}, a large organization's; GitHub's minimum is 5000)",
     )
+    parser.add_argument(
+        "--apps",
+        type=int,
+        default=1,
+        help="with --quotas on: GitHub Apps generating JIT configs (GITHUB_EXTRA_APPS: the "
+        "primary and N-1 further ones, each with its own installation and budgets)",
+    )
     args = parser.parse_args(argv)
     if args.quotas == "on":
         return _quota_burst(args)
@@ -864,6 +907,7 @@ def _quota_burst(args: argparse.Namespace) -> int:
         job_seconds=args.job_seconds,
         timeout_s=args.timeout,
         quotas=quotas,
+        apps=args.apps,
     )
     print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(json.dumps(result, separators=(",", ":")), file=sys.stderr)

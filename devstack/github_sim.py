@@ -6,6 +6,9 @@ a repository's workflow runs by status and a run's jobs (both derived from the j
 App manifest flow (`jitrunners setup github-app`): the web page that creates an App from a posted
 manifest and redirects with a code, and `POST /app-manifests/{code}/conversions`, which answers
 this simulator's own App (its id, private key and webhook secret), so the stack keeps working.
+More Apps (`add_app`, each with its own key and its own installation on the owner) serve the
+spreading of JIT generation over several Apps: an App's JWT reaches its own installations only
+(`GET /orgs/{org}/installation`, `GET /repos/{owner}/{repo}/installation`, access tokens).
 GitHub itself: it queues jobs, sends signed `workflow_job` webhooks (queued, waiting, in_progress,
 completed) and hands a queued job whose labels match to a JIT runner of a scope that admits the
 job's repository when it connects, at most one job per runner. The simulated Actions runner
@@ -388,6 +391,26 @@ class SimDelivery:
 
 
 @dataclass
+class SimApp:
+    """A GitHub App the simulator knows: its id, RSA key pair and its installation on the owner."""
+
+    app_id: int
+    installation_id: int
+    private_key_pem: str = field(repr=False)
+    public_key: Any = field(repr=False)
+
+
+def _key_pair() -> tuple[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return pem, key.public_key()
+
+
+@dataclass
 class Faults:
     github_5xx: float = 0.0
     github_rate_limit: float = 0.0
@@ -459,13 +482,15 @@ class GitHubSim:
         self.owner = owner
         self.installations: dict[int, str] = {installation_id: owner}
         self.installation_id = installation_id
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.private_key_pem = self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        self._public_key = self._key.public_key()
+        self.private_key_pem, self._public_key = _key_pair()
+        # Every App by id (this one first; add_app adds more); installations of the other Apps
+        # by id -> their App (an installation not listed here is this App's).
+        self.apps: dict[int, SimApp] = {
+            app_id: SimApp(app_id, installation_id, self.private_key_pem, self._public_key)
+        }
+        self.installation_apps: dict[int, int] = {}
+        # JIT configs by the installation whose token asked for them.
+        self.jitconfigs_by_installation: Counter[int] = Counter()
         self.webhook_secret = webhook_secret or secrets.token_hex(20)
         self.webhook_url = webhook_url
         self.faults = faults or Faults()
@@ -1027,29 +1052,67 @@ class GitHubSim:
         if lost and job is not None:
             self._completed(job)
 
+    # ------------------------------------------------------------------ Apps
+    def add_app(self, app_id: int | None = None, installation_id: int | None = None) -> SimApp:
+        """Another GitHub App with its own key, installed on the owner (its own installation
+        id, so its own rate-limit budgets)."""
+        with self._lock:
+            app_id = app_id or max(self.apps) + 1
+            installation_id = installation_id or max(self.installations) + 1
+            if app_id in self.apps or installation_id in self.installations:
+                raise ValueError(f"App {app_id} or installation {installation_id} exists")
+            pem, public_key = _key_pair()
+            app = SimApp(app_id, installation_id, pem, public_key)
+            self.apps[app_id] = app
+            self.installations[installation_id] = self.owner
+            self.installation_apps[installation_id] = app_id
+            self.issued_secrets.append(pem)
+        return app
+
+    def app_of(self, installation_id: int) -> int:
+        """The App an installation belongs to."""
+        return self.installation_apps.get(installation_id, self.app_id)
+
+    def installation_of(self, app_id: int, account: str) -> int:
+        """The App's installation on an account (user or organization), else 404."""
+        with self._lock:
+            for installation_id, login in sorted(self.installations.items()):
+                mine = self.app_of(installation_id) == app_id
+                if mine and login.casefold() == account.casefold():
+                    return installation_id
+        raise ApiError(404, "Not Found")
+
     # ------------------------------------------------------------------ REST: auth
-    def app_auth(self, headers: Any) -> None:
+    def app_auth(self, headers: Any) -> int:
+        """The id of the App whose JWT signed the request (401 otherwise)."""
         token = _bearer(headers)
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            app = self.apps.get(int(str(issuer)))
+        except (jwt.PyJWTError, ValueError):
+            app = None
         try:
             claims = jwt.decode(
                 token,
-                self._public_key,
+                app.public_key if app is not None else self._public_key,
                 algorithms=["RS256"],
                 options={"require": ["iat", "exp", "iss"]},
                 leeway=60,
             )
         except jwt.PyJWTError as exc:
             raise ApiError(401, f"A JSON web token could not be decoded ({exc})") from None
-        if str(claims.get("iss")) != str(self.app_id):
+        if app is None or str(claims.get("iss")) != str(app.app_id):
             raise ApiError(401, "'Issuer' claim ('iss') must be the app id")
         if int(claims["exp"]) - int(claims["iat"]) > 660:
             raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
+        return app.app_id
 
-    def installation_auth(self, headers: Any, owner: str) -> None:
+    def installation_auth(self, headers: Any, owner: str) -> int | None:
+        """The installation whose token made the request (None: the personal token)."""
         token = _bearer(headers)
         with self._lock:
             if token == self.pat:
-                return
+                return None
             found = self._tokens.get(token)
         if found is None:
             raise ApiError(401, "Bad credentials")
@@ -1059,10 +1122,13 @@ class GitHubSim:
             raise ApiError(401, "Bad credentials (token expired)")
         if self.installations.get(installation_id, "").casefold() != owner.casefold():
             raise ApiError(404, "Not Found")
+        return installation_id
 
-    def issue_token(self, installation_id: int) -> dict[str, Any]:
+    def issue_token(self, installation_id: int, app_id: int | None = None) -> dict[str, Any]:
         if installation_id not in self.installations:
             raise ApiError(404, "Not Found")
+        if app_id is not None and self.app_of(installation_id) != app_id:
+            raise ApiError(404, "Not Found")  # another App's installation
         token = "ghs_" + secrets.token_urlsafe(27)
         expires = time.time() + self.token_ttl_s
         with self._lock:
@@ -1078,7 +1144,9 @@ class GitHubSim:
         }
 
     # ------------------------------------------------------------------ REST: runners and jobs
-    def generate_jitconfig(self, scope: str, body: Any) -> dict[str, Any]:
+    def generate_jitconfig(
+        self, scope: str, body: Any, installation_id: int | None = None
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ApiError(422, "Invalid request body")
         name, labels, group = body.get("name"), body.get("labels"), body.get("runner_group_id")
@@ -1105,6 +1173,8 @@ class GitHubSim:
             )
             self.runners[runner.id] = runner
             self.counters["jitconfigs_issued"] += 1
+            if installation_id is not None:
+                self.jitconfigs_by_installation[installation_id] += 1
         blob = json.dumps(
             {"url": self.url, "runner_id": runner.id, "name": name, "secret": runner.secret}
         ).encode()
@@ -1386,6 +1456,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     for m, p, name in [
         ("POST", r"^/app/installations/(\d+)/access_tokens$", "access_tokens"),
         ("GET", r"^/app/installations$", "installations"),
+        ("GET", r"^/orgs/([^/]+)/installation$", "org_installation"),
+        ("GET", r"^/repos/([^/]+)/[^/]+/installation$", "repo_installation"),
         ("GET", r"^/app/hook/deliveries$", "deliveries"),
         ("GET", r"^/app/hook/deliveries/(\d+)$", "delivery"),
         ("POST", r"^/app/hook/deliveries/(\d+)/attempts$", "redeliver"),
@@ -1416,6 +1488,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 _TEMPLATES = {
     "access_tokens": "/app/installations/{id}/access_tokens",
     "installations": "/app/installations",
+    "org_installation": "/orgs/{org}/installation",
+    "repo_installation": "/repos/{repo}/installation",
     "deliveries": "/app/hook/deliveries",
     "delivery": "/app/hook/deliveries/{id}",
     "redeliver": "/app/hook/deliveries/{id}/attempts",
@@ -1532,18 +1606,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- routes: (match, query, body) -> (status, body, headers)
     def _r_access_tokens(self, m: re.Match[str], q: Any, b: Any):
-        self.simulator.app_auth(self.headers)
-        return 201, self.simulator.issue_token(int(m.group(1))), {}
+        app_id = self.simulator.app_auth(self.headers)
+        return 201, self.simulator.issue_token(int(m.group(1)), app_id), {}
 
     def _r_installations(self, m: re.Match[str], q: Any, b: Any):
-        self.simulator.app_auth(self.headers)
         sim = self.simulator
+        app_id = sim.app_auth(self.headers)
         items = [
-            _installation(i, login, sim.app_id) for i, login in sorted(sim.installations.items())
+            _installation(i, login, app_id)
+            for i, login in sorted(sim.installations.items())
+            if sim.app_of(i) == app_id
         ]
         page_items, page, per_page = _page(items, q, self.simulator.page_size_max)
         more = page * per_page < len(items)
         return 200, page_items, self._link("/app/installations", q, page, per_page, more)
+
+    def _r_org_installation(self, m: re.Match[str], q: Any, b: Any):
+        sim = self.simulator
+        app_id = sim.app_auth(self.headers)
+        installation_id = sim.installation_of(app_id, m.group(1))
+        return 200, _installation(installation_id, sim.installations[installation_id], app_id), {}
+
+    _r_repo_installation = _r_org_installation  # the repository's owner's installation
 
     def _r_deliveries(self, m: re.Match[str], q: Any, b: Any):
         sim = self.simulator
@@ -1594,8 +1678,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _r_jitconfig(self, m: re.Match[str], q: Any, b: Any):
         scope = m.group(1)
-        self.simulator.installation_auth(self.headers, self._owner_of(scope))
-        return 201, self.simulator.generate_jitconfig(scope, b), {}
+        installation_id = self.simulator.installation_auth(self.headers, self._owner_of(scope))
+        return 201, self.simulator.generate_jitconfig(scope, b, installation_id), {}
 
     def _r_runners(self, m: re.Match[str], q: Any, b: Any):
         scope = m.group(1)

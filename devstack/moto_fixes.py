@@ -36,6 +36,9 @@ Each keeps what AWS answers; they only change how moto finds it:
   becomes one override per matching type (smallest first), as EC2 spreads one request over many
   types. Not emulated: prices and the allocation strategy's choice among them, spot placement
   scores, and an override's `BlockDeviceMappings` (moto launches with the template's volumes).
+* (A gap, not speed.) moto does not implement SSM's DescribeInstanceInformation. Here every
+  running EC2 instance it names is Online, as moto's SendCommand accepts a command for any
+  instance; the local stack's agent shim (devstack/agent.py) answers from its agents' own state.
 * Per request, moto's server lists its own package directory (`list_of_moto_modules`, a stat of
   every entry) to match the host to a backend, and inspects the response class for its method
   names: a tenth of the stack's time under a burst. Neither changes while the process runs.
@@ -50,6 +53,7 @@ from typing import Any
 
 _APPLIED: list[bool] = []
 _REQUIREMENTS_APPLIED: list[bool] = []
+_INFORMATION_APPLIED: list[bool] = []
 # InstanceRequirements' CpuManufacturers -> the catalogue's ProcessorInfo.Manufacturer.
 _MAKERS = {"intel": "Intel", "amd": "AMD", "amazon-web-services": "AWS", "apple": "Apple"}
 
@@ -59,6 +63,7 @@ def apply() -> None:
     if _APPLIED:
         return
     apply_instance_requirements()  # before method names are cached below
+    apply_instance_information()
     from moto import backends
     from moto.core import responses
     from moto.core.serialize import XFormedAttributePicker
@@ -226,6 +231,39 @@ def types_for(requirements: dict[str, Any], architectures: Any = ()) -> list[str
         if all(checks):
             found.append((vcpus, memory, name))
     return [name for _v, _m, name in sorted(found)]
+
+
+def apply_instance_information() -> None:
+    """SSM DescribeInstanceInformation in moto (see the module's docstring); once."""
+    if _INFORMATION_APPLIED:
+        return
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def describe_instance_information(self: Any) -> Any:
+        wanted: list[str] = []
+        for item in self._get_param("Filters") or []:
+            if item.get("Key") == "InstanceIds":
+                wanted.extend(item.get("Values") or [])
+        backend = ec2_backends[self.current_account][self.region]
+        running = {
+            i.id
+            for reservation in backend.reservations.values()
+            for i in reservation.instances
+            if i.state == "running"
+        }
+        found = [
+            {"InstanceId": i, "PingStatus": "Online", "ResourceType": "EC2Instance"}
+            for i in dict.fromkeys(wanted or sorted(running))
+            if i in running
+        ]
+        return ActionResult({"InstanceInformationList": found})
+
+    SimpleSystemManagerResponse.describe_instance_information = (  # type: ignore[attr-defined]
+        describe_instance_information
+    )
+    _INFORMATION_APPLIED.append(True)
 
 
 def apply_instance_requirements() -> None:

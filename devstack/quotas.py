@@ -560,6 +560,16 @@ class Limited:
         self.quotas.release(self.who)
 
 
+def _issuer(token: str) -> str:
+    """The App id a JWT names ('' when it is none): whose budget a JWT call spends."""
+    import jwt
+
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("iss") or "")
+    except jwt.PyJWTError:
+        return ""
+
+
 def rate_limit(sim: Any, headers: Any, method: str, path: str, endpoint: str) -> Limited:
     """The simulator's one call into the limits (GitHubSim.rate_limits set): whose budget the
     request spends (its installation token's installation, else the App's or the token's)."""
@@ -572,7 +582,7 @@ def rate_limit(sim: Any, headers: Any, method: str, path: str, endpoint: str) ->
     elif token and token == getattr(sim, "pat", None):
         who = "token"
     else:
-        who = f"app {sim.app_id}"  # App JWT calls spend the App's own budget
+        who = f"app {_issuer(token) or sim.app_id}"  # App JWT calls spend their App's budget
     refusal, answer_headers = quotas.admit(who, method, path, endpoint)
     return Limited(quotas, who, refusal, answer_headers)
 

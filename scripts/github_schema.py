@@ -40,6 +40,8 @@ FORMAT = 1
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "/app/installations": ("get",),
     "/app/installations/{installation_id}/access_tokens": ("post",),
+    "/orgs/{org}/installation": ("get",),
+    "/repos/{owner}/{repo}/installation": ("get",),
     "/app/hook/deliveries": ("get",),
     "/app/hook/deliveries/{delivery_id}": ("get",),
     "/app/hook/deliveries/{delivery_id}/attempts": ("post",),

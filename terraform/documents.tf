@@ -73,7 +73,9 @@ locals {
   runner_script_path   = "/opt/jitrunners/start-runner.sh"
   ssm_output_log_group = "/${local.prefix}/runner-commands"
   github_secret_name   = local.app_mode ? local.github_app_key_name : local.github_token_name
-  runner_role_name     = "${local.prefix}-runner"
+  # Further GitHub Apps' keys (var.github_extra_app_ids): one parameter each, by App id.
+  github_extra_app_key_names = { for id in var.github_extra_app_ids : id => "${local.github_app_key_name}-${id}" }
+  runner_role_name           = "${local.prefix}-runner"
 
   # DESIGN 2 document the Lambdas read (RUNNER_TEMPLATES_PARAM): Lambda fields only.
   runner_templates = { for t in var.runner_templates : t.name => t }
@@ -105,6 +107,7 @@ locals {
       hot            = t.pool.hot
       stopped        = t.pool.stopped
       hot_max_idle_s = t.pool.hot_max_idle_s
+      owner          = t.pool.owner
       }, t.pool.schedule == null ? {} : {
       schedule = {
         timezone = t.pool.schedule.timezone
@@ -222,10 +225,13 @@ locals {
   # Statements several functions share (the same words, the same grant).
   statements = {
     read_config = {
-      Sid      = "ReadConfigAndGitHubCredentials"
-      Effect   = "Allow"
-      Action   = "ssm:GetParameter"
-      Resource = [local.arn.templates, local.arn.github_secret]
+      Sid    = "ReadConfigAndGitHubCredentials"
+      Effect = "Allow"
+      Action = "ssm:GetParameter"
+      Resource = concat(
+        [local.arn.templates, local.arn.github_secret],
+        [for name in values(local.github_extra_app_key_names) : "${local.ssm_param_arn_prefix}${name}"],
+      )
     }
     terminate_ours = {
       Sid      = "TerminateOurInstances"
@@ -553,6 +559,13 @@ locals {
           Effect   = "Allow"
           Action   = "ssm:ListCommands"
           Resource = "*" # ListCommands has no resource-level permissions
+        },
+        {
+          # Warm pools: one call per batch says which members' agents are online.
+          Sid      = "AgentsOnline"
+          Effect   = "Allow"
+          Action   = "ssm:DescribeInstanceInformation"
+          Resource = "*" # DescribeInstanceInformation has no resource-level permissions
         },
       ]
     })

@@ -53,6 +53,8 @@ locals {
     GITHUB_APP_ID                 = var.github_app_id
     GITHUB_APP_KEY_PARAM          = local.app_mode ? local.github_app_key_name : ""
     GITHUB_TOKEN_PARAM            = local.app_mode ? "" : local.github_token_name
+    GITHUB_EXTRA_APPS             = jsonencode([for id, name in local.github_extra_app_key_names : { app_id = id, key_param = name }])
+    GITHUB_POINTS_PER_MINUTE      = tostring(var.github_points_per_minute)
     MAX_RUNNERS                   = tostring(var.max_runners)
     CHECK_JOB_QUEUED              = tostring(var.check_job_queued)
     START_DELAY_S                 = tostring(var.start_delay_s)

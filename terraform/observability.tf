@@ -316,18 +316,6 @@ resource "aws_cloudwatch_dashboard" "this" {
           }]]
         }
       },
-      {
-        type = "metric", x = 12, y = 30, width = 12, height = 6
-        properties = {
-          title = "Agent online to runner command (s): p50 and p95 by template", region = local.region
-          view  = "timeSeries", period = 300
-          metrics = [for p in ["p50", "p95"] : [{
-            expression = "SEARCH('${local.pool_search.RunnerStartGap}', '${p}', 300)"
-            id         = "gap_${p}"
-            label      = "${p} $${PROP('Dim.template')}"
-          }]]
-        }
-      },
     ]
   })
 }

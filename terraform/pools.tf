@@ -14,7 +14,6 @@ locals {
   pool_search = {
     for name, dims in {
       QueueToRunnerLatency = "path,service,template"
-      RunnerStartGap       = "service,template"
       PoolSize             = "kind,service,template"
       PoolDeficit          = "kind,service,template"
       PoolFillFailed       = "reason,service,template"

@@ -89,6 +89,23 @@ resource "aws_ssm_parameter" "github_app_key_placeholder" {
   }
 }
 
+# Further GitHub Apps' private keys (var.github_extra_app_ids): set outside Terraform.
+resource "aws_ssm_parameter" "github_extra_app_key" {
+  for_each = local.github_extra_app_key_names
+
+  name        = each.value
+  description = "${local.prefix}: private key (PEM) of further GitHub App ${each.key}; set it outside Terraform"
+  type        = "SecureString"
+  tier        = "Advanced" # a 4096-bit PEM is larger than 4 KB
+  key_id      = local.kms_key_arn
+  value       = "REPLACE_ME"
+  tags        = local.tags
+
+  lifecycle {
+    ignore_changes = [value]
+  }
+}
+
 resource "aws_ssm_parameter" "github_token" {
   count = !local.app_mode && nonsensitive(var.github_token != null) ? 1 : 0
 

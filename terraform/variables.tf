@@ -230,6 +230,32 @@ variable "github_app_private_key" {
   sensitive   = true
 }
 
+variable "github_extra_app_ids" {
+  description = "Further GitHub Apps (App mode), installed on the same owners as github_app_id: generate-jitconfig for each job goes to one of the Apps (chosen by job id), so each App's installation spends its own rate limits (900 points per minute: about 180 JIT configs a minute per App). Each App gets a SecureString parameter /<prefix>/secrets/github-app-key-<id> created with the placeholder REPLACE_ME: put its private key there (aws ssm put-parameter --overwrite); until then that App is skipped."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.github_extra_app_ids : can(regex("^[0-9]+$", id))]) && length(distinct(var.github_extra_app_ids)) == length(var.github_extra_app_ids)
+    error_message = "github_extra_app_ids: numeric App ids, each once."
+  }
+  validation {
+    condition     = length(var.github_extra_app_ids) == 0 || (var.github_app_id != "" && !contains(var.github_extra_app_ids, var.github_app_id))
+    error_message = "github_extra_app_ids needs App mode (github_app_id set) and must not list github_app_id itself."
+  }
+}
+
+variable "github_points_per_minute" {
+  description = "GitHub points per minute each Lambda process spends at most per App installation (GitHub's secondary limit is 900; GET 1 point, POST 5). Calls beyond it wait in SQS instead of being sent and refused. Lower it when several processes share an installation (e.g. 900 / the scale-up event source's maximum concurrency); 0: only what GitHub's answers say."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.github_points_per_minute >= 0 && floor(var.github_points_per_minute) == var.github_points_per_minute
+    error_message = "github_points_per_minute: a whole number, 0 or more."
+  }
+}
+
 variable "github_token" {
   description = "Token mode: a fine-grained or classic token. null: created with a placeholder for you to overwrite."
   type        = string
@@ -495,6 +521,7 @@ variable "runner_templates" {
       hot            = optional(number, 0)
       stopped        = optional(number, 0)
       hot_max_idle_s = optional(number, 3600)
+      owner          = optional(string, "")
       schedule = optional(object({
         timezone = optional(string, "UTC")
         windows = list(object({
@@ -603,6 +630,17 @@ variable "runner_templates" {
       [for w in try(t.pool.schedule.windows, []) : coalesce(w.stopped, t.pool.stopped)],
     )...) == 0])
     error_message = "pool: stopped members need a market that allows on-demand (on-demand or spot-then-on-demand): EC2 cannot stop a one-time spot instance, so stopped members launch on-demand."
+  }
+  validation {
+    condition = alltrue([for t in var.runner_templates : t.pool == null || t.scope == "org" ? true : max(concat(
+      [t.pool.hot],
+      [for w in try(t.pool.schedule.windows, []) : coalesce(w.hot, t.pool.hot)],
+    )...) == 0])
+    error_message = "pool: hot members need scope org: a hot runner is registered before any job names a repository."
+  }
+  validation {
+    condition     = alltrue([for t in var.runner_templates : t.pool == null ? true : can(regex("^([A-Za-z0-9][A-Za-z0-9-]{0,38})?$", t.pool.owner))])
+    error_message = "pool: owner must be a GitHub organization login (or empty: the one owner allowed_owners lists)."
   }
 }
 

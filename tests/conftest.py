@@ -31,6 +31,7 @@ from tests.support.webhooks import SECRET
 startup.lighten_moto()
 # moto lacks attribute-based instance type selection (sizing); the local stack adds it.
 moto_fixes.apply_instance_requirements()
+moto_fixes.apply_instance_information()
 startup.share_botocore_models()
 
 

@@ -570,8 +570,7 @@ def _instance_context(call: Call, info: InstanceInfo) -> dict[str, ContextValue]
 
 
 def _on_instances(action: str) -> Rule:
-    """TerminateInstances, StartInstances, StopInstances: one check per named instance, on
-    its ARN with its tags and instance profile."""
+    """An EC2 action on the instances its InstanceIds name (Terminate, Start, Stop)."""
 
     def rule(call: Call) -> list[Check]:
         checks = []
@@ -999,7 +998,6 @@ RULES: dict[tuple[str, str], Rule] = {
         "ec2:GetInstanceTypesFromInstanceRequirements"
     ),
     ("ec2", "TerminateInstances"): _terminate_instances,
-    # Warm pools: stopped members are stopped once ready and started for a job.
     ("ec2", "StartInstances"): _on_instances("ec2:StartInstances"),
     ("ec2", "StopInstances"): _on_instances("ec2:StopInstances"),
     ("ec2", "DescribeLaunchTemplates"): _unscoped("ec2:DescribeLaunchTemplates"),

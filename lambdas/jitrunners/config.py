@@ -258,6 +258,32 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
     return value
 
 
+def _extra_apps(raw: str) -> tuple[tuple[str, str], ...]:
+    """GITHUB_EXTRA_APPS: `[{"app_id": "123", "key_param": "/<prefix>/secrets/..."}, ...]`."""
+    if not raw.strip():
+        return ()
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ConfigError("GITHUB_EXTRA_APPS: not JSON") from None
+    if not isinstance(items, list):
+        raise ConfigError("GITHUB_EXTRA_APPS: must be a JSON list")
+    apps: list[tuple[str, str]] = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"app_id", "key_param"}:
+            raise ConfigError('GITHUB_EXTRA_APPS: each item is {"app_id", "key_param"}')
+        app_id, key_param = str(item["app_id"]).strip(), str(item["key_param"]).strip()
+        if not app_id.isdigit() or not key_param.startswith("/"):
+            raise ConfigError(
+                f"GITHUB_EXTRA_APPS: app_id {app_id!r} must be numeric and key_param "
+                f"{key_param!r} a parameter name starting with /"
+            )
+        if app_id in {a for a, _ in apps}:
+            raise ConfigError(f"GITHUB_EXTRA_APPS: App {app_id} listed twice")
+        apps.append((app_id, key_param))
+    return tuple(apps)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the Lambdas read from their environment. See README "Configuration"."""
@@ -281,6 +307,12 @@ class Settings:
     github_app_id: str = ""
     github_app_key_param: str = ""
     github_token_param: str = ""
+    # Further GitHub Apps that generate JIT configs too, (app id, key parameter) each (README
+    # "Scaling"): GITHUB_EXTRA_APPS, a JSON list of {"app_id", "key_param"}.
+    github_extra_apps: tuple[tuple[str, str], ...] = ()
+    # GitHub points per minute this process spends per App installation at most (GitHub's
+    # secondary limit: 900; 0: only what GitHub's answers say).
+    github_points_per_minute: int = 900
     # Scale-up.
     max_runners: int = 100
     check_job_queued: bool = True
@@ -360,6 +392,8 @@ class Settings:
             github_app_id=env.get("GITHUB_APP_ID", "").strip(),
             github_app_key_param=env.get("GITHUB_APP_KEY_PARAM", "").strip(),
             github_token_param=env.get("GITHUB_TOKEN_PARAM", "").strip(),
+            github_extra_apps=_extra_apps(env.get("GITHUB_EXTRA_APPS", "")),
+            github_points_per_minute=_int(env, "GITHUB_POINTS_PER_MINUTE", 900, minimum=0),
             max_runners=_int(env, "MAX_RUNNERS", 100),
             check_job_queued=_flag(env, "CHECK_JOB_QUEUED", True),
             start_delay_s=_int(env, "START_DELAY_S", 20, minimum=0),
@@ -381,6 +415,10 @@ class Settings:
         if settings.budget_action not in BUDGET_ACTIONS:
             choices = ", ".join(BUDGET_ACTIONS)
             raise ConfigError(f"BUDGET_ACTION: {settings.budget_action!r} must be one of {choices}")
+        if settings.github_extra_apps and not settings.github_app_id:
+            raise ConfigError("GITHUB_EXTRA_APPS: further Apps need GITHUB_APP_ID (App mode)")
+        if settings.github_app_id in {app_id for app_id, _ in settings.github_extra_apps}:
+            raise ConfigError("GITHUB_EXTRA_APPS: the primary App (GITHUB_APP_ID) is listed")
         if settings.retry_delay_percent > 100:
             raise ConfigError("RETRY_DELAY_PERCENT: at most 100 (it only shortens the delays)")
         if settings.start_delay_s > 900:

@@ -98,7 +98,12 @@ def test_a_pool_reaches_the_lambdas_document_as_written() -> None:
 
     by_name = {t["name"]: t for t in document}
     assert "pool" not in by_name["linux-arm64"]  # absent, never null: the Lambdas refuse null
-    assert by_name["linux-x64-large"]["pool"] == {"hot": 2, "stopped": 0, "hot_max_idle_s": 3600}
+    assert by_name["linux-x64-large"]["pool"] == {
+        "hot": 2,
+        "stopped": 0,
+        "hot_max_idle_s": 3600,
+        "owner": "",
+    }
     parsed = {t.name: t.pool for t in config.parse_templates(json.dumps(document))}
     assert parsed["linux-arm64"] is None
     for name, pool in pools.items():
@@ -128,8 +133,10 @@ WINDOWS = "must be a non-empty list"  # the schedule's refusal names every windo
         # linux-x64 has max_runners 3.
         ("linux-x64", {"hot": 2, "stopped": 2}, "at most max_runners members"),
         ("linux-x64", _scheduled(_window(hot=4), hot=1), "at most max_runners members"),
-        # linux-arm64's market is spot.
+        # linux-arm64's market is spot, and its scope repo.
         ("linux-arm64", {"stopped": 1}, "stopped members need a market that allows on-demand"),
+        ("linux-arm64", {"hot": 1}, "hot members need scope org"),
+        ("linux-x64", {"hot": 1, "owner": "-acme"}, "owner must be a GitHub organization login"),
         (
             "linux-arm64",
             _scheduled(_window(stopped=1)),
@@ -168,7 +175,7 @@ def test_terraform_refuses_the_pools_the_lambdas_refuse(
                 hot=3,
             ),
         ),
-        ("linux-arm64", {"hot": 2}),  # hot members may be spot
+        ("linux-x64-large", {"hot": 2, "owner": "acme"}),  # hot members may be spot
     ],
 )
 def test_terraform_accepts_the_pools_the_lambdas_accept(name: str, pool: dict[str, Any]) -> None:
@@ -211,8 +218,8 @@ def _pool_locals(templates: list[dict[str, Any]], tmp_path: Path) -> dict[str, A
 def test_a_pool_empty_alarm_watches_each_kind_a_pool_ever_wants(tmp_path: Path) -> None:
     pools = {
         "linux-x64": _scheduled(_window(stopped=2), hot=1),  # stopped members in a window only
-        "linux-arm64": {"hot": 2},
-        "linux-x64-large": {"hot": 0, "stopped": 0},  # a pool that wants nothing: no alarm
+        "linux-x64-large": {"hot": 2},
+        "linux-arm64": {"hot": 0, "stopped": 0},  # a pool that wants nothing: no alarm
     }
 
     alarms = _pool_locals(_templates(pools), tmp_path)["alarms"]
@@ -220,7 +227,7 @@ def test_a_pool_empty_alarm_watches_each_kind_a_pool_ever_wants(tmp_path: Path) 
     assert alarms == {
         "linux-x64-hot": {"template": "linux-x64", "kind": "hot"},
         "linux-x64-stopped": {"template": "linux-x64", "kind": "stopped"},
-        "linux-arm64-hot": {"template": "linux-arm64", "kind": "hot"},
+        "linux-x64-large-hot": {"template": "linux-x64-large", "kind": "hot"},
     }
     none = tmp_path / "no-pools"
     none.mkdir()

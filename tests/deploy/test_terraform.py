@@ -72,19 +72,6 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
     },
     "budget-guard": {},
 }
-# Granted for the warm pools (issue 13, README "Warm pools") ahead of the Lambda code that calls
-# them, which lands in `pools:` commits. Drop an entry once the package calls it: the test below
-# then holds it to the code like any other action.
-PENDING_POOL_ACTIONS: dict[str, dict[str, str]] = {
-    "scale-up": {
-        "ec2:StartInstances": "a job's launch starts the stopped member it claimed",
-        "ec2:StopInstances": "a stopped member is stopped once its agent is online",
-        "ec2:DescribeLaunchTemplates": "a member records its launch template's default version",
-    },
-    "housekeeper": {
-        "ec2:DescribeLaunchTemplates": "stopped members of an older template version recycle",
-    },
-}
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
@@ -94,7 +81,8 @@ ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 STAR_OK = re.compile(
     r"^(ec2:(Describe\w+|GetInstanceTypesFromInstanceRequirements)|logs:DescribeLogGroups|xray:\w+|"
     r"pricing:GetProducts|"
-    r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters)|"
+    r"ssm:(GetCommandInvocation|ListCommandInvocations|ListCommands|DescribeParameters|"
+    r"DescribeInstanceInformation)|"
     r"lambda:ListEventSourceMappings)$"
 )
 # Set by Terraform although the package does not read them itself (Powertools reads them).
@@ -201,10 +189,8 @@ def test_function_policy_grants_exactly_what_its_code_calls(key: str) -> None:
     docs = rendered.documents()
     granted = rendered.actions(docs.function_policies[key])
     assert called - granted == set(), f"{key}: called by the code but not granted"
-    pending = set(PENDING_POOL_ACTIONS.get(key, {}))
-    unexplained = granted - called - set(REVIEWED_EXTRAS[key]) - pending
+    unexplained = granted - called - set(REVIEWED_EXTRAS[key])
     assert unexplained == set(), f"{key}: granted but neither called nor reviewed"
-    assert pending <= granted, f"{key}: pending pool actions not granted"
 
 
 def test_every_function_has_its_own_role_and_the_base_policy_is_minimal() -> None:
@@ -424,7 +410,7 @@ def test_secrets_are_secure_strings_under_the_configurable_key() -> None:
     params = tf.blocks("resource", "aws_ssm_parameter")
     plain = {"runner_templates", "kill_switch"}  # configuration, no secret
     secrets = {k: v for k, v in params.items() if k not in plain}
-    assert len(secrets) == 6
+    assert len(secrets) == 7  # 6, and the further GitHub Apps' keys (one resource, for_each)
     for name, param in secrets.items():
         assert param["type"] == "SecureString", name
         assert param["key_id"] == "${local.kms_key_arn}", name
@@ -540,17 +526,7 @@ def test_alarms_and_dashboard_watch_metrics_the_code_emits() -> None:
     custom = {m for m in watched if m not in aws_metrics}
     assert {"LaunchFailed", "Zombies", "KillSwitchEngaged", "SpotOnlyEngaged"} <= custom
     assert {"JobCost", "QueueToRunnerLatency", "PoolSize", "PoolDeficit"} <= custom
-    assert custom - emitted - set(PENDING_POOL_METRICS) == set()
-
-
-# Watched by the dashboard and the pool-empty alarm ahead of the code that emits them (the
-# `pools:` commits: housekeeper and scale-up). Drop a name once the package emits it.
-PENDING_POOL_METRICS = {
-    "PoolSize": "housekeeper, each pass, per template with a pool and kind: free members",
-    "PoolDeficit": "housekeeper, each pass: members short of the target",
-    "PoolFillFailed": "scale-up: a fill launch EC2 refused (jobs launch cold)",
-    "RunnerStartGap": "scale-up: agent online to runner command sent",
-}
+    assert custom - emitted == set()
 
 
 def test_runners_reach_https_only_by_default() -> None:

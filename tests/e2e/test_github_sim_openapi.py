@@ -138,6 +138,11 @@ def _exercise(sim: GitHubSim) -> None:
     assert post(f"{url}/app/installations/99/access_tokens", headers=bad, timeout=5).status_code
     assert get(f"{url}/app/installations", headers=app, timeout=5).status_code == 200
     assert get(f"{url}/app/installations", headers=bad, timeout=5).status_code == 401
+    # the App's installation on an account (several Apps: each finds its own)
+    for account in ("orgs/acme", "repos/acme/widgets"):
+        assert get(f"{url}/{account}/installation", headers=app, timeout=5).status_code == 200
+    assert get(f"{url}/orgs/nobody/installation", headers=app, timeout=5).status_code == 404
+    assert get(f"{url}/repos/nobody/x/installation", headers=bad, timeout=5).status_code == 401
     # runners, org and repository scope
     assert jit(sim, headers, "i-1").status_code == 201
     assert jit(sim, headers, "i-1").status_code == 409

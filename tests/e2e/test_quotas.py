@@ -165,10 +165,19 @@ def test_github_primary_limit_is_read_by_the_lambdas_client_as_a_wait_until_rese
     list(client.list_runners(scope, None))
     list(client.list_runners(scope, None))
     clock.now += 600
+    # A process that has not seen the budget spent sends, and reads GitHub's refusal.
+    fresh = GitHubClient(TokenAuth(sim.pat), sim.url, clock=clock, sleep=lambda s: None)
     with pytest.raises(GitHubRateLimited) as limited:
-        list(client.list_runners(scope, None))
+        list(fresh.list_runners(scope, None))
     assert limited.value.status == 403
     assert limited.value.retry_after_s == pytest.approx(3000, abs=1)
+    # One that has (the second answer said `x-ratelimit-remaining: 0`) holds the call back.
+    sent = sum(sim.rate_limits.requests.values())
+    with pytest.raises(GitHubRateLimited) as held:
+        list(client.list_runners(scope, None))
+    assert held.value.status is None
+    assert held.value.retry_after_s == pytest.approx(3000, abs=1)
+    assert sum(sim.rate_limits.requests.values()) == sent
 
 
 def _org_scope() -> Any:

@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from jitrunners.aws import ssm
 from jitrunners.aws.clients import client
 from jitrunners.handlers import scale_up
+from jitrunners.lifecycle.provisioning.start import FAST_POLLS, POLL_S
 from jitrunners.models import MESSAGE_VERSION, JobMessage, WorkflowJob
 from tests.support.ec2 import ec2_hook, error_response, fleet_error
 from tests.support.github import API, private_key_pem
@@ -463,26 +464,51 @@ def _agent_not_ready(**_: Any) -> Any:
     }
 
 
-def test_agent_not_ready_backs_off_without_asking_github_again(
+def _no_agent_online(**_: Any) -> Any:
+    return AWSResponse("https://ssm", 200, {}, None), {"InstanceInformationList": []}
+
+
+def test_a_start_polls_its_agent_without_commands_or_github_again(
     world: World, lambda_context: Any
 ) -> None:
+    """The batch asks SSM once whether its starts' agents are online: while one is not, its start
+    sends no command and polls every POLL_S; its JIT config is made once, on the first delivery,
+    and used when the agent is up."""
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    commands = _capture_commands()
+    events = client("ssm").meta.events
+    events.register("before-call.ssm.DescribeInstanceInformation", _no_agent_online)
+    try:
+        first = run(sqs_event(start), lambda_context)
+        second = run(sqs_event((start, 2)), lambda_context)
+    finally:
+        events.unregister("before-call.ssm.DescribeInstanceInformation", _no_agent_online)
+    assert failed_ids(first) == failed_ids(second) == ["msg-0"]
+    assert world.visibility == [("receipt-0", POLL_S), ("receipt-0", POLL_S)]
+    assert len(world.jit_calls) == 1
+    assert commands == []
+    third = run(sqs_event((start, 3)), lambda_context)
+    assert failed_ids(third) == []
+    assert len(world.jit_calls) == 1  # the stored parameter is reused
+    assert len(commands) == 1
+
+
+def test_agent_not_ready_backs_off_after_its_fast_polls(world: World, lambda_context: Any) -> None:
+    """SendCommand refused although SSM listed the agent (or SSM could not say): POLL_S for the
+    first FAST_POLLS receives, then 10 s, 20 s, ...: under maxReceiveCount in a start timeout."""
     start = _launched(world, lambda_context)
     jit_endpoint(world)
     events = client("ssm").meta.events
     events.register("before-call.ssm.SendCommand", _agent_not_ready)
     try:
-        first = run(sqs_event(start), lambda_context)
-        second = run(sqs_event((start, 2)), lambda_context)
+        for receive in (1, FAST_POLLS, FAST_POLLS + 1, FAST_POLLS + 2):
+            assert failed_ids(run(sqs_event((start, receive)), lambda_context)) == ["msg-0"]
     finally:
         events.unregister("before-call.ssm.SendCommand", _agent_not_ready)
-    assert failed_ids(first) == failed_ids(second) == ["msg-0"]
-    assert world.visibility == [("receipt-0", 10), ("receipt-0", 20)]
+    delays = [delay for _, delay in world.visibility]
+    assert delays == [POLL_S, POLL_S, 10, 20]
     assert len(world.jit_calls) == 1  # the stored parameter is reused
-    commands = _capture_commands()
-    third = run(sqs_event((start, 3)), lambda_context)
-    assert failed_ids(third) == []
-    assert len(world.jit_calls) == 1
-    assert len(commands) == 1
 
 
 def test_start_past_timeout_terminates_cleans_up_and_relaunches(

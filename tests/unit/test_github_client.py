@@ -173,9 +173,10 @@ def test_a_client_without_waiting_raises_even_a_short_retry_after(clock: Clock) 
         client.without_waiting().get_job("a/b", 5, None)
     assert info.value.retry_after_s == 2
     assert clock.slept == []
-    # The waiting client is untouched (it waits), and both count calls in one place.
+    # The waiting client waits (first out the retry-after both copies learned, then the next
+    # answer's), and both count calls in one place.
     assert client.get_job("a/b", 5, None) is not None
-    assert clock.slept == [2.0]
+    assert clock.slept == [2.0, 2.0]
     assert client.calls["GET /repos/{repo}/actions/jobs/{id}"] == 3
 
 

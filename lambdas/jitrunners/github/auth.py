@@ -31,6 +31,9 @@ class AppAuth:
         self._key = private_key
         self._clock = clock
         self._tokens: dict[int, _CachedToken] = {}
+        # This App's installation on an account ("orgs/acme", "repos/acme/app") -> (id, or None
+        # when it is not installed there, and until when that answer holds).
+        self._installations: dict[str, tuple[int | None, float]] = {}
 
     def __repr__(self) -> str:  # the key never reaches a log line through repr
         return f"AppAuth(app_id={self.app_id!r})"
@@ -54,6 +57,63 @@ class AppAuth:
 
     def forget_token(self, installation_id: int) -> None:
         self._tokens.pop(installation_id, None)
+
+    def cached_installation(self, account: str) -> tuple[bool, int | None]:
+        """(known, installation id or None when not installed) for an account path."""
+        found = self._installations.get(account)
+        if found is None or found[1] <= self._clock():
+            return False, None
+        return True, found[0]
+
+    def store_installation(self, account: str, installation_id: int | None, ttl_s: float) -> None:
+        self._installations[account] = (installation_id, self._clock() + ttl_s)
+
+    def forget_installation(self, account: str) -> None:
+        self._installations.pop(account, None)
+
+
+class LazyAppAuth:
+    """A further GitHub App whose key is read on first use (README "Scaling", several Apps); an
+    unreadable or unusable key is tried again after `retry_s`, never logged."""
+
+    def __init__(
+        self,
+        app_id: str,
+        load_key: Callable[[], str],
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_s: float = 300.0,
+    ) -> None:
+        self.app_id = str(app_id)
+        self._load_key = load_key
+        self._clock = clock
+        self._retry_s = retry_s
+        self._auth: AppAuth | None = None
+        self._failed_at: float | None = None
+        self.error = ""  # why the key is unusable: an exception's type, never its text
+
+    def __repr__(self) -> str:
+        return f"LazyAppAuth(app_id={self.app_id!r})"
+
+    def get(self) -> AppAuth | None:
+        if self._auth is not None:
+            return self._auth
+        if self._failed_at is not None and self._clock() - self._failed_at < self._retry_s:
+            return None
+        try:
+            auth = AppAuth(self.app_id, self._load_key(), clock=self._clock)
+            auth.app_jwt()  # a placeholder or malformed key fails here, not on every call
+        except Exception as exc:  # noqa: BLE001 - any failure makes the App unusable for now
+            self._failed_at, self.error = self._clock(), type(exc).__name__
+            from jitrunners.observability import logger
+
+            logger.warning(
+                "further GitHub App key unusable: its jobs go to the other Apps for now",
+                extra={"app_id": self.app_id, "error": self.error, "retry_in_s": self._retry_s},
+            )
+            return None
+        self._auth, self._failed_at, self.error = auth, None, ""
+        return auth
 
 
 class TokenAuth:

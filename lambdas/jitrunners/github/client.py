@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -10,7 +12,8 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from jitrunners.github.auth import AppAuth, Auth, TokenAuth
+from jitrunners.github.auth import AppAuth, Auth, LazyAppAuth, TokenAuth
+from jitrunners.github.shaping import POINTS_PER_MINUTE, REGISTRATION, Shaper
 
 if TYPE_CHECKING:
     import requests
@@ -27,6 +30,9 @@ BACKOFF_CAP_S = 4.0
 MAX_INLINE_WAIT_S = 5.0
 SECONDARY_LIMIT_WAIT_S = 60.0
 TOKEN_LIFETIME_S = 3600.0  # an installation token's lifetime, as GitHub documents it
+# A further App not installed on an account is asked again after this long.
+NOT_INSTALLED_TTL_S = 600.0
+INSTALLED_TTL_S = 86400.0  # installation ids change only when an App is reinstalled
 
 
 class GitHubError(RuntimeError):
@@ -206,10 +212,17 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+        extra_apps: tuple[LazyAppAuth, ...] = (),
+        shaper: Shaper | None = None,
     ) -> None:
         import requests
 
         self.auth = auth
+        # Further GitHub Apps that generate JIT configs too (App mode only): one per job.
+        self.extra_apps = extra_apps if isinstance(auth, AppAuth) else ()
+        # What this process knows of GitHub's limits, per budget: calls GitHub would refuse
+        # are held back (GitHubRateLimited) instead of sent.
+        self.shaper = shaper or Shaper(POINTS_PER_MINUTE, clock)
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
         self.session.headers.update(
@@ -232,32 +245,42 @@ class GitHubClient:
         return impatient
 
     # --- authentication -------------------------------------------------------------------
-    def _token_for(self, installation_id: int | None) -> str:
-        if isinstance(self.auth, TokenAuth):
-            return self.auth.token
+    def _token_for(self, installation_id: int | None, auth: Auth | None = None) -> str:
+        auth = auth or self.auth
+        if isinstance(auth, TokenAuth):
+            return auth.token
         if installation_id is None:
             raise GitHubAuthError("GitHub App mode needs an installation id", status=None)
-        cached = self.auth.cached_token(installation_id)
+        cached = auth.cached_token(installation_id)
         if cached:
             return cached
         response = self._send(
             "POST",
             "/app/installations/{id}/access_tokens",
             f"/app/installations/{installation_id}/access_tokens",
-            bearer=self.auth.app_jwt(),
+            bearer=auth.app_jwt(),
+            budget=f"app {auth.app_id}",
         )
         body = response.json()
         # The description types expires_at as a bare string: one that is not a time is read as
         # the documented one-hour lifetime.
         expiry = _maybe_time(body.get("expires_at"))
         expires_at = expiry.timestamp() if expiry else self._clock() + TOKEN_LIFETIME_S
-        self.auth.store_token(installation_id, body["token"], expires_at)
+        auth.store_token(installation_id, body["token"], expires_at)
         return str(body["token"])
 
-    def _app_jwt(self) -> str:
-        if not isinstance(self.auth, AppAuth):
+    @staticmethod
+    def _budget(auth: Auth, installation_id: int | None, app: bool) -> str:
+        """Whose rate limits a call spends: an installation's, an App's (JWT) or the token's."""
+        if isinstance(auth, TokenAuth):
+            return "token"
+        return f"app {auth.app_id}" if app else f"installation {installation_id}"
+
+    @staticmethod
+    def _app_jwt(auth: Auth) -> str:
+        if not isinstance(auth, AppAuth):
             raise GitHubAuthError("this call needs GitHub App credentials", status=None)
-        return self.auth.app_jwt()
+        return auth.app_jwt()
 
     # --- transport ------------------------------------------------------------------------
     def _call(
@@ -268,27 +291,64 @@ class GitHubClient:
         *,
         installation_id: int | None = None,
         app: bool = False,
+        auth: Auth | None = None,
+        resource: str = "core",
         **kwargs: Any,
     ) -> requests.Response:
-        bearer = self._app_jwt() if app else self._token_for(installation_id)
+        auth = auth or self.auth
+        bearer = self._app_jwt(auth) if app else self._token_for(installation_id, auth)
+        budget = self._budget(auth, installation_id, app)
         try:
-            return self._send(method, template, path, bearer=bearer, **kwargs)
+            return self._send(
+                method, template, path, bearer=bearer, budget=budget, resource=resource, **kwargs
+            )
         except GitHubAuthError:
             # A revoked or expired cached token: mint a fresh one once, then give up.
-            if app or not isinstance(self.auth, AppAuth) or installation_id is None:
+            if app or not isinstance(auth, AppAuth) or installation_id is None:
                 raise
-            self.auth.forget_token(installation_id)
-            bearer = self._token_for(installation_id)
-            return self._send(method, template, path, bearer=bearer, **kwargs)
+            auth.forget_token(installation_id)
+            bearer = self._token_for(installation_id, auth)
+            return self._send(
+                method, template, path, bearer=bearer, budget=budget, resource=resource, **kwargs
+            )
+
+    def _hold(self, method: str, template: str, budget: str, resource: str) -> None:
+        """Hold the call back while this process knows GitHub would refuse it: raise
+        GitHubRateLimited when the wait is longer than this client may sleep (the caller's
+        message waits in its queue instead), else sleep it and go."""
+        wait = self.shaper.admit(budget, method, resource)
+        if wait <= 0:
+            return
+        if wait > self._max_wait:
+            raise GitHubRateLimited(
+                f"{method} {template}: held back {wait:.0f}s (rate limit)", wait, status=None
+            )
+        self._sleep(wait)
+        self.shaper.spend(budget, method)
 
     def _send(
-        self, method: str, template: str, path: str, *, bearer: str, **kwargs: Any
+        self,
+        method: str,
+        template: str,
+        path: str,
+        *,
+        bearer: str,
+        budget: str = "",
+        resource: str = "core",
+        **kwargs: Any,
     ) -> requests.Response:
         import requests
 
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {bearer}"}
+        budget = budget or self._budget(self.auth, None, True)
+        slept = False  # through GitHub's own wait: the retry goes (the local stack scales sleeps)
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if slept:
+                self.shaper.spend(budget, method)
+            else:
+                self._hold(method, template, budget, resource)
+            slept = False
             self.calls[f"{method} {template}"] += 1
             try:
                 response = self.session.request(
@@ -302,15 +362,17 @@ class GitHubClient:
                 self._sleep(self._backoff(attempt))
                 continue
             status = response.status_code
+            wait = self._rate_limit_wait(response) if status >= 400 else None
+            self.shaper.observe(budget, status, response.headers, wait)
             if status < 400:
                 return response
-            wait = self._rate_limit_wait(response)
             if wait is not None:
                 if wait > self._max_wait or attempt == MAX_ATTEMPTS:
                     raise GitHubRateLimited(
                         f"{method} {template}: rate limited for {wait:.0f}s", wait, status=status
                     )
                 self._sleep(wait)
+                slept = True
                 continue
             if status >= 500:
                 if attempt == MAX_ATTEMPTS:
@@ -420,17 +482,88 @@ class GitHubClient:
         runner_group_id: int,
         installation_id: int | None,
     ) -> JitConfig:
-        response = self._call(
-            "POST",
-            "/{scope}/actions/runners/generate-jitconfig",
-            f"/{scope.path}/actions/runners/generate-jitconfig",
-            installation_id=installation_id,
-            json={"name": name, "runner_group_id": runner_group_id, "labels": list(labels)},
-        )
+        """With further Apps configured, the job's App generates it (app_for_runner): each App
+        has its own installation, so its own points per minute and hourly budgets."""
+        body = {"name": name, "runner_group_id": runner_group_id, "labels": list(labels)}
+        auth, installation = self._jit_app(scope, name, installation_id)
+        try:
+            response = self._generate(scope, body, auth, installation)
+        except (GitHubNotFound, GitHubAuthError):
+            if auth is self.auth:
+                raise
+            # That App lost its installation or its key was revoked: the primary App does it.
+            assert isinstance(auth, AppAuth)
+            auth.forget_installation(scope.path)
+            _warn("further GitHub App refused: JIT config from the primary App", auth, scope)
+            response = self._generate(scope, body, self.auth, installation_id)
         body = response.json()
         return JitConfig(
             runner_id=int(body["runner"]["id"]), encoded=str(body["encoded_jit_config"])
         )
+
+    def _generate(
+        self, scope: RunnerScope, body: dict[str, Any], auth: Auth, installation_id: int | None
+    ) -> requests.Response:
+        return self._call(
+            "POST",
+            "/{scope}/actions/runners/generate-jitconfig",
+            f"/{scope.path}/actions/runners/generate-jitconfig",
+            installation_id=installation_id,
+            auth=auth,
+            resource=REGISTRATION,
+            json=body,
+        )
+
+    def _jit_app(
+        self, scope: RunnerScope, name: str, installation_id: int | None
+    ) -> tuple[Auth, int | None]:
+        """The App (and its installation on the scope's account) to generate this runner's JIT
+        config: the job's own (app_for_runner), or the next App in order that this process does
+        not already know to be out of budget; the primary App when no further App is usable."""
+        if not self.extra_apps:
+            return self.auth, installation_id
+        count = 1 + len(self.extra_apps)
+        first: tuple[Auth, int | None] | None = None
+        for offset in range(count):
+            index = (app_for_runner(name, count) + offset) % count
+            choice = (
+                (self.auth, installation_id)
+                if index == 0
+                else self._installed(self.extra_apps[index - 1], scope)
+            )
+            if choice is None:
+                continue
+            budget = self._budget(choice[0], choice[1], False)
+            if self.shaper.would_admit(budget, "POST", REGISTRATION):
+                return choice
+            first = first or choice
+        return first or (self.auth, installation_id)
+
+    def _installed(self, app: LazyAppAuth, scope: RunnerScope) -> tuple[AppAuth, int] | None:
+        """A further App and its installation on the scope's account (looked up with its JWT,
+        cached), or None when its key is unusable or it is not installed there."""
+        auth = app.get()
+        if auth is None:
+            return None  # its key is unusable (logged when read)
+        known, installation = auth.cached_installation(scope.path)
+        if not known:
+            template = (
+                "/orgs/{org}/installation" if scope.kind == "org" else "/repos/{repo}/installation"
+            )
+            try:
+                response = self._call(
+                    "GET", template, f"/{scope.path}/installation", app=True, auth=auth
+                )
+            except GitHubNotFound:
+                installation = None
+                _warn("further GitHub App not installed here: not used", auth, scope)
+                auth.store_installation(scope.path, None, NOT_INSTALLED_TTL_S)
+            except GitHubError:
+                return None  # rate limited or unavailable: the next App, and ask again later
+            else:
+                installation = int(response.json()["id"])
+                auth.store_installation(scope.path, installation, INSTALLED_TTL_S)
+        return None if installation is None else (auth, installation)
 
     def get_runner_group(
         self, org: str, group_id: int, installation_id: int | None
@@ -529,6 +662,23 @@ class GitHubClient:
             yield Installation(id=int(data["id"]), account=_account_name(data.get("account")))
 
 
+def app_for_runner(name: str, apps: int) -> int:
+    """Which of `apps` Apps (0: the primary) generates this runner's JIT config: chosen by the
+    job the runner was launched for (its name says, models.runner_name), so every start of one
+    job asks the same App; by the name itself for a runner launched for no job (a pool's)."""
+    from jitrunners.models import runner_launched_for
+
+    launched = runner_launched_for(name)
+    key = str(launched[0]) if launched else name
+    return zlib.crc32(key.encode()) % max(1, apps)
+
+
+def _warn(message: str, app: AppAuth, scope: RunnerScope) -> None:
+    from jitrunners.observability import logger
+
+    logger.warning(message, extra={"app_id": app.app_id, "scope": scope.path})
+
+
 @cache
 def get_client(settings: Settings) -> GitHubClient:
     """The process-wide client (token cache and connection pool survive warm invocations)."""
@@ -539,4 +689,14 @@ def get_client(settings: Settings) -> GitHubClient:
         auth = AppAuth(settings.github_app_id, get_secret(settings.github_app_key_param))
     else:
         auth = TokenAuth(get_secret(settings.github_token_param))
-    return GitHubClient(auth, settings.github_api_url, sleep=settings.pause)
+    extra_apps = tuple(
+        LazyAppAuth(app_id, functools.partial(get_secret, key_param))
+        for app_id, key_param in settings.github_extra_apps
+    )
+    return GitHubClient(
+        auth,
+        settings.github_api_url,
+        sleep=settings.pause,
+        extra_apps=extra_apps,
+        shaper=Shaper(settings.github_points_per_minute),
+    )

@@ -34,15 +34,16 @@ class ScaleUpBatch:
         # The instances the batch's start, taken and rerun messages name, described in one call
         # (None: not ours, or EC2 does not list it); ids missing here are described one by one.
         self.described: dict[str, Any] = {}
-        # Pool members (of the batch's `ready` messages) whose SSM agent is online.
-        self.online: set[str] = set()
+        # Of the instances the batch's `start` and pool `ready` messages name, those whose SSM
+        # agent is online; None when SSM could not say (then a start just tries its command).
+        self.online: set[str] | None = None
 
     def prepare(self, raw_records: Sequence[Mapping[str, Any]]) -> None:
         from jitrunners.lifecycle.provisioning.launch import plan_launches
 
         launches: list[tuple[Record, JobMessage]] = []
         named: set[str] = set()
-        members: set[str] = set()
+        agents: set[str] = set()  # instances whose agent the batch's starts and pools ask about
         for raw in raw_records:
             record = Record.from_event(raw)
             try:
@@ -52,15 +53,17 @@ class ScaleUpBatch:
             if isinstance(message, PoolMessage):
                 if message.instance_id:
                     named.add(message.instance_id)
-                    members.add(message.instance_id)
+                    agents.add(message.instance_id)
             elif message.kind == "launch":
                 launches.append((record, message))
             elif message.instance_id:
                 named.add(message.instance_id)
+                if message.kind == "start":
+                    agents.add(message.instance_id)
         if named:
             self._describe_all(sorted(named))
-        if members:
-            self._ask_agents(sorted(members))
+        if agents:
+            self._ask_agents(sorted(agents))
         if launches:
             self.outcomes.update(plan_launches(launches, self.deps))
 
@@ -86,7 +89,7 @@ class ScaleUpBatch:
         self.described = {i: by_id.get(i) for i in instance_ids}
 
     def _ask_agents(self, instance_ids: Sequence[str]) -> None:
-        """One DescribeInstanceInformation for every pool member the batch makes ready."""
+        """One DescribeInstanceInformation for every instance the batch starts or makes ready."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         from jitrunners.aws import ssm
@@ -95,6 +98,10 @@ class ScaleUpBatch:
             self.online = ssm.agents_online(instance_ids)
         except (ClientError, BotoCoreError) as exc:
             logger.info("cannot ask which agents are online", extra={"detail": str(exc)})
+
+    def agent_online(self, instance_id: str) -> bool | None:
+        """Whether the instance's SSM agent was online when the batch asked (None: unknown)."""
+        return None if self.online is None else instance_id in self.online
 
     def describe(self, instance_id: str) -> Any:
         """The instance as described for this batch, or one DescribeInstances now."""
@@ -147,7 +154,9 @@ class ScaleUpBatch:
                 from jitrunners.lifecycle.provisioning.start import start_runner
 
                 try:
-                    return start_runner(message, record, self.deps, self.describe)
+                    return start_runner(
+                        message, record, self.deps, self.describe, self.agent_online
+                    )
                 except RecordFailed as failure:
                     fail(record, self.deps, failure)
             outcome = self.outcomes.get(record.message_id)
@@ -169,7 +178,7 @@ class ScaleUpBatch:
                 outcome = pool.fill(message, self.deps, pool.describe_for_pool(self.deps))
             else:
                 outcome = pool.make_ready(
-                    message, record, self.deps, self.describe, self.online.__contains__
+                    message, record, self.deps, self.describe, self.agent_online
                 )
         except (ClientError, BotoCoreError, QueueError) as exc:
             logger.warning("pool message failed: retried", extra={"detail": str(exc)})

@@ -24,6 +24,7 @@ from jitrunners import guardrail
 from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
+from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
 from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import JobMessage, PoolMessage, runner_name
@@ -35,38 +36,10 @@ if TYPE_CHECKING:
 
 # A job handed to a hot member is checked again after this long: still queued, it launches cold.
 POOL_CHECK_S: Final = 15
-# A member's agent is asked about every READY_RETRY_S until the template's start timeout.
-READY_RETRY_S: Final = 5
 # A claimed stopped member's agent is back within seconds of StartInstances.
 STOPPED_START_DELAY_S: Final = 5
 # A stopped member's claim outlives any start of it.
 CLAIM_TTL_S: Final = 3600
-
-
-def free_members(
-    instances: Sequence[fleet.Instance], template: str, kind: str | None = None
-) -> list[fleet.Instance]:
-    """A template's members no job has taken, ready or getting ready (not ending)."""
-    return [
-        i
-        for i in instances
-        if i.template == template
-        and fleet.free_member(i)
-        and (kind is None or fleet.pool_of(i) == kind)
-        and i.state not in fleet.GONE_STATES
-    ]
-
-
-def ready_hot(instances: Sequence[fleet.Instance], template: str) -> list[fleet.Instance]:
-    """Hot members whose runner is registered and waiting for a job."""
-    return [
-        i for i in free_members(instances, template, HOT) if i.state == "running" and i.command_id
-    ]
-
-
-def ready_stopped(instances: Sequence[fleet.Instance], template: str) -> list[fleet.Instance]:
-    """Stopped members ready to be started for a job."""
-    return [i for i in free_members(instances, template, STOPPED) if i.state == "stopped"]
 
 
 def pool_owner(template: RunnerTemplate, deps: ScaleUpDeps) -> str:
@@ -339,7 +312,7 @@ def make_ready(
     record: Record,
     deps: ScaleUpDeps,
     describe: Callable[[str], fleet.Instance | None],
-    online: Callable[[str], bool],
+    online: Callable[[str], bool | None],
 ) -> str:
     """A `ready` message: once the member's agent is online, start its hot runner or stop it."""
     assert message.instance_id is not None  # PoolMessage.from_data guarantees it
@@ -353,10 +326,13 @@ def make_ready(
         return "no_pool"
     if not fleet.free_member(instance) or instance.command_id:
         return "already_ready"
-    if not online(instance.id):
+    if not online(instance.id):  # None (SSM could not say): asked again in a moment
         age = (deps.clock() - instance.launch_time).total_seconds() if instance.launch_time else 0
         if age < template.start_timeout_s:
-            raise RecordFailed("member's agent not online yet", READY_RETRY_S)
+            from jitrunners.lifecycle.provisioning.start import agent_poll_delay
+
+            delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s)
+            raise RecordFailed("member's agent not online yet", delay)
         fleet.terminate_described([instance], settings.prefix)
         _fill_failed(template, message.pool, "start_timeout", instance.id)
         return "gave_up"
@@ -406,7 +382,7 @@ def _start_hot(
             output_log_group=settings.ssm_output_log_group,
         )
     except ssm.AgentNotReady:
-        raise RecordFailed("member's agent not online yet", READY_RETRY_S) from None
+        raise RecordFailed("member's agent not online yet", 5) from None
     fleet.tag_instance(
         instance.id,
         {

@@ -17,10 +17,27 @@ from jitrunners.models import COLD, JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.sizing import sizing_labels
 
-# Agent-not-ready back-off: 10 s, 20 s, 40 s ... capped; a fresh instance's agent registers within
-# a minute or two, and each retry costs one SendCommand and one DescribeInstances.
+# Agent-not-ready polling. The batch asks SSM once which of its starts' agents are online (one
+# DescribeInstanceInformation for the whole batch), so a start polls every POLL_S for its first
+# FAST_POLLS receives (with the start delay, about the first minute of the instance: most Linux
+# agents are online by then), then backs off 10 s, 20 s, 40 s ... capped. Every poll is a receive
+# of the message: the schedule stays well under the queue's maxReceiveCount (20 by default)
+# within a start timeout of 10 minutes.
+POLL_S = 5
+FAST_POLLS = 8
 RETRY_BASE_S = 10
 RETRY_CAP_S = 120
+
+
+def agent_poll_delay(receive_count: int, age_s: float, start_timeout_s: int) -> int:
+    """Seconds before a start (or a pool member's `ready`) asks about its agent again."""
+    if receive_count <= FAST_POLLS:
+        delay = POLL_S
+    else:
+        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, receive_count - FAST_POLLS - 1))
+    return max(1, min(delay, int(start_timeout_s - age_s) + 1))
+
+
 # After this many launches of one job the next goes to the DLQ instead: a launch template whose
 # instances never come online must not loop forever.
 MAX_LAUNCH_ATTEMPTS = 3
@@ -35,10 +52,12 @@ def start_runner(
     record: Record,
     deps: ScaleUpDeps,
     describe: Callable[[str], fleet.Instance | None],
+    online: Callable[[str], bool | None] = lambda instance_id: None,
 ) -> str:
     """Start the runner on the instance; returns the outcome. Raises RecordFailed to retry.
 
-    `describe` looks an instance up (the batch describes all its instances in one call)."""
+    `describe` looks an instance up (the batch describes all its instances in one call);
+    `online` says whether its SSM agent is online (the batch asked once: None when unknown)."""
     template = deps.template(message.template)
     if template is None:
         count("StartFailed", reason="unknown_template")
@@ -87,6 +106,10 @@ def start_runner(
     # ready) it does: reuse it, never ask GitHub for a second registration.
     if record.receive_count <= 1 or not ssm.parameter_exists(param):
         _store_jit_config(message, template, scope, param, deps)
+    if online(instance_id) is False:
+        # Not yet (the batch asked SSM once for all its starts): no SendCommand the agent
+        # cannot take. The JIT config is stored already, off the path once the agent is up.
+        return _agent_not_ready(message, record, template, scope, param, deps, instance)
 
     try:
         command_id = ssm.send_runner_command(
@@ -221,8 +244,7 @@ def _agent_not_ready(
     alive = instance is not None and instance.state in fleet.LIVE_STATES
     age = booting_for(instance, now)
     if alive and age < template.start_timeout_s:
-        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, record.receive_count - 1))
-        delay = max(1, min(delay, int(template.start_timeout_s - age) + 1))
+        delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s)
         count("StartRetried")
         logger.info("SSM agent not online yet: start retried", extra={"retry_in_s": delay})
         raise RecordFailed("agent not ready", delay)

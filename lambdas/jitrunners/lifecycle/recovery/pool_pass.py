@@ -15,22 +15,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import Context, cleanup, runner_scopes
-from jitrunners.lifecycle.provisioning.pool import free_members
+from jitrunners.lifecycle.members import free_members
 from jitrunners.lifecycle.provisioning.tags import runner_name_of
 from jitrunners.models import PoolMessage
 from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.pools import HOT, KINDS, STOPPED
 
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
-
-
-def parked(instance: Any) -> bool:
-    """A stopped pool member no job has claimed: stopped on purpose, not ended."""
-    return bool(
-        fleet.free_member(instance)
-        and fleet.pool_of(instance) == STOPPED
-        and not getattr(instance, "command_id", None)
-    )
 
 
 def refill(instance: Any, ctx: Context) -> None:
@@ -83,9 +74,19 @@ def _one_kind(
     members = free_members(instances, name, kind)
     stale = _stale(template, members) if kind == STOPPED and template else []
     keep = [m for m in members if m not in stale]
-    # Surplus first among those not ready yet (nothing waits on them), then the oldest.
-    keep.sort(key=lambda m: (_ready(m), m.launch_time.timestamp() if m.launch_time else 0.0))
-    surplus = keep[: max(0, len(keep) - target)]
+    surplus: list[Any] = []
+    if target == 0:
+        surplus = keep  # off-hours, no pool, or a drained template: every free member goes
+    elif kind == STOPPED:
+        # Over target (a smaller window, a smaller pool): parked members beyond it go, the
+        # oldest first. A claimed member is tagged with its job at once, so none is miscounted.
+        ready = sorted(
+            (m for m in keep if _ready(m)),
+            key=lambda m: m.launch_time.timestamp() if m.launch_time else 0.0,
+        )
+        surplus = ready[: max(0, len(keep) - target)]
+    # Hot members over a non-zero target are left to their idle age: one GitHub just handed a
+    # job looks free until that job's `in_progress` is booked, so a count cannot tell which.
     ended = 0
     for member in stale:
         if _drain(member, "pool_recycled", ctx):

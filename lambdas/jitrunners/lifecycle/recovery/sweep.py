@@ -15,9 +15,10 @@ from jitrunners.aws.queue import QueueError
 from jitrunners.aws.ssm import TERMINAL_COMMAND_STATUSES
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
+from jitrunners.lifecycle.members import parked
 from jitrunners.lifecycle.provisioning.tags import booting_for
 from jitrunners.lifecycle.recovery import rerun
-from jitrunners.lifecycle.recovery.pool_pass import parked, pool_pass
+from jitrunners.lifecycle.recovery.pool_pass import pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.models import runner_instance

@@ -8,8 +8,9 @@ from typing import Any, Final
 from jitrunners.aws import fleet, ssm
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
+from jitrunners.lifecycle.members import parked
 from jitrunners.lifecycle.recovery import rerun
-from jitrunners.lifecycle.recovery.pool_pass import parked, refill
+from jitrunners.lifecycle.recovery.pool_pass import refill
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued
 from jitrunners.lifecycle.teardown import cost
 from jitrunners.lifecycle.teardown.events import (
