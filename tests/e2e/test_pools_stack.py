@@ -13,21 +13,6 @@ from tests.e2e.test_pipeline import assert_clean, run
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _waiting_for() -> str:
-    """What the pooled pipeline still waits for on main ("" once nothing): the Lambdas' pool
-    code (scale-up stops members), and the grant of the call scale-up makes readiness on (its
-    DescribeInstanceInformation is denied by the module's own policy without it)."""
-    fleet = (ROOT / "lambdas" / "jitrunners" / "aws" / "fleet.py").read_text(encoding="utf-8")
-    if "stop_instances" not in fleet:
-        return "the Lambdas' warm-pool code (issue 13, `pools:` commits on main)"
-    documents = (ROOT / "terraform" / "documents.tf").read_text(encoding="utf-8")
-    if "ssm:DescribeInstanceInformation" not in documents:
-        return "terraform to grant scale-up ssm:DescribeInstanceInformation (IAM layer denies it)"
-    return ""
-
 
 def test_pool_flags_parse_and_bad_ones_are_refused() -> None:
     assert parse_pool_arg("hot=3,stopped=3") == {"hot": 3, "stopped": 3}
@@ -69,9 +54,6 @@ def test_left_keys_include_the_pool() -> None:
     assert "pool_left" in LEFT_KEYS
 
 
-WAITING = pytest.mark.skipif(bool(_waiting_for()), reason=f"WAITING for {_waiting_for()}")
-
-
 def _pooled_run(tmp_path: Path, pool: dict[str, int]) -> tuple[Stack, dict[str, object]]:
     """One job on a template with `pool`, filled before the job is queued, drained after;
     nothing may be left (instances, parameters, runners, messages, pool members)."""
@@ -84,7 +66,6 @@ def _pooled_run(tmp_path: Path, pool: dict[str, int]) -> tuple[Stack, dict[str, 
     return stack, summary
 
 
-@WAITING
 def test_a_job_goes_to_the_idle_hot_runner_and_the_drained_pool_leaves_nothing(
     tmp_path: Path,
 ) -> None:
@@ -96,7 +77,6 @@ def test_a_job_goes_to_the_idle_hot_runner_and_the_drained_pool_leaves_nothing(
     assert paths["cold"]["n"] == 0, (paths, stack.progress.lines)  # type: ignore[index]
 
 
-@WAITING
 def test_a_job_starts_the_stopped_member_and_the_drained_pool_leaves_nothing(
     tmp_path: Path,
 ) -> None:
