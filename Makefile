@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 ARGS ?= --jobs 6
 # make bench: the burst benchmark's flags (bench/burst_bench.py --help).
 BURST_ARGS ?= --jobs 1000
+# make bench: the latency benchmark's flags (bench/latency_bench.py --help).
+LATENCY_ARGS ?=
 # make package: Lambda architecture (arm64 or x86_64) and Python runtime version.
 ARCH ?= arm64
 LAMBDA_PYTHON ?= 3.14
@@ -101,6 +103,7 @@ bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
 	$(PY) bench/scale_up_bench.py
 	$(PY) bench/burst_bench.py $(BURST_ARGS)
+	$(PY) bench/latency_bench.py $(LATENCY_ARGS)
 
 package: $(STAMP)
 	$(PY) scripts/package.py --arch $(ARCH) --python-version $(LAMBDA_PYTHON)

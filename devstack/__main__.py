@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -35,6 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--job-seconds", type=float, default=1.0, help="how long a job runs")
     parser.add_argument("--faults", default="", help=f"k=v,... with k in: {', '.join(FAULTS)}")
+    parser.add_argument(
+        "--pool",
+        default="",
+        help="a warm pool for every template of the run, e.g. hot=3,stopped=3: filled before the "
+        'jobs are queued, drained after (README "Warm pools in the local stack")',
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="real seconds per emulated second of the boot model (default 0.02: a 26 s boot "
+        "takes 0.5 s); latencies are reported in emulated seconds",
+    )
+    parser.add_argument(
+        "--boot-model",
+        default="",
+        help="the model's delays in emulated seconds, p50:p95 or one number, e.g. "
+        'cold=26:45,stopped=10:21,connect=3:6 (README "Latency model")',
+    )
     parser.add_argument("--verbose", action="store_true", help="Lambda logs and agent output")
     parser.add_argument("--serve", action="store_true", help="keep the stack up for curl / gh")
     parser.add_argument(
@@ -75,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 0:
         print("--jobs: must be 0 or more", file=sys.stderr)
         return 2
+    try:
+        pool = parse_pool_arg(args.pool)
+    except ValueError as exc:
+        print(f"--pool: {exc}", file=sys.stderr)
+        return 2
+    from devstack.boot_model import BootModel
+
+    try:
+        model = BootModel(seed=args.seed).with_delays(args.boot_model)
+        if args.time_scale is not None:
+            model = dataclasses.replace(model, time_scale=args.time_scale)
+    except ValueError as exc:
+        print(f"--boot-model/--time-scale: {exc}", file=sys.stderr)
+        return 2
     sys.path.insert(0, str(ROOT / "lambdas"))
     workdir = ROOT / ".devstack" / "run"
     shutil.rmtree(workdir, ignore_errors=True)  # each run starts from an empty sandbox
@@ -98,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         cloud=args.serve,
         sized_jobs=0 if args.serve or not args.sizing else 2,
         refused_sized_jobs=0 if args.serve or not args.sizing else 2,
+        boot_model=model,
+        pool=pool,
     )
     stack = Stack(options, status_out=status)
     stdout = sys.stdout
@@ -141,11 +177,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     print(json.dumps(summary), flush=True)
+    from devstack.stack import LEFT_KEYS
+
     ok = summary["completed"] + summary.get("cancelled", 0) == summary["jobs"] and not any(
-        summary[k]
-        for k in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left")
+        summary.get(k) for k in LEFT_KEYS
     )
     return 0 if ok else 1
+
+
+def parse_pool_arg(text: str) -> dict[str, int] | None:
+    """`hot=3,stopped=3` (either or both) -> {"hot": 3, "stopped": 3}; "" -> None."""
+    pool: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        kind, sep, value = part.partition("=")
+        if kind.strip() not in ("hot", "stopped") or not sep or not value.strip().isdigit():
+            raise ValueError(f"{part!r}: expected hot=N and/or stopped=N")
+        pool[kind.strip()] = int(value)
+    return pool or None
 
 
 if __name__ == "__main__":

@@ -7,16 +7,29 @@ as a command target. The shim does what EC2 and the SSM agent would:
   its own root view over the host, which is never modified), the user data of the instance's launch
   template read back from moto (DescribeLaunchTemplateVersions, base64) and run as cloud-init runs
   it; bootstrap.sh downloads and checks the runner and enables the SSM agent unit. The agent is
-  online once that unit was started and `boot_s` after launch (the `ssm-offline` fault makes some
-  come online `offline_s` later, and `slow-boot` some just before and some just after their
-  template's start timeout); until then SendCommand answers `InvalidInstanceId`. An instance
-  that powers itself off (a failing bootstrap's `shutdown -h now`) is reported to `on_poweroff`;
+  online once that unit was started and the boot model's `cold` delay after launch
+  (devstack/boot_model.py, drawn per instance; without a model, `boot_s`); the `ssm-offline`
+  fault makes some come online `offline_s` later, and `slow-boot` some just before and some just
+  after their template's start timeout; until then SendCommand answers `InvalidInstanceId`. An
+  instance that powers itself off (a failing bootstrap's `shutdown -h now`) is reported to
+  `on_poweroff`;
+* stop and start (the StopInstances and StartInstances calls of a hooked EC2 client, `attach_ec2`;
+  moto only flips the state): a stopped instance's processes die with it (its running invocation
+  ends unreported, the sandbox's PID 1 is killed, its disk kept) and its agent is offline, so
+  SendCommand answers `InvalidInstanceId` as AWS does. StartInstances boots the sandbox again (no
+  user data: cloud-init runs it once per instance) and the agent is online the model's `stopped`
+  delay later;
 * RunCommand (the SendCommand calls of a hooked boto3 client, the Lambdas' `ssm`): for each of the
   command's own `InstanceIds`, the AWS-RunShellScript `commands` joined into one script, run as
   root on the instance from its orchestration directory with the agent's environment
   (`AWS_SSM_INSTANCE_ID`, `AWS_SSM_REGION_NAME`), killed after `executionTimeout`. The exit status
   becomes the command's status (Success, Failed, TimedOut), reported as the EventBridge event SSM
-  sends.
+  sends. The runner it starts connects the model's `connect` delay later (the fake runner sleeps
+  `DEVSTACK_RUNNER_CONNECT_S` first).
+
+Per instance it records what the latency benchmark reads: `online_at` (when the agent last came
+online: the moment its delay ended), `first_command_at`, `command_gap_s` (that first command's
+time after the agent came online) and `draws` (the model's emulated delays for it).
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devstack.boot_model import BootModel
 from devstack.sandbox import Instance, SandboxError, instance_env, kill_group, wait_or_kill
 
 ACCOUNT = "123456789012"
@@ -120,6 +134,7 @@ class AgentShim:
         on_poweroff: Callable[[str], None] = lambda instance_id: None,
         slow_boot: float = 0.0,
         start_timeout: Callable[[str], float | None] = lambda instance_id: None,
+        boot_model: BootModel | None = None,
     ) -> None:
         self.base_dir = base_dir
         self.on_event = on_event
@@ -135,6 +150,7 @@ class AgentShim:
         self.on_poweroff = on_poweroff
         self.slow_boot = slow_boot
         self.start_timeout = start_timeout  # the instance's template's start_timeout_s
+        self.boot_model = boot_model  # None: online `boot_s` after launch, the runner at once
         self._slow_rng = random.Random(f"{seed}/slow-boot")
         self._slow: dict[str, float] = {}  # instance id -> seconds after launch it is online
         self._iam: Any = None  # read once a booted instance has a profile
@@ -142,6 +158,16 @@ class AgentShim:
         self.boots: dict[str, int | None] = {}  # user data exit status (None: still running)
         self.boot_seconds: dict[str, float] = {}  # launch seen -> SSM agent unit started
         self.first_command_at: dict[str, float] = {}  # instance id -> its first command (time())
+        self.online_at: dict[str, float] = {}  # instance id -> its agent last came online
+        self.command_gap_s: dict[str, float] = {}  # first command's time after online_at
+        self.draws: dict[str, dict[str, float]] = {}  # instance id -> the model's delays (emulated)
+        self._ordinal: dict[str, int] = {}  # instance id -> n-th instance seen (the draws' key)
+        self._commands_seen: dict[str, int] = {}  # instance id -> commands received
+        self._stopped: set[str] = set()  # stopped by StopInstances, not started since
+        self._started_at: dict[str, float] = {}  # instance id -> its last StartInstances
+        self._starts: dict[str, int] = {}  # instance id -> StartInstances seen
+        self.power_log: dict[str, list[tuple[str, float]]] = {}  # ("stop"|"start", time())
+        self._start_delay: dict[str, float] = {}  # ... and the real seconds its agent then takes
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._late: dict[str, bool] = {}
@@ -152,6 +178,8 @@ class AgentShim:
             "invocations": 0,
             "slow_boot_before": 0,
             "slow_boot_after": 0,
+            "stops": 0,
+            "starts": 0,
         }
         self._threads: list[threading.Thread] = []
 
@@ -162,9 +190,111 @@ class AgentShim:
         events.register("before-call.ssm.GetCommandInvocation", self._invocation_status)
         events.register("before-call.ssm.DescribeInstanceInformation", self._instance_information)
 
+    def attach_ec2(self, ec2_client: Any) -> None:
+        """Stop and start the instances a hooked client's StopInstances/StartInstances name."""
+        events = ec2_client.meta.events
+        events.register("after-call.ec2.StopInstances", self._after_stop)
+        events.register("after-call.ec2.StartInstances", self._after_start)
+
+    def _after_stop(self, parsed: dict[str, Any], **_: Any) -> None:
+        for item in parsed.get("StoppingInstances") or []:
+            self.stop_instance(item["InstanceId"])
+
+    def _after_start(self, parsed: dict[str, Any], **_: Any) -> None:
+        for item in parsed.get("StartingInstances") or []:
+            self.start_instance(item["InstanceId"])
+
+    # ---- the model's delays, drawn per instance in the order the stack saw them
+    def _key(self, instance_id: str) -> int:
+        with self._lock:
+            return self._ordinal.setdefault(instance_id, len(self._ordinal) + 1)
+
+    def _cold_delay(self, instance_id: str) -> float:
+        """Real seconds from launch to the agent online, at the earliest."""
+        if self.boot_model is None:
+            return self.boot_s
+        with self._lock:
+            drawn = self.draws.get(instance_id, {}).get("cold")
+        if drawn is None:
+            drawn = self.boot_model.draw("cold", self._key(instance_id))
+            with self._lock:
+                self.draws.setdefault(instance_id, {})["cold"] = drawn
+        return self.boot_model.real(drawn)
+
+    def connect_delay(self, instance_id: str) -> float:
+        """Real seconds the runner of the instance's next command takes to connect."""
+        if self.boot_model is None:
+            return 0.0
+        key = self._key(instance_id)
+        with self._lock:
+            n = self._commands_seen[instance_id] = self._commands_seen.get(instance_id, 0) + 1
+        drawn = self.boot_model.draw("connect", f"{key}/{n}")
+        with self._lock:
+            self.draws.setdefault(instance_id, {}).setdefault("connect", drawn)
+        return self.boot_model.real(drawn)
+
+    # ---- stop and start
+    def stop_instance(self, instance_id: str) -> None:
+        """EC2 stops the instance: its processes die and its agent goes offline."""
+        with self._lock:
+            if instance_id in self._stopped:
+                return
+            self._stopped.add(instance_id)
+            self._started_at.pop(instance_id, None)
+            self.counters["stops"] += 1
+            self.power_log.setdefault(instance_id, []).append(("stop", time.time()))
+        self.log(f"agent {instance_id}: stopped")
+        self.kill_instance(instance_id)
+
+    def start_instance(self, instance_id: str) -> None:
+        """EC2 starts a stopped instance: it boots again (no user data) and its agent is
+        online the model's `stopped` delay later."""
+        key = self._key(instance_id)
+        with self._lock:
+            if instance_id not in self._stopped:
+                return
+            self._stopped.discard(instance_id)
+            self.counters["starts"] += 1
+            n = self._starts[instance_id] = self._starts.get(instance_id, 0) + 1
+        drawn = self.boot_model.draw("stopped", f"{key}/{n}") if self.boot_model else None
+        with self._lock:
+            if drawn is not None:
+                self.draws.setdefault(instance_id, {})["stopped"] = drawn
+            self._start_delay[instance_id] = (
+                self.boot_s
+                if drawn is None or self.boot_model is None
+                else self.boot_model.real(drawn)
+            )
+            self._started_at[instance_id] = time.time()
+            self.power_log.setdefault(instance_id, []).append(("start", time.time()))
+        self.log(f"agent {instance_id}: started")
+        self._restart(instance_id)
+
+    def _restart(self, instance_id: str) -> None:
+        """Boot the stopped sandbox again, its disk as it was."""
+        with self._lock:
+            instance = self.instances.get(instance_id)
+        if instance is None:
+            return
+        try:
+            instance.restart()
+        except (SandboxError, OSError) as exc:
+            self.log(f"agent {instance_id}: cannot start again: {exc}")
+            return
+        watcher = threading.Thread(
+            target=self._watch_power, args=(instance,), name=f"power-{instance_id}", daemon=True
+        )
+        self._threads.append(watcher)
+        watcher.start()
+
+    def stopped(self, instance_id: str) -> bool:
+        with self._lock:
+            return instance_id in self._stopped
+
     # ---- boot: the user data of the instance's launch template, run in its sandbox
     def boot(self, instance_id: str) -> None:
         """EC2 starts the instance: boot it in the background (the stack calls this once)."""
+        self._key(instance_id)
         with self._lock:
             if instance_id in self.boots:
                 return
@@ -259,21 +389,39 @@ class AgentShim:
         stamp = instance.state("ssm-agent.started").strip()
         return float(stamp) if stamp else None
 
-    # ---- the agent comes online once booted, some time after launch
+    # ---- the agent comes online once booted, some time after launch (or after a start)
     def online(self, instance_id: str) -> bool:
-        launched = self.launch_time(instance_id)
-        if launched is None:
+        moment = self._online_moment(instance_id)
+        if moment is None or time.time() < moment:
             return False
+        with self._lock:
+            self.online_at[instance_id] = moment
+        return True
+
+    def _online_moment(self, instance_id: str) -> float | None:
+        """When the instance's agent is (or was) online in its current boot; None: not yet
+        known (still booting, or stopped)."""
+        with self._lock:
+            if instance_id in self._stopped:
+                return None
+            started = self._started_at.get(instance_id)
+            delay = self._start_delay.get(instance_id, 0.0)
         agent_started = self._agent_started(instance_id)
         if agent_started is None:
-            return False
+            return None
+        if started is not None:  # started again after a stop: the unit starts at boot
+            return max(started + delay, agent_started)
+        launched = self.launch_time(instance_id)
+        if launched is None:
+            return None
+        cold = self._cold_delay(instance_id)
         with self._lock:
             late = self._late.setdefault(instance_id, self._rng.random() < self.ssm_offline)
             slow = self._slow.get(instance_id)
             if slow is None:
                 slow = self._slow[instance_id] = self._draw_slow_boot(instance_id)
-        ready_at = max(launched + self.boot_s, agent_started) + (self.offline_s if late else 0.0)
-        return time.time() >= max(ready_at, launched + slow)
+        ready_at = max(launched + cold, agent_started) + (self.offline_s if late else 0.0)
+        return max(ready_at, launched + slow)
 
     def _draw_slow_boot(self, instance_id: str) -> float:
         """`slow-boot`: seconds after launch the agent comes online at the earliest (0: not
@@ -373,10 +521,14 @@ class AgentShim:
         with self._lock:
             instance = self.instances.get(instance_id)
         invocation = Invocation(command_id, instance_id, instance, parameters=parameters)
+        now = time.time()
         with self._lock:
             self.invocations[(command_id, instance_id)] = invocation
             self.counters["invocations"] += 1
-            self.first_command_at.setdefault(instance_id, time.time())
+            if instance_id not in self.first_command_at:
+                self.first_command_at[instance_id] = now
+                if instance_id in self.online_at:
+                    self.command_gap_s[instance_id] = now - self.online_at[instance_id]
         thread = threading.Thread(target=self._run, args=(invocation, timeout_s), daemon=True)
         self._threads.append(thread)
         thread.start()
@@ -391,7 +543,13 @@ class AgentShim:
         folder = f"/var/lib/amazon/ssm/{iid}/document/orchestration/{invocation.command_id}"
         script = "\n".join(invocation.parameters.get("commands") or []) + "\n"
         env = instance_env(
-            {"AWS_SSM_INSTANCE_ID": iid, "AWS_SSM_REGION_NAME": self.region, **AGENT_UNIT_ENV}
+            {
+                "AWS_SSM_INSTANCE_ID": iid,
+                "AWS_SSM_REGION_NAME": self.region,
+                **AGENT_UNIT_ENV,
+                # Not on a real instance: how long the fake runner takes to connect (the model).
+                "DEVSTACK_RUNNER_CONNECT_S": f"{self.connect_delay(iid):.3f}",
+            }
         )
         process = instance.install_and_run(
             f"{folder}/awsrunShellScript/0.awsrunShellScript/_script.sh", script, env=env

@@ -321,6 +321,10 @@ class SimJob:
     started_at: str | None = None
     completed_at: str | None = None
     runner_group_id: int | None = None
+    # The simulator's own clock (time.time(), GitHub's fields above are whole seconds): when the
+    # attempt was last queued (an approval queues it again) and when a runner took it.
+    queued_ts: float = field(default_factory=time.time)
+    started_ts: float | None = None
 
     def api(self) -> dict[str, Any]:
         """The job as `GET .../actions/jobs/{id}` answers it (every field GitHub's description
@@ -703,6 +707,7 @@ class GitHubSim:
                 return
             job.status = "queued"
             job.held = False
+            job.queued_ts = time.time()
             self.counters["jobs_approved"] += 1
         self._notify("approved", job)
         self._emit_job_event("queued", job)
@@ -976,6 +981,7 @@ class GitHubSim:
             job.runner_name = runner.name
             job.runner_group_id = runner.group_id
             job.started_at = _now_iso()
+            job.started_ts = time.time()
             runner.busy = True
             runner.job_id = job.id
             runner.job = job

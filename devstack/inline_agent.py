@@ -7,8 +7,9 @@ script and the runner do on the instance, against the same endpoints: read the J
 (moto) with decryption, delete it, connect to the simulator as the runner, take one job, run it
 for `job_seconds`, complete it, and report the command's status as the EventBridge event SSM
 sends. The exit codes are the script's (3 parameter missing, 4 idle timeout, 2 usage) and the
-runner's; the agent's availability (`InvalidInstanceId` until `boot_s` after launch, `ssm-offline`)
-is AgentShim's, without booting anything: no sandbox, no user data. `make run` and the end-to-end
+runner's; the agent's availability (`InvalidInstanceId` until the boot model's delay after launch
+or after a start, offline while stopped, `ssm-offline`) and the runner's connect delay are
+AgentShim's, without booting anything: no sandbox, no user data. `make run` and the end-to-end
 tests boot every instance from its user data and run the real script.
 """
 
@@ -50,7 +51,11 @@ class InlineAgent(AgentShim):
             return self._ssm
 
     def boot(self, instance_id: str) -> None:
-        """Nothing to boot: the agent is online `boot_s` after launch."""
+        """Nothing to boot: the agent is online the model's delay after launch."""
+        self._key(instance_id)
+
+    def _restart(self, instance_id: str) -> None:
+        """Nothing to boot again: the agent is online the model's delay after the start."""
 
     def _agent_started(self, instance_id: str) -> float | None:
         return 0.0
@@ -86,6 +91,9 @@ class InlineAgent(AgentShim):
             say("error: the parameter is not a valid JIT config")
             return EXIT_CONFIG
         session = Session(config)
+        # Runner.Listener starting up (the boot model's `connect` delay).
+        if invocation.stopped.wait(self.connect_delay(invocation.instance_id)):
+            return EXIT_KILLED
         status, _ = session.call("connect")
         if status != 200:
             say(f"error: the registration was refused (HTTP {status})")

@@ -171,6 +171,14 @@ class Instance:
             raise SandboxError(f"instance {self.instance_id} did not boot: {err.strip()[-2000:]}")
         return self
 
+    def restart(self) -> Instance:
+        """Boot again after a stop (kill()): a new PID 1 over the same disk (the upper layers),
+        with a fresh /run and /tmp as a reboot gives."""
+        self._killed = False
+        self.powered_off = False
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        return self.boot()
+
     @property
     def pid(self) -> int:
         """The host's pid of `unshare`; PID 1 of the instance is its only child."""

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from devstack.agent import AgentShim
 from devstack.aws_world import ACCOUNT, REGION, TEMPLATES_FILE, AwsWorld, load_tf_templates
+from devstack.boot_model import BootModel
 from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
@@ -47,6 +48,15 @@ SIZES = (("cpu=4", "ram=16"), ("family=c7i", "cpu=8"), ("cpu=2",), ("ram=8", "di
 # answered 202 with the reason and nothing is launched; its simulated user then cancels it.
 REFUSED_SIZES = (("cpu=64",), ("gpu=1",), ("ram=lots",))
 RECONCILIATION_LAUNCH = "reconciliation launch"  # the housekeeper's log message per launch
+TAG_POOL = "jitrunners:pool"  # jitrunners.aws.fleet.TAG_POOL: a warm pool's member, and its kind
+TAG_JOB_ID = "jitrunners:job-id"
+PATHS = ("cold", "stopped", "hot")  # jitrunners.models.runner_path
+# What must be 0 once a run is over (the summary's keys).
+LEFT_KEYS = (
+    "instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left", "pool_left",
+)  # fmt: skip
+# The Lambdas' built-in delays AWS runs with (config.Settings): scaled with the boot model's clock.
+START_DELAY_S = 20
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,14 @@ class Options:
     # The providers' quotas (devstack/quotas.py): AWS API token buckets on the Lambdas' and the
     # instances' clients, GitHub's rate limits in the simulator; None: unlimited.
     quotas: Quotas | None = None
+    # The latency model (devstack/boot_model.py): how long boots, starts and runner connects take,
+    # on a clock scaled by its time_scale; None: its defaults, drawn from `seed`.
+    boot_model: BootModel | None = None
+    # A warm pool for every template the run's jobs go to, e.g. {"hot": 3, "stopped": 3}
+    # (`--pool`): filled before the jobs are sent, drained once they are done.
+    pool: dict[str, int] | None = None
+    # Real seconds between two queued jobs (0: all at once), e.g. a pool's refill rate.
+    job_spacing_s: float = 0.0
 
 
 NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
@@ -173,8 +191,16 @@ class Stack:
         faults = options.faults
         if options.agent not in ("script", "inline") or options.watch not in ("api", "moto"):
             raise ValueError(f"agent {options.agent!r} or watch {options.watch!r} unknown")
+        self.boot_model = options.boot_model or BootModel(seed=options.seed)
         templates = load_tf_templates(options.templates_file or TEMPLATES_FILE)
         templates = [{**t, **options.template_overrides} for t in templates]
+        self.pool_notes: list[str] = []
+        if options.pool:
+            run = set(self._run_templates(templates))
+            templates = [
+                _room_for_pool(t, options.pool, self.pool_notes) if t["name"] in run else t
+                for t in templates
+            ]
         self.world = AwsWorld(
             prefix=options.prefix,
             tf_templates=templates,
@@ -286,9 +312,10 @@ class Stack:
         env = self.world.env(
             github_api_url=self.sim.url,
             github_app_id=str(self.sim.app_id),
-            START_DELAY_S="1",
-            # Instances here boot in a second: scale-up's minute-scale back-offs shrink to match.
-            RETRY_DELAY_PERCENT="5",
+            # Instances here boot on the boot model's clock: scale-up's delays and back-offs
+            # shrink with it, to 1 s and 5 % at the least (SQS delays are whole seconds).
+            START_DELAY_S=str(max(1, round(START_DELAY_S * self.boot_model.time_scale))),
+            RETRY_DELAY_PERCENT=str(min(100, max(5, round(100 * self.boot_model.time_scale)))),
             CHECK_JOB_QUEUED=os.environ.get("CHECK_JOB_QUEUED", "true"),
             RERUN_INTERRUPTED_JOBS="true",
             MAX_RERUNS="3",
@@ -300,6 +327,13 @@ class Stack:
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )
         env.update(self.options.lambda_env)
+        if self.options.pool:
+            boot.step(
+                "warm pools",
+                self._write_pools,
+                f"warm pool {self._pool_text()} on {', '.join(self._run_templates())} "
+                "(the runner-template parameter)",
+            )
         if self.options.cloud:
             from devstack import cloud
 
@@ -330,6 +364,127 @@ class Stack:
 
     def _status(self, text: str) -> None:
         self.progress.note(text, self.status_out)
+
+    # ------------------------------------------------------------------ warm pools (`--pool`)
+    def _run_templates(self, templates: list[dict[str, Any]] | None = None) -> list[str]:
+        """The templates the run's jobs go to (queue_jobs): named, or all but the sized one."""
+        templates = self.world.tf_templates if templates is None else templates
+        return self.options.templates or [t["name"] for t in templates if not t.get("sizing")]
+
+    def _pool_text(self, pool: dict[str, int] | None = None) -> str:
+        pool = self.options.pool if pool is None else pool
+        return ",".join(f"{k}={v}" for k, v in (pool or {}).items())
+
+    def _write_pools(self, pool: dict[str, int] | None = None) -> None:
+        """Set the run's templates' `pool` in the runner-template parameter the Lambdas read
+        (as `jitrunners drain` edits it): validated as the Lambdas load it, then written."""
+        from jitrunners.config import parse_templates
+
+        pool = dict(self.options.pool or {}) if pool is None else pool
+        ssm = self.world.client("ssm")
+        name = self.world.names.templates_param
+        document = json.loads(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        run = set(self._run_templates())
+        for entry in document:
+            if entry.get("name") in run:
+                # Hot members register with an organization before any job names one: the
+                # simulator's (the Lambdas' ALLOWED_OWNERS is not set here).
+                entry["pool"] = {**pool, "owner": REPOS[0].split("/")[0]}
+        text = json.dumps(document, separators=(",", ":"))
+        parse_templates(text)  # a pool the Lambdas would refuse fails here, by name
+        tier = "Advanced" if len(text) > 4096 else "Standard"
+        ssm.put_parameter(Name=name, Value=text, Type="String", Overwrite=True, Tier=tier)
+        for note in self.pool_notes:
+            self.progress(note)
+        self.pool_notes = []
+
+    def drain_pools(self) -> None:
+        """Pool targets 0 on the run's templates: the housekeeper's next passes drain the
+        members (the Lambdas' cached parameter is dropped, as a redeploy would)."""
+        self._write_pools({"hot": 0, "stopped": 0})
+        with contextlib.suppress(ImportError):
+            from aws_lambda_powertools.utilities import parameters
+
+            parameters.clear_caches()
+        self.progress("warm pools drained: targets 0 (the housekeeper removes the members)")
+
+    def pool_ready(self) -> Counter[tuple[str, str]]:
+        """Free members ready for a job, per (template, kind): stopped ones stopped, hot ones
+        running with their runner connected to GitHub and idle."""
+        from jitrunners.models import runner_name
+
+        idle = {r.name for r in self.sim.runners_left() if r.status == "online" and not r.busy}
+        ready: Counter[tuple[str, str]] = Counter()
+        for iid, seen in list(self.seen_instances.items()):
+            kind, state = seen.get("pool"), seen["state"]
+            if not kind or seen.get("job"):
+                continue
+            if (kind == "stopped" and state == "stopped") or (
+                kind == "hot" and state == "running" and runner_name(iid, None, None, kind) in idle
+            ):
+                ready[(seen["template"], kind)] += 1
+        return ready
+
+    def wait_pools(self) -> bool:
+        """Wait until every pool of the run is full (the housekeeper fills them)."""
+        pool = self.options.pool or {}
+        want = {(t, k): n for t in self._run_templates() for k, n in pool.items() if n}
+        model = self.boot_model
+        timeout = 60 + 6 * model.real(model.cold.p95 + model.connect.p95)
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        self.progress(f"filling warm pools ({self._pool_text()}) before any job is queued")
+        if self.bus and self.bus.idle():
+            self.scheduler.fire(self.functions["housekeeper"])
+        ready: Counter[tuple[str, str]] = Counter()
+        while time.monotonic() < deadline:
+            ready = self.pool_ready()
+            if all(ready[key] >= n for key, n in want.items()):
+                took = model.emulated(time.monotonic() - started)
+                self.progress(f"warm pools full in {took:.0f} emulated s")
+                return True
+            time.sleep(0.3)
+        short = ", ".join(f"{t} {k} {ready[(t, k)]}/{n}" for (t, k), n in want.items())
+        self.progress(f"warm pools not full after {timeout:.0f} s ({short}): jobs go anyway")
+        return False
+
+    def pool_left(self) -> int:
+        """Pool members (tagged as such) still up."""
+        return sum(
+            1
+            for i in self.world.instances(LIVE_STATES)
+            if any(t["Key"] == TAG_POOL for t in i.get("Tags", []))
+        )
+
+    def job_latencies(self) -> list[dict[str, Any]]:
+        """Every attempt a runner of ours took: its path, instance and queue-to-runner time
+        (queued, or queued again after an approval, until assigned), in emulated seconds."""
+        from jitrunners.models import runner_path
+
+        found = []
+        for attempts in self.sim.logical_jobs().values():
+            for job in attempts:
+                path = runner_path(job.runner_name)
+                if job.started_ts is None or path is None:
+                    continue
+                found.append(
+                    {
+                        "job_id": job.id,
+                        "run_attempt": job.run_attempt,
+                        "path": path,
+                        "instance_id": _instance_of(job.runner_name),
+                        "started_ts": job.started_ts,
+                        "seconds": self.boot_model.emulated(job.started_ts - job.queued_ts),
+                    }
+                )
+        return found
+
+    def queue_to_runner(self) -> dict[str, dict[str, Any]]:
+        """n, p50, p95 and max of queue-to-runner per path (emulated seconds)."""
+        samples: dict[str, list[float]] = {path: [] for path in PATHS}
+        for record in self.job_latencies():
+            samples[record["path"]].append(record["seconds"])
+        return {path: latency_stats(values) for path, values in samples.items()}
 
     def _job_timings(self) -> JobTimings:
         """The users' timing fitted to the templates: a slow approval comes after a runner
@@ -427,6 +582,7 @@ class Stack:
             on_poweroff=self._on_poweroff,
             slow_boot=self.options.faults.get("slow-boot", 0.0),
             start_timeout=self._start_timeout,
+            boot_model=self.boot_model,
         )
         from devstack import pricing
         from jitrunners.aws.clients import PRICING_REGION, client
@@ -435,6 +591,7 @@ class Stack:
         if self.functions["scale-up"].available:
             self._attach_quotas()
             self.agent.attach(client("ssm"))
+            self.agent.attach_ec2(client("ec2"))
             self.ec2_faults.attach(client("ec2"))
             self.event_source = SqsEventSource(
                 self._event_source_sqs(),
@@ -626,6 +783,8 @@ class Stack:
             "market": market,
             "type": instance.get("InstanceType", ""),
             "sizing": tags.get("jitrunners:sizing", ""),
+            "pool": tags.get(TAG_POOL, ""),
+            "job": tags.get(TAG_JOB_ID, ""),
         }
         job_tag = tags.get("jitrunners:job-id", "")
         if job_tag.isdigit():
@@ -696,9 +855,7 @@ class Stack:
     def queue_jobs(self) -> list[SimJob]:
         # By default the jobs go round the templates without a sizing policy; sized jobs are
         # asked for on their own (sized_jobs, refused_sized_jobs: `make run ARGS=--sizing`).
-        names = self.options.templates or [
-            t["name"] for t in self.world.tf_templates if not t.get("sizing")
-        ]
+        names = self._run_templates()
         by_name = {t["name"]: t for t in self.world.tf_templates}
         unknown = [n for n in names if n not in by_name]
         if unknown:
@@ -708,6 +865,8 @@ class Stack:
         jobs = []
         steal = self.options.faults.get("steal", 0.0)
         for index in range(self.options.jobs):
+            if index and self.options.job_spacing_s:
+                time.sleep(self.options.job_spacing_s)
             template = by_name[names[index % len(names)]]
             repo = REPOS[index % len(REPOS)]
             labels = list(template["labels"])
@@ -855,6 +1014,8 @@ class Stack:
             "runners_left": len(self.sim.runners_left()),
             "queue_left": self.world.queue_depth(self.world.job_queue_url),
             "dlq_left": self.world.queue_depth(self.world.dlq_url),
+            "pool_left": self.pool_left(),
+            "queue_to_runner_s": self.queue_to_runner(),
             "max_concurrent": self.max_concurrent,
             "startup_s": self.startup_s,
             "seconds": round(time.monotonic() - self.started, 1),
@@ -868,7 +1029,7 @@ class Stack:
         why = []
         if summary["completed"] + summary["cancelled"] != summary["jobs"]:
             why.append("jobs_unfinished")
-        keys = ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left")
+        keys = LEFT_KEYS
         why += [f"{key}={summary[key]}" for key in keys if summary[key]]
         # The watcher saw every end too (instance_records' terminated_at).
         if any(seen["state"] != "terminated" for seen in list(self.seen_instances.values())):
@@ -883,6 +1044,8 @@ class Stack:
 
     def run_demo(self) -> dict[str, Any]:
         timeout = self.run_timeout_s()
+        if self.options.pool and self.functions["scale-up"].available:
+            self.wait_pools()
         deadline = time.monotonic() + timeout
         self.queue_jobs()
         if not self.functions["scale-up"].available:
@@ -899,6 +1062,8 @@ class Stack:
             if self.finished() >= self.queued_total:
                 break
             time.sleep(0.3)
+        if self.options.pool:
+            self.drain_pools()
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
         settle_until = min(deadline, time.monotonic() + 60)
         summary = self.summary()
@@ -1046,3 +1211,47 @@ def _instance_of(runner_name: str | None) -> str:
     from jitrunners.models import runner_instance
 
     return runner_instance(runner_name) or runner_name or ""
+
+
+def _room_for_pool(
+    template: dict[str, Any], pool: dict[str, int], notes: list[str]
+) -> dict[str, Any]:
+    """The template with room for the pool the run applies (its `pool` field itself is written
+    into the runner-template parameter), as the Lambdas require it: max_runners raised by the
+    pool's members when they do not fit in it (the jobs keep the room they had), a market that
+    may launch on-demand when it keeps stopped members (they are refused on "spot"), and scope
+    org when it keeps hot ones (they register with the organization before any job names a
+    repository)."""
+    found = dict(template)
+    name, most = found["name"], sum(pool.values())
+    limit = int(found.get("max_runners", 10))
+    if most > limit:  # the pool's members, and the room jobs had before beside them
+        notes.append(f"{name}: max_runners {limit} -> {limit + most} for the pool")
+        found["max_runners"] = limit + most
+    if pool.get("stopped") and found.get("market") == "spot":
+        notes.append(f"{name}: market spot -> spot-then-on-demand (stopped members are on-demand)")
+        found["market"] = "spot-then-on-demand"
+    if pool.get("hot") and found.get("scope", "org") != "org":
+        notes.append(f"{name}: scope {found['scope']} -> org (hot members register before a job)")
+        found["scope"] = "org"
+    return found
+
+
+def latency_stats(values: list[float]) -> dict[str, Any]:
+    """n, p50, p95 (linear between ranks) and max, rounded to 0.1 s; None without samples."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+
+    def at(q: float) -> float:
+        rank = q * (len(ordered) - 1)
+        low = int(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    return {
+        "n": len(ordered),
+        "p50": round(at(0.5), 1),
+        "p95": round(at(0.95), 1),
+        "max": round(ordered[-1], 1),
+    }

@@ -91,6 +91,8 @@ def main(argv: list[str]) -> int:
         say("error: ACTIONS_RUNNER_INPUT_JITCONFIG is missing or not a valid JIT config")
         return EXIT_CONFIG
     session = Session(config)
+    # The local stack's boot model: how long Runner.Listener takes to start (0: at once).
+    time.sleep(max(0.0, float(os.environ.get("DEVSTACK_RUNNER_CONNECT_S") or 0)))
     status, _ = session.call("connect")
     if status != 200:
         say(f"error: the registration was refused (HTTP {status}): used or deleted")

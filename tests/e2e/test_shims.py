@@ -42,6 +42,8 @@ SUMMARY_KEYS = {
     "runners_left",
     "queue_left",
     "dlq_left",
+    "pool_left",
+    "queue_to_runner_s",
     "max_concurrent",
     "startup_s",
     "seconds",
