@@ -153,6 +153,30 @@ def test_start_messages_are_moved_without_asking_github(
     assert (moved.kind, moved.instance_id, moved.redrives) == ("start", "i-0123456789abcdef0", 1)
 
 
+def test_pool_messages_are_dropped_the_housekeeper_covers_them(
+    dlq: str, job_queue: str, clock: Clock, github: FakeGitHub
+) -> None:
+    """A warm pool's `fill` or a member's `ready` in the DLQ waits on nothing a job needs: the
+    housekeeper asks for fills every pass and ends a member never made ready; left in the DLQ it
+    would hold the alarm up for good."""
+    from jitrunners.models import PoolMessage
+
+    queue.send_job(dlq, PoolMessage(action="fill", template="linux-x64", pool="hot", count=2))
+    queue.send_job(
+        dlq,
+        PoolMessage(
+            action="ready", template="linux-x64", pool="stopped", instance_id="i-0123456789abcdef0"
+        ),
+    )
+
+    report = redrive(dlq, job_queue, _settings(dlq, job_queue), _deps(github, clock))
+
+    assert report.outcomes == {"drop:pool_message": 2}
+    assert drain(dlq) == []
+    assert drain(job_queue) == []
+    assert github.calls["get_job"] == 0
+
+
 def test_malformed_messages_stay_in_the_dlq(dlq: str, job_queue: str, clock: Clock) -> None:
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=dlq, MessageBody='{"v": 2, "kind": "launch"}')

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from jitrunners.aws import inbox, queue
 from jitrunners.config import Settings
-from jitrunners.models import JobMessage, MessageError
+from jitrunners.models import JobMessage, MessageError, PoolMessage, parse_message
 from jitrunners.observability import count, logger
 
 # GitHub cancels a job that stayed queued for 24 h: past that a launch can only make an idle runner.
@@ -122,7 +122,7 @@ def _one(
     deps: RedriveDeps,
 ) -> str:
     try:
-        message = JobMessage.from_json(received.body)
+        parsed = parse_message(received.body)
     except MessageError as exc:
         count("RedriveHeld", reason="malformed")
         logger.warning(
@@ -130,6 +130,18 @@ def _one(
             extra={"message_id": received.message_id, "detail": str(exc)},
         )
         return "hold:malformed"
+    if isinstance(parsed, PoolMessage):
+        # A warm pool's own message (a `fill`, or a member's `ready` that ran out of receives):
+        # nothing a job waits on. The housekeeper asks for fills every pass and ends a member
+        # never made ready at its start timeout; the pool then refills.
+        inbox.delete(dlq_url, received.receipt_handle)
+        count("RedriveDropped", reason="pool_message")
+        logger.info(
+            "pool message dropped from the DLQ: the housekeeper's pass covers it",
+            extra={**parsed.log_keys(), "message_id": received.message_id},
+        )
+        return "drop:pool_message"
+    message = parsed
     keys: dict[str, Any] = {**message.log_keys(), "message_id": received.message_id}
     keys["redrives"] = message.redrives
     verdict = decide(message, settings, deps)
