@@ -389,7 +389,11 @@ def run_ways(args: argparse.Namespace, ways: list[str]) -> dict[str, dict[str, A
         return {way: run_way(way, args, None) for way in ways}
     # At once, one process each, on one window: a minute or two after the stacks are up.
     open_at = next_open(datetime.now(UTC), MIN_LEAD_S + 20)
-    print(f"ways {', '.join(ways)} at once; window opens {open_at:%H:%M} UTC", file=sys.stderr)
+    logs = ROOT / ".devstack" / "bench" / "curve-<way>" / "bench.log"
+    print(
+        f"ways {', '.join(ways)} at once, window from {open_at:%H:%M} UTC; logs: {logs}",
+        file=sys.stderr,
+    )
     children = {way: _child(way, args, open_at) for way in ways}
     return {way: _collect(way, child) for way, child in children.items()}
 
@@ -434,10 +438,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     ways = [w for w in WAYS if w in {x.strip() for x in args.runs.split(",")}]
+    started = time.monotonic()
     results = run_ways(args, ways)
     if args.only_way:
         print(json.dumps(results[args.only_way], separators=(",", ":")), flush=True)
         return 0
+    print(f"curve, all ways: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(table(results))
     complete = all(r["completed"] == r["jobs"] for r in results.values())
     clean = all(not any(r["left"].values()) for r in results.values())
