@@ -196,25 +196,28 @@ class _Sampler(threading.Thread):
 def drain(
     samples: list[tuple[float, int, int]], close: float, passes: list[float], scale: float
 ) -> dict[str, Any]:
-    """Free members at the window's close, and when the last of them had gone: emulated
-    seconds after the close and housekeeper passes begun from the close until then."""
+    """Free members at the window's close (the last sample before it), and when the last of
+    them had gone (the first sample without any after the last with some): emulated seconds
+    after the close, and housekeeper passes begun from the close until then. None: not seen."""
+    found: dict[str, Any] = dict.fromkeys(
+        ("free_at_close", "members_at_close", "free_zero_after_s", "housekeeper_passes")
+    )
+    found["all_members_gone_after_s"] = None
     after = [s for s in samples if s[0] >= close]
-    at_close = next((s for s in reversed(samples) if s[0] <= close), after[0] if after else None)
+    at_close = next((s for s in reversed(samples) if s[0] < close), after[0] if after else None)
     if at_close is None:
-        return {"free_at_close": None, "members_at_close": None, "free_zero_after_s": None}
+        return found
+    found["free_at_close"], found["members_at_close"] = at_close[1], at_close[2]
     last_free = max((t for t, free, _ in after if free), default=None)
-    gone = close if last_free is None else last_free + SAMPLE_S
-    reached = bool(after) and after[-1][1] == 0
+    gone = close if last_free is None else next((t for t, _, _ in after if t > last_free), None)
+    if gone is None:  # a free member was still up at the last sample
+        return found
     all_gone = next((t for t, _, every in after if every == 0 and t >= gone), None)
-    return {
-        "free_at_close": at_close[1],
-        "members_at_close": at_close[2],
-        "free_zero_after_s": round((gone - close) / scale, 1) if reached else None,
-        "housekeeper_passes": sum(1 for t in passes if close <= t <= gone) if reached else None,
-        "all_members_gone_after_s": None
-        if all_gone is None
-        else round((all_gone - close) / scale, 1),
-    }
+    found["free_zero_after_s"] = round((gone - close) / scale, 1)
+    found["housekeeper_passes"] = sum(1 for t in passes if close <= t <= gone)
+    if all_gone is not None:
+        found["all_members_gone_after_s"] = round((all_gone - close) / scale, 1)
+    return found
 
 
 def run_way(way: str, args: argparse.Namespace, open_at: datetime | None) -> dict[str, Any]:
@@ -227,7 +230,6 @@ def run_way(way: str, args: argparse.Namespace, open_at: datetime | None) -> dic
     scale = model.time_scale
     window_s = 60.0 * args.window_minutes
     curve = daily_curve(args.curve_jobs, args.shoulder_jobs, window_s, args.seed)
-    template = {"max_runners": len(curve) + args.pool}
     options = Options(
         jobs=len(curve),
         templates=[TEMPLATE],
@@ -237,7 +239,9 @@ def run_way(way: str, args: argparse.Namespace, open_at: datetime | None) -> dic
         agent=args.agent,
         boot_model=model,
         template_overrides={
-            **template,
+            # Room for every job and the pool at once, and the module's default timeouts on
+            # the scaled clock, as the latency runs have.
+            "max_runners": len(curve) + args.pool,
             "start_timeout_s": round(max(60, 600 * scale)),
             "idle_timeout_s": round(max(20, 300 * scale)),
             "max_lifetime_s": 86_400,

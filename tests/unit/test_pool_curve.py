@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from bench.pool_curve import PEAK_END, RAMP_UP, daily_curve, next_open, window_spec
+from bench.pool_curve import PEAK_END, RAMP_UP, daily_curve, drain, next_open, window_spec
 
 from jitrunners.pools import parse_pool
 
@@ -78,3 +78,25 @@ def test_the_curve_is_seeded_and_shaped_like_a_working_day() -> None:
     last = sum(u >= 0.9 for u in inside) / 0.1
     assert peak > 2 * first
     assert peak > 2 * last
+
+
+def test_the_drain_is_read_from_the_samples_around_the_close() -> None:
+    close = 100.0
+    # (time, free members, all members): 3 free at the close; one gone before a pass, the
+    # others by the pass at 101.5; a busy member lasts until 104.
+    samples = [(99.8, 3, 4), (100.5, 2, 3), (101.0, 2, 3), (102.0, 0, 1), (104.0, 0, 0)]
+    found = drain(samples, close, passes=[94.0, 101.5, 107.5], scale=0.25)
+    assert found == {
+        "free_at_close": 3,
+        "members_at_close": 4,
+        "free_zero_after_s": 8.0,  # 2 real s
+        "housekeeper_passes": 1,
+        "all_members_gone_after_s": 16.0,
+    }
+    # A free member still up at the last sample: the drain is not over.
+    late = drain([*samples, (105.0, 1, 1)], close, passes=[101.5], scale=0.25)
+    assert late["free_zero_after_s"] is None
+    assert late["housekeeper_passes"] is None
+    # Nothing free at the close: gone at once, no pass needed.
+    empty = drain([(99.0, 0, 0), (100.5, 0, 0)], close, passes=[101.5], scale=0.25)
+    assert (empty["free_zero_after_s"], empty["housekeeper_passes"]) == (0.0, 0)
