@@ -112,7 +112,22 @@ def floor(path: str, drawn: dict[str, float]) -> float | None:
 
 def pool_cost(stack: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Idle running and stopped seconds of the run's pool members, per job a pool served."""
-    model, agent = stack.boot_model, stack.agent
+    model = stack.boot_model
+    members, running, stopped = member_seconds(stack, records)
+    served = sum(1 for r in records if r["path"] != "cold")
+    per = max(1, served)
+    return {
+        "members": members,
+        "jobs_served": served,
+        "idle_running_s_per_job": round(model.emulated(running) / per, 1),
+        "stopped_s_per_job": round(model.emulated(stopped) / per, 1),
+    }
+
+
+def member_seconds(stack: Any, records: list[dict[str, Any]]) -> tuple[int, float, float]:
+    """The run's pool members, and the real seconds they ran without a job (launch to their job,
+    or to their end, minus the time stopped) and sat stopped, summed."""
+    agent = stack.agent
     took = {r["instance_id"]: r["started_ts"] for r in records}
     end = time.time()
     running = stopped = 0.0
@@ -135,14 +150,7 @@ def pool_cost(stack: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
             down += max(0.0, until - since)
         running += max(0.0, until - launched - down)
         stopped += down
-    served = sum(1 for r in records if r["path"] != "cold")
-    per = max(1, served)
-    return {
-        "members": members,
-        "jobs_served": served,
-        "idle_running_s_per_job": round(model.emulated(running) / per, 1),
-        "stopped_s_per_job": round(model.emulated(stopped) / per, 1),
-    }
+    return members, running, stopped
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -244,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         default="on",
         help="every Lambda call authorized against the module's policies (default on)",
     )
+    from bench import pool_curve
+
+    pool_curve.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.curve:
+        return pool_curve.main(args)
     runs = [r for r in RUNS if r in {x.strip() for x in args.runs.split(",")}]
     results = {run: run_one(run, args) for run in runs}
     rows = report(results)
