@@ -10,6 +10,7 @@ import pytest
 from devstack.__main__ import parse_pool_arg
 from devstack.stack import LEFT_KEYS, Options, Stack, latency_stats
 from tests.e2e.test_pipeline import assert_clean, run
+from tests.support.waits import PATIENCE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +90,40 @@ def test_a_job_starts_the_stopped_member_and_the_drained_pool_leaves_nothing(
     assert stack.agent is not None
     assert stack.agent.counters["stops"] >= 1
     assert stack.agent.counters["starts"] >= 1
+
+
+def test_a_hot_member_spot_reclaims_before_any_job_is_replaced_and_the_job_still_runs_hot(
+    tmp_path: Path,
+) -> None:
+    """EC2 reclaims a free hot member (warning event, instance terminated with the spot state
+    reason): scale-down ends it and asks for a refill, the pool is full again before the job,
+    and the job runs on a hot member."""
+    settings: dict[str, object] = {
+        "jobs": 1,
+        "templates": ["linux-x64"],
+        "pool": {"hot": 2},
+        "job_seconds": 0.3,
+        "redrive_every_s": 2.0,
+        "housekeeper_every_s": 3.0,
+        "visibility_timeout_s": 2,
+        "max_receive_count": 4,
+        "workdir": tmp_path,
+        "timeout_s": PATIENCE_S,
+    }
+    stack = Stack(Options(**settings), out=(tmp_path / "progress.txt").open("w"))  # type: ignore[arg-type]
+    try:
+        stack.start()
+        assert stack.wait_pools(), stack.progress.lines
+        first = {iid for iid, seen in stack.seen_instances.items() if seen.get("pool") == "hot"}
+        reclaimed = sorted(first)[0]
+        stack._interrupt(reclaimed)
+        assert stack.wait_pools(), stack.progress.lines  # refilled: two ready again
+        summary = stack.run_demo()
+    finally:
+        stack.stop()
+    assert_clean(stack, summary)
+    assert summary["pool_left"] == 0, stack.progress.lines
+    assert stack.seen_instances[reclaimed]["state"] == "terminated"
+    members = {iid for iid, seen in stack.seen_instances.items() if seen.get("pool") == "hot"}
+    assert len(members - first) >= 1, stack.progress.lines  # the replacement
+    assert summary["queue_to_runner_s"]["hot"]["n"] == 1, stack.progress.lines  # type: ignore[index]
