@@ -30,6 +30,8 @@ EXIT_MISSING_PARAM = 3
 EXIT_IDLE = 4
 EXIT_KILLED = -9
 POLL_S = 0.2
+DELETE_ATTEMPTS = 3  # start-runner.sh's delete_parameter: tries and pauses
+DELETE_PAUSE_S = 1.0
 
 
 class InlineAgent(AgentShim):
@@ -80,11 +82,18 @@ class InlineAgent(AgentShim):
         except (ClientError, BotoCoreError) as exc:
             say(f"cannot read parameter {name}: {type(exc).__name__} {_code(exc)}")
             return EXIT_MISSING_PARAM
-        try:
-            ssm.delete_parameter(Name=name)
-            say(f"deleted parameter {name}")
-        except (ClientError, BotoCoreError) as exc:
-            say(f"warning: could not delete parameter {name}: {_code(exc)}")
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
+            # As start-runner.sh: a few tries, since a throttled delete would leave the spent
+            # parameter for the housekeeper's orphan sweep (minutes later).
+            try:
+                ssm.delete_parameter(Name=name)
+                say(f"deleted parameter {name}")
+                break
+            except (ClientError, BotoCoreError) as exc:
+                if attempt == DELETE_ATTEMPTS:
+                    say(f"warning: could not delete parameter {name}: {_code(exc)}")
+                else:
+                    time.sleep(DELETE_PAUSE_S * attempt)
         config = parse_config(encoded)
         encoded = ""
         if config is None:

@@ -93,13 +93,18 @@ read_parameter() {
 }
 
 delete_parameter() {
-  local name="$1"
-  if aws ssm delete-parameter --name "${name}" >/dev/null 2>"${work_dir}/delete-parameter.err"; then
-    log "deleted parameter ${name}"
-  else
-    # Not fatal: scale-down and the housekeeper delete it too.
-    log "warning: could not delete parameter ${name}: $(tr '\n' ' ' <"${work_dir}/delete-parameter.err" | cut -c1-300)"
-  fi
+  local name="$1" attempt
+  # A few tries: a throttled delete (Parameter Store's throughput is shared by the account) would
+  # leave the spent parameter to the housekeeper's orphan sweep, minutes later.
+  for attempt in 1 2 3; do
+    if aws ssm delete-parameter --name "${name}" >/dev/null 2>"${work_dir}/delete-parameter.err"; then
+      log "deleted parameter ${name}"
+      return 0
+    fi
+    ((attempt < 3)) && sleep "${attempt}"
+  done
+  # Not fatal: the housekeeper's orphan sweep deletes it once the instance is gone.
+  log "warning: could not delete parameter ${name}: $(tr '\n' ' ' <"${work_dir}/delete-parameter.err" | cut -c1-300)"
 }
 
 # Start run.sh in its own process group with the JIT config in its environment only.

@@ -32,6 +32,12 @@ case "$1 $2" in
     echo "An error occurred (ParameterNotFound) when calling the GetParameter operation: " >&2
     exit 254 ;;
   "ssm delete-parameter")
+    # FAKE_THROTTLED_DELETES: that many deletes are refused as Parameter Store refuses them.
+    throttled="$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")"
+    if ((throttled <= ${FAKE_THROTTLED_DELETES:-0})); then
+      echo "An error occurred (ThrottlingException) when calling the DeleteParameter operation: Rate exceeded" >&2
+      exit 254
+    fi
     if [[ -f "${FAKE_PARAM}" ]]; then rm -f "${FAKE_PARAM}"; exit 0; fi
     echo "An error occurred (ParameterNotFound) when calling the DeleteParameter operation: " >&2
     exit 254 ;;
@@ -73,6 +79,14 @@ FAKE
   grep -q '^ssm delete-parameter --name /jitrunners/jit/i-0abc' "${FAKE_STATE}/aws-calls"
   [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
   [[ "${output}" == *"job assigned"* ]]
+}
+
+@test "a throttled parameter delete is tried again, and the runner still starts" {
+  FAKE_THROTTLED_DELETES=2 run "${SCRIPT}" /jitrunners/jit/i-0abc 30
+  [ "${status}" -eq 0 ]
+  [ ! -f "${FAKE_PARAM}" ]
+  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq 3 ]
+  [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
 }
 
 @test "the runner failing exits with the runner's status" {

@@ -50,7 +50,9 @@ def test_a_plain_burst_launches_every_job_and_its_counts_add_up(tmp_path: Path) 
     assert_counts_add_up(result, 20)
     assert result["retries"]["botocore"] == 0
     assert result["retries"]["github_client_retries"] == 0
-    assert not result["retries"]["sqs_receives_beyond_first"]
+    # Only a start may come back: the boot model draws boot times, and an agent that is not
+    # online yet at the start's first delivery (the start delay) is asked about again.
+    assert set(result["retries"]["sqs_receives_beyond_first"]) <= {"start"}
     assert result["aws"]["by_service"]["ec2"]["answered_by_shims"] == 0
 
 
