@@ -110,6 +110,22 @@ def runner_scopes(instance: Any, templates: Mapping[str, RunnerTemplate]) -> lis
     ]
 
 
+def deregister_idle(instance: Any, ctx: Context) -> None:
+    """Delete the instance's runner registration unless the runner is busy, before the instance
+    is ended, so that a runner that took a job meanwhile is never killed: GitHub refuses (422) to
+    delete a busy runner. Raises the client's GitHubError when the runner is busy (status 422) or
+    GitHub cannot be asked: then the caller leaves the instance be."""
+    from jitrunners.github.client import GitHubError
+
+    for scope in runner_scopes(instance, ctx.templates):
+        runner = ctx.github.find_runner(scope, runner_name_of(instance), instance.installation_id)
+        if runner is None:
+            continue
+        if runner.busy:
+            raise GitHubError("runner is busy", status=422)
+        ctx.github.delete_runner(scope, runner.id, instance.installation_id)
+
+
 def cleanup(
     instance: Any,
     reason: str,

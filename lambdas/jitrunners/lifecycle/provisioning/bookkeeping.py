@@ -27,7 +27,6 @@ from jitrunners.lifecycle.provisioning.tags import (
     job_tags,
     launch_attempt,
     launched_for,
-    runner_name_of,
 )
 from jitrunners.models import JobMessage, runner_instance
 from jitrunners.observability import count, logger
@@ -173,7 +172,7 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
     config): it is terminated at once, and a start that comes later finds it gone.
     """
     from jitrunners.github.client import GitHubError
-    from jitrunners.lifecycle.cleanup import Context, cleanup, runner_scopes
+    from jitrunners.lifecycle.cleanup import Context, cleanup, deregister_idle
 
     settings = deps.settings
     live = fleet.list_instances(settings.prefix, profile_arn=settings.runner_instance_profile_arn)
@@ -200,16 +199,7 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
     for instance in launched:
         extra = {"instance_id": instance.id}
         try:
-            for scope in runner_scopes(instance, ctx.templates):
-                runner = ctx.github.find_runner(
-                    scope, runner_name_of(instance), instance.installation_id
-                )
-                if runner is None:
-                    continue
-                if runner.busy:
-                    raise GitHubError("runner is busy", status=422)
-                # GitHub answers 422 when the runner took a job meanwhile: then it stays.
-                ctx.github.delete_runner(scope, runner.id, instance.installation_id)
+            deregister_idle(instance, ctx)
         except GitHubError as exc:
             # Busy (it took some other job) or GitHub unavailable: leave the runner be; it ends
             # by itself after its job or its idle timeout.

@@ -25,7 +25,14 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
-from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags
+from jitrunners.lifecycle.provisioning.start import agent_poll_delay, store_jit_config
+from jitrunners.lifecycle.provisioning.tags import (
+    booting_for,
+    launch_tags,
+    stamp,
+    started_tags,
+    template_tags,
+)
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import JobMessage, PoolMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
@@ -154,7 +161,7 @@ def _claim_stopped(member: fleet.Instance, message: JobMessage, deps: ScaleUpDep
             return False
         fleet.tag_instance(
             member.id,
-            launch_tags(message) | {fleet.TAG_CLAIMED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            launch_tags(message) | {fleet.TAG_CLAIMED_AT: stamp(now)},
         )
         fleet.start_described(member, settings.prefix)
     except (deliveries.DeliveryStoreError, ClientError, BotoCoreError, fleet.FleetError) as exc:
@@ -350,10 +357,8 @@ def make_ready(
     if not fleet.free_member(instance) or instance.command_id:
         return "already_ready"
     if not online(instance.id):  # None (SSM could not say): asked again in a moment
-        age = (deps.clock() - instance.launch_time).total_seconds() if instance.launch_time else 0
+        age = booting_for(instance, deps.clock())
         if age < template.start_timeout_s:
-            from jitrunners.lifecycle.provisioning.start import agent_poll_delay
-
             delay = agent_poll_delay(record.receive_count, age, template.start_timeout_s)
             raise RecordFailed("member's agent not online yet", delay)
         fleet.terminate_described([instance], settings.prefix)
@@ -371,7 +376,6 @@ def _start_hot(
     instance: fleet.Instance, template: RunnerTemplate, record: Record, deps: ScaleUpDeps
 ) -> str:
     from jitrunners.github.client import RunnerScope
-    from jitrunners.lifecycle.provisioning.start import store_jit_config
 
     assert template.pool is not None
     settings = deps.settings
@@ -405,15 +409,11 @@ def _start_hot(
             output_log_group=settings.ssm_output_log_group,
         )
     except ssm.AgentNotReady:
-        raise RecordFailed("member's agent not online yet", 5) from None
-    fleet.tag_instance(
-        instance.id,
-        {
-            fleet.TAG_COMMAND_ID: command_id,
-            fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            fleet.TAG_RUNNER_NAME: name,
-        },
-    )
+        delay = agent_poll_delay(
+            record.receive_count, booting_for(instance, now), template.start_timeout_s
+        )
+        raise RecordFailed("member's agent not online yet", delay) from None
+    fleet.tag_instance(instance.id, started_tags(command_id, now, name))
     count("PoolMemberReady", kind=HOT, template=template.name)
     if instance.launch_time is not None:
         observe(

@@ -11,7 +11,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.aws.clients import error_code
 from jitrunners.config import MAX_LABELS, RunnerTemplate
 from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
-from jitrunners.lifecycle.provisioning.tags import booting_for
+from jitrunners.lifecycle.provisioning.tags import booting_for, started_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import COLD, JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
@@ -130,16 +130,8 @@ def start_runner(
 
     now = deps.clock()
     try:
-        fleet.tag_instance(
-            instance_id,
-            {
-                fleet.TAG_COMMAND_ID: command_id,
-                fleet.TAG_STARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                fleet.TAG_RUNNER_NAME: runner_name(
-                    instance_id, message.job_id, message.run_attempt, message.pool or COLD
-                ),
-            },
-        )
+        name = runner_name(instance_id, message.job_id, message.run_attempt, message.pool or COLD)
+        fleet.tag_instance(instance_id, started_tags(command_id, now, name))
     except (ClientError, BotoCoreError) as exc:
         # The runner runs, but without its command tag the housekeeper would take it for one
         # that never started. The retry finds the command (ListCommands) and tags it.

@@ -51,6 +51,20 @@ def launch_tags(message: JobMessage) -> dict[str, str]:
     }
 
 
+def stamp(at: datetime) -> str:
+    """A time as the instance's time tags carry it (`started-at`, `claimed-at`)."""
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def started_tags(command_id: str, at: datetime, runner_name: str) -> dict[str, str]:
+    """The tags that say an instance's runner was started: its command, when, and its name."""
+    return {
+        fleet.TAG_COMMAND_ID: command_id,
+        fleet.TAG_STARTED_AT: stamp(at),
+        fleet.TAG_RUNNER_NAME: runner_name,
+    }
+
+
 def launch_attempt(instance: Any) -> int:
     """Which launch of its job the instance was (its `launch-attempt` tag; 1 when absent)."""
     value = str((getattr(instance, "tags", None) or {}).get(fleet.TAG_LAUNCH_ATTEMPT, "1"))

@@ -14,9 +14,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import fleet
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle.cleanup import Context, cleanup, runner_scopes
+from jitrunners.lifecycle.cleanup import Context, cleanup, deregister_idle
 from jitrunners.lifecycle.members import free_members
-from jitrunners.lifecycle.provisioning.tags import runner_name_of
 from jitrunners.models import PoolMessage
 from jitrunners.observability import MetricUnit, count, logger, observe
 from jitrunners.pools import HOT, KINDS, STOPPED
@@ -134,15 +133,7 @@ def _drain(member: Any, reason: str, ctx: Context) -> bool:
         return False
     if fleet.pool_of(member) == HOT and member.command_id:
         try:
-            for scope in runner_scopes(member, ctx.templates):
-                runner = ctx.github.find_runner(
-                    scope, runner_name_of(member), member.installation_id
-                )
-                if runner is None:
-                    continue
-                if runner.busy:
-                    raise GitHubError("runner is busy", status=422)
-                ctx.github.delete_runner(scope, runner.id, member.installation_id)
+            deregister_idle(member, ctx)
         except GitHubError as exc:
             logger.info("pool member left alone", extra={**extra, "status": exc.status})
             return False
