@@ -1,6 +1,10 @@
-"""Fixtures the integration tests share: an emulated clock, the fake GitHub, EC2 without waits."""
+"""Fixtures the integration tests share: an emulated clock, the fake GitHub, EC2 without waits,
+and the housekeeper and scale-down handlers with both injected."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -22,3 +26,49 @@ def clock() -> Clock:
 @pytest.fixture
 def github() -> FakeGitHub:
     return FakeGitHub()
+
+
+@pytest.fixture
+def run_housekeeper(
+    env: dict[str, str],
+    github: FakeGitHub,
+    clock: Clock,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[], dict[str, Any]]:
+    """Invoke the housekeeper handler with the fake GitHub and the clock injected."""
+    from jitrunners.config import get_settings, load_templates
+    from jitrunners.handlers import housekeeper
+    from jitrunners.lifecycle.cleanup import Context
+
+    def context(*, dry_run: bool = False, waiting: bool = True) -> Context:
+        assert not waiting, "a sweep never sleeps through a GitHub rate limit"
+        settings = get_settings()
+        return Context.build(settings, load_templates(settings), github, clock, dry_run=dry_run)
+
+    monkeypatch.setattr(housekeeper, "lifecycle_context", context)
+    return lambda: housekeeper.handler(
+        {"id": "evt-hk", "detail-type": "Scheduled Event"}, lambda_context
+    )
+
+
+@pytest.fixture
+def scale_down_event(
+    env: dict[str, str],
+    github: FakeGitHub,
+    clock: Clock,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[dict[str, Any]], str]:
+    """Invoke the scale-down handler on an event, the fake GitHub and the clock injected;
+    returns the outcome."""
+    from jitrunners.config import get_settings, load_templates
+    from jitrunners.handlers import scale_down
+    from jitrunners.lifecycle.cleanup import Context
+
+    def context() -> Context:
+        settings = get_settings()
+        return Context.build(settings, load_templates(settings), github, clock)
+
+    monkeypatch.setattr(scale_down, "lifecycle_context", context)
+    return lambda event: str(scale_down.handler(event, lambda_context)["outcome"])

@@ -10,9 +10,6 @@ from typing import Any
 
 import pytest
 
-from jitrunners.config import get_settings, load_templates
-from jitrunners.handlers import housekeeper
-from jitrunners.lifecycle.cleanup import Context
 from tests.conftest import _reset_process_caches
 from tests.support import world
 from tests.support.world import Clock, FakeDelivery, FakeGitHub
@@ -30,24 +27,8 @@ def app_mode(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def run(
-    env: dict[str, str],
-    github: FakeGitHub,
-    clock: Clock,
-    lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[], dict[str, Any]]:
-    """Invoke the housekeeper handler with GitHub and the clock injected."""
-
-    def context(*, dry_run: bool = False, waiting: bool = True) -> Context:
-        assert not waiting, "a sweep never sleeps through a GitHub rate limit"
-        settings = get_settings()
-        return Context.build(settings, load_templates(settings), github, clock, dry_run=dry_run)
-
-    monkeypatch.setattr(housekeeper, "lifecycle_context", context)
-    return lambda: housekeeper.handler(
-        {"id": "evt-hk", "detail-type": "Scheduled Event"}, lambda_context
-    )
+def run(run_housekeeper: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    return run_housekeeper
 
 
 @dataclass

@@ -10,9 +10,6 @@ from typing import Any
 
 import pytest
 
-from jitrunners.config import get_settings, load_templates
-from jitrunners.handlers import scale_down
-from jitrunners.lifecycle.cleanup import Context
 from tests.support import world
 from tests.support.events import command_event
 from tests.support.world import Clock, FakeGitHub
@@ -22,25 +19,17 @@ pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 @pytest.fixture
 def call(
-    env: dict[str, str],
-    github: FakeGitHub,
-    clock: Clock,
-    lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    scale_down_event: Callable[[dict[str, Any]], str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[dict[str, Any]], str]:
+    """The scale-down handler, with the local stack's Price List answers (moto has none)."""
     from devstack import pricing
     from jitrunners.aws import prices
     from jitrunners.aws.clients import PRICING_REGION, client
 
     monkeypatch.setattr(prices, "_on_demand", {})
     monkeypatch.setattr(prices, "_spot", {})
-    pricing.attach(client("pricing", PRICING_REGION))  # moto has no Price List API
-    monkeypatch.setattr(
-        scale_down,
-        "lifecycle_context",
-        lambda: Context.build(get_settings(), load_templates(get_settings()), github, clock),
-    )
-    return lambda event: str(scale_down.handler(event, lambda_context)["outcome"])
+    pricing.attach(client("pricing", PRICING_REGION))
+    return scale_down_event
 
 
 def _ended(clock: Clock, github: FakeGitHub, *, ran: timedelta, market: str) -> str:

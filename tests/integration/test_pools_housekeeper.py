@@ -13,9 +13,6 @@ from typing import Any
 import boto3
 import pytest
 
-from jitrunners.config import get_settings, load_templates
-from jitrunners.handlers import housekeeper, scale_down
-from jitrunners.lifecycle.cleanup import Context
 from tests.conftest import drain
 from tests.support import world
 from tests.support.events import spot_event, state_event
@@ -42,41 +39,13 @@ def next_weekday(clock: Clock, weekday: int, hour_utc: int) -> datetime:
 
 
 @pytest.fixture
-def sweep(
-    env: dict[str, str],
-    github: FakeGitHub,
-    clock: Clock,
-    lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[], dict[str, Any]]:
-    """Invoke the housekeeper handler with GitHub and the clock injected."""
-
-    def context(*, dry_run: bool = False, waiting: bool = True) -> Context:
-        settings = get_settings()
-        return Context.build(settings, load_templates(settings), github, clock, dry_run=dry_run)
-
-    monkeypatch.setattr(housekeeper, "lifecycle_context", context)
-    return lambda: housekeeper.handler(
-        {"id": "evt-hk", "detail-type": "Scheduled Event"}, lambda_context
-    )
+def sweep(run_housekeeper: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    return run_housekeeper
 
 
 @pytest.fixture
-def event(
-    env: dict[str, str],
-    github: FakeGitHub,
-    clock: Clock,
-    lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[dict[str, Any]], str]:
-    """Invoke the scale-down handler with GitHub and the clock injected; returns the outcome."""
-
-    def context() -> Context:
-        settings = get_settings()
-        return Context.build(settings, load_templates(settings), github, clock)
-
-    monkeypatch.setattr(scale_down, "lifecycle_context", context)
-    return lambda e: str(scale_down.handler(e, lambda_context)["outcome"])
+def event(scale_down_event: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    return scale_down_event
 
 
 def fills(queue_url: str) -> list[tuple[str, str, int]]:

@@ -11,7 +11,6 @@ import pytest
 
 from jitrunners.aws import fleet
 from jitrunners.config import get_settings, load_templates
-from jitrunners.handlers import scale_down
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
 from tests.conftest import _reset_process_caches
 from tests.support import world
@@ -26,25 +25,8 @@ pytestmark = pytest.mark.usefixtures("fast_ec2")
 
 
 @pytest.fixture
-def call(
-    env: dict[str, str],
-    github: FakeGitHub,
-    clock: Clock,
-    lambda_context: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[dict[str, Any]], str]:
-    """Invoke the handler with GitHub and the clock injected; returns the outcome."""
-
-    def context() -> Context:
-        settings = get_settings()
-        return Context.build(settings, load_templates(settings), github, clock)
-
-    monkeypatch.setattr(scale_down, "lifecycle_context", context)
-
-    def invoke(event: dict[str, Any]) -> str:
-        return str(scale_down.handler(event, lambda_context)["outcome"])
-
-    return invoke
+def call(scale_down_event: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    return scale_down_event
 
 
 def _ours(clock: Clock, github: FakeGitHub, *, scope: str = ORG, **kwargs: Any) -> tuple[str, str]:
