@@ -658,6 +658,38 @@ def test_a_job_seen_running_on_a_reclaimed_runner_is_rerun_once_it_failed(
     assert list(markers.list_markers(reruns.pending_path("jitrunners"))) == []
 
 
+def test_the_runner_a_failed_jobs_own_delivery_names_replaces_a_record_from_another_instance(
+    reruns_on: None, world: World, lambda_context: Any
+) -> None:
+    """Two runners swapped jobs and both were reclaimed: the interruption of the one launched for
+    job 70 recorded 70 from its tags, although 70 ran on the other. The job's own delivery names
+    its runner exactly: while GitHub cannot answer, the pending record it leaves for the
+    housekeeper must name that runner, or the housekeeper judges 70 against the wrong one
+    ("ran elsewhere") and never re-runs it."""
+    from jitrunners.aws import markers
+    from jitrunners.lifecycle.recovery import rerun as reruns
+
+    instance_id, check = _rerun_check(world, lambda_context, launched_for=69, failed=70)
+    reclaim_spot(instance_id)
+    wrong = reruns.PendingRerun(
+        repo="acme/widgets",
+        job_id=70,
+        run_id=check.run_id,
+        run_attempt=1,
+        installation_id=None,
+        instance_id="i-0fedcba9876543210",
+        interrupted_at="2026-01-01T00:00:00+00:00",
+    )
+    name = f"{reruns.pending_path('jitrunners')}/70"
+    assert markers.claim(name, wrong.to_json(), "jitrunners")
+    world.github.get(f"{API}/repos/acme/widgets/actions/jobs/70", status=503, json={})
+
+    assert failed_ids(run(sqs_event(check), lambda_context)) == []
+
+    [pending] = markers.list_markers(reruns.pending_path("jitrunners"))
+    assert reruns.PendingRerun.from_json(pending.value).instance_id == instance_id
+
+
 def test_a_job_running_on_a_healthy_runner_costs_no_rerun_check(
     reruns_on: None, world: World, lambda_context: Any
 ) -> None:

@@ -144,7 +144,11 @@ def check_failed_job(message: Any, ctx: Context, instance: Any) -> str:
         interrupted_at=ctx.clock().isoformat(),
     )
     name = f"{pending_path(prefix)}/{message.job_id}"
-    markers.claim(name, pending.to_json(), prefix)
+    if not markers.claim(name, pending.to_json(), prefix):
+        # The job's own delivery names the runner that ran it: its record replaces one written
+        # from another instance's tags (two runners that swapped jobs, both reclaimed), which
+        # the housekeeper would judge against the wrong runner ("ran elsewhere") for good.
+        markers.put(name, pending.to_json())
     return advance(name, pending, ctx)
 
 
