@@ -446,10 +446,12 @@ def quota_floors(usage: dict[str, Any], quotas: Any) -> dict[str, float]:
     """Seconds each limit needs at least to admit what the burst spent of it (`usage`, read
     when the last job started), whatever the order of the calls. A token bucket of capacity C
     refilling r per second admits n tokens no sooner than max(0, n - C) / r after the burst's
-    start (it starts full); GitHub's points per minute admit P points per window w (a sliding
-    window: P at once, then P per w), so n points take max(0, n - P) * w / P; an hourly budget of
-    L requests admits n requests within ceil(n / L) - 1 hours (fixed windows, each starting
-    with a full budget). The burst's floor is the largest: its slowest limit."""
+    start (it starts full); GitHub's points per minute admit at most P points in any w seconds
+    (a sliding window), so k windows cover at most k * P points and n points take at least
+    (ceil(n / P) - 1) * w (a step: the first P at once, nothing more until the first of them
+    leaves the window); an hourly budget of L requests admits n requests within ceil(n / L) - 1
+    hours (fixed windows, each starting with a full budget). The burst's floor is the largest:
+    its slowest limit."""
     from devstack.quotas import bucket_config
 
     floors: dict[str, float] = {}
@@ -461,7 +463,7 @@ def quota_floors(usage: dict[str, Any], quotas: Any) -> dict[str, float]:
     for who, points in usage["github_points"].items():
         per_window = limits.points_per_minute
         floors[f"github {who} points/min"] = (
-            max(0.0, points - per_window) * limits.window_s / per_window
+            limits.window_s * (math.ceil(points / per_window) - 1) if points else 0.0
         )
     for key, per_hour in (
         ("github_requests", limits.requests_per_hour),
@@ -611,12 +613,14 @@ def _report(
     by_service: dict[str, Counter[str]] = {}
     by_operation: dict[str, Counter[str]] = {}
     aws_by_function: Counter[str] = Counter()
+    by_function_operation: dict[str, Counter[str]] = {}
     for (function, service, operation, what), n in meter.aws.items():
         by_service.setdefault(service, Counter())[what] += n
         by_operation.setdefault(f"{service}:{operation}", Counter())[what] += n
         aws[what] += n
         if what in ("attempts", "answered"):
             aws_by_function[function] += n
+            by_function_operation.setdefault(function, Counter())[f"{service}:{operation}"] += n
 
     def shaped(counts: Counter[str]) -> dict[str, Any]:
         requests = counts["attempts"] + counts["answered"]
@@ -676,6 +680,11 @@ def _report(
                 k: v["attempts"] + v["answered"] for k, v in sorted(by_operation.items())
             },
             "by_function": {k: aws_by_function[k] for k in FUNCTIONS},
+            # Per job, each function's calls by operation ("instance": the runner's own).
+            "by_function_operation": {
+                function: {k: _per_job(v, jobs) for k, v in sorted(counts.items())}
+                for function, counts in sorted(by_function_operation.items())
+            },
         },
         "github": {
             "requests": github_requests,
