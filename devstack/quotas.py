@@ -2,7 +2,7 @@
 
 AWS (`AwsQuotas`): one token bucket per API bucket and account, as AWS documents them, checked on
 every HTTP attempt of the clients it is attached to (botocore `before-send`, inside the retry
-loop: botocore's standard/adaptive retries see each refusal as the throttle it is). A refused
+loop: botocore's standard retries see each refusal as the throttle it is). A refused
 request is answered as the service answers it: EC2 `RequestLimitExceeded` (HTTP 503, EC2's XML
 error), Systems Manager `ThrottlingException` (HTTP 400, JSON 1.1 `__type`).
 

@@ -19,7 +19,7 @@ def subnets(aws: None) -> list[str]:
     return make_world()
 
 
-def _launch(subnets: list[str], count: int = 1, market: str = "spot-then-on-demand", **kw: Any):
+def _launch(subnets: list[str], count: int = 1, market: str = "spot-then-on-demand"):
     return fleet.launch(
         launch_template="jitrunners-linux-x64",
         instance_types=TYPES,
@@ -27,7 +27,6 @@ def _launch(subnets: list[str], count: int = 1, market: str = "spot-then-on-dema
         count=count,
         market=market,
         tags=TAGS,
-        sleep=kw.pop("sleep", lambda _s: None),
     )
 
 
@@ -97,14 +96,24 @@ def test_missing_launch_template_is_a_config_error(subnets: list[str]) -> None:
     assert info.value.code == "InvalidLaunchTemplateName.NotFoundException"
 
 
-def test_throttling_is_retried_with_backoff(subnets: list[str]) -> None:
-    faults = [error_response("RequestLimitExceeded", 503)]
+def test_a_throttle_is_raised_at_once_never_slept_through(
+    subnets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work waits in SQS, not in a sleeping Lambda: one throttled CreateFleet (the hook answers
+    before botocore's own retry loop) ends the launch with ThrottledError, no second call."""
+    import time
+
     slept: list[float] = []
-    with ec2_hook("CreateFleet", lambda _p: faults.pop() if faults else None) as calls:
-        result = _launch(subnets, sleep=slept.append)
-    assert len(calls) == 2
-    assert slept == [1.0]
-    assert len(result.instances) == 1
+    monkeypatch.setattr(time, "sleep", slept.append)
+    faults = [error_response("RequestLimitExceeded", 503)]
+    with (
+        ec2_hook("CreateFleet", lambda _p: faults.pop() if faults else None) as calls,
+        pytest.raises(fleet.ThrottledError),
+    ):
+        _launch(subnets)
+    assert len(calls) == 1
+    assert slept == []
+    assert len(_launch(subnets).instances) == 1  # the record's next receive launches
 
 
 def test_persistent_throttling_raises_throttled(subnets: list[str]) -> None:

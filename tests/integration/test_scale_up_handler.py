@@ -248,14 +248,58 @@ def test_spot_only_template_without_capacity_retries_later(
     assert world.visibility == [("receipt-0", 60)]
 
 
-def test_ec2_throttling_is_retried_with_backoff(world: World, lambda_context: Any) -> None:
+def test_ec2_throttling_sends_the_record_back_for_a_few_seconds(
+    world: World, lambda_context: Any
+) -> None:
+    """A throttled CreateFleet is not slept through: the record goes back to the queue for a
+    random 2-10 s (spread, so the records of one throttle do not return together), and its next
+    receive launches."""
     job_status(world, 12)
     faults = [error_response("RequestLimitExceeded", 503)]
     with ec2_hook("CreateFleet", lambda _p: faults.pop() if faults else None):
         response = run(sqs_event(launch_message(12)), lambda_context)
-    assert failed_ids(response) == []
+    assert failed_ids(response) == ["msg-0"]
+    [(receipt, delay)] = world.visibility
+    assert receipt == "receipt-0"
+    assert 2 <= delay <= 10
+    assert world.clock.slept == []
+    assert world.instances() == []
+
+    assert failed_ids(run(sqs_event((launch_message(12), 2)), lambda_context)) == []
     assert len(world.instances()) == 1
-    assert world.clock.slept == [1.0]
+
+
+def test_a_throttled_start_goes_back_to_the_queue_and_starts_once(
+    world: World, lambda_context: Any
+) -> None:
+    """SendCommand throttled (SSM's ThrottlingException): the record comes back within seconds,
+    not after the queue's visibility timeout, and its retry starts the runner exactly once."""
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    world.visibility.clear()
+    throttle = [error_response("ThrottlingException", 400)]
+    sent: list[int] = []
+    events = client("ssm").meta.events
+
+    def refuse(**_: Any) -> Any:
+        return throttle.pop() if throttle else None
+
+    def answered(http_response: Any, **_: Any) -> None:
+        sent.append(http_response.status_code)
+
+    events.register_first("before-call.ssm.SendCommand", refuse)
+    events.register("after-call.ssm.SendCommand", answered)
+    try:
+        assert failed_ids(run(sqs_event(start), lambda_context)) == ["msg-0"]
+        [(_, delay)] = world.visibility
+        assert 2 <= delay <= 10
+        assert world.clock.slept == []
+        assert failed_ids(run(sqs_event((start, 2)), lambda_context)) == []
+    finally:
+        events.unregister("before-call.ssm.SendCommand", refuse)
+        events.unregister("after-call.ssm.SendCommand", answered)
+    assert sent == [400, 200]  # refused once, then one runner command
+    assert len(world.jit_calls) == 1  # the retry reused the stored JIT config
 
 
 def test_quota_error_fails_the_message_towards_the_dlq(
@@ -354,6 +398,59 @@ def test_a_batch_of_starts_and_taken_jobs_describes_its_instances_in_one_call(
 
     assert len(world.jit_calls) == 3  # every runner started
     assert len(describes) == 1  # for the whole batch, instead of one per message
+
+
+def test_a_batch_of_swaps_lists_our_instances_once_and_judges_by_its_own_tag_writes(
+    world: World, lambda_context: Any
+) -> None:
+    """Three runners took each other's jobs (A, launched for 81, took 83; B for 82 took 81; C for
+    83 took 82). One batch of their `taken` messages describes its runners once and lists our
+    live instances once; each swap's tag write is what the next message of the batch judges by,
+    exactly as a fresh listing per message would: B's write (it owes 81 now) leaves 83 with no
+    runner known when C's message comes, so 83's need is passed on once, and A's message finds
+    81 covered by B."""
+    starts = [_launched(world, lambda_context, job_id=job) for job in (81, 82, 83)]
+    a, b, c = (start.instance_id for start in starts)
+    jobs = {start.job_id: start for start in starts}
+    taken = [jobs[81].taken_by(b), jobs[82].taken_by(c), jobs[83].taken_by(a)]
+    describes: list[dict[str, Any]] = []
+    client("ec2").meta.events.register(
+        "provide-client-params.ec2.DescribeInstances", lambda params, **_: describes.append(params)
+    )
+
+    assert failed_ids(run(sqs_event(*taken), lambda_context)) == []
+
+    assert len(describes) == 2  # the batch's runners, and our live instances once
+    passed_on = [m for m, _ in world.sent if m.kind == "launch"]
+    assert [m.job_id for m in passed_on] == [83]
+    owes = {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i.get("Tags", [])}["jitrunners:job-id"]
+        for i in world.instances()
+    }
+    assert owes == {a: "83", b: "81", c: "82"}
+
+
+def test_a_throttled_batch_describe_sends_its_starts_back_without_describing_one_by_one(
+    world: World, lambda_context: Any
+) -> None:
+    """The batch's one DescribeInstances throttled: its starts do not each describe into the
+    throttled bucket (a retry storm); they go back to the queue for a few seconds, and start
+    on their next receive."""
+    starts = [_launched(world, lambda_context, job_id=job) for job in (91, 92, 93)]
+    jit_endpoint(world, "orgs/acme")
+    world.visibility.clear()
+    with ec2_hook(
+        "DescribeInstances", lambda _p: error_response("RequestLimitExceeded", 503)
+    ) as seen:
+        # Retries (a second receive): each start looks at its instance before starting.
+        response = run(sqs_event(*[(s, 2) for s in starts]), lambda_context)
+    assert failed_ids(response) == ["msg-0", "msg-1", "msg-2"]
+    assert len(seen) == 1
+    assert all(2 <= delay <= 10 for _, delay in world.visibility)
+    assert world.jit_calls == []
+
+    assert failed_ids(run(sqs_event(*[(s, 3) for s in starts]), lambda_context)) == []
+    assert len(world.jit_calls) == 3
 
 
 def test_a_start_whose_tags_were_not_written_is_retried_and_tags_its_command(

@@ -160,7 +160,6 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
     github_client.get_client.cache_clear()
     clock = FakeClock()
     monkeypatch.setattr(records, "utcnow", clock)
-    monkeypatch.setattr(records, "pause", clock.sleep)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as github:
         state = World(env["JOB_QUEUE_URL"], subnets, clock, github)
         runner_group(state)

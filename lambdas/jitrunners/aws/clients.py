@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from functools import cache
 from typing import Any
@@ -9,10 +10,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-# One retry policy for AWS (STYLE principle 5): botocore's adaptive mode adds client-side rate
-# limiting on top of standard retries, which is what keeps EC2's token buckets from being drained.
+# One retry policy for AWS (STYLE principle 5): botocore's standard mode, one retry. Its first
+# retry waits a random fraction of a second, and its retry quota (per client) stops retrying once
+# a service keeps failing, so a throttled API is not hammered (no retry storm). Whatever still
+# fails goes back to its queue with a delay (scale-up: `throttle_delay_s`), so work waits in SQS,
+# never in a sleeping Lambda: adaptive mode's client-side rate limiter, which sleeps inside the
+# invocation to pace calls, is off on purpose (README "Scaling").
+MAX_ATTEMPTS = 2
 _CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 5},
+    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
     connect_timeout=3,
     read_timeout=10,
     tcp_keepalive=True,
@@ -52,3 +58,33 @@ def error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+# The codes with which AWS APIs refuse a call for its rate (EC2, SSM, DynamoDB, SQS, KMS, STS).
+THROTTLE_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+    }
+)
+# A throttled record comes back after a random delay in this range: spread over several seconds,
+# the records one throttle sent back do not return together and drain the bucket again.
+THROTTLE_DELAY_S = (2, 10)
+
+
+def throttled(exc: BaseException) -> bool:
+    """Whether an AWS error refused the call for its rate."""
+    return error_code(exc) in THROTTLE_CODES
+
+
+def throttle_delay_s(rng: random.Random | None = None) -> int:
+    """Seconds a throttled record waits in its queue before it is tried again."""
+    low, high = THROTTLE_DELAY_S
+    return (rng or random).randint(low, high)

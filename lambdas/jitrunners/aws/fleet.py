@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jitrunners.aws.clients import client, error_code
+from jitrunners.aws.clients import THROTTLE_CODES, client, error_code
 from jitrunners.observability import count, logger
 
 GONE_STATES = ("shutting-down", "terminated")
@@ -63,11 +62,7 @@ CAPACITY_CODES = frozenset(
         "InstanceTypeNotSupported",
     }
 )
-THROTTLE_CODES = frozenset(
-    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable"}
-)
-THROTTLE_ATTEMPTS = 3
-THROTTLE_BACKOFF_S = 1.0
+THROTTLE_CODES = THROTTLE_CODES | {"ServiceUnavailable"}
 
 
 class FleetError(RuntimeError):
@@ -158,21 +153,33 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
+def _tag_fields(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The Instance fields its tags say."""
+    return {
+        "template": tags.get(TAG_TEMPLATE),
+        "job_id": _int_or_none(tags.get(TAG_JOB_ID)),
+        "run_attempt": _int_or_none(tags.get(TAG_RUN_ATTEMPT)),
+        "repo": tags.get(TAG_REPO),
+        "installation_id": _int_or_none(tags.get(TAG_INSTALLATION_ID)),
+        "command_id": tags.get(TAG_COMMAND_ID),
+        "started_at": tags.get(TAG_STARTED_AT),
+        "tags": dict(tags),
+    }
+
+
+def retagged(instance: Instance, tags: Mapping[str, str]) -> Instance:
+    """The instance as described again after `tags` were written to it (no call)."""
+    return replace(instance, **_tag_fields({**instance.tags, **tags}))
+
+
 def _instance(data: Mapping[str, Any]) -> Instance:
     tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
     return Instance(
         id=data["InstanceId"],
         state=data.get("State", {}).get("Name", ""),
-        template=tags.get(TAG_TEMPLATE),
-        job_id=_int_or_none(tags.get(TAG_JOB_ID)),
-        run_attempt=_int_or_none(tags.get(TAG_RUN_ATTEMPT)),
-        repo=tags.get(TAG_REPO),
-        installation_id=_int_or_none(tags.get(TAG_INSTALLATION_ID)),
         launch_time=data.get("LaunchTime"),
-        command_id=tags.get(TAG_COMMAND_ID),
-        started_at=tags.get(TAG_STARTED_AT),
         lifecycle=data.get("InstanceLifecycle") or "on-demand",
-        tags=tags,
+        **_tag_fields(tags),
         state_reason=str((data.get("StateReason") or {}).get("Code") or ""),
         profile_arn=str((data.get("IamInstanceProfile") or {}).get("Arn") or ""),
         instance_type=str(data.get("InstanceType") or ""),
@@ -315,13 +322,12 @@ def launch(
     count: int,
     market: str,
     tags: Mapping[str, str],
-    sleep: Callable[[float], None] = time.sleep,
     requirements: Requirements | None = None,
 ) -> LaunchResult:
     """Launch up to `count` instances: spot first, then on-demand where `market` allows; of
     `instance_types`, or of every type meeting `requirements` (a sized job) when given.
 
-    One CreateFleet call per market tried (plus throttle retries). Returns what launched and the
+    One CreateFleet call per market tried, never a pause. Returns what launched and the
     per-pool errors; raises only when nothing launched: CapacityError, ThrottledError or
     LaunchConfigError, the last naming the first quota/config code seen.
     """
@@ -331,11 +337,10 @@ def launch(
         if wanted <= 0:
             break
         try:
-            response = _with_throttle_retry(
+            response = _once(
                 lambda m=market_type, n=wanted: _create_fleet(
                     m, n, launch_template, instance_types, subnet_ids, tags, requirements
-                ),
-                sleep,
+                )
             )
         except CapacityError as exc:
             # The whole call refused for capacity or price: the next market may still have room.
@@ -373,22 +378,15 @@ def _worst(errors: Sequence[PoolError]) -> FleetError:
     return CapacityError("UnfulfillableCapacity", "CreateFleet launched nothing and said why not")
 
 
-def _with_throttle_retry(call: Callable[[], dict[str, Any]], sleep: Callable[[float], None]) -> Any:
-    # botocore's adaptive mode already retries throttles; this outer loop only covers the rare
-    # case where its attempts are spent, with a longer pause, before giving the message back.
-    for attempt in range(1, THROTTLE_ATTEMPTS + 1):
-        try:
-            return call()
-        except ClientError as exc:
-            err = classify(error_code(exc), str(exc))
-            if not isinstance(err, ThrottledError) or attempt == THROTTLE_ATTEMPTS:
-                raise err from None
-            sleep(THROTTLE_BACKOFF_S * 2 ** (attempt - 1))
-        except BotoCoreError as exc:
-            if attempt == THROTTLE_ATTEMPTS:
-                raise ThrottledError(type(exc).__name__, "EC2 unreachable") from None
-            sleep(THROTTLE_BACKOFF_S * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+def _once(call: Callable[[], dict[str, Any]]) -> Any:
+    """One CreateFleet (botocore's one quick retry inside): a throttle or an unreachable EC2 is a
+    ThrottledError at once, and its records wait in the queue, not in this invocation."""
+    try:
+        return call()
+    except ClientError as exc:
+        raise classify(error_code(exc), str(exc)) from None
+    except BotoCoreError as exc:
+        raise ThrottledError(type(exc).__name__, "EC2 unreachable") from None
 
 
 def list_instances(

@@ -14,7 +14,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from jitrunners.aws.inbox import retry_later
 from jitrunners.aws.queue import send_job, send_jobs
 from jitrunners.config import get_settings, load_templates
-from jitrunners.lifecycle import records
 from jitrunners.lifecycle.records import ScaleUpDeps
 from jitrunners.lifecycle.scale_up import ScaleUpBatch
 from jitrunners.observability import logger, metrics
@@ -45,8 +44,6 @@ def _deps(context: LambdaContext) -> ScaleUpDeps:
             settings.job_queue_url, receipt, settings.retry_delay(delay)
         ),
         arn_base=f"arn:{partition}:ec2:{region}:{account}:instance/",
-        # In-Lambda back-off (EC2 throttling), scaled like the retry delays.
-        sleep=lambda seconds: records.pause(settings.back_off_s(seconds)),
     )
 
 

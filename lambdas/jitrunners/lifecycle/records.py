@@ -3,7 +3,6 @@ how a record fails (back to the queue after the delay it asks for)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,10 +21,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def pause(seconds: float) -> None:
-    time.sleep(seconds)
-
-
 @dataclass(slots=True)
 class ScaleUpDeps:
     """What scale-up needs from outside; the handler wires AWS and GitHub, tests inject clocks."""
@@ -38,9 +33,8 @@ class ScaleUpDeps:
     enqueue_many: Callable[[Sequence[JobMessage | PoolMessage], int], list[str | None]]
     retry_later: Callable[[str, int], None]  # (receipt handle, delay_s)
     arn_base: str  # "arn:<partition>:ec2:<region>:<account>:instance/"
-    # Looked up at call time, so tests can swap the module's clock and pause for fakes.
+    # Looked up at call time, so tests can swap the module's clock for a fake.
     clock: Callable[[], datetime] = field(default=lambda: utcnow())  # noqa: PLW0108
-    sleep: Callable[[float], None] = field(default=lambda s: pause(s))  # noqa: PLW0108
 
     def template(self, name: str) -> RunnerTemplate | None:
         return next((t for t in self.templates() if t.name == name), None)

@@ -37,6 +37,10 @@ class ScaleUpBatch:
         # Of the instances the batch's `start` and pool `ready` messages name, those whose SSM
         # agent is online; None when SSM could not say (then a start just tries its command).
         self.online: set[str] | None = None
+        # Our live instances, for the batch's job books (see _live_instances).
+        self._live: list[Any] | None = None
+        # The batch describe's throttle, raised again where one of its instances is needed.
+        self._describe_error: Exception | None = None
 
     def prepare(self, raw_records: Sequence[Mapping[str, Any]]) -> None:
         from jitrunners.lifecycle.provisioning.launch import plan_launches
@@ -80,7 +84,20 @@ class ScaleUpBatch:
                 instance_ids=instance_ids,
                 profile_arn=settings.runner_instance_profile_arn,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            from jitrunners.aws.clients import throttled
+
+            if throttled(exc):
+                # Not one by one into a throttled bucket: each record that needs one of these
+                # instances goes back to the queue for a few seconds instead (`describe`).
+                self._describe_error = exc
+                logger.info("batch describe throttled", extra={"detail": str(exc)})
+                return
+            logger.info(
+                "batch describe failed: instances looked up one by one", extra={"detail": str(exc)}
+            )
+            return
+        except BotoCoreError as exc:
             logger.info(
                 "batch describe failed: instances looked up one by one", extra={"detail": str(exc)}
             )
@@ -109,6 +126,8 @@ class ScaleUpBatch:
 
         if instance_id in self.described:
             return self.described[instance_id]
+        if self._describe_error is not None:
+            raise self._describe_error
         settings = self.deps.settings
         return fleet.get_instance(
             instance_id, settings.prefix, settings.runner_instance_profile_arn
@@ -151,12 +170,8 @@ class ScaleUpBatch:
                 except RecordFailed as failure:
                     fail(record, self.deps, failure)
             if message.kind == "start":
-                from jitrunners.lifecycle.provisioning.start import start_runner
-
                 try:
-                    return start_runner(
-                        message, record, self.deps, self.describe, self.agent_online
-                    )
+                    return self._start(message, record)
                 except RecordFailed as failure:
                     fail(record, self.deps, failure)
             outcome = self.outcomes.get(record.message_id)
@@ -165,6 +180,35 @@ class ScaleUpBatch:
             if outcome.failure is not None:
                 fail(record, self.deps, outcome.failure)
             return outcome.result
+
+    def _live_instances(self) -> list[Any]:
+        """Our live instances, listed once per batch when its job books first need them (after
+        the batch's launches), and kept current by the bookkeeping's tag writes."""
+        if self._live is None:
+            from jitrunners.aws import fleet
+
+            settings = self.deps.settings
+            self._live = fleet.list_instances(
+                settings.prefix, profile_arn=settings.runner_instance_profile_arn
+            )
+        return self._live
+
+    def _start(self, message: JobMessage, record: Record) -> str:
+        """A `start`; an AWS throttle (after botocore's one quick retry) sends the record back
+        for a few seconds instead of waiting here. Every step of a start is idempotent."""
+        from botocore.exceptions import ClientError
+
+        from jitrunners.aws.clients import error_code, throttle_delay_s, throttled
+        from jitrunners.lifecycle.provisioning.start import start_runner
+
+        try:
+            return start_runner(message, record, self.deps, self.describe, self.agent_online)
+        except ClientError as exc:
+            if not throttled(exc):
+                raise
+            count("StartFailed", reason="aws_throttled")
+            logger.warning("AWS throttled the start: retried", extra={"code": error_code(exc)})
+            raise RecordFailed("aws throttled", throttle_delay_s()) from None
 
     def _pool(self, message: PoolMessage, record: Record) -> str:
         """A warm pool's `fill` or `ready` message (README "Warm pools")."""
@@ -204,10 +248,17 @@ class ScaleUpBatch:
             assert message.instance_id is not None  # JobMessage.from_json guarantees it
             runner = self.describe(message.instance_id)
             outcome = (
-                "not_ours" if runner is None else bookkeeping.keep_books(message, runner, self.deps)
+                "not_ours"
+                if runner is None
+                else bookkeeping.keep_books(message, runner, self.deps, self._live_instances)
             )
-            # Its tags may have been rewritten: a later message of the batch looks again.
-            self.described.pop(message.instance_id, None)
+            # Its tags may have been rewritten: a later message of the batch sees them as the
+            # shared listing now has them, or looks again.
+            fresh = next((i for i in self._live or () if i.id == message.instance_id), None)
+            if fresh is not None:
+                self.described[message.instance_id] = fresh
+            else:
+                self.described.pop(message.instance_id, None)
         except (ClientError, BotoCoreError, QueueError) as exc:
             # Every step is idempotent: the whole message is tried again.
             logger.warning("job bookkeeping failed: retried", extra={"detail": str(exc)})

@@ -18,7 +18,7 @@ or reordered deliveries at worst leave a need for the housekeeper's reconciliati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -60,9 +60,12 @@ def record_taken(
     """Job `job` ran (or runs) on runner `runner_name`: keep the books; returns the outcome.
 
     `live` is our live instances when the caller has listed them already (one DescribeInstances
-    per batch rather than one per message).
+    per batch rather than one per message); a live runner is found there without a describe.
     """
-    runner = find_runner(runner_name, deps)
+    instance_id = runner_instance(runner_name)
+    runner = next((i for i in live or () if i.id == instance_id), None)
+    if runner is None:
+        runner = find_runner(runner_name, deps)
     if runner is None:
         return "not_ours"  # another system's runner, or not one EC2 still lists
     return keep_books(job, runner, deps, live)
@@ -82,9 +85,14 @@ def keep_books(
     job: JobMessage,
     runner: fleet.Instance,
     deps: ScaleUpDeps,
-    live: Sequence[fleet.Instance] | None = None,
+    live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]] | None = None,
 ) -> str:
-    """record_taken for a runner already described."""
+    """record_taken for a runner already described.
+
+    `live`: our live instances, or what lists them when they are needed (a batch's listing,
+    shared by its messages). A list is kept current: the runner's entry is replaced once its
+    job tags are rewritten here, so a later message of the same batch judges by what is
+    written."""
     settings = deps.settings
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES
@@ -105,9 +113,11 @@ def keep_books(
         owed = replace(owed, attempt=max(owed.attempt, job.attempt + 1))
     if owed is None or _key(owed) == took:
         if rewrite and not gone:
-            fleet.tag_instance(runner.id, job_tags(job))
+            _retag(runner, job_tags(job), None if callable(live) else live)
         return "no_job_tags" if owed is None else "own_job"
-    if live is None:
+    if callable(live):
+        live = live()
+    elif live is None:
         live = fleet.list_instances(
             settings.prefix, profile_arn=settings.runner_instance_profile_arn
         )
@@ -137,7 +147,7 @@ def keep_books(
         # The one write of a swap: the runner owes the job it took, and whether the need it was
         # launched for has been passed on (so duplicates and late deliveries pass nothing).
         tags = job_tags(job) | ({fleet.TAG_PASSED_ON: "1"} if pass_on else {})
-        fleet.tag_instance(runner.id, tags)
+        _retag(runner, tags, live)
     if pass_on:
         logger.info(
             "runner took another job: the job it was launched for gets a launch of its own",
@@ -154,6 +164,17 @@ def keep_books(
         extra={**extra, "covered_by": covering.id},
     )
     return "swap:covered"
+
+
+def _retag(
+    runner: fleet.Instance, tags: dict[str, str], live: Sequence[fleet.Instance] | None
+) -> None:
+    """Write the runner's job tags, and keep the caller's `live` list as EC2 now has it."""
+    fleet.tag_instance(runner.id, tags)
+    if isinstance(live, list):
+        for index, instance in enumerate(live):
+            if instance.id == runner.id:
+                live[index] = fleet.retagged(instance, tags)
 
 
 def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:

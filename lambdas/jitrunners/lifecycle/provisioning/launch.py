@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from jitrunners import guardrail, sizing
 from jitrunners.aws import fleet
+from jitrunners.aws.clients import throttle_delay_s, throttled
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary, pool
@@ -48,7 +49,8 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         listed = pool.describe_for_pool(deps)
     except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
         logger.warning("cannot count runners", extra={"detail": str(exc)})
-        failure = RecordFailed("cannot count runners", THROTTLE_DELAY_S)
+        delay = throttle_delay_s() if throttled(exc) else THROTTLE_DELAY_S
+        failure = RecordFailed("cannot count runners", delay)
         return {record.message_id: Outcome("failed", failure) for record, _ in items}
     live = [i for i in listed if i.state in fleet.LIVE_STATES]
     counted = live + [i for i in listed if i.state not in fleet.LIVE_STATES and fleet.pool_of(i)]
@@ -384,7 +386,6 @@ def _launch_group(
             count=len(items),
             market=market,
             tags=tags,
-            sleep=deps.sleep,
             requirements=requirements,
         )
     except fleet.FleetError as exc:
@@ -475,7 +476,9 @@ def _launch_failed(message: JobMessage, error: fleet.FleetError) -> Outcome:
             # the message reaches the DLQ, whose alarm calls an operator.
             logger.error("launch failed: quota or configuration", extra={"code": error.code})
             return Outcome("failed", RecordFailed(f"launch failed: {error.code}"))
-        delay = THROTTLE_DELAY_S if isinstance(error, fleet.ThrottledError) else CAPACITY_DELAY_S
+        # A throttle: back in a few seconds, spread (EC2's bucket refills within seconds).
+        throttled = isinstance(error, fleet.ThrottledError)
+        delay = throttle_delay_s() if throttled else CAPACITY_DELAY_S
         logger.warning("launch failed: retried later", extra={"code": error.code})
         return Outcome("failed", RecordFailed(f"launch failed: {error.code}", delay))
 

@@ -292,7 +292,6 @@ def launch_members(
             count=n,
             market=market,
             tags=tags,
-            sleep=deps.sleep,
         )
     except fleet.FleetError as exc:
         return _fill_failed(template, kind, exc.code, str(exc))
