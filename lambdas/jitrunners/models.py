@@ -186,6 +186,8 @@ class JobMessage:
     redrives: int = 0
     # A start of a claimed stopped pool member: "stopped" (README "Warm pools"); "" otherwise.
     pool: str = ""
+    # A start whose JIT config the launch stored while the instance booted (optional in v1).
+    jit_stored: bool = False
     v: int = MESSAGE_VERSION
 
     @classmethod
@@ -222,12 +224,23 @@ class JobMessage:
         """This job wants no runner for now (cancelled while queued, or waiting for approval)."""
         return replace(self, kind="release", instance_id=None)
 
-    def start_for(self, instance_id: str, pool: str = "") -> JobMessage:
-        return replace(self, kind="start", instance_id=instance_id, pool=pool)
+    def start_for(
+        self, instance_id: str, pool: str = "", *, jit_stored: bool = False
+    ) -> JobMessage:
+        return replace(
+            self, kind="start", instance_id=instance_id, pool=pool, jit_stored=jit_stored
+        )
 
     def relaunch(self) -> JobMessage:
         """The `launch` message that replaces a failed start: one more attempt, no instance."""
-        return replace(self, kind="launch", instance_id=None, attempt=self.attempt + 1, pool="")
+        return replace(
+            self,
+            kind="launch",
+            instance_id=None,
+            attempt=self.attempt + 1,
+            pool="",
+            jit_stored=False,
+        )
 
     def redriven(self) -> JobMessage:
         """The same message, counted once more as moved from the DLQ back to the job queue."""
@@ -243,6 +256,8 @@ class JobMessage:
             body.pop("redrives")
         if not self.pool:
             body.pop("pool")
+        if not self.jit_stored:
+            body.pop("jit_stored")
         return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -276,6 +291,7 @@ class JobMessage:
                 instance_id=data.get("instance_id"),
                 redrives=_optional_count(data, "redrives"),
                 pool=str(data.get("pool") or ""),
+                jit_stored=data.get("jit_stored", False),
             )
         except KeyError as exc:
             raise MessageError(
@@ -291,6 +307,8 @@ class JobMessage:
             raise MessageError("message field instance_id is not an EC2 instance id")
         if message.pool not in ("", "stopped"):
             raise MessageError("message field pool must be 'stopped' when present")
+        if not isinstance(message.jit_stored, bool) or (message.jit_stored and kind != "start"):
+            raise MessageError("message field jit_stored must be a boolean, on a start only")
         if message.installation_id is not None and (
             isinstance(message.installation_id, bool)
             or not isinstance(message.installation_id, int)

@@ -99,9 +99,11 @@ def test_check_job_queued_can_be_turned_off(
     response = run(sqs_event(launch_message(1)), lambda_context)
     assert failed_ids(response) == []
     assert len(world.instances()) == 1
-    # Only the org template's runner group is asked about (once per process), never the job.
+    # Only the org template's runner group is asked about (once per process), never the job;
+    # then the runner's JIT config, ahead of boot (one attempt: this test's GitHub has none).
     assert [c.request.url for c in world.github.calls] == [
-        f"{API}/orgs/acme/actions/runner-groups/1"
+        f"{API}/orgs/acme/actions/runner-groups/1",
+        f"{API}/orgs/acme/actions/runners/generate-jitconfig",
     ]
 
 
@@ -553,6 +555,51 @@ def test_start_stores_jit_config_and_sends_the_runner_command(
     instance_tags = tags_of(instance)
     assert instance_tags["jitrunners:command-id"]
     assert instance_tags["jitrunners:started-at"].endswith("Z")
+
+
+def test_a_launch_stores_the_jit_config_while_the_instance_boots(
+    world: World, lambda_context: Any
+) -> None:
+    """GitHub's points are spent at launch, not after the boot: the launch asks for each new
+    runner's JIT config and stores it; its start (`jit_stored`) only sends the command."""
+    jit_endpoint(world)
+    job_status(world, 4242)
+    assert failed_ids(run(sqs_event(launch_message(4242)), lambda_context)) == []
+    [start] = world.starts()
+    assert start.jit_stored
+    [sent] = world.jit_calls
+    assert sent["name"] == f"{start.instance_id}-4242-1"
+    name = f"/jitrunners/jit/{start.instance_id}"
+    stored = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert stored["Value"] == JIT
+    commands = _capture_commands()
+
+    assert failed_ids(run(sqs_event(start), lambda_context)) == []
+
+    assert len(world.jit_calls) == 1  # none more at the start
+    [command] = commands
+    assert command["Parameters"]["commands"] == [f"/opt/jitrunners/start-runner.sh {name} 300"]
+
+
+def test_a_launch_leaves_the_jit_config_to_the_start_when_github_cannot_take_it(
+    world: World, lambda_context: Any
+) -> None:
+    """GitHub answers 502 at launch: one attempt, no back-off in the launch (the start asks
+    again from SQS, as it always did), and the start message says nothing is stored."""
+    failing = world.github.add(
+        "POST", f"{API}/orgs/acme/actions/runners/generate-jitconfig", status=502
+    )
+    job_status(world, 4242)
+    assert failed_ids(run(sqs_event(launch_message(4242)), lambda_context)) == []
+    [start] = world.starts()
+    assert not start.jit_stored
+    assert failing.call_count == 1
+    assert world.clock.slept == []
+    world.github.remove(failing)
+    jit_endpoint(world)
+
+    assert failed_ids(run(sqs_event(start), lambda_context)) == []
+    assert len(world.jit_calls) == 1
 
 
 def _agent_not_ready(**_: Any) -> Any:

@@ -167,3 +167,18 @@ def test_runner_names_say_instance_and_launched_for_job(
     assert runner_launched_for(name) == launched_for
     if launched_for is not None and instance is not None:
         assert runner_name(instance, *launched_for) == name
+
+
+def test_a_start_says_whether_its_jit_config_is_stored_and_a_relaunch_forgets_it() -> None:
+    start = _launch().start_for("i-0123456789abcdef0", jit_stored=True)
+    assert JobMessage.from_json(start.to_json()).jit_stored is True
+    plain = _launch().start_for("i-0123456789abcdef0")
+    assert "jit_stored" not in json.loads(plain.to_json())  # bodies as before the field
+    assert start.relaunch().jit_stored is False
+    body = json.loads(start.to_json())
+    for bad in ("yes", 1):
+        with pytest.raises(MessageError, match="jit_stored"):
+            JobMessage.from_json(json.dumps(body | {"jit_stored": bad}))
+    launch = json.loads(_launch().to_json())
+    with pytest.raises(MessageError, match="jit_stored"):
+        JobMessage.from_json(json.dumps(launch | {"jit_stored": True}))

@@ -159,7 +159,7 @@ def test_a_sized_template_keeps_room_for_a_jobs_sizing_labels() -> None:
     """A sized job's runner registers with the template's labels and one sizing label per key:
     a sized template may have only as many labels as leave room for them under generate-
     jitconfig's 100, or that job's runner would lose labels the job asks for."""
-    from jitrunners.lifecycle.provisioning.start import runner_labels
+    from jitrunners.lifecycle.provisioning.jit import runner_labels
     from jitrunners.models import JobMessage
 
     fixed = ["self-hosted", "linux", "sized", *(f"l{i}" for i in range(90))]

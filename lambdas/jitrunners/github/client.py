@@ -231,6 +231,7 @@ class GitHubClient:
         self._sleep = sleep
         self._clock = clock
         self._max_wait = max_inline_wait_s
+        self._attempts = MAX_ATTEMPTS
         # HTTP calls by "METHOD /path/{template}", for the benchmarks.
         self.calls: Counter[str] = Counter()
 
@@ -243,6 +244,13 @@ class GitHubClient:
         impatient = copy.copy(self)
         impatient._max_wait = 0.0
         return impatient
+
+    def once(self) -> GitHubClient:
+        """This client, as `without_waiting`, making one attempt per call (no back-off after a
+        5xx or a connection error): for work that another step does anyway if this one fails."""
+        single = self.without_waiting()
+        single._attempts = 1
+        return single
 
     # --- authentication -------------------------------------------------------------------
     def _token_for(self, installation_id: int | None, auth: Auth | None = None) -> str:
@@ -343,7 +351,7 @@ class GitHubClient:
         headers = {"Authorization": f"Bearer {bearer}"}
         budget = budget or self._budget(self.auth, None, True)
         slept = False  # through GitHub's own wait: the retry goes (the local stack scales sleeps)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, self._attempts + 1):
             if slept:
                 self.shaper.spend(budget, method)
             else:
@@ -355,7 +363,7 @@ class GitHubClient:
                     method, url, headers=headers, timeout=TIMEOUT_S, **kwargs
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == self._attempts:
                     raise GitHubError(
                         f"{method} {template}: {type(exc).__name__}", retryable=True
                     ) from None
@@ -367,7 +375,7 @@ class GitHubClient:
             if status < 400:
                 return response
             if wait is not None:
-                if wait > self._max_wait or attempt == MAX_ATTEMPTS:
+                if wait > self._max_wait or attempt == self._attempts:
                     raise GitHubRateLimited(
                         f"{method} {template}: rate limited for {wait:.0f}s", wait, status=status
                     )
@@ -375,7 +383,7 @@ class GitHubClient:
                 slept = True
                 continue
             if status >= 500:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == self._attempts:
                     raise GitHubError(
                         f"{method} {template}: {status}", status=status, retryable=True
                     )

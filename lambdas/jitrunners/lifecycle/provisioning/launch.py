@@ -13,6 +13,7 @@ from jitrunners.aws.clients import throttle_delay_s, throttled
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary, pool
+from jitrunners.lifecycle.provisioning.jit import ahead_of_boot
 from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
@@ -407,9 +408,14 @@ def _launch_group(
         for (_, message), instance in pairs:
             with correlated(message, instance_id=instance.id):
                 _tag_job(message, instance, template)
+    # Their JIT configs while they boot (GitHub's points spent as early as the burst allows).
+    stored = ahead_of_boot([(m, i.id) for (_, m), i in pairs], template, deps)
     # One SendMessageBatch per ten starts rather than a SendMessage each.
     sent = deps.enqueue_many(
-        [message.start_for(instance.id) for (_, message), instance in pairs],
+        [
+            message.start_for(instance.id, jit_stored=instance.id in stored)
+            for (_, message), instance in pairs
+        ],
         settings.start_delay_s,
     )
     outcomes: dict[str, Outcome] = {}

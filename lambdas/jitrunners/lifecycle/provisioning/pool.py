@@ -25,7 +25,8 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
-from jitrunners.lifecycle.provisioning.start import agent_poll_delay, store_jit_config
+from jitrunners.lifecycle.provisioning.jit import store_jit_config
+from jitrunners.lifecycle.provisioning.start import agent_poll_delay
 from jitrunners.lifecycle.provisioning.tags import (
     booting_for,
     launch_tags,

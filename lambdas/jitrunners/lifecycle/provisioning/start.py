@@ -9,13 +9,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import fleet, ssm
 from jitrunners.aws.clients import error_code
-from jitrunners.config import MAX_LABELS, RunnerTemplate
-from jitrunners.github.client import GitHubError, GitHubRateLimited, RunnerScope
+from jitrunners.config import RunnerTemplate
+from jitrunners.github.client import GitHubError, RunnerScope
+from jitrunners.lifecycle.provisioning.jit import scope_of, store_for_job
 from jitrunners.lifecycle.provisioning.tags import booting_for, started_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import COLD, JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
-from jitrunners.sizing import sizing_labels
 
 # Agent-not-ready polling. The batch asks SSM once which of its starts' agents are online (one
 # DescribeInstanceInformation for the whole batch), so a start polls every POLL_S (a claimed
@@ -43,10 +43,6 @@ def agent_poll_delay(
     else:
         delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, receive_count - FAST_POLLS - 1))
     return max(1, min(delay, int(start_timeout_s - age_s) + 1))
-
-
-def scope_of(template: RunnerTemplate, message: JobMessage) -> RunnerScope:
-    return RunnerScope(template.scope, message.owner, message.repo)
 
 
 def start_runner(
@@ -104,10 +100,14 @@ def start_runner(
             _give_up(message, scope, param, deps, "instance_gone")
             return "relaunched"
 
-    # First delivery: no parameter can exist yet, so skip the lookup. On a retry (agent not
-    # ready) it does: reuse it, never ask GitHub for a second registration.
-    if record.receive_count <= 1 or not ssm.parameter_exists(param):
-        _store_jit_config(message, template, scope, param, deps)
+    # First delivery: no parameter can exist yet unless the launch stored it while the instance
+    # booted (`jit_stored`). On a retry (agent not ready) it may: reuse it, never ask GitHub for
+    # a second registration.
+    if record.receive_count > 1:
+        if not ssm.parameter_exists(param):
+            store_for_job(message, template, instance_id, deps)
+    elif not message.jit_stored:
+        store_for_job(message, template, instance_id, deps)
     if online(instance_id) is False:
         # Not yet (the batch asked SSM once for all its starts): no SendCommand the agent
         # cannot take. The JIT config is stored already, off the path once the agent is up.
@@ -158,66 +158,6 @@ def _already_started(instance: fleet.Instance | None, instance_id: str, comment:
         # Sent but never tagged: tag it now, so scale-down and the housekeeper know the runner.
         fleet.tag_instance(instance_id, {fleet.TAG_COMMAND_ID: command_id})
     return command_id
-
-
-def runner_labels(message: JobMessage, template: RunnerTemplate) -> tuple[str, ...]:
-    """The labels a runner registers with: the template's, and a sized job's own sizing labels,
-    so that only jobs asking for that size (or for none) take it."""
-    if template.sizing is None:
-        return template.labels
-    extra = sizing_labels(message.labels, template.labels_folded)
-    return template.labels + tuple(dict.fromkeys(extra))[: MAX_LABELS - len(template.labels)]
-
-
-def _store_jit_config(
-    message: JobMessage, template: RunnerTemplate, scope: RunnerScope, param: str, deps: ScaleUpDeps
-) -> None:
-    assert message.instance_id is not None
-    store_jit_config(
-        deps,
-        message.instance_id,
-        scope,
-        runner_name(message.instance_id, message.job_id, message.run_attempt, message.pool or COLD),
-        runner_labels(message, template),
-        template.runner_group_id,
-        message.installation_id,
-    )
-
-
-def store_jit_config(
-    deps: ScaleUpDeps,
-    instance_id: str,
-    scope: RunnerScope,
-    name: str,
-    labels: tuple[str, ...],
-    runner_group_id: int,
-    installation_id: int | None,
-) -> None:
-    """A JIT config from GitHub into the instance's SecureString parameter (RecordFailed to
-    retry when GitHub refuses or fails)."""
-    github = deps.github()
-    try:
-        jit = github.generate_jitconfig(scope, name, labels, runner_group_id, installation_id)
-    except GitHubRateLimited as exc:
-        count("StartFailed", reason="github_rate_limited")
-        logger.warning(
-            "GitHub rate limit: start retried later", extra={"wait_s": exc.retry_after_s}
-        )
-        raise RecordFailed("github rate limited", max(1, round(exc.retry_after_s))) from None
-    except GitHubError as exc:
-        count("StartFailed", reason=f"github_{exc.status or 'unavailable'}")
-        logger.warning("cannot generate the JIT config", extra={"detail": str(exc)})
-        raise RecordFailed("github error", 30 if exc.retryable else None) from None
-    stored = ssm.put_jit_config(
-        deps.settings.jit_param_name(instance_id),
-        jit.encoded,
-        deps.instance_arn(instance_id),
-        deps.settings.jit_kms_key_id,
-    )
-    if not stored:
-        # A concurrent start stored one first: ours is surplus and must not linger on GitHub.
-        github.delete_runner(scope, jit.runner_id, installation_id)
-        logger.info("JIT config already stored by another start; surplus registration deleted")
 
 
 def _agent_not_ready(
