@@ -244,8 +244,8 @@ class Stack:
         self.seen_instances: dict[str, dict[str, Any]] = {}
         self.launch_times: dict[str, float] = {}
         self.terminate_times: dict[str, float] = {}
-        # Instance id -> the job id it was launched for (its first `jitrunners:job-id` tag; a
-        # swap re-tags it later).
+        # Instance id -> the job id it was launched for (its `jitrunners:launched-for` tag, else
+        # its first `jitrunners:job-id` tag; a swap re-tags the latter later).
         self.launched_for: dict[str, int] = {}
         # `steal`'s hook: the job a runner's instance was launched for, from its name.
         self.sim.launched_for = lambda name: self.launched_for.get(_instance_of(name))
@@ -786,7 +786,11 @@ class Stack:
             "pool": tags.get(TAG_POOL, ""),
             "job": tags.get(TAG_JOB_ID, ""),
         }
-        job_tag = tags.get("jitrunners:job-id", "")
+        # `launched-for` (a cold instance launched with others gets it from its start, and a
+        # swap may rewrite its job tags soon after), else its first job-id tag.
+        job_tag = tags.get("jitrunners:launched-for", "").split("/", 1)[0] or tags.get(
+            "jitrunners:job-id", ""
+        )
         if job_tag.isdigit():
             self.launched_for.setdefault(iid, int(job_tag))
         if self.progress.table is not None:

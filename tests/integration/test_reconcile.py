@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from devstack.github_sim import ApiError, GitHubSim, SimJob
@@ -183,6 +184,8 @@ def test_repositories_are_those_of_our_instances_and_the_allowlist_only(
     ("runner", "covers"),
     [
         ("booting", True),  # no registration yet: it will take a job
+        # Launched with others, not started: no job tags yet (its start message owes its job)
+        ("awaiting_start", True),
         ("idle", True),  # registered and idle: GitHub hands it a job
         ("busy", False),  # running another job
         ("finished", False),  # started, registration gone (its runner ran a job): takes nothing
@@ -202,6 +205,12 @@ def test_a_booting_or_idle_runner_covers_a_queued_job_a_busy_or_finished_one_doe
     newer = queued(sim, clock, "acme/app", X64, age=OLD)
     if runner == "booting":
         booting(clock)
+    elif runner == "awaiting_start":
+        instance_id = booting(clock)
+        boto3.client("ec2").delete_tags(
+            Resources=[instance_id],
+            Tags=[{"Key": f"jitrunners:{k}"} for k in ("job-id", "run-id", "run-attempt", "repo")],
+        )
     elif runner == "finished":
         world.launch(
             launched_at=clock() - timedelta(minutes=5),

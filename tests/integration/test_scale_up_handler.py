@@ -125,8 +125,13 @@ def test_batch_of_one_template_uses_one_create_fleet(
     assert fleets[0]["body"]["TargetCapacitySpecification.TotalTargetCapacity"] == 10
     instances = world.instances()
     assert len(instances) == 10
-    assert {tags_of(i)["jitrunners:job-id"] for i in instances} == {str(m.job_id) for m in messages}
-    assert {s.instance_id for s in world.starts()} == {i["InstanceId"] for i in instances}
+    # The fleet's tags are common to its instances: each gets its job tags from its start,
+    # whose message names its job and its instance (one CreateTags per job, after SendCommand).
+    assert all("jitrunners:job-id" not in tags_of(i) for i in instances)
+    assert {tags_of(i)["jitrunners:template"] for i in instances} == {"linux-x64"}
+    starts = world.starts()
+    assert {s.instance_id for s in starts} == {i["InstanceId"] for i in instances}
+    assert {s.job_id for s in starts} == {m.job_id for m in messages}
 
 
 def _template(**overrides: Any) -> dict[str, Any]:

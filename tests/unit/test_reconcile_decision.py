@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitrunners.config import RunnerTemplate
-from jitrunners.lifecycle.recovery.reconcile import LiveRunner, QueuedJob, decide, scope_key
+from jitrunners.lifecycle.recovery.reconcile import (
+    ANY_SCOPE,
+    LiveRunner,
+    QueuedJob,
+    decide,
+    scope_key,
+)
 from jitrunners.models import WorkflowJob
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -68,6 +74,15 @@ def test_a_booting_or_idle_runner_covers_a_queued_job_and_a_busy_one_does_not() 
     assert launched([job(1)], [runner("i-booting")]) == []
     assert launched([job(1)], [runner("i-busy", supply=False)]) == [1]
     assert launched([job(1), job(2)], [runner("i-idle")]) == [1]
+
+
+def test_a_runner_awaiting_its_start_covers_one_job_of_its_template_in_any_scope() -> None:
+    """Launched with others and not started, it names no job or scope yet: it is the supply
+    of the job its start message names, one of the queued ones of its template."""
+    waiting = runner("i-awaiting", scope=ANY_SCOPE)
+    assert launched([job(1, scope="org:globex")], [waiting]) == []
+    assert launched([job(1), job(2, scope="org:globex")], [waiting]) == [2]
+    assert launched([job(1, template="arm")], [waiting]) == [1]
 
 
 def test_runners_cover_jobs_of_their_own_template_only() -> None:

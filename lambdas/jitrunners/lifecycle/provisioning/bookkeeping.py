@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from jitrunners.aws import fleet
 from jitrunners.lifecycle.provisioning.tags import (
+    awaiting_start,
     job_tags,
     launch_attempt,
     launched_for,
@@ -122,7 +123,11 @@ def keep_books(
             settings.prefix, profile_arn=settings.runner_instance_profile_arn
         )
     # Y is covered by a live runner launched for Y, or by X's own runner when that one can run
-    # Y (the same template: a runner stolen across templates leaves X's runner unable to).
+    # Y (the same template: a runner stolen across templates leaves X's runner unable to). X's
+    # own runner may not have started yet, and then names no job (tags.awaiting_start): an
+    # instance of the template awaiting its start counts, as it may be X's. When it is another
+    # job's, the next delivery about X (its `completed`), once the instances have started and
+    # name their jobs, or the reconciliation pass launches for Y.
     covering = next(
         (
             i
@@ -131,6 +136,7 @@ def keep_books(
             and (
                 (i.job_id, i.run_attempt) == _key(owed)
                 or ((i.job_id, i.run_attempt) == took and i.template == runner.template)
+                or (awaiting_start(i) and i.template == runner.template)
             )
         ),
         None,
@@ -191,6 +197,12 @@ def release_job(job: JobMessage, deps: ScaleUpDeps) -> str:
     the runner is busy: a deleted registration can never take a job, so no job is killed. An
     instance with no registration yet is still booting (its start has not asked GitHub for a JIT
     config): it is terminated at once, and a start that comes later finds it gone.
+
+    A cold instance launched with others names its job only from its start on (tags.py): one
+    released before its start is not found here. Its start goes ahead; its runner takes another
+    queued job of its labels or idles out (idle_timeout_s) and ends like any idle runner; its
+    launch claim expires (a job approved meanwhile is served by that runner, or launched for by
+    the reconciliation pass).
     """
     from jitrunners.github.client import GitHubError
     from jitrunners.lifecycle.cleanup import Context, cleanup, deregister_idle

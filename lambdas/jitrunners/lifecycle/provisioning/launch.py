@@ -14,7 +14,7 @@ from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary, pool
 from jitrunners.lifecycle.provisioning.jit import ahead_of_boot
-from jitrunners.lifecycle.provisioning.tags import launch_tags, template_tags, took_another_job
+from jitrunners.lifecycle.provisioning.tags import fleet_tags, launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
 from jitrunners.observability import count, logger
@@ -363,10 +363,12 @@ def _launch_group(
 ) -> dict[str, Outcome]:
     """One instant fleet for all of a template's launches in the batch."""
     settings = deps.settings
-    tags = template_tags(settings.prefix, template)
-    if len(items) == 1:
-        tags |= _job_tags(items[0][1], template)  # a lone launch gets every tag at creation
     asked = sizing.for_job(items[0][1].labels, template)  # the same for every item
+    tags = fleet_tags(settings.prefix, template, asked.labels if asked else ())
+    if len(items) == 1:
+        # A lone launch gets its job tags at creation, for free. Several jobs' instances get
+        # theirs from their starts, with the started tags: one CreateTags per job (tags.py).
+        tags |= launch_tags(items[0][1])
     market, requirements = template.market, None
     if asked is not None and template.sizing is not None:
         market = asked.market(template.market)
@@ -404,10 +406,6 @@ def _launch_group(
         _spot_refused(template, deps)
 
     pairs = list(zip(items, result.instances, strict=False))
-    if len(items) > 1:
-        for (_, message), instance in pairs:
-            with correlated(message, instance_id=instance.id):
-                _tag_job(message, instance, template)
     # Their JIT configs while they boot (GitHub's points spent as early as the burst allows).
     stored = ahead_of_boot([(m, i.id) for (_, m), i in pairs], template, deps)
     # One SendMessageBatch per ten starts rather than a SendMessage each.
@@ -439,23 +437,6 @@ def _spot_refused(template: RunnerTemplate, deps: ScaleUpDeps) -> None:
     spot_breaker.record(
         template, f"capacity-{uuid.uuid4().hex[:12]}", "capacity", deps.settings, now
     )
-
-
-def _job_tags(message: JobMessage, template: RunnerTemplate) -> dict[str, str]:
-    """launch_tags, and a sized job's own sizing labels (its runner registers with them)."""
-    asked = sizing.for_job(message.labels, template)
-    if asked is None:
-        return launch_tags(message)
-    return launch_tags(message) | {fleet.TAG_SIZING: sizing.tag_value(asked.labels)}
-
-
-def _tag_job(message: JobMessage, instance: fleet.Launched, template: RunnerTemplate) -> None:
-    # One fleet launched several jobs' instances; their job tags differ, so they follow right
-    # after creation. The prefix and template tags were there from the start.
-    try:
-        fleet.tag_instance(instance.id, _job_tags(message, template))
-    except Exception as exc:  # noqa: BLE001 - job tags only say why; ownership is tagged
-        logger.warning("cannot tag the instance with its job", extra={"detail": str(exc)})
 
 
 def _after_launch(instance: fleet.Launched, start_id: str | None, deps: ScaleUpDeps) -> Outcome:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,7 +12,7 @@ from jitrunners.aws.clients import error_code
 from jitrunners.config import RunnerTemplate
 from jitrunners.github.client import GitHubError, RunnerScope
 from jitrunners.lifecycle.provisioning.jit import scope_of, store_for_job
-from jitrunners.lifecycle.provisioning.tags import booting_for, started_tags
+from jitrunners.lifecycle.provisioning.tags import booting_for, cold_start_tags, started_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
 from jitrunners.models import COLD, JobMessage, runner_name
 from jitrunners.observability import MetricUnit, count, logger, observe
@@ -74,7 +74,7 @@ def start_runner(
         # tag write or its invocation): a second command would start a second runner on the
         # instance, possibly after the first finished. Look before starting again.
         instance = describe(instance_id)
-        started = _already_started(instance, instance_id, comment)
+        started = _already_started(instance, instance_id, comment, message, deps)
         if started:
             count("StartSkipped", reason="already_started")
             logger.info(
@@ -130,11 +130,12 @@ def start_runner(
 
     now = deps.clock()
     try:
-        name = runner_name(instance_id, message.job_id, message.run_attempt, message.pool or COLD)
-        fleet.tag_instance(instance_id, started_tags(command_id, now, name))
+        carried = instance.tags if instance is not None else None
+        fleet.tag_instance(instance_id, _start_tags(message, command_id, now, carried))
     except (ClientError, BotoCoreError) as exc:
         # The runner runs, but without its command tag the housekeeper would take it for one
-        # that never started. The retry finds the command (ListCommands) and tags it.
+        # that never started (and a cold instance would name no job). The retry finds the
+        # command (ListCommands) and writes every tag.
         count("StartFailed", reason="tag_failed")
         logger.warning(
             "runner started but its tags were not written: retried",
@@ -149,14 +150,37 @@ def start_runner(
     return "started"
 
 
-def _already_started(instance: fleet.Instance | None, instance_id: str, comment: str) -> str | None:
+def _start_tags(
+    message: JobMessage, command_id: str, at: datetime, carried: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The start's one tag write: a cold instance's job tags with its started tags; a claimed
+    stopped pool member's started tags (its claim wrote its job tags)."""
+    assert message.instance_id is not None
+    name = runner_name(
+        message.instance_id, message.job_id, message.run_attempt, message.pool or COLD
+    )
+    if message.pool:
+        return started_tags(command_id, at, name)
+    return cold_start_tags(message, command_id, at, name, carried)
+
+
+def _already_started(
+    instance: fleet.Instance | None,
+    instance_id: str,
+    comment: str,
+    message: JobMessage,
+    deps: ScaleUpDeps,
+) -> str | None:
     """The runner command an earlier delivery sent to the instance, if any."""
     if instance is not None and instance.command_id:
         return instance.command_id
     command_id = ssm.find_runner_command(instance_id, comment)
     if command_id and instance is not None and instance.state in fleet.LIVE_STATES:
-        # Sent but never tagged: tag it now, so scale-down and the housekeeper know the runner.
-        fleet.tag_instance(instance_id, {fleet.TAG_COMMAND_ID: command_id})
+        # Sent but never tagged: write every tag now (the job tags of a cold instance too), so
+        # scale-down, the housekeeper and the job books know the runner and its job.
+        fleet.tag_instance(
+            instance_id, _start_tags(message, command_id, deps.clock(), instance.tags)
+        )
     return command_id
 
 

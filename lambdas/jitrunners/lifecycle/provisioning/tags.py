@@ -1,9 +1,16 @@
 """What an instance's tags say about its jobs: the job it owes (`job-id`, `run-id`, ... rewritten
-on a swap), the job it was launched for (`launched-for`, set once at launch) and which launch it
-was (`launch-attempt`); and the launches those imply. The one reader and writer of those tags."""
+on a swap), the job it was launched for (`launched-for`) and which launch it was
+(`launch-attempt`); and the launches those imply. The one reader and writer of those tags.
+
+A cold instance gets its job tags with its started tags, in the start's one CreateTags after
+SendCommand (a lone launch gets them at creation, for free). One CreateFleet launches for several
+jobs and its TagSpecifications are common to all, so between its launch and its start an
+instance carries only its fleet's tags (prefix, template, Name, sizing): it is `awaiting_start`,
+and the `start` message, which names its job and its instance, owes that job until then."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +29,17 @@ def template_tags(prefix: str, template: RunnerTemplate) -> dict[str, str]:
         fleet.TAG_TEMPLATE: template.name,
         "Name": f"{prefix}-{template.name}",
     }
+
+
+def fleet_tags(
+    prefix: str, template: RunnerTemplate, sizing_labels: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The tags a fleet gives every instance it launches: the template's, and the sizing labels
+    its jobs share (a fleet launches one sizing)."""
+    tags = template_tags(prefix, template)
+    if sizing_labels:
+        tags[fleet.TAG_SIZING] = sizing.tag_value(sizing_labels)
+    return tags
 
 
 def launched_for_value(message: JobMessage) -> str:
@@ -63,6 +81,34 @@ def started_tags(command_id: str, at: datetime, runner_name: str) -> dict[str, s
         fleet.TAG_STARTED_AT: stamp(at),
         fleet.TAG_RUNNER_NAME: runner_name,
     }
+
+
+def cold_start_tags(
+    message: JobMessage,
+    command_id: str,
+    at: datetime,
+    runner_name: str,
+    carried: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What a cold instance's start writes in its one CreateTags: every job tag (launch_tags)
+    and the started tags. `carried` are the instance's tags when the start described it: job
+    tags already there are a swap booked before this write (the runner took a job first) or a
+    lone launch's own, and are kept, never overwritten."""
+    tags = launch_tags(message)
+    if (carried or {}).get(fleet.TAG_JOB_ID):
+        tags = {k: v for k, v in tags.items() if k not in job_tags(message)}
+    return tags | started_tags(command_id, at, runner_name)
+
+
+def awaiting_start(instance: Any) -> bool:
+    """A live cold instance between its launch and its start: no job tags and no command yet.
+    Its `start` message owes its job; it will take some queued job of its template."""
+    return (
+        getattr(instance, "state", "") in fleet.LIVE_STATES
+        and not getattr(instance, "command_id", None)
+        and getattr(instance, "job_id", None) is None
+        and not (getattr(instance, "tags", None) or {}).get(fleet.TAG_POOL)
+    )
 
 
 def launch_attempt(instance: Any) -> int:

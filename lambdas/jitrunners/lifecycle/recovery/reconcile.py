@@ -23,6 +23,7 @@ from jitrunners.aws import queue
 from jitrunners.aws.fleet import LIVE_STATES
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import Context, runner_scopes
+from jitrunners.lifecycle.provisioning.tags import awaiting_start
 from jitrunners.models import JobMessage, WorkflowJob, runner_instance
 from jitrunners.observability import count, logger
 from jitrunners.routing import allowlist_refusal, match_template, refusal
@@ -34,6 +35,9 @@ MAX_LAUNCHES_PER_PASS: Final = 20
 # `in_progress`. (`waiting` runs wait for an approval; `pending` ones for a concurrency group.)
 RUN_STATUSES: Final = ("queued", "in_progress")
 REASON: Final = "queued_without_runner"
+# The scope of a runner awaiting its start (tags.awaiting_start): it names no job or repository
+# yet, and will take a queued job of its template in whatever scope its start message names.
+ANY_SCOPE: Final = "*"
 
 # (runner scope path, e.g. "orgs/acme") -> our instance ids registered there -> busy; None when
 # the listing failed.
@@ -68,7 +72,7 @@ class LiveRunner:
 
     instance_id: str
     template: str
-    scope: str  # scope_key(); "" when its template or repository is unknown
+    scope: str  # scope_key(); ANY_SCOPE awaiting its start; "" when otherwise unknown
     job: tuple[int, int | None] | None  # (job id, run attempt) its tags name
     supply: bool  # booting or idle: it will take a queued job; busy ones will not
 
@@ -109,10 +113,14 @@ def decide(
     duplicate. Such a job waits for another's launch (any runner of the pool takes the oldest
     matching job) or until that instance ends. `launching` names jobs (id, run attempt) a launch
     was sent for already (this pass's relaunches): each is supply on its way, and named.
+    A runner awaiting its start (scope ANY_SCOPE) is supply for its template's first deficit
+    (the job its start names is queued in one of them): the pass launches too little rather
+    than too much, and the next one sees the job tags that start writes.
     """
     decision = Decision()
     runners = list(live)
     supply = Counter((r.template, r.scope) for r in runners if r.supply)
+    unplaced = Counter(r.template for r in runners if r.supply and r.scope == ANY_SCOPE)
     named: set[tuple[int, int | None]] = {r.job for r in runners if r.job is not None}
     per_template = Counter(r.template for r in runners)
     total = len(runners)
@@ -133,6 +141,9 @@ def decide(
     candidates: list[QueuedJob] = []
     for key, jobs in sorted(groups.items()):
         deficit = len(jobs) - supply[key]
+        placed = min(max(0, deficit), unplaced[key[0]])
+        unplaced[key[0]] -= placed
+        deficit -= placed
         if deficit <= 0:
             continue
         decision.deficits[key] = deficit
@@ -181,6 +192,9 @@ def live_runners(
         repo = str(instance.repo or "")
         scopes = runner_scopes(instance, ctx.templates) if template else []
         job = (instance.job_id, instance.run_attempt) if instance.job_id is not None else None
+        if template is not None and awaiting_start(instance):
+            found.append(LiveRunner(instance.id, template.name, ANY_SCOPE, None, True))
+            continue
         if template is None or not scopes:
             found.append(LiveRunner(instance.id, str(instance.template or "-"), "", job, False))
             continue
