@@ -607,6 +607,20 @@ locals {
           Resource = "*" # GetCommandInvocation has no resource-level permissions
         },
         local.statements.terminate_ours,
+        {
+          # One tag, on our instances whose runner ended itself, just before their terminate:
+          # the state change that follows reads it instead of GetCommandInvocation.
+          Sid      = "TagRunnerExited"
+          Effect   = "Allow"
+          Action   = "ec2:CreateTags"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals                   = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["jitrunners:runner-exited"] }
+            "Null"                      = { "aws:TagKeys" = "false" }
+          }
+        },
         local.statements.spot_breaker,
         {
           # The cost of a job when its runner ends: spot price at launch, on-demand list price.

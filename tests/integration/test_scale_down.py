@@ -103,6 +103,43 @@ def test_an_instance_ending_after_its_runner_did_costs_one_ssm_read(
     assert (sum(github.calls.values()), deletes) == (0, [])
 
 
+def test_the_state_change_after_the_batch_ended_a_finished_runner_asks_ssm_nothing(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    """The batch that terminates a runner that ended itself tags it so (one CreateTags per
+    batch): the state change that follows reads the tag in its describe."""
+    from jitrunners.aws.clients import client
+
+    instance_id, command = _ours(clock, github)
+    reads: list[dict[str, Any]] = []
+    events = client("ssm").meta.events
+    hook = "before-parameter-build.ssm.GetCommandInvocation"
+
+    def read(params: dict[str, Any], **_: Any) -> None:
+        reads.append(params)
+
+    events.register(hook, read)
+    try:
+        with _calls("CreateTags") as tagged:
+            assert call(command_event(instance_id, command, "Success")) == "cleaned:command_success"
+        assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
+    finally:
+        events.unregister(hook, read)
+    assert [c["Resources"] for c in tagged] == [[instance_id]]
+    assert reads == []
+    assert github.calls["get_job"] == 0
+
+
+def test_a_runner_command_that_did_not_end_by_itself_leaves_no_exited_tag(
+    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+) -> None:
+    """TimedOut: RunCommand ended the runner, not the runner itself; the state change asks."""
+    instance_id, command = _ours(clock, github)
+    with _calls("CreateTags") as tagged:
+        assert call(command_event(instance_id, command, "TimedOut")) == "cleaned:command_timedout"
+    assert tagged == []
+
+
 def test_an_instance_ended_under_a_running_runner_is_cleaned_and_checked_for_a_relaunch(
     call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from jitrunners.aws import fleet, ssm
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup, terminate_batch
@@ -33,6 +35,10 @@ RUNNER_DOCUMENTS: Final = ssm.RUNNER_DOCUMENTS
 # EC2 documents up to 200 values per filter: a batch describes its instances in chunks of this.
 DESCRIBE_CHUNK: Final = 200
 _RECORD_KEYS: Final = ("instance_id", "template", "job_id")
+# Written, with the runner command's status, on an instance whose runner command ended by itself
+# (Success, Failed) just before the batch terminates it: the state change that follows reads it
+# in its DescribeInstances instead of asking SSM. Only this Lambda writes it (IAM: this key alone).
+TAG_RUNNER_EXITED: Final = "jitrunners:runner-exited"
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
@@ -63,6 +69,7 @@ class Teardown:
         self.instances = instances
         self._ends: dict[str, tuple[fleet.Instance, str]] = {}
         self._keys: dict[str, set[str]] = {}
+        self._exited: dict[str, str] = {}  # instance id -> its runner command's own end status
 
     @classmethod
     def describe(cls, events: Iterable[LifecycleEvent], ctx: Context) -> Teardown:
@@ -108,8 +115,19 @@ class Teardown:
         logger.remove_keys(list(_RECORD_KEYS))
         ends = list(self._ends.values())
         self._ends.clear()
+        self._mark_exited([instance for instance, _ in ends if instance.id in self._exited])
         failed = terminate_batch(ends, self.ctx) if ends else []
         return sorted({key for instance_id in failed for key in self._keys.get(instance_id, ())})
+
+    def _mark_exited(self, instances: list[fleet.Instance]) -> None:
+        """One CreateTags for the batch: these runners ended themselves. Best effort: without
+        the tag the state change asks SSM, as it always could."""
+        if not instances or self.ctx.dry_run:
+            return
+        try:
+            fleet.tag_described(instances, self.ctx.settings.prefix, {TAG_RUNNER_EXITED: "true"})
+        except (ClientError, BotoCoreError) as exc:
+            logger.info("runner-exited tags not written", extra={"detail": type(exc).__name__})
 
     # --- the events ------------------------------------------------------------------------
 
@@ -138,6 +156,8 @@ class Teardown:
         # on Success neither is left (a failed delete is the housekeeper's orphan sweep's).
         # Otherwise parameter and registration go first, the instance at the end of the batch.
         ran = event.status == "Success"
+        if ours == event.command_id and event.status in ssm.RUNNER_EXITED_STATUSES:
+            self._exited[instance.id] = event.status
         self._end(key, instance, reason)
         skip = {"parameter": not ran, "registrations": not ran}
         _finish(cleanup(instance, reason, self.ctx, terminate=False, **skip))
@@ -193,10 +213,13 @@ class Teardown:
 
 
 def _runner_ended_itself(instance: Any) -> bool:
-    """The instance's runner command had finished before the instance went (one SSM read, which
-    replaces a parameter delete and two GitHub calls: the registration and the job's status)."""
+    """The instance's runner command had finished before the instance went: the tag the batch
+    that ended it wrote says so, or else one SSM read (which replaces a parameter delete and two
+    GitHub calls: the registration and the job's status)."""
     if instance.spot_reclaimed or not instance.command_id:
         return False
+    if (getattr(instance, "tags", None) or {}).get(TAG_RUNNER_EXITED):
+        return True
     status = ssm.get_command_status(instance.command_id, instance.id)
     return status in ssm.RUNNER_EXITED_STATUSES
 
