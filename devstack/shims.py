@@ -387,9 +387,11 @@ class SqsEventSource:
         messages = receive(min(10, self.batch_size), wait_s)
         deadline = time.monotonic() + self.window_s
         while messages and len(messages) < self.batch_size and time.monotonic() < deadline:
-            more = receive(min(10, self.batch_size - len(messages)), 0)
+            # A long poll answers at the first message: no busy loop while the window fills
+            # (a quiet second ends it, so a window may run up to a second over).
+            more = receive(min(10, self.batch_size - len(messages)), 1)
             if not more:
-                self._stop.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+                break
             messages += more
         return messages
 

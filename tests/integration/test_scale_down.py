@@ -103,14 +103,18 @@ def test_an_instance_ending_after_its_runner_did_costs_one_ssm_read(
     assert (sum(github.calls.values()), deletes) == (0, [])
 
 
-def test_the_state_change_after_the_batch_ended_a_finished_runner_asks_ssm_nothing(
-    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+def test_state_changes_after_a_batch_ended_finished_runners_ask_ssm_nothing(
+    batch: Callable[..., list[str]],
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
 ) -> None:
-    """The batch that terminates a runner that ended itself tags it so (one CreateTags per
-    batch): the state change that follows reads the tag in its describe."""
+    """A batch that terminates runners that ended themselves (three or more) tags them so in one
+    CreateTags: the state changes that follow read the tag in their describe. A smaller batch
+    leaves it to one SSM read each."""
     from jitrunners.aws.clients import client
 
-    instance_id, command = _ours(clock, github)
+    finished = [_ours(clock, github) for _ in range(4)]
     reads: list[dict[str, Any]] = []
     events = client("ssm").meta.events
     hook = "before-parameter-build.ssm.GetCommandInvocation"
@@ -121,23 +125,29 @@ def test_the_state_change_after_the_batch_ended_a_finished_runner_asks_ssm_nothi
     events.register(hook, read)
     try:
         with _calls("CreateTags") as tagged:
-            assert call(command_event(instance_id, command, "Success")) == "cleaned:command_success"
-        assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
+            assert batch(*(command_event(i, c, "Success") for i, c in finished[:3])) == []
+            assert call(command_event(*finished[3], "Success")) == "cleaned:command_success"
+        assert sorted(tagged[0]["Resources"]) == sorted(i for i, _ in finished[:3])
+        assert len(tagged) == 1
+        assert reads == []
+        for instance_id, _ in finished[:3]:
+            assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
+        assert reads == []
+        call(state_event(finished[3][0], "terminated"))
+        assert len(reads) == 1  # untagged: asked SSM (moto's invocation for our fake id is unknown)
     finally:
         events.unregister(hook, read)
-    assert [c["Resources"] for c in tagged] == [[instance_id]]
-    assert reads == []
-    assert github.calls["get_job"] == 0
 
 
 def test_a_runner_command_that_did_not_end_by_itself_leaves_no_exited_tag(
-    call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
 ) -> None:
     """TimedOut: RunCommand ended the runner, not the runner itself; the state change asks."""
-    instance_id, command = _ours(clock, github)
+    finished = [_ours(clock, github) for _ in range(3)]
     with _calls("CreateTags") as tagged:
-        assert call(command_event(instance_id, command, "TimedOut")) == "cleaned:command_timedout"
+        assert batch(*(command_event(i, c, "TimedOut") for i, c in finished)) == []
     assert tagged == []
+    assert {world.state(i) for i, _ in finished} == {"terminated"}
 
 
 def test_an_instance_ended_under_a_running_runner_is_cleaned_and_checked_for_a_relaunch(

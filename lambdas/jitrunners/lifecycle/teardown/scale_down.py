@@ -39,6 +39,10 @@ _RECORD_KEYS: Final = ("instance_id", "template", "job_id")
 # (Success, Failed) just before the batch terminates it: the state change that follows reads it
 # in its DescribeInstances instead of asking SSM. Only this Lambda writes it (IAM: this key alone).
 TAG_RUNNER_EXITED: Final = "jitrunners:runner-exited"
+# ... from this many such instances in a batch: one CreateTags (EC2's tag bucket refills 10/s and
+# is the one scale-up's tag writes bind a burst on) is worth it against as many
+# GetCommandInvocation calls (20/s) from two upwards; below three, at low load, the SSM reads stay.
+TAG_EXITED_FROM: Final = 3
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
@@ -122,7 +126,7 @@ class Teardown:
     def _mark_exited(self, instances: list[fleet.Instance]) -> None:
         """One CreateTags for the batch: these runners ended themselves. Best effort: without
         the tag the state change asks SSM, as it always could."""
-        if not instances or self.ctx.dry_run:
+        if len(instances) < TAG_EXITED_FROM or self.ctx.dry_run:
             return
         try:
             fleet.tag_described(instances, self.ctx.settings.prefix, {TAG_RUNNER_EXITED: "true"})
