@@ -281,10 +281,11 @@ def run_burst(
         quotas=quotas,
         agent="inline",
         watch="moto",
-        # Under a burst GitHub delivers webhooks in parallel and EventBridge invokes scale-down
-        # concurrently (10 reserved: the module's default); one SQS poller keeps batches whole.
+        # Under a burst GitHub delivers webhooks in parallel; scale-down's event source polls
+        # the teardown queue with the module's default maximum concurrency (5); one SQS poller
+        # keeps the job queue's batches whole.
         webhook_senders=4,
-        event_workers=10,
+        event_workers=5,
         redrive_every_s=redrive_every_s,
         housekeeper_every_s=housekeeper_every_s,
         visibility_timeout_s=30,

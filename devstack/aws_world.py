@@ -58,6 +58,14 @@ class Names:
         return f"{self.prefix}-jobs-dlq"
 
     @property
+    def teardown_queue(self) -> str:
+        return f"{self.prefix}-teardown"
+
+    @property
+    def teardown_dlq(self) -> str:
+        return f"{self.prefix}-teardown-dlq"
+
+    @property
     def templates_param(self) -> str:
         return f"/{self.prefix}/config/runner-templates"
 
@@ -91,6 +99,12 @@ class AwsWorld:
     endpoint_url: str = ""
     job_queue_url: str = ""
     dlq_url: str = ""
+    # EventBridge's events for scale-down (terraform/queues.tf `teardown`) and its DLQ.
+    teardown_queue_url: str = ""
+    teardown_dlq_url: str = ""
+    # terraform/queues.tf: six times scale-down's timeout in AWS; short here, as for the job queue.
+    teardown_visibility_timeout_s: int = 6
+    teardown_max_receive_count: int = 10
     subnet_ids: list[str] = field(default_factory=list)
     _server: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
@@ -272,6 +286,23 @@ class AwsWorld:
                 "KmsMasterKeyId": self.kms_key_arn,
             },
         )["QueueUrl"]
+        self.teardown_dlq_url = sqs.create_queue(
+            QueueName=self.names.teardown_dlq, Attributes={"KmsMasterKeyId": self.kms_key_arn}
+        )["QueueUrl"]
+        teardown_dlq_arn = self._queue_arn(self.teardown_dlq_url)
+        self.teardown_queue_url = sqs.create_queue(
+            QueueName=self.names.teardown_queue,
+            Attributes={
+                "VisibilityTimeout": str(self.teardown_visibility_timeout_s),
+                "RedrivePolicy": json.dumps(
+                    {
+                        "deadLetterTargetArn": teardown_dlq_arn,
+                        "maxReceiveCount": self.teardown_max_receive_count,
+                    }
+                ),
+                "KmsMasterKeyId": self.kms_key_arn,
+            },
+        )["QueueUrl"]
         # The webhook's replay guard (terraform/deliveries.tf; moto has no use for its TTL).
         self.client("dynamodb").create_table(
             TableName=self.names.deliveries_table,
@@ -296,6 +327,8 @@ class AwsWorld:
             "kms_key_arn": self.kms_key_arn,
             "jobs_queue_arn": self._queue_arn(self.job_queue_url),
             "dlq_arn": dlq_arn,
+            "teardown_queue_arn": self._queue_arn(self.teardown_queue_url),
+            "teardown_dlq_arn": teardown_dlq_arn,
             "launch_template_arns": launch_templates,
             "runner_role_arn": self.runner_role_arn,
             "runner_security_group_id": group,
@@ -320,7 +353,12 @@ class AwsWorld:
                 PolicyName=name,
                 PolicyDocument=json.dumps(document),
             )
-        for url, key in ((self.job_queue_url, "jobs"), (self.dlq_url, "jobs_dlq")):
+        for url, key in (
+            (self.job_queue_url, "jobs"),
+            (self.dlq_url, "jobs_dlq"),
+            (self.teardown_queue_url, "teardown"),
+            (self.teardown_dlq_url, "teardown_dlq"),
+        ):
             sqs.set_queue_attributes(
                 QueueUrl=url, Attributes={"Policy": json.dumps(self.documents.queue_policies[key])}
             )

@@ -55,6 +55,8 @@ def deployed(
         "jobs_queue_arn": arn.format("sqs", f"{prefix}-jobs"),
         "dlq_arn": arn.format("sqs", f"{prefix}-jobs-dlq"),
         "events_dlq_arn": arn.format("sqs", f"{prefix}-events-dlq"),
+        "teardown_queue_arn": arn.format("sqs", f"{prefix}-teardown"),
+        "teardown_dlq_arn": arn.format("sqs", f"{prefix}-teardown-dlq"),
         "function_log_group_arns": {
             k: arn.format("logs", f"log-group:/aws/lambda/{prefix}-{k}") for k in FUNCTION_KEYS
         },

@@ -309,7 +309,11 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
 
 
 class SqsEventSource:
-    """The event-source mapping: poll the queue, batches of up to 10 to a handler, partial failures.
+    """The event-source mapping: poll the queue, batches to a handler, partial failures.
+
+    A batch is up to `batch_size` records: above 10 (one ReceiveMessage's most) the poller keeps
+    receiving for up to `window_s` seconds (the mapping's maximum batching window) to fill it.
+    `workers` pollers run at once (the mapping's maximum concurrency).
 
     Records the handler reports in `batchItemFailures` (and every record of a batch whose handler
     raised) stay in the queue and come back after the visibility timeout; SQS counts each receive
@@ -330,6 +334,10 @@ class SqsEventSource:
         batch_size: int = 10,
         poisoned: int = 0,
         intake: Callable[[], tuple[bool, bool]] | None = None,
+        *,
+        window_s: float = 0.0,
+        workers: int = 1,
+        name: str = "sqs-event-source",
     ) -> None:
         self.sqs = sqs
         self.intake = intake
@@ -337,6 +345,8 @@ class SqsEventSource:
         self.function = function
         self.region = region
         self.batch_size = batch_size
+        self.window_s = window_s
+        self._lock = threading.Lock()
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -347,15 +357,43 @@ class SqsEventSource:
         self._poisoned_left = poisoned
         self._poisoned: set[str] = set()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="sqs-event-source", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
+            for index in range(max(1, workers))
+        ]
 
     def start(self) -> SqsEventSource:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _receive(self, wait_s: int) -> list[dict[str, Any]]:
+        def receive(count: int, wait: int) -> list[dict[str, Any]]:
+            return list(
+                self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=count,
+                    WaitTimeSeconds=wait,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            )
+
+        messages = receive(min(10, self.batch_size), wait_s)
+        deadline = time.monotonic() + self.window_s
+        while messages and len(messages) < self.batch_size and time.monotonic() < deadline:
+            # A long poll answers at the first message: no busy loop while the window fills
+            # (a quiet second ends it, so a window may run up to a second over).
+            more = receive(min(10, self.batch_size - len(messages)), 1)
+            if not more:
+                break
+            messages += more
+        return messages
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -371,27 +409,23 @@ class SqsEventSource:
             self.counters["paused_polls"] += 1
             self._stop.wait(wait_s)
             return 0
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=wait_s,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self._receive(wait_s)
         if not messages:
             return 0
         if not runnable:
             self.counters["throttled"] += len(messages)
             return 0
         records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
-        self.counters["batches"] += 1
-        self.counters["records"] += len(records)
-        for record in records:
-            if self._poisoned_left > 0 and record["messageId"] not in self._poisoned:
-                self._poisoned.add(record["messageId"])
-                self._poisoned_left -= 1
+        with self._lock:
+            self.counters["batches"] += 1
+            self.counters["records"] += len(records)
+            for record in records:
+                if self._poisoned_left > 0 and record["messageId"] not in self._poisoned:
+                    self._poisoned.add(record["messageId"])
+                    self._poisoned_left -= 1
+            poisoned = any(r["messageId"] in self._poisoned for r in records)
         try:
-            if any(r["messageId"] in self._poisoned for r in records):
+            if poisoned:
                 self.counters["poisoned_invocations"] += 1
                 raise RuntimeError("handler crashed on a poisoned message")
             response = self.function.invoke({"Records": records}) or {}
@@ -414,80 +448,60 @@ class SqsEventSource:
 
 # ---------------------------------------------------------------------------------- EventBridge
 class EventBus:
-    """EventBridge rules -> scale-down, delivered in order off-thread; drop-events loses some.
-
-    `workers` > 1 delivers that many at once (and so in no strict order), as EventBridge invokes
-    scale-down concurrently under a burst; invocations still take turns (the runtime lock).
+    """EventBridge rules -> the teardown queue (terraform/events.tf): each event as the body of
+    one message, which scale-down reads in batches through its event source mapping (an
+    SqsEventSource). drop-events loses some before the queue, as a lost event would be.
     """
 
     def __init__(
         self,
-        function: Function,
+        sqs: Any,
+        queue_url: str,
         *,
         drop: float = 0.0,
         seed: int = 0,
         on_drop: Callable[[dict[str, Any]], None] = lambda event: None,
-        workers: int = 1,
     ) -> None:
-        self.function = function
+        self.sqs = sqs
+        self.queue_url = queue_url
         self.on_drop = on_drop
         self.drop = drop
         self._rng = random.Random(seed)
         self.counters: Counter[str] = Counter()
         self.events: list[dict[str, Any]] = []
-        self._queue: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._stop = False
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"eventbridge-{index}", daemon=True)
-            for index in range(max(1, workers))
-        ]
+        self._lock = threading.Lock()
 
     def start(self) -> EventBus:
-        for thread in self._threads:
-            thread.start()
         return self
 
     def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        pass
 
     def put(self, event: dict[str, Any]) -> None:
-        with self._cond:
+        with self._lock:
             self.events.append(event)
             self.counters[f"put:{event['detail-type']}"] += 1
             if self.drop and self._rng.random() < self.drop:
                 self.counters["dropped"] += 1
                 self.on_drop(event)
                 return
-            self._queue.append(event)
-            self._cond.notify_all()
+        try:
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event))
+        except Exception:  # noqa: BLE001 - EventBridge retries, then parks it in the events DLQ
+            with self._lock:
+                self.counters["undeliverable"] += 1
+            return
+        with self._lock:
+            self.counters["sent"] += 1
 
     def idle(self) -> bool:
-        with self._cond:
-            return not self._queue
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait(0.5)
-                if self._stop:
-                    return
-                event = self._queue.pop(0)
-            if not self.function.available:
-                outcome = "undeliverable"
-            else:
-                try:
-                    self.function.invoke(event)
-                    outcome = "delivered"
-                except Exception:  # noqa: BLE001 - async invoke: AWS retries twice, then the DLQ
-                    outcome = "handler_errors"
-            with self._cond:
-                self.counters[outcome] += 1
+        """Every event sent has been handled: nothing waits in the teardown queue or is in
+        flight (a record handed back counts until it succeeds or goes to the DLQ)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values()) == 0
 
 
 def ec2_event(detail_type: str, instance_id: str, detail: dict[str, Any], region: str):

@@ -137,7 +137,11 @@ class Options:
     agent: str = "script"  # "script": start-runner.sh per instance; "inline": devstack/inline_agent
     watch: str = "api"  # instances seen by DescribeInstances ("api") or in moto's state ("moto")
     webhook_senders: int = 1  # webhooks the simulator delivers at once (a burst's: in parallel)
-    event_workers: int = 1  # EventBridge events delivered to scale-down at once
+    # Scale-down's event source mapping on the teardown queue (terraform/functions.tf): pollers
+    # at once (maximum concurrency), records per batch and the batching window.
+    event_workers: int = 1
+    teardown_batch_size: int = 50
+    teardown_window_s: float = 1.0
     # Every AWS call of the Lambdas authorized against the module's own policies (devstack/iam).
     iam: bool = True
     # Module resources/statements to leave out, to show what then fails (tests of the IAM layer):
@@ -214,6 +218,7 @@ class Stack:
         )
         self.enforcer: Any = None
         self.event_source_enforcer: Any = None
+        self.teardown_source_enforcer: Any = None
         self.sim = GitHubSim(
             seed=options.seed,
             webhook_senders=options.webhook_senders,
@@ -264,6 +269,7 @@ class Stack:
         self.agent: AgentShim | None = None
         self.runner_dist = RunnerDist(self.workdir / "runner-dist", job_seconds=options.job_seconds)
         self.event_source: SqsEventSource | None = None
+        self.teardown_source: SqsEventSource | None = None
         self.scheduler = Scheduler()
         self.shipper: Any = None  # devstack.cloud.LogShipper with `cloud`
 
@@ -528,10 +534,11 @@ class Stack:
             )
         }
 
-    def _event_source_sqs(self) -> Any:
-        """The SQS client the event source mapping polls with: AWS's mapping receives and
+    def _event_source_sqs(self, key: str = "scale-up") -> Any:
+        """The SQS client an event source mapping polls with: AWS's mapping receives and
         deletes with the function's execution role, so with the IAM layer on its calls are
-        authorized as scale-up (a client of its own: the world's clients read for the layer)."""
+        authorized as that function (a client of its own: the world's clients read for the
+        layer)."""
         if self.enforcer is None:
             return self.world.client("sqs")
         import boto3
@@ -541,9 +548,13 @@ class Stack:
         sqs = boto3.session.Session().client(
             "sqs", endpoint_url=self.world.endpoint_url, region_name=REGION
         )
-        scale_up = self.functions["scale-up"].principals.get("scale-up")
-        self.event_source_enforcer = Enforcer(scale_up, self.enforcer.lookup, region=REGION)
-        return self.event_source_enforcer.attach(sqs)
+        role = self.functions[key].principals.get(key)
+        enforcer = Enforcer(role, self.enforcer.lookup, region=REGION)
+        if key == "scale-up":
+            self.event_source_enforcer = enforcer
+        else:
+            self.teardown_source_enforcer = enforcer
+        return enforcer.attach(sqs)
 
     def _start_shims(self) -> None:
         # With the functions in moto (`cloud`), the kill switch as Lambda and API Gateway obey it
@@ -557,11 +568,13 @@ class Stack:
         self.apigw = ApiGatewayShim(self.functions["webhook"], stopped=stopped).start()
         self.sim.webhook_url = self.apigw.url
         self.sim.listeners.append(self._on_job)
+        # EventBridge sends to the teardown queue as the events service, outside the Lambdas'
+        # roles (the queue policy lets our rules send).
         self.bus = EventBus(
-            self.functions["scale-down"],
+            self.world.client("sqs"),
+            self.world.teardown_queue_url,
             drop=self.options.faults.get("drop-events", 0.0),
             seed=self.options.seed,
-            workers=self.options.event_workers,
             on_drop=lambda e: self.progress(
                 f"event lost (drop-events): {e['detail-type']} {e['detail'].get('instance-id', '')}"
             ),
@@ -601,6 +614,17 @@ class Stack:
                 poisoned=self.options.poisoned_messages,
                 intake=intake,
             ).start()
+        if self.functions["scale-down"].available:
+            self.teardown_source = SqsEventSource(
+                self._event_source_sqs("scale-down"),
+                self.world.teardown_queue_url,
+                self.functions["scale-down"],
+                REGION,
+                batch_size=self.options.teardown_batch_size,
+                window_s=self.options.teardown_window_s,
+                workers=self.options.event_workers,
+                name="teardown-event-source",
+            ).start()
         self.scheduler.every(self.functions["redrive"], self.options.redrive_every_s)
         self.scheduler.every(self.functions["housekeeper"], self.options.housekeeper_every_s)
         self.scheduler.start()
@@ -639,6 +663,8 @@ class Stack:
             thread.join(timeout=10)
         if self.event_source:
             self.event_source.stop()
+        if self.teardown_source:
+            self.teardown_source.stop()
         self.scheduler.stop()
         if self.agent:
             self.agent.stop()
@@ -1119,7 +1145,11 @@ class Stack:
 
     def iam_denials(self) -> list[str]:
         """Every request the IAM layer refused, as `operation action resource`."""
-        enforcers = [e for e in (self.enforcer, self.event_source_enforcer) if e is not None]
+        enforcers = [
+            e
+            for e in (self.enforcer, self.event_source_enforcer, self.teardown_source_enforcer)
+            if e is not None
+        ]
         return [
             f"{operation} {check.action} {check.resource}"
             for enforcer in enforcers

@@ -47,9 +47,12 @@ locals {
       timeout     = 60
     }
   }
-  # Invoked asynchronously by EventBridge or SNS: failed events land in the events DLQ.
-  async_functions = toset(["scale-down", "redrive", "housekeeper", "budget-guard"])
-  function_names  = { for k, _ in local.functions : k => "${local.prefix}-${k}" }
+  # Invoked asynchronously by EventBridge or SNS: failed events land in the events DLQ. Scale-down
+  # reads its events from the teardown queue (an SQS event source with its own DLQ).
+  async_functions = toset(["redrive", "housekeeper", "budget-guard"])
+  # The EventBridge rules whose events go to the teardown queue (events.tf).
+  teardown_rules = ["command-finished", "spot-interruption", "instance-stopped"]
+  function_names = { for k, _ in local.functions : k => "${local.prefix}-${k}" }
   # Every trigger invokes this alias of each function; `jitrunners rollout` decides which
   # published version(s) it routes to (terraform/README.md "Canary rollouts").
   live_alias          = "live"
@@ -573,6 +576,13 @@ locals {
     "scale-down" = jsonencode({
       Version = "2012-10-17"
       Statement = [
+        {
+          # The teardown queue's event source mapping polls with the function's role.
+          Sid      = "ReadTeardownQueue"
+          Effect   = "Allow"
+          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+          Resource = local.deployed.teardown_queue_arn
+        },
         local.statements.read_config,
         {
           Sid      = "DeleteJitConfigs"
@@ -597,6 +607,20 @@ locals {
           Resource = "*" # GetCommandInvocation has no resource-level permissions
         },
         local.statements.terminate_ours,
+        {
+          # One tag, on our instances whose runner ended itself, just before their terminate:
+          # the state change that follows reads it instead of GetCommandInvocation.
+          Sid      = "TagRunnerExited"
+          Effect   = "Allow"
+          Action   = "ec2:CreateTags"
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ResourceTag/jitrunners:prefix" = local.prefix }
+            ArnEquals                   = { "ec2:InstanceProfile" = local.arn.runner_instance_profile }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["jitrunners:runner-exited"] }
+            "Null"                      = { "aws:TagKeys" = "false" }
+          }
+        },
         local.statements.spot_breaker,
         {
           # The cost of a job when its runner ends: spot price at launch, on-demand list price.
@@ -878,11 +902,17 @@ locals {
   })
 
   # Resource policies of the queues: TLS only; EventBridge may park undeliverable events of our
-  # rules in the events DLQ.
+  # rules in the events DLQ, and only our teardown rules may send to the teardown queue.
   queue_arns = {
-    jobs       = local.deployed.jobs_queue_arn
-    jobs_dlq   = local.deployed.dlq_arn
-    events_dlq = local.deployed.events_dlq_arn
+    jobs         = local.deployed.jobs_queue_arn
+    jobs_dlq     = local.deployed.dlq_arn
+    events_dlq   = local.deployed.events_dlq_arn
+    teardown     = local.deployed.teardown_queue_arn
+    teardown_dlq = local.deployed.teardown_dlq_arn
+  }
+  queue_senders = {
+    events_dlq = values(local.deployed.event_rule_arns)
+    teardown   = [for k, a in local.deployed.event_rule_arns : a if contains(local.teardown_rules, k)]
   }
   queue_policies = {
     for name, arn in local.queue_arns : name => jsonencode({
@@ -903,9 +933,9 @@ locals {
             Principal = { Service = "events.amazonaws.com" }
             Action    = "sqs:SendMessage"
             Resource  = arn
-            Condition = { ArnEquals = { "aws:SourceArn" = values(local.deployed.event_rule_arns) } }
+            Condition = { ArnEquals = { "aws:SourceArn" = lookup(local.queue_senders, name, []) } }
           },
-      ] : st if name == "events_dlq"])
+      ] : st if contains(keys(local.queue_senders), name)])
     })
   }
 }

@@ -1,4 +1,5 @@
-# EventBridge: the events scale-down reacts to, and the redrive and housekeeper schedules.
+# EventBridge: the events scale-down reacts to (sent to the teardown queue, which scale-down reads
+# in batches), and the redrive and housekeeper schedules.
 
 locals {
   event_rules = {
@@ -6,7 +7,7 @@ locals {
     # filters on the documents we use and scale-down checks the instance's prefix tag.
     "command-finished" = {
       description = "SSM RunCommand of a runner reached a terminal status"
-      target      = "scale-down"
+      target      = "teardown"
       pattern = {
         source        = ["aws.ssm"]
         "detail-type" = ["EC2 Command Invocation Status-change Notification"]
@@ -19,7 +20,7 @@ locals {
     }
     "spot-interruption" = {
       description = "EC2 spot interruption warning (two minutes' notice)"
-      target      = "scale-down"
+      target      = "teardown"
       pattern = {
         source        = ["aws.ec2"]
         "detail-type" = ["EC2 Spot Instance Interruption Warning"]
@@ -28,7 +29,7 @@ locals {
     }
     "instance-stopped" = {
       description = "EC2 instance stopped or terminated outside our control"
-      target      = "scale-down"
+      target      = "teardown"
       pattern = {
         source        = ["aws.ec2"]
         "detail-type" = ["EC2 Instance State-change Notification"]
@@ -65,7 +66,8 @@ resource "aws_cloudwatch_event_target" "this" {
   for_each = local.event_rules
 
   rule = aws_cloudwatch_event_rule.this[each.key].name
-  arn  = aws_lambda_alias.live[each.value.target].arn
+  # The whole event becomes the message body (no input transformer): scale-down parses it as is.
+  arn = each.value.target == "teardown" ? aws_sqs_queue.teardown.arn : aws_lambda_alias.live[each.value.target].arn
 
   retry_policy {
     maximum_event_age_in_seconds = 3600
@@ -78,7 +80,7 @@ resource "aws_cloudwatch_event_target" "this" {
 }
 
 resource "aws_lambda_permission" "events" {
-  for_each = local.event_rules
+  for_each = { for k, r in local.event_rules : k => r if r.target != "teardown" }
 
   statement_id  = "AllowEventBridge-${each.key}"
   action        = "lambda:InvokeFunction"

@@ -15,7 +15,7 @@ resource "aws_lambda_function" "this" {
   for_each = local.functions
   # checkov:skip=CKV_AWS_117:The functions call only public AWS and GitHub endpoints and reach no VPC resource; a VPC would add NAT cost and a failure point.
   # checkov:skip=CKV_AWS_272:The zip is built reproducibly by `make package` and its hash pinned by source_code_hash; code signing needs a signing profile outside this module.
-  # checkov:skip=CKV_AWS_116:Async functions (scale-down, redrive, housekeeper) get a dead-letter queue below; the webhook is invoked synchronously and scale-up by an SQS event source (its own DLQ), where a Lambda DLQ never applies.
+  # checkov:skip=CKV_AWS_116:Async functions (redrive, housekeeper, budget-guard) get a dead-letter queue below; the webhook is invoked synchronously, scale-up and scale-down by SQS event sources (each queue has its own DLQ), where a Lambda DLQ never applies.
 
   function_name                  = local.function_names[each.key]
   description                    = each.value.description
@@ -105,6 +105,29 @@ resource "aws_lambda_event_source_mapping" "scale_up" {
     precondition {
       condition     = local.kill_switch || local.scale_up_reserved >= var.scale_up_maximum_concurrency
       error_message = "scale_up_reserved_concurrency must be at least scale_up_maximum_concurrency: a throttled poller counts receives toward maxReceiveCount."
+    }
+  }
+}
+
+# Scale-down reads the EventBridge events about our instances from the teardown queue in batches:
+# one DescribeInstances and one TerminateInstances per batch instead of per event.
+resource "aws_lambda_event_source_mapping" "scale_down" {
+  event_source_arn                   = aws_sqs_queue.teardown.arn
+  function_name                      = aws_lambda_alias.live["scale-down"].arn
+  batch_size                         = var.scale_down_batch_size
+  maximum_batching_window_in_seconds = var.scale_down_batch_size > 10 ? 1 : 0
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.scale_down_maximum_concurrency
+  }
+
+  tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.reserved_concurrency["scale-down"] >= var.scale_down_maximum_concurrency
+      error_message = "scale_down_maximum_concurrency must be at most scale-down's reserved concurrency: a throttled poller counts receives toward maxReceiveCount."
     }
   }
 }

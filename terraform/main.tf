@@ -15,6 +15,8 @@ locals {
     jobs_queue_arn               = aws_sqs_queue.jobs.arn
     dlq_arn                      = aws_sqs_queue.jobs_dlq.arn
     events_dlq_arn               = aws_sqs_queue.events_dlq.arn
+    teardown_queue_arn           = aws_sqs_queue.teardown.arn
+    teardown_dlq_arn             = aws_sqs_queue.teardown_dlq.arn
     function_log_group_arns      = { for k, g in aws_cloudwatch_log_group.function : k => g.arn }
     launch_template_arns         = { for k, lt in aws_launch_template.runner : k => lt.arn }
     runner_role_arn              = aws_iam_role.runner.arn

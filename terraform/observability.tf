@@ -46,8 +46,9 @@ resource "aws_sns_topic" "alarms" {
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   for_each = {
-    jobs   = aws_sqs_queue.jobs_dlq.name
-    events = aws_sqs_queue.events_dlq.name
+    jobs     = aws_sqs_queue.jobs_dlq.name
+    events   = aws_sqs_queue.events_dlq.name
+    teardown = aws_sqs_queue.teardown_dlq.name
   }
 
   alarm_name          = "${local.prefix}-${each.key}-dlq-not-empty"
@@ -241,6 +242,8 @@ resource "aws_cloudwatch_dashboard" "this" {
             ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.jobs.name, { yAxis = "right" }],
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs_dlq.name],
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.events_dlq.name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.teardown.name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.teardown_dlq.name],
           ]
         }
       },

@@ -127,6 +127,39 @@ variable "scale_up_batch_size" {
   }
 }
 
+variable "scale_down_batch_size" {
+  description = "EventBridge events per scale-down invocation, read from the teardown queue (gathered for up to 1 s above 10): one DescribeInstances and one TerminateInstances serve the whole batch."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.scale_down_batch_size >= 1 && var.scale_down_batch_size <= 1000 && floor(var.scale_down_batch_size) == var.scale_down_batch_size
+    error_message = "scale_down_batch_size must be a whole number between 1 and 1000 (TerminateInstances takes up to 1,000 instances)."
+  }
+}
+
+variable "scale_down_maximum_concurrency" {
+  description = "Maximum concurrency of the teardown queue's event source: scale-down invocations at once (each one DescribeInstances and one TerminateInstances per batch). At least 2 (an SQS limit); at most scale-down's reserved concurrency (function_reserved_concurrency, default 10)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.scale_down_maximum_concurrency >= 2 && var.scale_down_maximum_concurrency <= 1000
+    error_message = "scale_down_maximum_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "scale_down_max_receive_count" {
+  description = "Receives of a teardown event (a batch item failure each time) before SQS moves it to the teardown DLQ. The queue's visibility timeout is six times scale-down's timeout (6 min), so the default retries for about an hour."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.scale_down_max_receive_count >= 2 && var.scale_down_max_receive_count <= 1000
+    error_message = "scale_down_max_receive_count must be between 2 and 1000."
+  }
+}
+
 variable "redrive_schedule" {
   description = "EventBridge schedule expression of the redrive function."
   type        = string

@@ -58,6 +58,10 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
     },
     "scale-down": {
         **KMS_SECRETS,
+        "sqs:ReceiveMessage": "the teardown queue's event source mapping polls with this role",
+        "sqs:DeleteMessage": "the event source mapping deletes successful records",
+        "sqs:ChangeMessageVisibility": "the event source mapping returns failed records",
+        "sqs:GetQueueAttributes": "the event source mapping reads the queue's attributes",
         "ssm:AddTagsToResource": "PutParameter with Tags (the re-run records) requires it",
         "kms:GenerateDataKey": "SendMessage to the CMK-encrypted job queue",
     },
@@ -75,7 +79,7 @@ REVIEWED_EXTRAS: dict[str, dict[str, str]] = {
 # Granted to every function by the shared `lambda_base` document.
 BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
                 "xray:PutTelemetryRecords"}  # fmt: skip
-ASYNC_FUNCTIONS = {"scale-down", "redrive", "housekeeper", "budget-guard"}
+ASYNC_FUNCTIONS = {"redrive", "housekeeper", "budget-guard"}
 ASYNC_DLQ_ACTIONS = {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
 # Read-only or resource-less actions that may use Resource "*".
 STAR_OK = re.compile(
@@ -348,6 +352,13 @@ def test_queues_retention_redrive_visibility_and_encryption() -> None:
     assert seconds(str(loc["queue_retention_s"])) >= 24 * 3600
     assert seconds(str(loc["dlq_retention_s"])) > seconds(str(loc["queue_retention_s"]))
     assert queues["jobs"]["visibility_timeout_seconds"] == "${6 * var.scale_up_timeout_s}"
+    assert queues["teardown"]["visibility_timeout_seconds"] == (
+        '${6 * local.functions["scale-down"].timeout}'
+    )
+    assert "teardown_dlq.arn" in queues["teardown"]["redrive_policy"]
+    assert (
+        "maxReceiveCount = var.scale_down_max_receive_count" in queues["teardown"]["redrive_policy"]
+    )
     assert "maxReceiveCount = var.max_receive_count" in queues["jobs"]["redrive_policy"]
     assert (
         "var.max_receive_count >= 5"
@@ -465,17 +476,58 @@ def test_api_routes_post_webhook_with_stage_throttling() -> None:
 def test_events_reach_scale_down_and_schedules_drive_redrive_and_housekeeper() -> None:
     rules = tf.locals_()["event_rules"]
     patterns = {k: str(v["pattern"]) for k, v in rules.items()}
-    assert rules["command-finished"]["target"] == "scale-down"
+    assert rules["command-finished"]["target"] == "teardown"
     assert "EC2 Command Invocation Status-change Notification" in patterns["command-finished"]
     assert "EC2 Spot Instance Interruption Warning" in patterns["spot-interruption"]
     assert "EC2 Instance State-change Notification" in patterns["instance-stopped"]
     assert "terminated" in patterns["instance-stopped"]
     assert "stopped" in patterns["instance-stopped"]
-    assert {rules[k]["target"] for k in ("spot-interruption", "instance-stopped")} == {"scale-down"}
+    assert {rules[k]["target"] for k in ("spot-interruption", "instance-stopped")} == {"teardown"}
     assert rules["redrive"]["schedule"] == "${var.redrive_schedule}"
     assert rules["housekeeper"]["schedule"] == "${var.housekeeper_schedule}"
     target = tf.blocks("resource", "aws_cloudwatch_event_target")["this"]
     assert target["dead_letter_config"][0]["arn"] == "${aws_sqs_queue.events_dlq.arn}"
+    assert "aws_sqs_queue.teardown.arn" in target["arn"]
+    # No Lambda permission for a rule whose target is the queue.
+    assert "teardown" in str(tf.blocks("resource", "aws_lambda_permission")["events"]["for_each"])
+
+
+def test_scale_down_reads_the_teardown_queue_in_batches_with_partial_failures() -> None:
+    mapping = tf.blocks("resource", "aws_lambda_event_source_mapping")["scale_down"]
+    assert mapping["event_source_arn"] == "${aws_sqs_queue.teardown.arn}"
+    assert mapping["function_name"] == '${aws_lambda_alias.live["scale-down"].arn}'
+    assert mapping["batch_size"] == "${var.scale_down_batch_size}"
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert mapping["scaling_config"][0]["maximum_concurrency"] == (
+        "${var.scale_down_maximum_concurrency}"
+    )
+    assert "scale-down" not in str(tf.locals_()["async_functions"])
+    variables = tf.variables()
+    assert variables["scale_down_batch_size"]["default"] == 50
+    assert "<= 1000" in variables["scale_down_batch_size"]["validation"][0]["condition"]
+
+
+def test_only_our_teardown_rules_may_send_to_the_teardown_queue() -> None:
+    """The rendered queue policies (documents.tf): EventBridge may send to the teardown queue for
+    the three rules that target it, and to no other queue but the events DLQ."""
+    docs = rendered.documents()
+    arns = rendered.deployed(json.loads(TEMPLATES_FILE.read_text()))
+    teardown_rules = ("command-finished", "spot-interruption", "instance-stopped")
+
+    def senders(queue: str) -> list[str]:
+        allowed = [
+            st
+            for st in docs.queue_policies[queue]["Statement"]
+            if st["Effect"] == "Allow"
+            and st.get("Principal") == {"Service": "events.amazonaws.com"}
+        ]
+        return sorted(v for st in allowed for v in st["Condition"]["ArnEquals"]["aws:SourceArn"])
+
+    assert senders("teardown") == sorted(arns["event_rule_arns"][k] for k in teardown_rules)
+    assert senders("jobs") == senders("jobs_dlq") == senders("teardown_dlq") == []
+    for queue in ("teardown", "teardown_dlq"):
+        [deny] = [st for st in docs.queue_policies[queue]["Statement"] if st["Effect"] == "Deny"]
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_observability_ships_queries_dashboard_and_alarms() -> None:

@@ -153,10 +153,17 @@ def test_a_policy_missing_a_needed_statement_fails_with_the_aws_error(tmp_path: 
     assert "terminate:UnauthorizedOperation" in stack.logged_text()
 
 
-def test_the_event_source_polls_with_scale_ups_role(tmp_path: Path) -> None:
-    """Lambda's SQS event source mapping reads the queue with the function's execution role:
-    without the statement that grants it, the mapping cannot even read the queue's attributes."""
-    options = Options(workdir=tmp_path, jobs=1, iam_without={"scale-up": ("ConsumeAndEnqueue",)})
+@pytest.mark.parametrize(
+    ("function", "statement"),
+    [("scale-up", "ConsumeAndEnqueue"), ("scale-down", "ReadTeardownQueue")],
+)
+def test_each_event_source_polls_with_its_functions_role(
+    tmp_path: Path, function: str, statement: str
+) -> None:
+    """Lambda's SQS event source mappings (the job queue's, the teardown queue's) read the queue
+    with the function's execution role: without the statement that grants it, the mapping cannot
+    even read the queue's attributes."""
+    options = Options(workdir=tmp_path, jobs=1, iam_without={function: (statement,)})
     stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
     try:
         with pytest.raises(StartupError, match=r"AccessDenied.*sqs:GetQueueAttributes"):

@@ -161,21 +161,47 @@ def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
     assert world.queue_depth(queue) == 0
 
 
-def test_event_bus_drops_a_seeded_fraction_and_delivers_the_rest_in_order() -> None:
-    delivered: list[str] = []
-    bus = EventBus(
-        _function(lambda event, ctx: delivered.append(event["id"]), "scale-down"),
-        drop=0.5,
-        seed=3,
-    ).start()
+def test_event_bus_drops_a_seeded_fraction_and_sends_the_rest_to_the_teardown_queue(
+    world: AwsWorld,
+) -> None:
+    sqs = world.client("sqs")
+    queue = sqs.create_queue(QueueName="t-teardown")["QueueUrl"]
+    bus = EventBus(sqs, queue, drop=0.5, seed=3).start()
     for index in range(20):
         bus.put({"id": str(index), "detail-type": "x"})
-    assert _until(bus.idle)
-    time.sleep(0.2)
+    assert not bus.idle()
+    bodies: list[dict[str, Any]] = []
+    while len(bodies) < 20 - bus.counters["dropped"]:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        assert got
+        bodies += [json.loads(m["Body"]) for m in got]
+        for m in got:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
     bus.stop()
     assert 0 < bus.counters["dropped"] < 20
-    assert len(delivered) == 20 - bus.counters["dropped"]
-    assert delivered == sorted(delivered, key=int)
+    assert bus.counters["sent"] == len(bodies) == 20 - bus.counters["dropped"]
+    assert all(body["detail-type"] == "x" for body in bodies)  # the whole event is the body
+    assert bus.idle()
+
+
+def test_event_source_fills_a_batch_above_ten_within_its_window(world: AwsWorld) -> None:
+    sqs = world.client("sqs")
+    queue = sqs.create_queue(QueueName="t-batch")["QueueUrl"]
+    for start in range(0, 30, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue,
+            Entries=[{"Id": str(i), "MessageBody": f"m-{i}"} for i in range(start, start + 10)],
+        )
+    batches: list[int] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batches.append(len(event["Records"]))
+        return {"batchItemFailures": []}
+
+    source = SqsEventSource(sqs, queue, _function(handler), "eu-west-1", batch_size=25, window_s=2)
+    assert source.poll_once() == 25
+    assert source.poll_once() == 5  # what is left, once the window closed
+    assert batches == [25, 5]
 
 
 def test_agent_boots_from_user_data_and_runs_start_runner_only_on_the_commands_targets(

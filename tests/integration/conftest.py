@@ -3,7 +3,7 @@ and the housekeeper and scale-down handlers with both injected."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -59,16 +59,41 @@ def scale_down_event(
     clock: Clock,
     lambda_context: Any,
     monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[dict[str, Any]], str]:
-    """Invoke the scale-down handler on an event, the fake GitHub and the clock injected;
-    returns the outcome."""
+) -> Iterator[Callable[[dict[str, Any]], str]]:
+    """Invoke the scale-down handler on a batch of one event (an SQS record, as the teardown
+    queue delivers it), the fake GitHub and the clock injected; returns the outcome the handler
+    logged, or "retry" when the record came back as a batch item failure."""
+    import logging
+
     from jitrunners.config import get_settings, load_templates
     from jitrunners.handlers import scale_down
     from jitrunners.lifecycle.cleanup import Context
+    from jitrunners.observability import logger
+    from tests.support.events import sqs_batch
 
     def context() -> Context:
         settings = get_settings()
         return Context.build(settings, load_templates(settings), github, clock)
 
+    outcomes: list[str] = []
+
+    class Outcomes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() in ("event handled", "malformed event dropped"):
+                outcomes.append(record.outcome)  # type: ignore[attr-defined]
+
+    capture = Outcomes()
+    stdlib = logging.getLogger(logger.name)  # the standard logger under Powertools'
+    stdlib.addHandler(capture)
+
+    def call(event: dict[str, Any]) -> str:
+        outcomes.clear()
+        response = scale_down.handler(sqs_batch(event), lambda_context)
+        if response["batchItemFailures"]:
+            return "retry"
+        assert len(outcomes) == 1, outcomes
+        return outcomes[0]
+
     monkeypatch.setattr(scale_down, "lifecycle_context", context)
-    return lambda event: str(scale_down.handler(event, lambda_context)["outcome"])
+    yield call
+    stdlib.removeHandler(capture)

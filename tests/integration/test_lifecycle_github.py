@@ -15,7 +15,7 @@ from jitrunners.handlers import housekeeper, redrive, scale_down
 from jitrunners.models import JobMessage
 from tests.conftest import _reset_process_caches, drain
 from tests.support import world
-from tests.support.events import command_event
+from tests.support.events import command_event, sqs_batch
 from tests.support.github import API, private_key_pem
 
 pytestmark = pytest.mark.usefixtures("fast_ec2")
@@ -63,10 +63,10 @@ def test_scale_down_deletes_the_registration_through_the_github_api(
     deleted = gh.delete(f"{API}/orgs/acme/actions/runners/31", status=204)
 
     answer = scale_down.handler(
-        command_event(instance_id, world.command_id("x"), "Failed"), lambda_context
+        sqs_batch(command_event(instance_id, world.command_id("x"), "Failed")), lambda_context
     )
 
-    assert answer == {"outcome": "cleaned:command_failed"}
+    assert answer == {"batchItemFailures": []}
     assert found.calls[0].request.params == {"name": instance_id}
     assert deleted.call_count == 1
     assert world.state(instance_id) == "terminated"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from jitrunners.aws import fleet
 from jitrunners.config import get_settings, load_templates
-from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context
+from jitrunners.lifecycle.cleanup import Context
 from tests.conftest import _reset_process_caches
 from tests.support import world
 from tests.support.events import command_event, spot_event, state_event
@@ -100,6 +101,53 @@ def test_an_instance_ending_after_its_runner_did_costs_one_ssm_read(
 
     assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
     assert (sum(github.calls.values()), deletes) == (0, [])
+
+
+def test_state_changes_after_a_batch_ended_finished_runners_ask_ssm_nothing(
+    batch: Callable[..., list[str]],
+    call: Callable[[dict[str, Any]], str],
+    clock: Clock,
+    github: FakeGitHub,
+) -> None:
+    """A batch that terminates runners that ended themselves (three or more) tags them so in one
+    CreateTags: the state changes that follow read the tag in their describe. A smaller batch
+    leaves it to one SSM read each."""
+    from jitrunners.aws.clients import client
+
+    finished = [_ours(clock, github) for _ in range(4)]
+    reads: list[dict[str, Any]] = []
+    events = client("ssm").meta.events
+    hook = "before-parameter-build.ssm.GetCommandInvocation"
+
+    def read(params: dict[str, Any], **_: Any) -> None:
+        reads.append(params)
+
+    events.register(hook, read)
+    try:
+        with _calls("CreateTags") as tagged:
+            assert batch(*(command_event(i, c, "Success") for i, c in finished[:3])) == []
+            assert call(command_event(*finished[3], "Success")) == "cleaned:command_success"
+        assert sorted(tagged[0]["Resources"]) == sorted(i for i, _ in finished[:3])
+        assert len(tagged) == 1
+        assert reads == []
+        for instance_id, _ in finished[:3]:
+            assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
+        assert reads == []
+        call(state_event(finished[3][0], "terminated"))
+        assert len(reads) == 1  # untagged: asked SSM (moto's invocation for our fake id is unknown)
+    finally:
+        events.unregister(hook, read)
+
+
+def test_a_runner_command_that_did_not_end_by_itself_leaves_no_exited_tag(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    """TimedOut: RunCommand ended the runner, not the runner itself; the state change asks."""
+    finished = [_ours(clock, github) for _ in range(3)]
+    with _calls("CreateTags") as tagged:
+        assert batch(*(command_event(i, c, "TimedOut") for i, c in finished)) == []
+    assert tagged == []
+    assert {world.state(i) for i, _ in finished} == {"terminated"}
 
 
 def test_an_instance_ended_under_a_running_runner_is_cleaned_and_checked_for_a_relaunch(
@@ -271,19 +319,18 @@ def test_malformed_events_are_logged_and_dropped(
     assert line["level"] == "WARNING"
 
 
-def test_github_failure_raises_for_a_retry_after_doing_what_it_could(
+def test_github_failure_returns_the_record_for_a_retry_after_doing_what_it_could(
     call: Callable[[dict[str, Any]], str], clock: Clock, github: FakeGitHub
 ) -> None:
     instance_id, command = _ours(clock, github)
     github.failing.add("find_runner")
     event = command_event(instance_id, command, "Failed")
 
-    with pytest.raises(CleanupIncomplete):
-        call(event)
+    assert call(event) == "retry"  # a batch item failure: the record goes back to the queue
     assert world.state(instance_id) == "terminated"
     assert instance_id not in world.jit_params()
 
-    github.failing.clear()  # EventBridge retries the asynchronous invocation
+    github.failing.clear()  # the teardown queue hands the record back after its visibility timeout
     assert call(event) == "cleaned:command_failed"
     _assert_clean(instance_id, github)
 
@@ -529,3 +576,130 @@ def test_instance_with_our_tag_but_not_our_instance_profile_is_never_terminated(
     # Terminated, ours keeps being ours for its history although EC2 ended its profile
     # association (a terminated instance shows no IamInstanceProfile): it is found, not flagged.
     assert fleet.get_instance(ours, "jitrunners", world.instance_profile(world.RUNNER_PROFILE))
+
+
+# --- batches from the teardown queue -----------------------------------------------------------
+
+
+@pytest.fixture
+def batch(
+    scale_down_event: Callable[[dict[str, Any]], str], lambda_context: Any
+) -> Callable[..., list[str]]:
+    """The scale-down handler on one SQS batch of events (bodies as given: a str is sent as is);
+    returns the message ids of the records it handed back (`msg-<index>`)."""
+    from jitrunners.handlers import scale_down
+    from tests.support.events import sqs_batch
+
+    def run(*events: Any) -> list[str]:
+        response = scale_down.handler(sqs_batch(*events), lambda_context)
+        return sorted(item["itemIdentifier"] for item in response["batchItemFailures"])
+
+    return run
+
+
+@contextmanager
+def _calls(
+    operation: str, respond: Callable[[dict[str, Any]], Any] = lambda params: None
+) -> Iterator[list[dict[str, Any]]]:
+    """The parameters of every `operation` call on the adapters' EC2 client; `respond(params)`
+    may answer instead of moto (a fault) by returning (http, parsed)."""
+    from jitrunners.aws.clients import client
+
+    seen: list[dict[str, Any]] = []
+    events = client("ec2").meta.events
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        seen.append(dict(params))
+
+    def answer(**_: Any) -> Any:
+        return respond(seen[-1])
+
+    events.register(f"before-parameter-build.ec2.{operation}", record)
+    events.register(f"before-call.ec2.{operation}", answer)
+    try:
+        yield seen
+    finally:
+        events.unregister(f"before-parameter-build.ec2.{operation}", record)
+        events.unregister(f"before-call.ec2.{operation}", answer)
+
+
+def test_a_batch_describes_its_instances_once_and_terminates_them_in_one_call(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    finished = [_ours(clock, github) for _ in range(4)]
+    foreign = world.launch(launched_at=clock(), prefix=None)
+    events = [
+        command_event(i, c, "Failed" if n % 2 else "Success") for n, (i, c) in enumerate(finished)
+    ]
+    events.append(command_event(foreign, world.command_id("theirs"), "Success"))
+    events.append(state_event(finished[0][0], "running"))
+
+    with _calls("DescribeInstances") as described, _calls("TerminateInstances") as terminated:
+        assert batch(*events, "not json") == []
+
+    assert len(described) == 1
+    [call] = terminated
+    assert sorted(call["InstanceIds"]) == sorted(i for i, _ in finished)
+    for instance_id, _ in finished[1::2]:
+        _assert_clean(instance_id, github)
+    assert world.state(foreign) == "running"
+
+
+def test_only_the_record_that_failed_comes_back_and_its_instance_still_ends(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    (ok1, c1), (bad, c2), (ok2, c3) = (_ours(clock, github) for _ in range(3))
+    github.failing.add("find_runner")  # only a failed runner's cleanup asks GitHub
+
+    events = (
+        command_event(ok1, c1, "Success"),
+        command_event(bad, c2, "Failed"),
+        command_event(ok2, c3, "Success"),
+    )
+    assert batch(*events) == ["msg-1"]
+    assert {world.state(i) for i in (ok1, bad, ok2)} == {"terminated"}
+
+    github.failing.clear()  # the queue hands the record back: it redoes only what is missing
+    assert batch(events[1]) == []
+    _assert_clean(bad, github)
+
+
+def test_records_whose_instance_could_not_be_terminated_come_back(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    from tests.support.ec2 import error_response
+
+    (first, c1), (second, c2) = (_ours(clock, github) for _ in range(2))
+    events = (command_event(first, c1, "Success"), command_event(second, c2, "Success"))
+
+    with _calls("TerminateInstances", lambda params: error_response("RequestLimitExceeded", 503)):
+        assert batch(*events, "{}") == ["msg-0", "msg-1"]  # the malformed record is dropped
+    assert {world.state(first), world.state(second)} == {"running"}
+
+    assert batch(*events) == []
+    assert {world.state(first), world.state(second)} == {"terminated"}
+
+
+def test_a_terminate_refused_for_an_instance_ended_meanwhile_is_retried_with_what_is_live(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    """Described at the batch's start, one instance ends before the batch's TerminateInstances:
+    it no longer carries our instance profile, and our policy refuses the whole call."""
+    from tests.support.ec2 import error_response
+
+    (first, c1), (second, c2) = (_ours(clock, github) for _ in range(2))
+    refusals = iter([error_response("UnauthorizedOperation", 403)])
+
+    def refuse_once(params: dict[str, Any]) -> Any:
+        world.terminate(second)  # ended by someone else meanwhile
+        return next(refusals, None)
+
+    events = (command_event(first, c1, "Success"), command_event(second, c2, "Success"))
+    with _calls("TerminateInstances", refuse_once) as terminated:
+        assert batch(*events) == []
+
+    assert [sorted(call["InstanceIds"]) for call in terminated] == [
+        sorted([first, second]),
+        [first],
+    ]
+    assert {world.state(first), world.state(second)} == {"terminated"}

@@ -195,7 +195,7 @@ def test_spot_interruptions_seen_by_scale_down_open_the_breaker(
     from jitrunners.lifecycle.cleanup import Context
     from tests.conftest import _reset_process_caches
     from tests.support import world as ec2_world
-    from tests.support.events import spot_event, state_event
+    from tests.support.events import spot_event, sqs_batch, state_event
 
     _create_table()
     monkeypatch.setenv("DELIVERIES_TABLE", TABLE)
@@ -209,11 +209,11 @@ def test_spot_interruptions_seen_by_scale_down_open_the_breaker(
         ec2_world.launch(launched_at=clock() - timedelta(minutes=5), job_id=n) for n in (1, 2)
     )
 
-    scale_down.handler(spot_event(first, time=clock().isoformat()), lambda_context)
+    scale_down.handler(sqs_batch(spot_event(first, time=clock().isoformat())), lambda_context)
     # The same instance's reclaim after its warning counts once.
     ec2_world.spot_reclaim(first)
-    scale_down.handler(state_event(first, "terminated"), lambda_context)
+    scale_down.handler(sqs_batch(state_event(first, "terminated")), lambda_context)
     assert breaker.spot_breaker_open_until(TABLE, "linux-x64") == 0
 
-    scale_down.handler(spot_event(second, time=clock().isoformat()), lambda_context)
+    scale_down.handler(sqs_batch(spot_event(second, time=clock().isoformat())), lambda_context)
     assert breaker.spot_breaker_open_until(TABLE, "linux-x64") == int(clock().timestamp()) + 1800

@@ -74,3 +74,26 @@ def state_event(instance_id: str, state: str, time: str | None = None) -> dict[s
     if time:
         event["time"] = time
     return event
+
+
+def sqs_batch(*events: dict[str, Any], queue: str = "jitrunners-teardown") -> dict[str, Any]:
+    """EventBridge events as the teardown queue's event source mapping hands them to scale-down:
+    one SQS record per event, the event as the body (EventBridge's SQS target)."""
+    import json
+
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{index}",
+                "receiptHandle": f"rh-{index}",
+                "body": event if isinstance(event, str) else json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
+                "awsRegion": REGION,
+            }
+            for index, event in enumerate(events)
+        ]
+    }

@@ -468,6 +468,19 @@ def terminate_described(instances: Sequence[Instance], prefix: str) -> list[str]
     return ours
 
 
+def tag_described(instances: Sequence[Instance], prefix: str, tags: Mapping[str, str]) -> list[str]:
+    """Tag described instances of ours that are not ending yet, in one CreateTags call (EC2
+    takes up to 1,000 resources a call); returns the ids tagged."""
+    ours = [
+        i.id
+        for i in instances
+        if i.tags.get(TAG_PREFIX) == prefix and i.state not in ("shutting-down", "terminated")
+    ][:1000]
+    if ours:
+        client("ec2").create_tags(Resources=ours, Tags=_tag_list(tags))
+    return ours
+
+
 def stop_described(instances: Sequence[Instance], prefix: str) -> list[str]:
     """Stop described instances of ours (warm pool members, booted once); returns the ids."""
     ours = [i.id for i in instances if i.tags.get(TAG_PREFIX) == prefix and i.state == "running"]

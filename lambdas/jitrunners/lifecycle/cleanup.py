@@ -193,6 +193,73 @@ def cleanup(
     return result
 
 
+# TerminateInstances takes up to 1,000 instance ids per call.
+TERMINATE_CHUNK = 1000
+
+
+def terminate_batch(ends: Iterable[tuple[Any, str]], ctx: Context) -> list[str]:
+    """Terminate the described instances of ours a batch decided to end, (instance, reason)
+    pairs, in one TerminateInstances call per 1,000 ids; returns the ids that could not be
+    terminated (their events are retried). An instance already ending needs no call.
+
+    The instances were described at the start of the batch: one that EC2 ended meanwhile no
+    longer carries our instance profile, and our own policy refuses the whole call for it. Then
+    the chunk is described again and only what is still live is terminated (a second try).
+    """
+    pending = [
+        (instance, reason)
+        for instance, reason in ends
+        if str(getattr(instance, "state", "")) not in ENDED_STATES
+    ]
+    if ctx.dry_run:
+        for instance, reason in pending:
+            logger.info(
+                "would terminate instance",
+                extra={"instance_id": instance.id, "reason": reason, "dry_run": True},
+            )
+        return []
+    prefix = ctx.settings.prefix
+    failed: list[str] = []
+    for start in range(0, len(pending), TERMINATE_CHUNK):
+        chunk = pending[start : start + TERMINATE_CHUNK]
+        ids = [str(instance.id) for instance, _ in chunk]
+        try:
+            done = fleet.terminate_described([instance for instance, _ in chunk], prefix)
+        except (ClientError, BotoCoreError, fleet.ThrottledError) as first:
+            logger.info(
+                "batch terminate refused: describing again",
+                extra={"detail": error_code(first) or type(first).__name__, "count": len(ids)},
+            )
+            try:
+                done = fleet.terminate(ids, prefix, ctx.settings.runner_instance_profile_arn)
+            except (ClientError, BotoCoreError, fleet.ThrottledError) as exc:
+                code = error_code(exc) or type(exc).__name__
+                for _instance, reason in chunk:
+                    count("CleanupIncomplete", reason=reason)
+                logger.warning(
+                    "batch terminate failed", extra={"failed": f"terminate:{code}", "ids": ids}
+                )
+                failed.extend(ids)
+                continue
+        terminated = set(done or ())
+        for instance, reason in chunk:
+            if instance.id not in terminated:
+                continue  # ended by someone else meanwhile (the second try saw it gone)
+            count("Terminations", reason=reason)
+            _observe_lifetime(instance, ctx)
+            logger.info(
+                "instance terminated",
+                extra={
+                    "instance_id": instance.id,
+                    "reason": reason,
+                    "dry_run": False,
+                    "template": getattr(instance, "template", None),
+                    "job_id": getattr(instance, "job_id", None),
+                },
+            )
+    return failed
+
+
 def _delete_registrations(instance: Any, reason: str, ctx: Context, result: CleanupResult) -> int:
     from jitrunners.github.client import GitHubError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,3 +119,15 @@ def parse_event(raw: Any) -> LifecycleEvent:
             instance_id=_instance_id(detail), state=_text(detail, "state"), at=at
         )
     raise EventError(f"unhandled event {str(kind)[:80]!r} from {str(raw.get('source'))[:40]!r}")
+
+
+def parse_body(body: Any) -> LifecycleEvent:
+    """The typed event for the body of a teardown queue message (the EventBridge event as JSON,
+    as EventBridge sends it to an SQS target); EventError for anything else."""
+    if not isinstance(body, str):
+        raise EventError("message body is not text")
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise EventError("message body is not JSON") from None
+    return parse_event(raw)

@@ -1,13 +1,21 @@
-"""What to do with one EventBridge event about an instance: clean up ours, leave the rest alone."""
+"""What to do with the EventBridge events about our instances: clean up ours, leave the rest alone.
+
+Events come in batches (scale-down reads them from the teardown queue): a batch describes every
+instance its events name in one DescribeInstances, handles each event with its described
+instance, and terminates every instance it decided to end in one TerminateInstances at the end.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from jitrunners.aws import fleet, ssm
 from jitrunners.lifecycle import spot_breaker
-from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup
+from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup, terminate_batch
 from jitrunners.lifecycle.members import parked
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.pool_pass import refill
@@ -24,78 +32,198 @@ from jitrunners.observability import MetricUnit, logger, observe
 # A finished command of a document other than ssm.RUNNER_DOCUMENTS on one of our instances (an
 # operator's ad-hoc command) must not end a runner that may be mid-job.
 RUNNER_DOCUMENTS: Final = ssm.RUNNER_DOCUMENTS
+# EC2 documents up to 200 values per filter: a batch describes its instances in chunks of this.
+DESCRIBE_CHUNK: Final = 200
+_RECORD_KEYS: Final = ("instance_id", "template", "job_id")
+# Written, with the runner command's status, on an instance whose runner command ended by itself
+# (Success, Failed) just before the batch terminates it: the state change that follows reads it
+# in its DescribeInstances instead of asking SSM. Only this Lambda writes it (IAM: this key alone).
+TAG_RUNNER_EXITED: Final = "jitrunners:runner-exited"
+# ... from this many such instances in a batch: one CreateTags (EC2's tag bucket refills 10/s and
+# is the one scale-up's tag writes bind a burst on) is worth it against as many
+# GetCommandInvocation calls (20/s) from two upwards; below three, at low load, the SSM reads stay.
+TAG_EXITED_FROM: Final = 3
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
-    """Act on one event; returns the outcome (for logs and tests). Safe to repeat, any order.
+    """Act on one event (a batch of one); returns the outcome (for logs and tests). Safe to
+    repeat, any order.
 
-    Raises CleanupIncomplete when a step failed transiently, so that the asynchronous invocation
-    is retried; every step is idempotent, so a retry redoes only what is missing.
+    Raises CleanupIncomplete when a step failed transiently (the instance is terminated all the
+    same when it was to be), so that the event is retried; every step is idempotent, so a retry
+    redoes only what is missing.
     """
-    logger.append_keys(instance_id=event.instance_id)
-    # Only instances carrying our prefix tag come back: a foreign instance and one EC2 no longer
-    # describes look the same here, and both are left alone.
-    instance = fleet.get_instance(
-        event.instance_id, ctx.settings.prefix, ctx.settings.runner_instance_profile_arn
-    )
-    if instance is None:
-        if isinstance(event, InstanceStateChanged) and event.gone:
-            # Possibly ours but too old to describe: a parameter under our own path is ours by
-            # construction, so that much can still be cleaned (a no-op for foreign instances).
-            _delete_param_only(event.instance_id, ctx)
-            return "not_ours_or_unknown:parameter_checked"
-        logger.debug("event for an instance that is not ours (or unknown); ignored")
-        return "ignored:not_ours"
-    logger.append_keys(
-        template=getattr(instance, "template", None), job_id=getattr(instance, "job_id", None)
-    )
+    batch = Teardown.describe([event], ctx)
+    try:
+        outcome = batch.handle("event", event)
+    finally:
+        failed = batch.terminate()
+    if failed:
+        raise CleanupIncomplete("terminate")
+    return outcome
 
-    if isinstance(event, CommandFinished):
-        return _command_finished(event, instance, ctx)
-    if isinstance(event, SpotInterruption):
-        _spot_interrupted(instance, event.at, ctx)
+
+class Teardown:
+    """One batch of events: the instances they name, described once, and the terminations the
+    batch decided on, held until `terminate()`. Each event is handled under a key (its SQS
+    message id), so that a termination that fails fails back the events that asked for it."""
+
+    def __init__(self, instances: dict[str, fleet.Instance], ctx: Context) -> None:
+        self.ctx = ctx
+        self.instances = instances
+        self._ends: dict[str, tuple[fleet.Instance, str]] = {}
+        self._keys: dict[str, set[str]] = {}
+        self._exited: dict[str, str] = {}  # instance id -> its runner command's own end status
+
+    @classmethod
+    def describe(cls, events: Iterable[LifecycleEvent], ctx: Context) -> Teardown:
+        """One DescribeInstances (per 200 ids) for every instance the events name. Only
+        instances carrying our prefix tag (and, live, our instance profile) come back: a foreign
+        instance and one EC2 no longer describes look the same, and both are left alone."""
+        ids = sorted({event.instance_id for event in events})
+        found: dict[str, fleet.Instance] = {}
+        for start in range(0, len(ids), DESCRIBE_CHUNK):
+            for instance in fleet.list_instances(
+                ctx.settings.prefix,
+                fleet.ALL_STATES,
+                instance_ids=ids[start : start + DESCRIBE_CHUNK],
+                profile_arn=ctx.settings.runner_instance_profile_arn,
+            ):
+                found[instance.id] = instance
+        return cls(found, ctx)
+
+    def handle(self, key: str, event: LifecycleEvent) -> str:
+        """Act on one event with its described instance; terminations wait for `terminate()`.
+        Raises CleanupIncomplete when a step failed transiently."""
+        logger.remove_keys(list(_RECORD_KEYS))
+        logger.append_keys(instance_id=event.instance_id)
+        instance = self.instances.get(event.instance_id)
+        if instance is None:
+            if isinstance(event, InstanceStateChanged) and event.gone:
+                # Possibly ours but too old to describe: a parameter under our own path is ours
+                # by construction, so that much can still be cleaned (a no-op for foreign ones).
+                _delete_param_only(event.instance_id, self.ctx)
+                return "not_ours_or_unknown:parameter_checked"
+            logger.debug("event for an instance that is not ours (or unknown); ignored")
+            return "ignored:not_ours"
+        logger.append_keys(template=instance.template, job_id=instance.job_id)
+        if isinstance(event, CommandFinished):
+            return self._command_finished(key, event, instance)
+        if isinstance(event, SpotInterruption):
+            return self._spot_interruption(key, event, instance)
+        return self._state_changed(key, event, instance)
+
+    def terminate(self) -> list[str]:
+        """End every instance the batch decided to end, in one TerminateInstances (per 1,000);
+        returns the keys of the events whose instance could not be terminated (to retry)."""
+        logger.remove_keys(list(_RECORD_KEYS))
+        ends = list(self._ends.values())
+        self._ends.clear()
+        self._mark_exited([instance for instance, _ in ends if instance.id in self._exited])
+        failed = terminate_batch(ends, self.ctx) if ends else []
+        return sorted({key for instance_id in failed for key in self._keys.get(instance_id, ())})
+
+    def _mark_exited(self, instances: list[fleet.Instance]) -> None:
+        """One CreateTags for the batch: these runners ended themselves. Best effort: without
+        the tag the state change asks SSM, as it always could."""
+        if len(instances) < TAG_EXITED_FROM or self.ctx.dry_run:
+            return
+        try:
+            fleet.tag_described(instances, self.ctx.settings.prefix, {TAG_RUNNER_EXITED: "true"})
+        except (ClientError, BotoCoreError) as exc:
+            logger.info("runner-exited tags not written", extra={"detail": type(exc).__name__})
+
+    # --- the events ------------------------------------------------------------------------
+
+    def _end(self, key: str, instance: fleet.Instance, reason: str) -> None:
+        """Terminate the instance at the end of the batch (the first reason given wins)."""
+        self._ends.setdefault(instance.id, (instance, reason))
+        self._keys.setdefault(instance.id, set()).add(key)
+
+    def _command_finished(self, key: str, event: CommandFinished, instance: fleet.Instance) -> str:
+        if not event.terminal:
+            logger.debug("command not finished yet", extra={"status": event.status})
+            return f"ignored:status_{event.status}"
+        ours = str(instance.command_id or "")
+        if (ours and ours != event.command_id) or (
+            not ours and event.document not in RUNNER_DOCUMENTS
+        ):
+            logger.info(
+                "a command other than the runner's finished; runner left alone",
+                extra={"command_id": event.command_id},
+            )
+            return "ignored:other_command"
+        _observe_job_duration(instance, event.at)
+        reason = f"command_{event.status.lower()}"
+        # The runner script reads and deletes the parameter before it starts the runner, and an
+        # ephemeral runner that ran its job exits 0 after GitHub has removed its registration:
+        # on Success neither is left (a failed delete is the housekeeper's orphan sweep's).
+        # Otherwise parameter and registration go first, the instance at the end of the batch.
+        ran = event.status == "Success"
+        if ours == event.command_id and event.status in ssm.RUNNER_EXITED_STATUSES:
+            self._exited[instance.id] = event.status
+        self._end(key, instance, reason)
+        skip = {"parameter": not ran, "registrations": not ran}
+        _finish(cleanup(instance, reason, self.ctx, terminate=False, **skip))
+        cost.report(instance, event.at, reason)
+        return f"cleaned:{reason}"
+
+    def _spot_interruption(
+        self, key: str, event: SpotInterruption, instance: fleet.Instance
+    ) -> str:
+        _spot_interrupted(instance, event.at, self.ctx)
         # The re-run record first: it must exist even if a cleanup step fails and raises.
-        outcome = rerun.record_interruption(instance, event.at, ctx)
-        _finish(cleanup(instance, "spot_interruption", ctx))
+        outcome = rerun.record_interruption(instance, event.at, self.ctx)
+        self._end(key, instance, "spot_interruption")
+        _finish(cleanup(instance, "spot_interruption", self.ctx, terminate=False))
         if fleet.free_member(instance):
-            refill(instance, ctx)
+            refill(instance, self.ctx)
         cost.report(instance, event.at, "spot_interruption")
-        relaunch_if_queued(instance, "spot_interruption", ctx)
+        relaunch_if_queued(instance, "spot_interruption", self.ctx)
         return f"cleaned:spot_interruption:{outcome.split(':')[0]}"
-    if not event.gone:
-        logger.debug("instance state change needs nothing", extra={"state": event.state})
-        return f"ignored:state_{event.state}"
-    if event.state in ("stopping", "stopped") and parked(instance):
-        # A stopped pool member that booted once and was stopped by scale-up: ready for a job.
-        return "ignored:pool_member_parked"
-    if fleet.free_member(instance):
-        # A pool member that ended before any job took it: the pool launches another.
-        refill(instance, ctx)
-    if _runner_ended_itself(instance):
-        # Its command's end was the runner's own (it ran its job, or idled out): that event's
-        # cleanup ended the instance, and no job lost a runner. A lost command event leaves at
-        # most a registration for the housekeeper's orphan sweep.
-        logger.debug("instance ended after its runner did: nothing left to do")
-        return "ignored:runner_ended_itself"
-    if instance.spot_reclaimed:
-        # The interruption warning was lost (or came late): EC2's state reason still tells.
-        _spot_interrupted(instance, event.at, ctx)
-        rerun.record_interruption(instance, event.at, ctx)
-    # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
-    reason = f"instance_{event.state.replace('-', '_')}"
-    result = cleanup(instance, reason, ctx, terminate=event.state in ("stopping", "stopped"))
-    _finish(result)
-    if instance.state not in fleet.GONE_STATES:
-        cost.report(instance, event.at, reason)  # gone before: reported when it was ended
-    relaunch_if_queued(instance, reason, ctx)
-    return f"cleaned:{reason}"
+
+    def _state_changed(
+        self, key: str, event: InstanceStateChanged, instance: fleet.Instance
+    ) -> str:
+        ctx = self.ctx
+        if not event.gone:
+            logger.debug("instance state change needs nothing", extra={"state": event.state})
+            return f"ignored:state_{event.state}"
+        if event.state in ("stopping", "stopped") and parked(instance):
+            # A stopped pool member that booted once and was stopped by scale-up: ready for a job.
+            return "ignored:pool_member_parked"
+        if fleet.free_member(instance):
+            # A pool member that ended before any job took it: the pool launches another.
+            refill(instance, ctx)
+        if _runner_ended_itself(instance):
+            # Its command's end was the runner's own (it ran its job, or idled out): that event's
+            # cleanup ended the instance, and no job lost a runner. A lost command event leaves
+            # at most a registration for the housekeeper's orphan sweep.
+            logger.debug("instance ended after its runner did: nothing left to do")
+            return "ignored:runner_ended_itself"
+        if instance.spot_reclaimed:
+            # The interruption warning was lost (or came late): EC2's state reason still tells.
+            _spot_interrupted(instance, event.at, ctx)
+            rerun.record_interruption(instance, event.at, ctx)
+        # A stopped instance of ours can never run a job again (its JIT config is spent): end it.
+        reason = f"instance_{event.state.replace('-', '_')}"
+        if event.state in ("stopping", "stopped"):
+            self._end(key, instance, reason)
+        _finish(cleanup(instance, reason, ctx, terminate=False))
+        if instance.state not in fleet.GONE_STATES:
+            cost.report(instance, event.at, reason)  # gone before: reported when it was ended
+        relaunch_if_queued(instance, reason, ctx)
+        return f"cleaned:{reason}"
 
 
 def _runner_ended_itself(instance: Any) -> bool:
-    """The instance's runner command had finished before the instance went (one SSM read, which
-    replaces a parameter delete and two GitHub calls: the registration and the job's status)."""
+    """The instance's runner command had finished before the instance went: the tag the batch
+    that ended it wrote says so, or else one SSM read (which replaces a parameter delete and two
+    GitHub calls: the registration and the job's status)."""
     if instance.spot_reclaimed or not instance.command_id:
         return False
+    if (getattr(instance, "tags", None) or {}).get(TAG_RUNNER_EXITED):
+        return True
     status = ssm.get_command_status(instance.command_id, instance.id)
     return status in ssm.RUNNER_EXITED_STATUSES
 
@@ -106,32 +234,6 @@ def _spot_interrupted(instance: Any, at: datetime, ctx: Context) -> None:
     template = ctx.templates.get(str(getattr(instance, "template", "") or ""))
     if template is not None:
         spot_breaker.record(template, instance.id, "interruption", ctx.settings, at)
-
-
-def _command_finished(event: CommandFinished, instance: Any, ctx: Context) -> str:
-    if not event.terminal:
-        logger.debug("command not finished yet", extra={"status": event.status})
-        return f"ignored:status_{event.status}"
-    ours = str(getattr(instance, "command_id", "") or "")
-    if (ours and ours != event.command_id) or (not ours and event.document not in RUNNER_DOCUMENTS):
-        logger.info(
-            "a command other than the runner's finished; runner left alone",
-            extra={"command_id": event.command_id},
-        )
-        return "ignored:other_command"
-    _observe_job_duration(instance, event.at)
-    reason = f"command_{event.status.lower()}"
-    # The runner script reads and deletes the parameter before it starts the runner, and an
-    # ephemeral runner that ran its job exits 0 after GitHub has removed its registration: on
-    # Success neither is left (a failed delete is the housekeeper's orphan sweep's).
-    # A runner that ran its job is healthy: nothing but us ends its instance now, so it is
-    # terminated as described above (after any other end, spot may be taking it meanwhile).
-    ran = event.status == "Success"
-    _finish(
-        cleanup(instance, reason, ctx, parameter=not ran, registrations=not ran, recheck=not ran)
-    )
-    cost.report(instance, event.at, reason)
-    return f"cleaned:{reason}"
 
 
 def _observe_job_duration(instance: Any, finished: datetime) -> None:
