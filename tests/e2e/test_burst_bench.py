@@ -62,8 +62,9 @@ def test_faults_show_up_as_retries_and_every_job_still_completes(tmp_path: Path)
     assert_counts_add_up(result, 12)
     retries = result["retries"]
     assert retries["github_5xx_answered"] > 0
-    # Each 5xx answer is retried by the client, or ends a call after its last attempt.
-    assert 0 < retries["github_client_retries"] <= retries["github_5xx_answered"]
+    # Each 5xx answer is retried by the client, or ends a call after its last attempt (a JIT
+    # config asked for at launch, ahead of boot, makes one attempt: its start asks again).
+    assert 0 <= retries["github_client_retries"] <= retries["github_5xx_answered"]
     # A refused spot fleet is answered in-process (no request), one per refusal.
     assert retries["ec2_capacity_refusals"] > 0
     ec2 = result["aws"]["by_service"]["ec2"]
