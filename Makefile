@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 ARGS ?= --jobs 6
 # make bench: the burst benchmark's flags (bench/burst_bench.py --help).
 BURST_ARGS ?= --jobs 1000
+# make bench: the burst under the providers' quotas (README "Scaling"): its last line is the JSON
+# summary (ratio to the quota floor, throttled share, calls per job by API and function).
+QUOTA_ARGS ?= --jobs 300 --apps 2
 # make bench: the latency benchmark's flags (bench/latency_bench.py --help).
 LATENCY_ARGS ?=
 # make package: Lambda architecture (arm64 or x86_64) and Python runtime version.
@@ -103,6 +106,7 @@ bench: $(STAMP)
 	$(PY) bench/webhook_bench.py
 	$(PY) bench/scale_up_bench.py
 	$(PY) bench/burst_bench.py $(BURST_ARGS)
+	$(PY) bench/burst_bench.py --quotas on $(QUOTA_ARGS)
 	$(PY) bench/latency_bench.py $(LATENCY_ARGS)
 
 package: $(STAMP)
