@@ -722,6 +722,30 @@ def test_retry_after_an_untagged_send_starts_no_second_runner(
     assert tags_of(world.instances()[0])["jitrunners:command-id"] == sent["CommandId"]
 
 
+def test_a_start_redriven_from_the_dlq_after_an_untagged_send_starts_no_second_runner(
+    world: World, lambda_context: Any
+) -> None:
+    """The redrive puts a start back as a new message (SQS counts its receives anew): it is a
+    retry all the same, so it finds the command its earlier delivery sent instead of sending a
+    second one (whose runner would find the parameter spent and fail, ending the instance)."""
+    start = _launched(world, lambda_context)
+    jit_endpoint(world)
+    commands = _capture_commands()
+    events = client("ec2").meta.events
+    events.register("before-call.ec2.CreateTags", _throttled)
+    try:
+        assert failed_ids(run(sqs_event(start), lambda_context)) == ["msg-0"]
+    finally:
+        events.unregister("before-call.ec2.CreateTags", _throttled)
+
+    redriven = start.redriven()
+    assert failed_ids(run(sqs_event(redriven), lambda_context)) == []  # a first receive
+
+    assert len(commands) == 1
+    assert len(world.jit_calls) == 1
+    assert tags_of(world.instances()[0])["jitrunners:command-id"]
+
+
 def test_retry_for_an_instance_already_gone_relaunches_the_job(
     world: World, lambda_context: Any
 ) -> None:

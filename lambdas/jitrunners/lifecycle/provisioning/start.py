@@ -69,7 +69,9 @@ def start_runner(
 
     comment = f"{settings.prefix} job {message.job_id} {message.repo}"
     instance: fleet.Instance | None = None
-    if record.receive_count > 1:
+    # A message the redrive brought back from the DLQ is a retry too, though SQS counts it anew.
+    retry = record.receive_count > 1 or message.redrives > 0
+    if retry:
         # A retry. An earlier delivery may have got as far as SendCommand (and then lost its
         # tag write or its invocation): a second command would start a second runner on the
         # instance, possibly after the first finished. Look before starting again.
@@ -103,7 +105,7 @@ def start_runner(
     # First delivery: no parameter can exist yet unless the launch stored it while the instance
     # booted (`jit_stored`). On a retry (agent not ready) it may: reuse it, never ask GitHub for
     # a second registration.
-    if record.receive_count > 1:
+    if retry:
         if not ssm.parameter_exists(param):
             store_for_job(message, template, instance_id, deps)
     elif not message.jit_stored:
