@@ -170,6 +170,40 @@ def test_a_runner_gone_before_its_swap_was_recorded_passes_the_need_without_a_wr
     assert sent_since(world, before) == [("launch", 8, 2)]
 
 
+def test_a_checked_launch_whose_job_ran_on_a_runner_now_gone_drops_without_a_describe(
+    world: World, lambda_context: Any
+) -> None:
+    """A relaunch of job 8 (checked with GitHub) finds it ran on R, launched for 7 and ended
+    since: the launch is dropped, and R is not described (it is not among the batch's live
+    instances, and a launch's books do nothing with a gone runner: the deliveries naming R keep
+    them)."""
+    from jitrunners.models import runner_name
+
+    runner = launched(world, 7, lambda_context)
+    client("ec2").terminate_instances(InstanceIds=[runner])
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/8",
+        json={"id": 8, "status": "in_progress", "runner_name": runner_name(runner, 7, 1, "cold")},
+    )
+    describes: list[dict[str, Any]] = []
+    events = client("ec2").meta.events
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        describes.append(params)
+
+    events.register("provide-client-params.ec2.DescribeInstances", seen)
+    before = len(world.sent)
+    try:
+        response = scale_up.handler(sqs_event(launch_message(8).relaunch()), lambda_context)
+    finally:
+        events.unregister("provide-client-params.ec2.DescribeInstances", seen)
+
+    assert failed_ids(response) == []
+    assert len(describes) == 1  # the batch's one listing of our instances
+    assert sent_since(world, before) == []
+    assert state_of(runner) in ("shutting-down", "terminated")
+
+
 def test_a_foreign_runner_taking_a_job_is_not_ours_to_book(
     world: World, lambda_context: Any
 ) -> None:

@@ -65,6 +65,11 @@ def record_taken(
     """
     instance_id = runner_instance(runner_name)
     runner = next((i for i in live or () if i.id == instance_id), None)
+    if runner is None and live is not None and job.kind == "launch":
+        # Not among our live instances: gone (its job ran and it ended), or not ours. A launch's
+        # books do nothing with either (keep_books: "settled", "runner_gone"), so no describe.
+        # (One stopped by hand, which scale-down ends, is booked by the deliveries naming it.)
+        return "runner_not_live"
     if runner is None:
         runner = find_runner(runner_name, deps)
     if runner is None:
