@@ -107,6 +107,27 @@ def test_check_job_queued_can_be_turned_off(
     ]
 
 
+def test_a_checked_launch_of_an_attempt_github_has_superseded_launches_nothing(
+    world: World, lambda_context: Any
+) -> None:
+    """Job 15 failed and was re-run: GitHub has it queued again as attempt 2 (same job id). A
+    late copy of attempt 1's launch (a retry, a redriven duplicate) must not launch a runner:
+    attempt 2's own delivery launches for it. Attempt 2's launch still goes."""
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/15",
+        json={"id": 15, "status": "queued", "run_attempt": 2},
+    )
+    first = launch_message(15)
+    assert first.run_attempt == 1
+    response = run(sqs_event((first, 2)), lambda_context)  # a retry: checked with GitHub
+    assert failed_ids(response) == []
+    assert world.instances() == []
+
+    second = replace(first, run_attempt=2, delivery_id="dlv-15-2")
+    assert failed_ids(run(sqs_event((second, 2)), lambda_context)) == []
+    assert len(world.instances()) == 1
+
+
 def test_batch_of_one_template_uses_one_create_fleet(
     world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,8 @@ class JobStatus:
     status: str
     conclusion: str | None
     runner_name: str | None
+    # The attempt GitHub has of the job now (a re-run keeps the job id: README "Re-runs").
+    run_attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +454,7 @@ class GitHubClient:
             status=str(body.get("status", "")),
             conclusion=body.get("conclusion"),
             runner_name=body.get("runner_name"),
+            run_attempt=int(body.get("run_attempt") or 1),
         )
 
     def list_runs(

@@ -197,8 +197,18 @@ def _confirm(
             status = "gone" if job is None else job.status
             count("LaunchDropped", reason=f"job_{status}")
             logger.info("launch dropped: the job is no longer queued", extra={"job_status": status})
-            if job is not None and job.runner_name:
+            if job is not None and job.runner_name and job.run_attempt == message.run_attempt:
                 _taken(message, job.runner_name, deps, live)
+            return Outcome("dropped")
+        if job.run_attempt > message.run_attempt:
+            # Queued again, as a later attempt (a re-run keeps the job id): that attempt's own
+            # delivery launches for it. This one (a late retry or a redriven copy) would launch
+            # a runner no job of its attempt needs.
+            count("LaunchDropped", reason="job_attempt_superseded")
+            logger.info(
+                "launch dropped: GitHub has a later attempt of the job queued",
+                extra={"job_run_attempt": job.run_attempt},
+            )
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
     outcome = _check_runner_group(message, deps)
