@@ -96,7 +96,7 @@ class JobStatus:
     status: str
     conclusion: str | None
     runner_name: str | None
-    # The attempt GitHub has of the job now (a re-run keeps the job id: README "Re-runs").
+    # The attempt GitHub has of the job now (a re-run keeps the job id, `run_attempt` + 1).
     run_attempt: int = 1
 
 
