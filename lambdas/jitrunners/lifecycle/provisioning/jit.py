@@ -9,6 +9,7 @@ asks as before."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from jitrunners.aws import ssm
 from jitrunners.config import MAX_LABELS, RunnerTemplate
@@ -32,11 +33,21 @@ def runner_labels(message: JobMessage, template: RunnerTemplate) -> tuple[str, .
     return template.labels + tuple(dict.fromkeys(extra))[: MAX_LABELS - len(template.labels)]
 
 
-def _for_job(
-    message: JobMessage, template: RunnerTemplate, instance_id: str
-) -> tuple[RunnerScope, str, tuple[str, ...], int, int | None]:
-    """(scope, runner name, labels, runner group, installation) of the job's runner."""
-    return (
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What GitHub registers a runner with: where, its name, labels and group, and the App
+    installation that asks."""
+
+    scope: RunnerScope
+    name: str
+    labels: tuple[str, ...]
+    runner_group_id: int
+    installation_id: int | None
+
+
+def _for_job(message: JobMessage, template: RunnerTemplate, instance_id: str) -> Registration:
+    """The registration of the runner that `message`'s job gets on `instance_id`."""
+    return Registration(
         scope_of(template, message),
         runner_name(instance_id, message.job_id, message.run_attempt, message.pool or COLD),
         runner_labels(message, template),
@@ -50,7 +61,7 @@ def store_for_job(
 ) -> None:
     """The JIT config of the runner that `message`'s job gets on `instance_id` (RecordFailed
     to retry when GitHub refuses or fails)."""
-    store_jit_config(deps, instance_id, *_for_job(message, template, instance_id))
+    store_jit_config(deps, instance_id, _for_job(message, template, instance_id))
 
 
 def ahead_of_boot(
@@ -64,7 +75,7 @@ def ahead_of_boot(
     for message, instance_id in launched:
         with correlated(message, instance_id=instance_id):
             try:
-                _store(github, deps, instance_id, *_for_job(message, template, instance_id))
+                _store(github, deps, instance_id, _for_job(message, template, instance_id))
             except GitHubRateLimited:
                 logger.info("JIT configs left to the starts: GitHub's budget is spent for now")
                 break
@@ -80,21 +91,11 @@ def ahead_of_boot(
     return stored
 
 
-def store_jit_config(
-    deps: ScaleUpDeps,
-    instance_id: str,
-    scope: RunnerScope,
-    name: str,
-    labels: tuple[str, ...],
-    runner_group_id: int,
-    installation_id: int | None,
-) -> None:
+def store_jit_config(deps: ScaleUpDeps, instance_id: str, registration: Registration) -> None:
     """A JIT config from GitHub into the instance's SecureString parameter (RecordFailed to
     retry when GitHub refuses or fails)."""
     try:
-        _store(
-            deps.github(), deps, instance_id, scope, name, labels, runner_group_id, installation_id
-        )
+        _store(deps.github(), deps, instance_id, registration)
     except GitHubRateLimited as exc:
         count("StartFailed", reason="github_rate_limited")
         logger.warning(
@@ -108,16 +109,16 @@ def store_jit_config(
 
 
 def _store(
-    github: GitHubClient,
-    deps: ScaleUpDeps,
-    instance_id: str,
-    scope: RunnerScope,
-    name: str,
-    labels: tuple[str, ...],
-    runner_group_id: int,
-    installation_id: int | None,
+    github: GitHubClient, deps: ScaleUpDeps, instance_id: str, registration: Registration
 ) -> None:
-    jit = github.generate_jitconfig(scope, name, labels, runner_group_id, installation_id)
+    scope, installation_id = registration.scope, registration.installation_id
+    jit = github.generate_jitconfig(
+        scope,
+        registration.name,
+        registration.labels,
+        registration.runner_group_id,
+        installation_id,
+    )
     stored = ssm.put_jit_config(
         deps.settings.jit_param_name(instance_id),
         jit.encoded,

@@ -25,7 +25,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
-from jitrunners.lifecycle.provisioning.jit import store_jit_config
+from jitrunners.lifecycle.provisioning.jit import Registration, store_jit_config
 from jitrunners.lifecycle.provisioning.start import agent_poll_delay
 from jitrunners.lifecycle.provisioning.tags import (
     booting_for,
@@ -387,11 +387,9 @@ def _start_hot(
         store_jit_config(
             deps,
             instance.id,
-            scope,
-            name,
-            template.labels,
-            template.runner_group_id,
-            instance.installation_id,
+            Registration(
+                scope, name, template.labels, template.runner_group_id, instance.installation_id
+            ),
         )
     now = deps.clock()
     try:
