@@ -19,6 +19,23 @@ def fast_ec2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def tag_writes() -> Iterator[list[dict[str, Any]]]:
+    """Every CreateTags call the Lambda code makes from here on (one per API call, retries not
+    counted: botocore's before-parameter-build fires once per call)."""
+    from jitrunners.aws.clients import client
+
+    writes: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        writes.append(params)
+
+    events = client("ec2").meta.events
+    events.register("before-parameter-build.ec2.CreateTags", record)
+    yield writes
+    events.unregister("before-parameter-build.ec2.CreateTags", record)
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

@@ -8,7 +8,6 @@ the instances' tags, the messages sent and the calls made.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -52,20 +51,6 @@ def launched(world: World, job_id: int, lambda_context: Any) -> str:
 
 def taken(job_id: int, runner: str) -> JobMessage:
     return launch_message(job_id).taken_by(runner)
-
-
-@pytest.fixture
-def tag_writes() -> Iterator[list[dict[str, Any]]]:
-    """Every CreateTags request the Lambda code makes from here on."""
-    writes: list[dict[str, Any]] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        writes.append(params)
-
-    events = client("ec2").meta.events
-    events.register("provide-client-params.ec2.CreateTags", record)
-    yield writes
-    events.unregister("provide-client-params.ec2.CreateTags", record)
 
 
 def sent_since(world: World, before: int) -> list[tuple[str, int, int]]:

@@ -719,8 +719,19 @@ def _throttled(**_: Any) -> Any:
     }
 
 
+@pytest.mark.parametrize(
+    "again",
+    [
+        lambda start: (start, 2),  # the same message's next receive
+        # The redrive puts a start back as a new message (SQS counts its receives anew): a retry
+        # all the same, or its second command's runner would find the parameter spent and fail,
+        # ending the instance.
+        lambda start: start.redriven(),
+    ],
+    ids=["next_receive", "redriven_from_the_dlq"],
+)
 def test_retry_after_an_untagged_send_starts_no_second_runner(
-    world: World, lambda_context: Any
+    world: World, lambda_context: Any, again: Any
 ) -> None:
     start = _launched(world, lambda_context)
     jit_endpoint(world)
@@ -734,37 +745,13 @@ def test_retry_after_an_untagged_send_starts_no_second_runner(
     assert failed_ids(first) == ["msg-0"]
     assert "jitrunners:command-id" not in tags_of(world.instances()[0])
 
-    second = run(sqs_event((start, 2)), lambda_context)
+    second = run(sqs_event(again(start)), lambda_context)
 
     assert failed_ids(second) == []
     assert len(commands) == 1  # no second runner on the instance
     assert len(world.jit_calls) == 1
     [sent] = boto3.client("ssm").list_commands(InstanceId=start.instance_id)["Commands"]
     assert tags_of(world.instances()[0])["jitrunners:command-id"] == sent["CommandId"]
-
-
-def test_a_start_redriven_from_the_dlq_after_an_untagged_send_starts_no_second_runner(
-    world: World, lambda_context: Any
-) -> None:
-    """The redrive puts a start back as a new message (SQS counts its receives anew): it is a
-    retry all the same, so it finds the command its earlier delivery sent instead of sending a
-    second one (whose runner would find the parameter spent and fail, ending the instance)."""
-    start = _launched(world, lambda_context)
-    jit_endpoint(world)
-    commands = _capture_commands()
-    events = client("ec2").meta.events
-    events.register("before-call.ec2.CreateTags", _throttled)
-    try:
-        assert failed_ids(run(sqs_event(start), lambda_context)) == ["msg-0"]
-    finally:
-        events.unregister("before-call.ec2.CreateTags", _throttled)
-
-    redriven = start.redriven()
-    assert failed_ids(run(sqs_event(redriven), lambda_context)) == []  # a first receive
-
-    assert len(commands) == 1
-    assert len(world.jit_calls) == 1
-    assert tags_of(world.instances()[0])["jitrunners:command-id"]
 
 
 def test_retry_for_an_instance_already_gone_relaunches_the_job(

@@ -9,17 +9,17 @@ The scale-up Lambda end to end against moto (EC2, SSM, SQS); GitHub mocked with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 
-from jitrunners.aws.clients import client
 from jitrunners.handlers import scale_up
 from jitrunners.models import JobMessage
 from tests.support.ec2 import ec2_hook, error_response
 from tests.support.events import spot_event
+from tests.support.pools import describe, tags_of
 from tests.support.scale_up import (
     World,
     failed_ids,
@@ -42,28 +42,6 @@ JOB_TAGS = (
     "jitrunners:launch-attempt",
 )
 STARTED_TAGS = ("jitrunners:command-id", "jitrunners:started-at", "jitrunners:runner-name")
-
-
-@pytest.fixture
-def tag_writes() -> Iterator[list[dict[str, Any]]]:
-    """Every CreateTags call the Lambda code makes from here on (one per API call, retries
-    not counted: botocore's before-parameter-build fires once per call)."""
-    writes: list[dict[str, Any]] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        writes.append(params)
-
-    events = client("ec2").meta.events
-    events.register("before-parameter-build.ec2.CreateTags", record)
-    yield writes
-    events.unregister("before-parameter-build.ec2.CreateTags", record)
-
-
-def tags_of(instance_id: str) -> dict[str, str]:
-    [reservation] = boto3.client("ec2").describe_instances(InstanceIds=[instance_id])[
-        "Reservations"
-    ]
-    return {t["Key"]: t["Value"] for t in reservation["Instances"][0].get("Tags", [])}
 
 
 def launch(world: World, ctx: Any, *job_ids: int) -> list[JobMessage]:
@@ -89,7 +67,7 @@ def test_a_cold_job_costs_one_create_tags_over_its_launch_and_its_start(
     if jobs > 1:
         # Launched together: only the fleet's common tags until the start.
         for start in starts:
-            assert not set(JOB_TAGS) & tags_of(str(start.instance_id)).keys()
+            assert not set(JOB_TAGS) & tags_of(describe(str(start.instance_id))).keys()
     assert tag_writes == []
     jit_endpoint(world)
 
@@ -97,7 +75,7 @@ def test_a_cold_job_costs_one_create_tags_over_its_launch_and_its_start(
 
     assert len(tag_writes) == jobs, "one CreateTags per job, launch and start together"
     for start in starts:
-        tags = tags_of(str(start.instance_id))
+        tags = tags_of(describe(str(start.instance_id)))
         assert set(JOB_TAGS) | set(STARTED_TAGS) <= tags.keys()
         assert tags["jitrunners:job-id"] == str(start.job_id)
         assert tags["jitrunners:launched-for"] == f"{start.job_id}/1/777/acme/widgets"
@@ -113,11 +91,11 @@ def test_a_start_retried_after_its_command_was_sent_writes_every_tag(
     jit_endpoint(world)
     with ec2_hook("CreateTags", lambda _p: error_response("RequestLimitExceeded", 503)):
         assert failed_ids(scale_up.handler(sqs_event(start), lambda_context)) == ["msg-0"]
-    assert "jitrunners:job-id" not in tags_of(str(start.instance_id))
+    assert "jitrunners:job-id" not in tags_of(describe(str(start.instance_id)))
 
     assert failed_ids(scale_up.handler(sqs_event((start, 2)), lambda_context)) == []
 
-    tags = tags_of(str(start.instance_id))
+    tags = tags_of(describe(str(start.instance_id)))
     [command] = boto3.client("ssm").list_commands(InstanceId=start.instance_id)["Commands"]
     assert tags["jitrunners:command-id"] == command["CommandId"]
     assert set(JOB_TAGS) | set(STARTED_TAGS) <= tags.keys()
@@ -141,7 +119,7 @@ def test_a_retried_start_keeps_a_swap_booked_before_its_tag_write(
 
     assert failed_ids(scale_up.handler(sqs_event((start, 2)), lambda_context)) == []
 
-    tags = tags_of(str(start.instance_id))
+    tags = tags_of(describe(str(start.instance_id)))
     assert tags["jitrunners:job-id"] == "999"
     assert tags["jitrunners:launched-for"] == "320/1/777/acme/widgets"
     assert tags["jitrunners:command-id"]
@@ -164,7 +142,7 @@ def test_an_instance_interrupted_before_its_start_gets_its_job_relaunched(
 
     assert relaunches(world) == [(330, 2)]
     assert world.jit_calls == []  # no JIT config for an instance gone
-    assert tags_of(str(other.instance_id))["jitrunners:template"] == "linux-x64"
+    assert tags_of(describe(str(other.instance_id)))["jitrunners:template"] == "linux-x64"
 
 
 def test_an_instance_reaped_before_its_start_gets_its_job_relaunched(
@@ -211,7 +189,7 @@ def test_a_swap_is_covered_by_the_taken_jobs_runner_awaiting_its_start(
 
     assert failed_ids(scale_up.handler(sqs_event(taken), lambda_context)) == []
 
-    tags = tags_of(str(runner.instance_id))
+    tags = tags_of(describe(str(runner.instance_id)))
     assert (tags["jitrunners:job-id"], tags["jitrunners:launched-for"]) == (
         "350",
         "352/1/777/acme/widgets",
