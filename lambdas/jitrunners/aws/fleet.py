@@ -298,17 +298,14 @@ def instance_types_for(requirements: Mapping[str, Any], architecture: str) -> tu
 
     key = json.dumps([requirements, architecture], sort_keys=True)
     if key not in _types_cache:
-        try:
-            response = client("ec2").get_instance_types_from_instance_requirements(
+        response = _as_fleet_error(
+            lambda: client("ec2").get_instance_types_from_instance_requirements(
                 ArchitectureTypes=[architecture],
                 VirtualizationTypes=["hvm"],
                 InstanceRequirements=dict(requirements),
                 MaxResults=1000,
             )
-        except ClientError as exc:
-            raise classify(error_code(exc), str(exc)) from None
-        except BotoCoreError as exc:
-            raise ThrottledError(type(exc).__name__, "EC2 unreachable") from None
+        )
         types = (t.get("InstanceType", "") for t in response.get("InstanceTypes", []))
         _types_cache[key] = tuple(t for t in types if t)
     return _types_cache[key]
@@ -337,7 +334,7 @@ def launch(
         if wanted <= 0:
             break
         try:
-            response = _once(
+            response = _as_fleet_error(
                 lambda m=market_type, n=wanted: _create_fleet(
                     m, n, launch_template, instance_types, subnet_ids, tags, requirements
                 )
@@ -378,9 +375,10 @@ def _worst(errors: Sequence[PoolError]) -> FleetError:
     return CapacityError("UnfulfillableCapacity", "CreateFleet launched nothing and said why not")
 
 
-def _once(call: Callable[[], dict[str, Any]]) -> Any:
-    """One CreateFleet (botocore's one quick retry inside): a throttle or an unreachable EC2 is a
-    ThrottledError at once, and its records wait in the queue, not in this invocation."""
+def _as_fleet_error(call: Callable[[], dict[str, Any]]) -> Any:
+    """One EC2 call (botocore's one quick retry inside), its errors as FleetErrors: a throttle
+    or an unreachable EC2 is a ThrottledError at once, and the records wait in the queue, not in
+    this invocation."""
     try:
         return call()
     except ClientError as exc:
