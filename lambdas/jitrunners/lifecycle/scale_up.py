@@ -84,7 +84,7 @@ class ScaleUpBatch:
                 instance_ids=instance_ids,
                 profile_arn=settings.runner_instance_profile_arn,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             from jitrunners.aws.clients import throttled
 
             if throttled(exc):
@@ -92,15 +92,11 @@ class ScaleUpBatch:
                 # instances goes back to the queue for a few seconds instead (`describe`).
                 self._describe_error = exc
                 logger.info("batch describe throttled", extra={"detail": str(exc)})
-                return
-            logger.info(
-                "batch describe failed: instances looked up one by one", extra={"detail": str(exc)}
-            )
-            return
-        except BotoCoreError as exc:
-            logger.info(
-                "batch describe failed: instances looked up one by one", extra={"detail": str(exc)}
-            )
+            else:
+                logger.info(
+                    "batch describe failed: instances looked up one by one",
+                    extra={"detail": str(exc)},
+                )
             return
         by_id = {i.id: i for i in found}
         self.described = {i: by_id.get(i) for i in instance_ids}
