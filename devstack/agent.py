@@ -101,6 +101,7 @@ class Invocation:
     status: str = "InProgress"
     returncode: int | None = None
     output: str = ""
+    ended_at: float | None = None  # time.time() when the command ended, as SSM reports it
     parameters: dict[str, Any] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)  # the instance is gone
     process: subprocess.Popen[str] | None = None
@@ -481,6 +482,11 @@ class AgentShim:
             error = {"Code": "InvocationDoesNotExist", "Message": ""}
             return _Http(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
         status = "InProgress" if invocation.status == "Interrupted" else invocation.status
+        # SSM's ISO 8601 text with milliseconds, "" while the command runs.
+        ended = "" if status == "InProgress" or invocation.ended_at is None else (
+            datetime.fromtimestamp(invocation.ended_at, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )  # fmt: skip
         return _Http(200), {
             "CommandId": key[0],
             "InstanceId": key[1],
@@ -488,6 +494,7 @@ class AgentShim:
             "Status": status,
             "StatusDetails": status,
             "ResponseCode": -1 if invocation.returncode is None else invocation.returncode,
+            "ExecutionEndDateTime": ended,
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
 
@@ -565,6 +572,7 @@ class AgentShim:
         invocation.returncode, invocation.output = result.returncode, result.output
         if invocation.status == "Interrupted":
             return  # the instance died: no agent is left to report anything
+        invocation.ended_at = time.time()
         invocation.status = {0: "Success", -9: "TimedOut"}.get(result.returncode, "Failed")
         self.log(f"agent {invocation.instance_id}: exit {result.returncode} -> {invocation.status}")
         self.on_event(

@@ -329,6 +329,9 @@ class Stack:
             # Jobs here are handled within seconds: the reconciliation pass may act on a queued
             # job after 10 s rather than the 2 minutes a real webhook path is given.
             RECONCILE_GRACE_S="10",
+            # A finished runner's status event reaches scale-down within the teardown source's
+            # batching window: the housekeeper leaves such an end to it this long.
+            TEARDOWN_GRACE_S=str(max(3, round(3 * self.options.teardown_window_s))),
             POWERTOOLS_PARAMETERS_MAX_AGE="300",
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )

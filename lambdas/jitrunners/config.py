@@ -332,6 +332,9 @@ class Settings:
     # Housekeeper reconciliation: a job queued this long without a runner gets a launch (younger
     # ones may still get theirs from the webhook; the local stack and tests shorten it).
     reconcile_grace_s: int = 120
+    # Housekeeper: a runner command that ended less than this long ago is left to scale-down,
+    # whose status event may still be in the teardown queue (the local stack shortens it).
+    teardown_grace_s: int = 120
     # The retry and back-off delays (SQS retries, and the in-Lambda back-off of GitHub and EC2
     # calls), in percent of the built-in ones (the local stack, whose instances boot in a
     # second, runs at 5).
@@ -409,6 +412,7 @@ class Settings:
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),
             dry_run=_flag(env, "DRY_RUN", False),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE_S", 120, minimum=0),
+            teardown_grace_s=_int(env, "TEARDOWN_GRACE_S", 120, minimum=0),
             retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),
             budget_action=(env.get("BUDGET_ACTION") or "notify").strip(),
         )

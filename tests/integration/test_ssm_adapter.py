@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -134,3 +135,21 @@ def test_command_status(aws: None) -> None:
     )
     assert ssm.get_command_status(command_id, instance["InstanceId"]) is not None
     assert ssm.get_command_status("00000000-0000-0000-0000-000000000000", "i-nope") is None
+    invocation = ssm.get_command_invocation(command_id, instance["InstanceId"])
+    assert invocation is not None
+    assert invocation.ended_at is not None
+    assert invocation.ended_at.tzinfo is not None  # comparable with the Lambdas' clock
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-01T09:30:00.123Z", datetime(2026, 12, 1, 9, 30, 0, 123000, tzinfo=UTC)),
+        ("2026-12-01T09:30:00", datetime(2026, 12, 1, 9, 30, tzinfo=UTC)),
+        ("", None),  # the command still runs
+        (None, None),
+        ("yesterday", None),
+    ],
+)
+def test_execution_end_time_is_read_as_utc(text: str | None, expected: datetime | None) -> None:
+    assert ssm._iso_time(text) == expected

@@ -76,6 +76,33 @@ def test_when_an_instance_must_end(instance: Inst, reason: str | None) -> None:
     assert why_end(instance, NOW, _ctx()) == reason
 
 
+@pytest.mark.parametrize(
+    ("ended", "reason"),
+    [
+        (NOW - timedelta(seconds=30), None),  # its status event is still on its way
+        (NOW - timedelta(seconds=119), None),
+        (NOW - timedelta(minutes=2, seconds=1), "command_success_missed"),
+        (None, "command_success_missed"),  # no readable end time: the backstop acts
+    ],
+)
+def test_a_finished_runner_is_left_to_scale_down_for_the_teardown_grace(
+    ended: datetime | None, reason: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitrunners.aws import ssm
+
+    asked: list[tuple[str, str]] = []
+
+    def invocation(command_id: str, instance_id: str) -> ssm.CommandInvocation:
+        asked.append((command_id, instance_id))
+        return ssm.CommandInvocation("Success", ended)
+
+    monkeypatch.setattr(ssm, "get_command_invocation", invocation)
+    instance = Inst(launch_time=NOW - timedelta(minutes=30), command_id="c-1")
+    assert why_end(instance, NOW, _ctx()) == reason
+    assert asked == [("c-1", instance.id)]
+    assert why_end(instance, NOW, _ctx(teardown_grace_s=0)) == "command_success_missed"
+
+
 def _message(**changes: Any) -> JobMessage:
     base = JobMessage(
         kind="launch",

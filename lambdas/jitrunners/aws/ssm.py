@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from botocore.exceptions import ClientError
@@ -165,8 +165,16 @@ def find_runner_command(instance_id: str, comment_prefix: str) -> str | None:
     return None
 
 
-def get_command_status(command_id: str, instance_id: str) -> str | None:
-    """The invocation's status (Pending, InProgress, Success, Failed, ...), None if unknown."""
+@dataclass(frozen=True, slots=True)
+class CommandInvocation:
+    """A RunCommand invocation as GetCommandInvocation reports it."""
+
+    status: str
+    ended_at: datetime | None  # None while it runs, or when SSM gives no (readable) end time
+
+
+def get_command_invocation(command_id: str, instance_id: str) -> CommandInvocation | None:
+    """The invocation's status and end time, None if SSM does not know it."""
     try:
         response = client("ssm").get_command_invocation(
             CommandId=command_id, InstanceId=instance_id
@@ -175,7 +183,28 @@ def get_command_status(command_id: str, instance_id: str) -> str | None:
         if error_code(exc) in ("InvocationDoesNotExist", "InvalidCommandId"):
             return None
         raise
-    return str(response.get("Status") or "") or None
+    status = str(response.get("Status") or "")
+    if not status:
+        return None
+    return CommandInvocation(status, _iso_time(response.get("ExecutionEndDateTime")))
+
+
+def _iso_time(value: object) -> datetime | None:
+    """SSM's ExecutionEndDateTime: ISO 8601 text ("2026-12-01T09:30:00.123Z"), "" while the
+    command runs; a timestamp where a client parses it."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value or ""))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def get_command_status(command_id: str, instance_id: str) -> str | None:
+    """The invocation's status (Pending, InProgress, Success, Failed, ...), None if unknown."""
+    invocation = get_command_invocation(command_id, instance_id)
+    return None if invocation is None else invocation.status
 
 
 def agents_online(instance_ids: Sequence[str]) -> set[str]:

@@ -165,11 +165,17 @@ def why_end(instance: Any, now: datetime, ctx: Context) -> str | None:
         ):
             return "start_timeout"
         return None
-    status = ssm.get_command_status(instance.command_id, instance.id)
-    if status in TERMINAL_COMMAND_STATUSES:
-        # Scale-down missed the status event (or failed for good): the runner is done.
-        return f"command_{str(status).lower()}_missed"
-    return None
+    invocation = ssm.get_command_invocation(instance.command_id, instance.id)
+    if invocation is None or invocation.status not in TERMINAL_COMMAND_STATUSES:
+        return None
+    grace = timedelta(seconds=ctx.settings.teardown_grace_s)
+    if invocation.ended_at is not None and now - invocation.ended_at < grace:
+        # Its status event is on its way to scale-down (the teardown queue batches it, and
+        # retries a failed batch): ending it here too would race scale-down and count a zombie
+        # that is none.
+        return None
+    # Scale-down missed the status event (or failed for good): the runner is done.
+    return f"command_{invocation.status.lower()}_missed"
 
 
 def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: SweepReport) -> None:
