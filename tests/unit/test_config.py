@@ -162,8 +162,14 @@ def test_in_lambda_back_off_scales_with_the_retry_delays(monkeypatch: pytest.Mon
         get_client.cache_clear()
 
 
-def test_reconciliation_grace_defaults_to_two_minutes_and_may_be_zero() -> None:
-    assert Settings.from_env({}).reconcile_grace_s == 120
-    assert Settings.from_env({"RECONCILE_GRACE_S": "0"}).reconcile_grace_s == 0
-    with pytest.raises(ConfigError, match="RECONCILE_GRACE_S"):
-        Settings.from_env({"RECONCILE_GRACE_S": "-1"})
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("RECONCILE_GRACE_S", "reconcile_grace_s"), ("TEARDOWN_GRACE_S", "teardown_grace_s")],
+)
+def test_housekeeper_graces_default_to_two_minutes_and_may_be_zero(
+    variable: str, field: str
+) -> None:
+    assert getattr(Settings.from_env({}), field) == 120
+    assert getattr(Settings.from_env({variable: "0"}), field) == 0
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: "-1"})
