@@ -20,7 +20,7 @@ def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 with AWS_ENDPOINT_URL pointing at it; yields the URL."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from devstack.wsgi_server import KeepAliveMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -30,10 +30,10 @@ def moto_server() -> Iterator[str]:
         AWS_DEFAULT_REGION="eu-west-1",
         AWS_REGION="eu-west-1",
     )
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = KeepAliveMotoServer("127.0.0.1", 0)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
     os.environ["AWS_ENDPOINT_URL"] = url
     try:
         yield url

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +32,6 @@ _WARM_CALLS: Mapping[str, str] = {
     "sqs": "list_queues",
     "ssm": "describe_parameters",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load_tf_templates(path: Path = TEMPLATES_FILE) -> list[dict[str, Any]]:
@@ -130,14 +123,16 @@ class AwsWorld:
         # Before moto is imported and builds backends: both are read then.
         startup.lighten_moto()
         startup.share_botocore_models()
-        from moto.server import ThreadedMotoServer
+        from devstack.wsgi_server import KeepAliveMotoServer
 
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        # moto's own server (Werkzeug's) closes the connection after every answer: a kept-alive
+        # one spares each AWS call of the stack a TCP connection and a server thread.
+        self._server = KeepAliveMotoServer("127.0.0.1", 0)
         self._server.start()
-        return self.attach(f"http://127.0.0.1:{port}")
+        host, port = self._server.get_host_and_port()
+        return self.attach(f"http://{host}:{port}")
 
     def attach(self, endpoint_url: str) -> AwsWorld:
         """Point this world and the process at a moto server of this process, emptied (tests

@@ -1,0 +1,184 @@
+"""A threaded HTTP/1.1 server with keep-alive for a WSGI application: moto's, in this process.
+
+Werkzeug's development server (moto's `ThreadedMotoServer`) answers every request with
+`Connection: close`, so each AWS call of the stack's clients opened a TCP connection and the
+server started a thread for it: under a burst, a large share of the stack's CPU (system time
+mostly) went to connecting, spawning and closing. Here a connection lives as long as its client
+keeps it (botocore pools them), one thread per connection serves all of its requests, and
+requests are read in full (Content-Length or chunked) before the next request line, which is
+what Werkzeug's server cannot do.
+
+Only what the stack's clients send is supported: whole bodies (no `Expect: 100-continue`
+without a body), no upgrades. Responses are buffered and sent with their Content-Length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# An idle kept-alive connection is closed after this long (botocore opens a new one then).
+IDLE_TIMEOUT_S = 60.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
+    server: WsgiServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the stack's own logs say what happened
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # the chunk's CRLF
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _environ(self, body: bytes) -> dict[str, Any]:
+        path, _, query = self.path.partition("?")
+        host, port = self.server.server_address[:2]
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": self.command,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(path, "latin-1"),
+            "QUERY_STRING": query,
+            "RAW_URI": self.path,
+            "REQUEST_URI": self.path,
+            "SERVER_NAME": str(host),
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": self.request_version,
+            "REMOTE_ADDR": self.client_address[0],
+            "REMOTE_PORT": str(self.client_address[1]),
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for name, value in self.headers.items():
+            key = name.upper().replace("-", "_")
+            if key == "CONTENT_TYPE":
+                environ["CONTENT_TYPE"] = value
+            elif key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+                continue  # the body is read in full: its length is what CONTENT_LENGTH says
+            elif "_" not in name:  # as Werkzeug: X_Foo must not pass for X-Foo
+                key = f"HTTP_{key}"
+                environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _serve(self) -> None:
+        body = self._body()
+        status_headers: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            status_headers[:] = [status, headers]
+            return lambda data: None  # the legacy write(): moto does not use it
+
+        result = self.server.app(self._environ(body), start_response)
+        try:
+            payload = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = status_headers
+        code, _, reason = status.partition(" ")
+        self.send_response_only(int(code), reason)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        no_body = self.command == "HEAD" or int(code) in (204, 304) or 100 <= int(code) < 200
+        self.send_header("Content-Length", "0" if no_body else str(len(payload)))
+        # Head and body in one write: two small ones meet Nagle's algorithm and the client's
+        # delayed ACK (40 ms a response).
+        self._headers_buffer.append(b"\r\n")
+        if not no_body:
+            self._headers_buffer.append(payload)
+        self.flush_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _serve
+
+
+class WsgiServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: WsgiApp) -> None:
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket, is_open: bool) -> None:
+        with self._open_lock:
+            (self._open.add if is_open else self._open.discard)(connection)
+
+    def close_connections(self) -> None:
+        """End every kept-alive connection (their threads see EOF and finish)."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class KeepAliveMotoServer:
+    """`moto.server.ThreadedMotoServer`'s interface (start, stop, get_host_and_port) over a
+    server that keeps connections alive."""
+
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = (ip_address, port)
+        self._server: WsgiServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self._server = WsgiServer(self._address, DomainDispatcherApplication(create_backend_app))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            name="moto-server",
+        )  # fmt: skip
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None

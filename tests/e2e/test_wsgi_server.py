@@ -1,0 +1,138 @@
+"""The local stack's keep-alive server for moto (devstack/wsgi_server.py): the stack's clients
+keep one connection for many calls, request bodies arrive whole (Content-Length or chunked),
+answers carry their length, and stopping it ends the kept connections."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from devstack.wsgi_server import KeepAliveMotoServer, WsgiServer
+
+pytestmark = pytest.mark.e2e
+
+
+def _echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answers what it was asked: method, path, query, the body and a header."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    if environ["PATH_INFO"] == "/empty":
+        start_response("204 No Content", [])
+        return []
+    answer = {
+        "method": environ["REQUEST_METHOD"],
+        "path": environ["PATH_INFO"],
+        "query": environ["QUERY_STRING"],
+        "body": body.decode(),
+        "x_test": environ.get("HTTP_X_TEST"),
+        "underscored": environ.get("HTTP_X_UNDER_SCORE"),
+    }
+    # A Connection header of the app's own is not passed on: the server decides.
+    start_response("200 OK", [("Content-Type", "application/json"), ("Connection", "close")])
+    return [json.dumps(answer).encode()]
+
+
+@pytest.fixture
+def echo() -> Iterator[WsgiServer]:
+    import threading
+
+    server = WsgiServer(("127.0.0.1", 0), _echo)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.close_connections()
+    server.server_close()
+    thread.join()
+
+
+def _connect(server: WsgiServer) -> http.client.HTTPConnection:
+    host, port = server.server_address[:2]
+    return http.client.HTTPConnection(str(host), int(port), timeout=10)
+
+
+def test_one_connection_serves_many_requests_each_read_in_full(echo: WsgiServer) -> None:
+    connection = _connect(echo)
+    for i in range(3):
+        connection.request("POST", f"/a%20b?i={i}", body=f"body {i}", headers={"X-Test": "t"})
+        response = connection.getresponse()
+        assert not response.will_close  # kept alive, whatever the app said
+        assert json.loads(response.read()) == {
+            "method": "POST", "path": "/a b", "query": f"i={i}", "body": f"body {i}",
+            "x_test": "t", "underscored": None,
+        }  # fmt: skip
+    connection.close()
+
+
+def test_a_chunked_body_is_read_whole_and_the_connection_goes_on(echo: WsgiServer) -> None:
+    connection = _connect(echo)
+    connection.request("PUT", "/chunks", body=iter([b"hello ", b"chunked ", b"world"]),
+                       encode_chunked=True)  # fmt: skip
+    first = connection.getresponse()
+    assert json.loads(first.read())["body"] == "hello chunked world"
+    connection.request("GET", "/after")
+    second = connection.getresponse()
+    assert json.loads(second.read())["path"] == "/after"
+
+
+def test_an_underscored_header_does_not_pass_for_a_dashed_one(echo: WsgiServer) -> None:
+    connection = _connect(echo)
+    connection.request("GET", "/", headers={"X_Under_Score": "spoof"})
+    assert json.loads(connection.getresponse().read())["underscored"] is None
+
+
+def test_no_body_answers_say_so_and_keep_the_connection(echo: WsgiServer) -> None:
+    connection = _connect(echo)
+    connection.request("GET", "/empty")
+    empty = connection.getresponse()
+    assert (empty.status, empty.read()) == (204, b"")
+    connection.request("HEAD", "/")
+    head = connection.getresponse()
+    assert (head.status, head.read(), head.getheader("Content-Length")) == (200, b"", "0")
+    connection.request("GET", "/again")
+    assert connection.getresponse().status == 200
+
+
+def test_stopping_ends_kept_connections(echo: WsgiServer) -> None:
+    connection = _connect(echo)
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    echo.close_connections()
+    assert connection.sock is not None
+    assert connection.sock.recv(1) == b""  # the server's end is closed
+
+
+def test_botocore_keeps_one_connection_to_moto_for_its_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the stack gains: moto's own server (Werkzeug's) closes every connection, so each
+    call opened one. Here five calls of one client open one."""
+    server = KeepAliveMotoServer("127.0.0.1", 0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        sqs = boto3.client(
+            "sqs", endpoint_url=f"http://{host}:{port}", region_name="eu-west-1",
+            aws_access_key_id="devstack", aws_secret_access_key="devstack",
+        )  # fmt: skip
+        url = sqs.create_queue(QueueName="keep-alive")["QueueUrl"]
+        connects: list[object] = []
+        real = socket.socket.connect
+
+        def counted(sock: socket.socket, address: Any) -> None:
+            connects.append(address)
+            real(sock, address)
+
+        monkeypatch.setattr(socket.socket, "connect", counted)
+        for i in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in got) == [f"m{i}" for i in range(5)]
+        assert connects == []  # the connection create_queue opened served all six
+    finally:
+        server.stop()
