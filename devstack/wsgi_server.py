@@ -29,6 +29,73 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 IDLE_TIMEOUT_S = 60.0
 
 
+def environ_for(
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    server: tuple[str, int],
+    client: tuple[str, int] = ("127.0.0.1", 0),
+    protocol: str = "HTTP/1.1",
+) -> dict[str, Any]:
+    """The WSGI environ of one request whose body was read in full."""
+    path, _, query = target.partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote(path, "latin-1"),
+        "QUERY_STRING": query,
+        "RAW_URI": target,
+        "REQUEST_URI": target,
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": protocol,
+        "REMOTE_ADDR": client[0],
+        "REMOTE_PORT": str(client[1]),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers:
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is read in full: its length is what CONTENT_LENGTH says
+        elif "_" not in name:  # as Werkzeug: X_Foo must not pass for X-Foo
+            key = f"HTTP_{key}"
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def call_app(
+    app: WsgiApp, environ: dict[str, Any]
+) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    """Status code, reason, headers and the whole body of the application's answer."""
+    answer: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        answer[:] = [status, headers]
+        return lambda data: None  # the legacy write(): moto does not use it
+
+    result = app(environ, start_response)
+    try:
+        payload = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    status, headers = answer
+    code, _, reason = str(status).partition(" ")
+    return int(code), reason, list(headers), payload
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
@@ -59,63 +126,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _environ(self, body: bytes) -> dict[str, Any]:
-        path, _, query = self.path.partition("?")
-        host, port = self.server.server_address[:2]
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": self.command,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote(path, "latin-1"),
-            "QUERY_STRING": query,
-            "RAW_URI": self.path,
-            "REQUEST_URI": self.path,
-            "SERVER_NAME": str(host),
-            "SERVER_PORT": str(port),
-            "SERVER_PROTOCOL": self.request_version,
-            "REMOTE_ADDR": self.client_address[0],
-            "REMOTE_PORT": str(self.client_address[1]),
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        for name, value in self.headers.items():
-            key = name.upper().replace("-", "_")
-            if key == "CONTENT_TYPE":
-                environ["CONTENT_TYPE"] = value
-            elif key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
-                continue  # the body is read in full: its length is what CONTENT_LENGTH says
-            elif "_" not in name:  # as Werkzeug: X_Foo must not pass for X-Foo
-                key = f"HTTP_{key}"
-                environ[key] = f"{environ[key]},{value}" if key in environ else value
-        return environ
-
     def _serve(self) -> None:
         body = self._body()
-        status_headers: list[Any] = []
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
-            status_headers[:] = [status, headers]
-            return lambda data: None  # the legacy write(): moto does not use it
-
-        result = self.server.app(self._environ(body), start_response)
-        try:
-            payload = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        status, headers = status_headers
-        code, _, reason = status.partition(" ")
-        self.send_response_only(int(code), reason)
+        host, port = self.server.server_address[:2]
+        environ = environ_for(
+            self.command, self.path, self.headers.items(), body,
+            server=(str(host), int(port)), client=self.client_address[:2],
+            protocol=self.request_version,
+        )  # fmt: skip
+        code, reason, headers, payload = call_app(self.server.app, environ)
+        self.send_response_only(code, reason)
         for name, value in headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
-        no_body = self.command == "HEAD" or int(code) in (204, 304) or 100 <= int(code) < 200
+        no_body = self.command == "HEAD" or code in (204, 304) or 100 <= code < 200
         self.send_header("Content-Length", "0" if no_body else str(len(payload)))
         # Head and body in one write: two small ones meet Nagle's algorithm and the client's
         # delayed ACK (40 ms a response).
