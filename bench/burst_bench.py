@@ -265,6 +265,10 @@ def run_burst(
     overrides: dict[str, Any] = {}
     if quotas is not None:
         lambda_env["RETRY_DELAY_PERCENT"] = "100"
+        if quotas.github.window_s == 60.0:
+            # The Lambdas shape their GitHub calls to the limit the simulator enforces, as a
+            # deployment sets github_points_per_minute to its Apps' (their window is a minute).
+            lambda_env["GITHUB_POINTS_PER_MINUTE"] = str(quotas.github.points_per_minute)
         # Starts wait for GitHub's budget: the module's default start timeout, not the 120 s of
         # bench/burst_templates.json (with it, a 1,000-job burst's instances timed out while
         # their start messages queued behind launches the secondary limit sent back).
