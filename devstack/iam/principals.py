@@ -19,12 +19,12 @@ from typing import Any
 
 from devstack import tfrender
 from devstack.iam.enforce import (
+    BackendLookup,
     Enforcer,
     InstanceProfileInfo,
     KeyInfo,
     LaunchTemplateInfo,
     Lookup,
-    MotoLookup,
     Principal,
     QueueInfo,
 )
@@ -202,6 +202,6 @@ def enforce_lambdas(
     """Hook the Lambdas' shared clients: every call they make is authorized as the function that
     makes it (the invocation shim binds the principal, devstack/shims.py Function.invoke)."""
     principals = function_principals(documents, account=account, prefix=prefix, without=without)
-    enforcer = lambda_enforcer(CachedLookup(MotoLookup(client, region, account)), region)
+    enforcer = lambda_enforcer(CachedLookup(BackendLookup(client, region, account)), region)
     attach_lambda_clients(enforcer)
     return principals, enforcer

@@ -11,7 +11,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack.iam.enforce import Enforcer, MotoLookup, NoPrincipal, Principal, UnmodelledOperation
+from devstack.iam.enforce import (
+    BackendLookup,
+    Enforcer,
+    MotoLookup,
+    NoPrincipal,
+    Principal,
+    UnmodelledOperation,
+)
 from tests.support.ec2 import AMI
 
 REGION = "eu-west-1"
@@ -29,10 +36,10 @@ def policy(*statements: dict[str, Any]) -> dict[str, Any]:
 class World:
     """Moto with what the module creates, plus enforced clients for one principal at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, lookup: type[MotoLookup] = MotoLookup) -> None:
         self.policies: list[dict[str, Any]] = []
         self.principal = Principal.role(ROLE, lambda: self.policies)
-        self.lookup = MotoLookup(self.raw, REGION, ACCOUNT)
+        self.lookup = lookup(self.raw, REGION, ACCOUNT)
         self.enforcer = Enforcer(lambda: self.principal, self.lookup, region=REGION)
         ec2, iam = self.raw("ec2"), self.raw("iam")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -88,9 +95,30 @@ class World:
         )["Instances"][0]["InstanceId"]
 
 
-@pytest.fixture
-def world(aws: None) -> World:
-    return World()
+@pytest.fixture(params=[MotoLookup, BackendLookup], ids=["through-boto3", "moto-backends"])
+def world(aws: None, request: pytest.FixtureRequest) -> World:
+    """Every check with both lookups: the local stack reads EC2 from moto's backends."""
+    return World(request.param)
+
+
+def test_the_backend_lookup_answers_as_moto_does_through_boto3(aws: None) -> None:
+    world = World()
+    through, direct = world.lookup, BackendLookup(World.raw, REGION, ACCOUNT)
+    ours = world.instance("jitrunners-runner", {"jitrunners:prefix": "jitrunners", "a": "1"})
+    theirs = world.instance("someone-else", {"team": "web"})
+    ec2 = World.raw("ec2")
+    ec2.create_tags(Resources=[ours], Tags=[{"Key": "jitrunners:job-id", "Value": "7"}])
+    ec2.delete_tags(Resources=[ours], Tags=[{"Key": "a"}])
+    ec2.create_tags(Resources=[world.subnet], Tags=[{"Key": "tier", "Value": "runners"}])
+    ec2.terminate_instances(InstanceIds=[theirs])
+    for instance_id in (ours, theirs, "i-00000000000000000"):
+        assert direct.instance(instance_id) == through.instance(instance_id), instance_id
+    found = direct.instance(ours)
+    assert found is not None
+    assert found.tags == {"jitrunners:prefix": "jitrunners", "jitrunners:job-id": "7"}
+    assert found.instance_profile_arn == world.profiles["jitrunners-runner"][0]
+    for resource in (ours, world.subnet, world.group, "subnet-00000000"):
+        assert direct.ec2_tags(resource) == through.ec2_tags(resource), resource
 
 
 def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
