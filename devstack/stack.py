@@ -1216,11 +1216,13 @@ def _acting(key: str, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any]
 def _reset_lambda_caches() -> None:
     from jitrunners import config, guardrail
     from jitrunners.aws import clients
+    from jitrunners.lifecycle.provisioning import headcount
 
     config.get_settings.cache_clear()
     config._parsed.clear()
     clients.reset()
     guardrail.spot_only_cache.clear()
+    headcount.reset()
     with contextlib.suppress(ImportError):
         from aws_lambda_powertools.utilities import parameters
         from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS

@@ -58,6 +58,7 @@ locals {
     GITHUB_EXTRA_APPS             = jsonencode([for id, name in local.github_extra_app_key_names : { app_id = id, key_param = name }])
     GITHUB_POINTS_PER_MINUTE      = tostring(var.github_points_per_minute)
     MAX_RUNNERS                   = tostring(var.max_runners)
+    HEADCOUNT_MAX_AGE_S           = tostring(var.scale_up_headcount_max_age_s)
     CHECK_JOB_QUEUED              = tostring(var.check_job_queued)
     START_DELAY_S                 = tostring(var.start_delay_s)
     JIT_KMS_KEY_ID                = local.kms_key_arn

@@ -444,6 +444,17 @@ variable "max_runners" {
   }
 }
 
+variable "scale_up_headcount_max_age_s" {
+  description = "Seconds a scale-up container decides launches on its last list of the live runners (DescribeInstances), with its own launches since, before listing them again (HEADCOUNT_MAX_AGE_S; README \"Scaling\"). A batch that would defer for want of room, meets a job's existing instance or serves a warm pool lists afresh. max_runners may be exceeded by what the other concurrent invocations launched within this age. 0: one list per batch."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.scale_up_headcount_max_age_s >= 0 && var.scale_up_headcount_max_age_s <= 60 && floor(var.scale_up_headcount_max_age_s) == var.scale_up_headcount_max_age_s
+    error_message = "scale_up_headcount_max_age_s: a whole number of seconds, 0-60."
+  }
+}
+
 variable "start_delay_s" {
   description = "Delay of the `start` message after a launch (0-900 s: SQS's limit)."
   type        = number

@@ -84,9 +84,10 @@ def _reset_process_caches() -> None:
     config.get_settings.cache_clear()
     config._parsed.clear()
     from jitrunners import guardrail
-    from jitrunners.lifecycle.provisioning import boundary
+    from jitrunners.lifecycle.provisioning import boundary, headcount
 
     boundary.reset()
+    headcount.reset()
     guardrail.spot_only_cache.clear()
     clients.reset()
     try:

@@ -315,6 +315,9 @@ class Settings:
     github_points_per_minute: int = 900
     # Scale-up.
     max_runners: int = 100
+    # How long a scale-up container decides launches on its last list of our instances (with
+    # its own launches since) before it lists them again (lifecycle/provisioning/headcount.py).
+    headcount_max_age_s: int = 5
     check_job_queued: bool = True
     start_delay_s: int = 20
     jit_kms_key_id: str = ""
@@ -398,6 +401,7 @@ class Settings:
             github_extra_apps=_extra_apps(env.get("GITHUB_EXTRA_APPS", "")),
             github_points_per_minute=_int(env, "GITHUB_POINTS_PER_MINUTE", 900, minimum=0),
             max_runners=_int(env, "MAX_RUNNERS", 100),
+            headcount_max_age_s=_int(env, "HEADCOUNT_MAX_AGE_S", 5, minimum=0),
             check_job_queued=_flag(env, "CHECK_JOB_QUEUED", True),
             start_delay_s=_int(env, "START_DELAY_S", 20, minimum=0),
             jit_kms_key_id=env.get("JIT_KMS_KEY_ID", "").strip(),

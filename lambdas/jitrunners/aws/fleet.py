@@ -188,6 +188,19 @@ def _instance(data: Mapping[str, Any]) -> Instance:
     )
 
 
+def launched_instance(launched: Launched, tags: Mapping[str, str]) -> Instance:
+    """A just launched instance as DescribeInstances lists it: pending, with the tags it was
+    launched with (its fleet's, and a lone launch's job tags)."""
+    return Instance(
+        id=launched.id,
+        state="pending",
+        launch_time=None,
+        lifecycle="spot" if launched.market == "spot" else "on-demand",
+        **_tag_fields(dict(tags)),
+        instance_type=launched.instance_type or "",
+    )
+
+
 def classify(code: str, message: str = "") -> FleetError:
     if code in CAPACITY_CODES:
         return CapacityError(code, message)

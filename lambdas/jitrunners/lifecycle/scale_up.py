@@ -211,11 +211,12 @@ class ScaleUpBatch:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from jitrunners.aws.queue import QueueError
-        from jitrunners.lifecycle.provisioning import pool
+        from jitrunners.lifecycle.provisioning import headcount, pool
 
         try:
             if message.action == "fill":
                 outcome = pool.fill(message, self.deps, pool.describe_for_pool(self.deps))
+                headcount.reset()  # members launched: the next launch batch lists them
             else:
                 outcome = pool.make_ready(
                     message, record, self.deps, self.describe, self.agent_online

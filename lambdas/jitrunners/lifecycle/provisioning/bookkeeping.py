@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from jitrunners.aws import fleet
+from jitrunners.lifecycle.provisioning import headcount
 from jitrunners.lifecycle.provisioning.tags import (
     awaiting_start,
     job_tags,
@@ -181,7 +182,7 @@ def _retag(
     runner: fleet.Instance, tags: dict[str, str], live: Sequence[fleet.Instance] | None
 ) -> None:
     """Write the runner's job tags, and keep the caller's `live` list as EC2 now has it."""
-    fleet.tag_instance(runner.id, tags)
+    headcount.tag_instance(runner.id, tags)
     if isinstance(live, list):
         for index, instance in enumerate(live):
             if instance.id == runner.id:

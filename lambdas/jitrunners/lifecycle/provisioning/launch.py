@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ from jitrunners.aws import fleet
 from jitrunners.aws.clients import throttle_delay_s, throttled
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
-from jitrunners.lifecycle.provisioning import bookkeeping, boundary, pool
+from jitrunners.lifecycle.provisioning import bookkeeping, boundary, headcount, pool
 from jitrunners.lifecycle.provisioning.jit import ahead_of_boot
 from jitrunners.lifecycle.provisioning.tags import fleet_tags, launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
@@ -46,17 +46,17 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     outcomes: dict[str, Outcome] = {}
     settings = deps.settings
     try:
-        # Stopped pool members too: they count against max_runners and serve jobs.
-        listed = pool.describe_for_pool(deps)
+        listed, fresh = _listing(items, deps)
     except Exception as exc:  # noqa: BLE001 - without counts nothing may launch; retry later
         logger.warning("cannot count runners", extra={"detail": str(exc)})
         delay = throttle_delay_s() if throttled(exc) else THROTTLE_DELAY_S
         failure = RecordFailed("cannot count runners", delay)
         return {record.message_id: Outcome("failed", failure) for record, _ in items}
-    live = [i for i in listed if i.state in fleet.LIVE_STATES]
-    counted = live + [i for i in listed if i.state not in fleet.LIVE_STATES and fleet.pool_of(i)]
-    per_template = Counter(i.template for i in counted)
-    total = len(counted)
+    live, per_template, total = _counted(listed)
+    books: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]] = live
+    if not fresh:
+        # The books of a job a runner took meanwhile judge by what EC2 lists now.
+        books = _fresh_live(deps)
     # Which live instance owes each job (None: one launched earlier in this batch).
     live_jobs: dict[tuple[int | None, int | None], fleet.Instance | None] = {
         (i.job_id, i.run_attempt): i for i in live
@@ -88,7 +88,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     # call per waiting job per minute (a burst's backlog, over the rate limit).
                     outcomes[record.message_id] = _defer(message, deps, template)
                     continue
-                outcome = _confirm(message, deps, live, _fresh(message, record, deps))
+                outcome = _confirm(message, deps, books, _fresh(message, record, deps))
             if outcome is not None:
                 outcomes[record.message_id] = outcome
             else:
@@ -124,7 +124,70 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
             made = pool.replace_served(template, served, listed, deps, cap)
             per_template[name] += made
             total += made
+            if made:
+                headcount.HEADCOUNT.forget()  # members launched: the next batch lists them
     return outcomes
+
+
+def _counted(
+    listed: Sequence[fleet.Instance],
+) -> tuple[list[fleet.Instance], Counter[str | None], int]:
+    """The live instances, and what counts against `max_runners` (live ones and parked pool
+    members) per template and in all."""
+    live = [i for i in listed if i.state in fleet.LIVE_STATES]
+    counted = live + [i for i in listed if i.state not in fleet.LIVE_STATES and fleet.pool_of(i)]
+    return live, Counter(i.template for i in counted), len(counted)
+
+
+def _fresh_live(deps: ScaleUpDeps) -> Callable[[], list[fleet.Instance]]:
+    """Our live instances listed afresh when first asked for, once."""
+    kept: list[list[fleet.Instance]] = []
+
+    def live() -> list[fleet.Instance]:
+        if not kept:
+            listed, _ = headcount.HEADCOUNT.listing(
+                lambda: pool.describe_for_pool(deps), deps.settings.headcount_max_age_s, fresh=True
+            )
+            kept.append([i for i in listed if i.state in fleet.LIVE_STATES])
+        return kept[0]
+
+    return live
+
+
+def _listing(items: Sequence[Item], deps: ScaleUpDeps) -> tuple[list[fleet.Instance], bool]:
+    """Our instances for the batch's decisions: the container's kept list while it is young
+    enough to decide this batch (headcount.py), else one DescribeInstances (stopped pool
+    members too: they count against max_runners and serve jobs)."""
+    settings = deps.settings
+
+    def describe() -> list[fleet.Instance]:
+        return pool.describe_for_pool(deps)
+
+    listed, fresh = headcount.HEADCOUNT.listing(describe, settings.headcount_max_age_s)
+    if fresh:
+        return listed, True
+    live, per_template, total = _counted(listed)
+    wanted = Counter(m.template for _, m in items if deps.template(m.template) is not None)
+    templates = {name: deps.template(name) for name in wanted}
+
+    def room(name: str) -> int:
+        template = templates[name]
+        assert template is not None
+        return min(template.max_runners - per_template[name], settings.max_runners - total)
+
+    stale = (
+        headcount.needs_fresh(
+            [(m.job_id, m.run_attempt) for _, m in items],
+            ((i.job_id, i.run_attempt) for i in live if i.job_id is not None),
+            any(t is not None and t.pool is not None for t in templates.values()),
+            wanted,
+            room,
+        )
+        or sum(wanted.values()) > settings.max_runners - total
+    )
+    if not stale:
+        return listed, False
+    return headcount.HEADCOUNT.listing(describe, settings.headcount_max_age_s, fresh=True)
 
 
 def _screen(
@@ -181,7 +244,10 @@ def _fresh(message: JobMessage, record: Record, deps: ScaleUpDeps) -> bool:
 
 
 def _confirm(
-    message: JobMessage, deps: ScaleUpDeps, live: Sequence[fleet.Instance], fresh: bool = False
+    message: JobMessage,
+    deps: ScaleUpDeps,
+    live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
+    fresh: bool = False,
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
     queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
@@ -221,7 +287,10 @@ def _confirm(
 
 
 def _taken(
-    message: JobMessage, runner_name: str, deps: ScaleUpDeps, live: Sequence[fleet.Instance]
+    message: JobMessage,
+    runner_name: str,
+    deps: ScaleUpDeps,
+    live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
 ) -> None:
     """The job of a dropped launch ran on `runner_name`: if that runner was launched for another
     job, that job's need moves on (DESIGN §6b). Best effort: the drop stands whatever happens
@@ -231,7 +300,7 @@ def _taken(
     from jitrunners.aws import queue
 
     try:
-        bookkeeping.record_taken(message, runner_name, deps, live)
+        bookkeeping.record_taken(message, runner_name, deps, live() if callable(live) else live)
     except (ClientError, BotoCoreError, queue.QueueError) as exc:
         logger.warning("cannot keep the books of a taken job", extra={"detail": str(exc)})
 
@@ -405,6 +474,7 @@ def _launch_group(
         if isinstance(exc, fleet.CapacityError) and market != "on-demand":
             _spot_refused(template, deps)
         return {record.message_id: _launch_failed(message, exc) for record, message in items}
+    headcount.HEADCOUNT.launched(fleet.launched_instance(i, tags) for i in result.instances)
     for error in result.errors:
         count("LaunchPoolError", code=error.code)
     # Spot fell short for capacity or price (a pool's error while spot launched them all is not):

@@ -11,6 +11,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.aws.clients import error_code
 from jitrunners.config import RunnerTemplate
 from jitrunners.github.client import GitHubError, RunnerScope
+from jitrunners.lifecycle.provisioning import headcount
 from jitrunners.lifecycle.provisioning.jit import scope_of, store_for_job
 from jitrunners.lifecycle.provisioning.tags import booting_for, cold_start_tags, started_tags
 from jitrunners.lifecycle.records import Record, RecordFailed, ScaleUpDeps
@@ -133,7 +134,7 @@ def start_runner(
     now = deps.clock()
     try:
         carried = instance.tags if instance is not None else None
-        fleet.tag_instance(instance_id, _start_tags(message, command_id, now, carried))
+        headcount.tag_instance(instance_id, _start_tags(message, command_id, now, carried))
     except (ClientError, BotoCoreError) as exc:
         # The runner runs, but without its command tag the housekeeper would take it for one
         # that never started (and a cold instance would name no job). The retry finds the
@@ -180,7 +181,7 @@ def _already_started(
     if command_id and instance is not None and instance.state in fleet.LIVE_STATES:
         # Sent but never tagged: write every tag now (the job tags of a cold instance too), so
         # scale-down, the housekeeper and the job books know the runner and its job.
-        fleet.tag_instance(
+        headcount.tag_instance(
             instance_id, _start_tags(message, command_id, deps.clock(), instance.tags)
         )
     return command_id
