@@ -15,6 +15,7 @@ import pytest
 
 from jitrunners.aws.clients import client
 from jitrunners.handlers import scale_up
+from jitrunners.lifecycle.provisioning.bookkeeping import PASS_ON_DELAY_S
 from jitrunners.models import JobMessage
 from tests.support.github import API
 from tests.support.scale_up import (
@@ -114,6 +115,8 @@ def test_swap_with_no_runner_for_the_taken_job_passes_the_need_on_once(
 
     assert failed_ids(late) == []
     assert sent_since(world, before) == [("launch", 8, 2)]
+    # It waits in the queue while deliveries about job 8 that are in flight may book its taker.
+    assert world.sent[before][1] == PASS_ON_DELAY_S
     assert len(tag_writes) == 1
     assert tags_of(runner)["jitrunners:passed-on"] == "1"
     assert len(world.instances()) == 1  # nothing launched for job 7: it has its runner

@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from jitrunners.aws import ssm
 from jitrunners.aws.clients import client
 from jitrunners.handlers import scale_up
+from jitrunners.lifecycle.provisioning.bookkeeping import PASS_ON_DELAY_S
 from jitrunners.lifecycle.provisioning.start import FAST_POLLS, POLL_S
 from jitrunners.models import MESSAGE_VERSION, JobMessage, WorkflowJob
 from tests.support.ec2 import ec2_hook, error_response, fleet_error
@@ -1088,7 +1089,12 @@ def test_launch_of_a_job_taken_by_the_runner_of_another_job_gives_that_job_a_lau
     assert len(world.instances()) == 1  # nothing launched for job 7: it has its runner
     assert tags_of(world.instances()[0])["jitrunners:job-id"] == "7"  # the runner owes job 7
     [(owed, delay)] = world.sent[sent_before:]
-    assert (owed.kind, owed.job_id, owed.template, delay) == ("launch", 8, "linux-x64", 0)
+    assert (owed.kind, owed.job_id, owed.template, delay) == (
+        "launch",
+        8,
+        "linux-x64",
+        PASS_ON_DELAY_S,
+    )
 
 
 def test_a_launch_of_a_job_run_by_a_runner_already_gone_passes_nothing_on(

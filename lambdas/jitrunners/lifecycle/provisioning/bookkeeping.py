@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 # A need passed on more often than this (a ring of runners that took each other's jobs, all gone)
 # is left to the housekeeper's reconciliation pass instead of circling through the queue.
 MAX_LAUNCH_ATTEMPT: Final = 8
+# A need passed on waits this long in the queue before its launch is judged. In a burst of jobs
+# with the same labels most swaps are crossings: when R (launched for Y) takes X, Y has mostly
+# been taken by another runner already, its `in_progress` delivery in flight. After the wait the
+# launch finds Y's taker on our list and drops without a GitHub call; sent at once, each asked
+# GitHub whether Y was still queued (a point of the primary installation, held back with the
+# burst's JIT configs) and a launch that found Y queued still would start a surplus instance.
+# A need that is real (Y's own runner gone before it took a job) starts this much later.
+PASS_ON_DELAY_S: Final = 10
 # GitHub's job statuses in which a `release` is stale: the job wants (or has) a runner again.
 WANTS_A_RUNNER: Final = frozenset({"queued", "in_progress"})
 
@@ -153,7 +161,7 @@ def keep_books(
     pass_on = covering is None and owed.attempt <= MAX_LAUNCH_ATTEMPT
     if pass_on:
         # Before the write: a write that follows a failed send would hide the need for good.
-        deps.enqueue(owed, 0)
+        deps.enqueue(owed, PASS_ON_DELAY_S)
         count("NeedPassedOn")
     if rewrite and not gone:
         # The one write of a swap: the runner owes the job it took, and whether the need it was
