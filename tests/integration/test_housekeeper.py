@@ -494,3 +494,44 @@ def test_runner_registration_still_busy_or_online_is_kept_after_its_instance_is_
     assert actions == [["delete_runner", f"{ORG}/{idle}", "instance_gone"]]
     assert github.all_runner_names() == {busy, online}
     assert github.calls["delete_runner"] == 1
+
+
+def test_runners_github_lists_online_cost_no_command_status(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    """A pass asks SSM only about runners GitHub does not list online: busy runners cost no
+    GetCommandInvocation. One whose command ended while GitHub still lists it online (its
+    process just exited) is judged on the pass after GitHub marks it offline."""
+    from jitrunners.aws.clients import client
+
+    clock.advance(minutes=10)
+    now = clock()
+    busy = [
+        world.launch(
+            launched_at=now - timedelta(minutes=30),
+            command_id=world.command_id(f"running-{n}"),
+            started_at=now - timedelta(minutes=29),
+        )
+        for n in range(3)
+    ]
+    for instance_id in busy:
+        github.register(ORG, instance_id, status="online", busy=True)
+    finished = world.launch(launched_at=now - timedelta(minutes=40))
+    world._backend_instance(finished).add_tag(
+        "jitrunners:command-id", world.send_runner_command(finished)
+    )
+    runner = github.register(ORG, finished, status="online")
+    asked: list[str] = []
+    client("ssm").meta.events.register(
+        "provide-client-params.ssm.GetCommandInvocation",
+        lambda params, **_: asked.append(params["InstanceId"]),
+    )
+
+    assert run()["zombies"] == 0
+    assert asked == []
+    runner.status = "offline"
+    answer = run()
+    assert [(t, r) for k, t, r in answer["actions"] if k == "terminate"] == [
+        (finished, "command_success_missed")
+    ]
+    assert asked == [finished]

@@ -172,3 +172,26 @@ PENDING = PendingRerun("acme/app", 1, 2, 1, 7, "i-0123456789abcdef0", NOW.isofor
 )
 def test_rerun_verdicts(job: FakeJob | None, pending: PendingRerun, verdict: str) -> None:
     assert _verdict(job, pending, _ctx(max_reruns=1)) == verdict
+
+
+def test_a_runner_github_lists_online_is_not_asked_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its process runs: no GetCommandInvocation (each pass asked SSM about every runner). The
+    limits that need no command status still apply."""
+    from jitrunners.aws import ssm
+
+    asked: list[str] = []
+
+    def invocation(command_id: str, instance_id: str) -> ssm.CommandInvocation:
+        asked.append(instance_id)
+        return ssm.CommandInvocation("Success", None)
+
+    monkeypatch.setattr(ssm, "get_command_invocation", invocation)
+    instance = Inst(launch_time=NOW - timedelta(minutes=30), command_id="c-1")
+    assert why_end(instance, NOW, _ctx(), online=True) is None
+    assert asked == []
+    assert (
+        why_end(instance, NOW, _ctx(teardown_grace_s=0), online=False) == "command_success_missed"
+    )
+    assert asked == [instance.id]
+    old = replace(instance, launch_time=NOW - timedelta(days=2))
+    assert why_end(old, NOW, _ctx(), online=True) == "max_lifetime"
