@@ -568,7 +568,10 @@ class AgentShim:
     def _run(self, invocation: Invocation, timeout_s: float) -> None:
         commands = invocation.parameters.get("commands") or []
         self.log(f"agent {invocation.instance_id}: {DOCUMENT} {' && '.join(commands)}")
-        result = self._execute(invocation, timeout_s)
+        try:
+            result = self._execute(invocation, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a crashed process is a failed command, as in SSM
+            result = Result(1, f"the command's process failed: {exc!r}")
         invocation.returncode, invocation.output = result.returncode, result.output
         if invocation.status == "Interrupted":
             return  # the instance died: no agent is left to report anything

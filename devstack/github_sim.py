@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -57,6 +57,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.quotas import rate_limit
+from devstack.wsgi_server import BurstServer
 
 API_VERSION = "2022-11-28"
 HOOKSHOT_AGENT = "GitHub-Hookshot/sim"
@@ -538,7 +539,7 @@ class GitHubSim:
         self.max_online_runners = 0
         self._outbox: queue.Queue[SimDelivery | None] = queue.Queue()
         self._senders: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BurstServer | None = None
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, SimJob], None]] = []
         # Called with (method, path, status, body) for every REST answer (not /_sim/): the
@@ -559,7 +560,7 @@ class GitHubSim:
         class Handler(_Handler):
             simulator = sim
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = BurstServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="github-sim", daemon=True

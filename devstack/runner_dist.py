@@ -17,9 +17,11 @@ import json
 import tarfile
 import threading
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from devstack.wsgi_server import BurstServer
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner")
 RUNNER_VERSION = "2.329.0"  # terraform/variables.tf runner_version's default
@@ -63,7 +65,7 @@ class RunnerDist:
         self.sha256: dict[str, str] = {}
         self.url = ""
         self.downloads: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BurstServer | None = None
 
     def build(self) -> RunnerDist:
         data = tarball_bytes(self.settings)
@@ -84,9 +86,7 @@ class RunnerDist:
                 downloads.append(self.path)
                 super().do_GET()
 
-        self._server = ThreadingHTTPServer(
-            ("127.0.0.1", 0), partial(Handler, directory=str(self.root))
-        )
+        self._server = BurstServer(("127.0.0.1", 0), partial(Handler, directory=str(self.root)))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, name="runner-dist", daemon=True).start()
         return self

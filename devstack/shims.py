@@ -21,8 +21,10 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from devstack.wsgi_server import BurstServer
 
 ACCOUNT = "123456789012"
 
@@ -259,7 +261,7 @@ class ApiGatewayShim:
                     # the delivery as failed): as API Gateway, nothing more to do.
                     shim.statuses["sender_gone"] += 1
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = BurstServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -151,9 +151,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _serve
 
 
-class WsgiServer(ThreadingHTTPServer):
-    daemon_threads = True
+class BurstServer(ThreadingHTTPServer):
+    """A threading HTTP server whose listen backlog takes a burst's connections: socketserver's
+    default of 5 pending connections reset the rest when a thousand runners (or Lambdas) opened
+    theirs at once, which no real endpoint does."""
 
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+class WsgiServer(BurstServer):
     def __init__(self, address: tuple[str, int], app: WsgiApp) -> None:
         self.app = app
         self._open: set[socket.socket] = set()

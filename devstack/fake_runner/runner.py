@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 EXIT_CONFIG = 1
 EXIT_REFUSED = 2
 EXIT_TERMINATED = 143
+CONNECT_ATTEMPTS = 5
 
 
 def say(message: str) -> None:
@@ -49,12 +50,20 @@ class Session:
             method="POST",
             headers={"Content-Type": "application/json"},
         )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                data = response.read()
-                return response.status, json.loads(data) if data else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
+        # The real runner retries its connection to GitHub through network errors: so does this
+        # one, a few times, before it gives up (a failed command, which scale-down ends).
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    data = response.read()
+                    return response.status, json.loads(data) if data else None
+            except urllib.error.HTTPError as exc:
+                return exc.code, None
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
 
 def load_config() -> dict[str, Any] | None:
