@@ -535,3 +535,34 @@ def test_runners_github_lists_online_cost_no_command_status(
         (finished, "command_success_missed")
     ]
     assert asked == [finished]
+
+
+def test_ended_runners_a_scale_down_batch_marked_exited_cost_no_command_status(
+    run: Callable[[], dict[str, Any]], clock: Clock, github: FakeGitHub
+) -> None:
+    """EC2 lists a terminated instance for about an hour: each pass read the command of every one
+    of them to tell a runner that ended itself from one whose instance died first. The mark a
+    scale-down batch writes before its terminate (jitrunners:runner-exited) answers that."""
+    from jitrunners.aws.clients import client
+
+    clock.advance(minutes=10)
+    now = clock()
+    marked, unmarked = (
+        world.launch(
+            launched_at=now - timedelta(minutes=30),
+            command_id=world.command_id(f"done-{n}"),
+            started_at=now - timedelta(minutes=29),
+        )
+        for n in range(2)
+    )
+    world._backend_instance(marked).add_tag("jitrunners:runner-exited", "true")
+    for instance_id in (marked, unmarked):
+        world.terminate(instance_id)
+    asked: list[str] = []
+    client("ssm").meta.events.register(
+        "provide-client-params.ssm.GetCommandInvocation",
+        lambda params, **_: asked.append(params["InstanceId"]),
+    )
+
+    run()
+    assert asked == [unmarked]

@@ -34,6 +34,9 @@ TAG_LAUNCH_ATTEMPT = "jitrunners:launch-attempt"
 TAG_PASSED_ON = "jitrunners:passed-on"
 # A sized job's sizing labels, `/`-separated (cpu=4/ram=16): its runner registers with them.
 TAG_SIZING = "jitrunners:sizing"
+# Written by a scale-down batch on the runners whose command it saw end (Success or Failed), before
+# its terminate: the runner ended itself, no relaunch is owed (README "Scaling").
+TAG_RUNNER_EXITED = "jitrunners:runner-exited"
 # A warm pool member (README "Warm pools"): "hot" or "stopped"; kept once it took a job (the path).
 TAG_POOL = "jitrunners:pool"
 # When a stopped pool member was claimed for a job and started (its start timeout runs from it).

@@ -207,7 +207,7 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
         m.name.rsplit("/", 1)[-1] for m in markers.list_markers(relaunch_path(ctx.settings.prefix))
     }
     for instance in ended:
-        if instance.id in done:
+        if instance.id in done or not _end_unexplained(instance):
             continue
         try:
             status = (
@@ -221,6 +221,13 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
             continue
         if _relaunch(instance, "instance_terminated", ctx, report).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")
+
+
+def _end_unexplained(instance: Any) -> bool:
+    """Whether an ended instance still needs its command's status read (one SSM call each): not
+    when the scale-down batch that ended it wrote that its runner exited (a burst's batches do).
+    EC2 lists a terminated instance for about an hour, and every pass reads each of the others."""
+    return not instance.tags.get(fleet.TAG_RUNNER_EXITED)
 
 
 def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:

@@ -38,7 +38,7 @@ _RECORD_KEYS: Final = ("instance_id", "template", "job_id")
 # Written, with the runner command's status, on an instance whose runner command ended by itself
 # (Success, Failed) just before the batch terminates it: the state change that follows reads it
 # in its DescribeInstances instead of asking SSM. Only this Lambda writes it (IAM: this key alone).
-TAG_RUNNER_EXITED: Final = "jitrunners:runner-exited"
+TAG_RUNNER_EXITED: Final = fleet.TAG_RUNNER_EXITED
 # ... from this many such instances in a batch: one CreateTags (EC2's tag bucket refills 10/s and
 # is the one scale-up's tag writes bind a burst on) is worth it against as many
 # GetCommandInvocation calls (20/s) from two upwards; below three, at low load, the SSM reads stay.
