@@ -561,7 +561,6 @@ class GitHubSim:
             simulator = sim
 
         self._server = BurstServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="github-sim", daemon=True
         )

@@ -262,7 +262,6 @@ class ApiGatewayShim:
                     shim.statuses["sender_gone"] += 1
 
         self._server = BurstServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.common import free_port
 
 from devstack.agent import AgentShim, Invocation, Result
 from devstack.fake_runner.runner import Session
@@ -31,19 +31,13 @@ class _Answer(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _session(port: int) -> Session:
     return Session({"url": f"http://127.0.0.1:{port}", "runner_id": 1, "secret": "s"})
 
 
 def test_the_simulated_runner_retries_a_connection_github_refused() -> None:
     """Refused connections (nothing listening yet) are tried again, as the real runner does."""
-    port = _free_port()
+    port = free_port()
     servers: list[BurstServer] = []
 
     def listen_later() -> None:
@@ -66,7 +60,7 @@ def test_the_simulated_runner_gives_up_when_github_stays_unreachable(
 ) -> None:
     monkeypatch.setattr(time, "sleep", lambda _s: None)
     with pytest.raises(urllib.error.URLError):
-        _session(_free_port()).call("poll")
+        _session(free_port()).call("poll")
 
 
 def test_a_command_whose_process_crashed_ends_failed_and_says_so(tmp_path: Path) -> None:

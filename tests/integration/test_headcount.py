@@ -127,9 +127,9 @@ def test_another_containers_launch_counts_from_the_next_list(
     monkeypatch.setenv("HEADCOUNT_MAX_AGE_S", max_age)
     config.get_settings.cache_clear()
     launch(world, lambda_context, 801)
-    kept = list(headcount.HEADCOUNT._listed), headcount.HEADCOUNT._at
+    kept = dict(headcount.HEADCOUNT._listed), headcount.HEADCOUNT._at
     launch(world, lambda_context, 802)  # "another container": this one's list as it was
-    headcount.HEADCOUNT._listed, headcount.HEADCOUNT._at = list(kept[0]), kept[1]
+    headcount.HEADCOUNT._listed, headcount.HEADCOUNT._at = dict(kept[0]), kept[1]
     launch(world, lambda_context, 803, 804)  # 3 allowed; 2 live, 1 of them unknown to the list
     assert len(live(world)) == 2 + launched
     clock.now += 5

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jitrunners.aws import fleet
+from jitrunners.config import parse_templates
 from jitrunners.lifecycle.provisioning.headcount import Headcount, needs_fresh
+from jitrunners.lifecycle.provisioning.headcount import room as headcount_room
+from tests.conftest import TEMPLATES
 
 
 def instance(instance_id: str, template: str = "linux") -> fleet.Instance:
@@ -71,4 +76,19 @@ def test_a_failed_describe_keeps_nothing() -> None:
 def test_what_needs_a_fresh_list(
     jobs: list[tuple[int, int]], pooled: bool, wanted: dict[str, int], room: int, fresh: bool
 ) -> None:
-    assert needs_fresh(jobs, [(7, 1)], pooled, wanted, lambda _: room) is fresh
+    assert needs_fresh(jobs, [(7, 1)], pooled, wanted, lambda _: room, 100) is fresh
+
+
+def test_launches_beyond_the_global_room_need_a_fresh_list() -> None:
+    """Each template fits its own room, the batch's launches together not MAX_RUNNERS's."""
+    wanted = {"linux": 2, "arm64": 2}
+    assert not needs_fresh([(1, 1)], [], False, wanted, lambda _: 2, 4)
+    assert needs_fresh([(1, 1)], [], False, wanted, lambda _: 2, 3)
+
+
+@pytest.mark.parametrize(("mine", "total", "room"), [(0, 0, 3), (2, 2, 1), (1, 9, 1), (3, 5, 0)])
+def test_room_is_the_tighter_of_the_template_and_global_limits(
+    mine: int, total: int, room: int
+) -> None:
+    [template] = parse_templates(json.dumps([{**TEMPLATES[0], "max_runners": 3}]))
+    assert headcount_room(template, mine, total, 10) == room

@@ -199,7 +199,7 @@ def launched_instance(launched: Launched, tags: Mapping[str, str]) -> Instance:
         state="pending",
         launch_time=None,
         lifecycle="spot" if launched.market == "spot" else "on-demand",
-        **_tag_fields(dict(tags)),
+        **_tag_fields(tags),
         instance_type=launched.instance_type or "",
     )
 

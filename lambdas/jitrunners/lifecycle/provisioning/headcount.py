@@ -26,15 +26,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from jitrunners.aws import fleet
+from jitrunners.config import RunnerTemplate
 
 
 class Headcount:
-    """The container's last list of our instances and its own launches since."""
+    """The container's last list of our instances (by id) and its own launches since."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._at: float | None = None
-        self._listed: list[fleet.Instance] = []
+        self._listed: dict[str, fleet.Instance] = {}
 
     def listing(
         self,
@@ -47,27 +48,33 @@ class Headcount:
         while it is younger than `max_age_s` (0: always described), with the launches since."""
         now = self._clock()
         if fresh or self._at is None or max_age_s <= 0 or now - self._at >= max_age_s:
-            self._at = None  # a failed describe keeps nothing
+            self.forget()  # a failed describe keeps nothing
             listed = describe()
-            self._listed, self._at = list(listed), now
+            self._listed, self._at = {i.id: i for i in listed}, now
             return list(listed), True
-        return list(self._listed), False
+        return list(self._listed.values()), False
 
     def launched(self, instances: Iterable[fleet.Instance]) -> None:
         """Count the container's own launches until the next list (which has them)."""
         if self._at is not None:
-            self._listed.extend(instances)
+            self._listed.update((i.id, i) for i in instances)
 
     def retagged(self, instance_id: str, tags: Mapping[str, str]) -> None:
         """Keep the list as EC2 has it after the container wrote `tags` on an instance."""
-        for index, instance in enumerate(self._listed):
-            if instance.id == instance_id:
-                self._listed[index] = fleet.retagged(instance, tags)
+        instance = self._listed.get(instance_id)
+        if instance is not None:
+            self._listed[instance_id] = fleet.retagged(instance, tags)
 
     def forget(self) -> None:
         """The next batch lists afresh."""
         self._at = None
-        self._listed = []
+        self._listed = {}
+
+
+def room(template: RunnerTemplate, mine: int, total: int, max_runners: int) -> int:
+    """Instances the template may still launch with `mine` of its own and `total` in all counted:
+    under its max_runners and the global one."""
+    return max(0, min(template.max_runners - mine, max_runners - total))
 
 
 def needs_fresh(
@@ -76,20 +83,23 @@ def needs_fresh(
     pooled: bool,
     wanted: dict[str, int],
     room: Callable[[str], int],
+    room_in_all: int,
 ) -> bool:
     """Whether a batch must not decide on a kept list: a job of it has a holder there (a
     duplicate or a swap is decided on what EC2 says now), a template of it has a warm pool, or
-    a template would defer launches for want of room (`wanted` launches per template against
-    `room(template)`)."""
+    it would defer launches for want of room (`wanted` launches per template against
+    `room(template)`, and all of them against `room_in_all`)."""
     if pooled:
         return True
     held = set(holders)
     if any(job in held for job in jobs):
         return True
+    if sum(wanted.values()) > room_in_all:
+        return True
     return any(count > room(name) for name, count in wanted.items())
 
 
-# One per container: scale-up's launches (reset by tests, as a new process starts empty).
+# One per container: scale-up's launches.
 HEADCOUNT = Headcount()
 
 
@@ -100,5 +110,6 @@ def tag_instance(instance_id: str, tags: Mapping[str, str]) -> None:
 
 
 def reset() -> None:
-    """Forget the kept list (tests; a new process starts empty anyway)."""
+    """Forget the container's list: the next launch batch lists our instances afresh (after it
+    launched pool members, whose tags decide pool serving; and for tests, as a new process)."""
     HEADCOUNT.forget()

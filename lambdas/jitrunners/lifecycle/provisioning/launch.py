@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from jitrunners import guardrail, sizing
@@ -74,7 +75,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     for name, group in groups.items():
         template = deps.template(name)
         assert template is not None  # checked by _screen
-        room = max(0, min(template.max_runners - per_template[name], settings.max_runners - total))
+        room = headcount.room(template, per_template[name], total, settings.max_runners)
         # Jobs a warm pool can serve need no room: their member is counted already.
         members = pool.servable(listed, template)
         accepted: list[Item] = []
@@ -118,14 +119,12 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
             per_template[name] += started
             total += started
         if served.hot or served.stopped:
-            cap = max(
-                0, min(template.max_runners - per_template[name], settings.max_runners - total)
-            )
+            cap = headcount.room(template, per_template[name], total, settings.max_runners)
             made = pool.replace_served(template, served, listed, deps, cap)
             per_template[name] += made
             total += made
             if made:
-                headcount.HEADCOUNT.forget()  # members launched: the next batch lists them
+                headcount.reset()  # members launched: the next batch lists them
     return outcomes
 
 
@@ -146,7 +145,7 @@ def _fresh_live(deps: ScaleUpDeps) -> Callable[[], list[fleet.Instance]]:
     def live() -> list[fleet.Instance]:
         if not kept:
             listed, _ = headcount.HEADCOUNT.listing(
-                lambda: pool.describe_for_pool(deps), deps.settings.headcount_max_age_s, fresh=True
+                partial(pool.describe_for_pool, deps), deps.settings.headcount_max_age_s, fresh=True
             )
             kept.append([i for i in listed if i.state in fleet.LIVE_STATES])
         return kept[0]
@@ -159,31 +158,26 @@ def _listing(items: Sequence[Item], deps: ScaleUpDeps) -> tuple[list[fleet.Insta
     enough to decide this batch (headcount.py), else one DescribeInstances (stopped pool
     members too: they count against max_runners and serve jobs)."""
     settings = deps.settings
-
-    def describe() -> list[fleet.Instance]:
-        return pool.describe_for_pool(deps)
-
+    describe = partial(pool.describe_for_pool, deps)
     listed, fresh = headcount.HEADCOUNT.listing(describe, settings.headcount_max_age_s)
     if fresh:
         return listed, True
     live, per_template, total = _counted(listed)
-    wanted = Counter(m.template for _, m in items if deps.template(m.template) is not None)
-    templates = {name: deps.template(name) for name in wanted}
-
-    def room(name: str) -> int:
-        template = templates[name]
-        assert template is not None
-        return min(template.max_runners - per_template[name], settings.max_runners - total)
-
-    stale = (
-        headcount.needs_fresh(
-            [(m.job_id, m.run_attempt) for _, m in items],
-            ((i.job_id, i.run_attempt) for i in live if i.job_id is not None),
-            any(t is not None and t.pool is not None for t in templates.values()),
-            wanted,
-            room,
-        )
-        or sum(wanted.values()) > settings.max_runners - total
+    templates = {
+        name: template
+        for name in {m.template for _, m in items}
+        if (template := deps.template(name)) is not None
+    }
+    wanted = Counter(m.template for _, m in items if m.template in templates)
+    stale = headcount.needs_fresh(
+        [(m.job_id, m.run_attempt) for _, m in items],
+        ((i.job_id, i.run_attempt) for i in live if i.job_id is not None),
+        any(t.pool is not None for t in templates.values()),
+        wanted,
+        lambda name: headcount.room(
+            templates[name], per_template[name], total, settings.max_runners
+        ),
+        settings.max_runners - total,
     )
     if not stale:
         return listed, False

@@ -25,6 +25,7 @@ from jitrunners.aws import fleet, ssm
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.members import free_members, ready_hot, ready_stopped
+from jitrunners.lifecycle.provisioning import headcount
 from jitrunners.lifecycle.provisioning.jit import Registration, store_jit_config
 from jitrunners.lifecycle.provisioning.start import agent_poll_delay
 from jitrunners.lifecycle.provisioning.tags import (
@@ -211,7 +212,7 @@ def room(template: RunnerTemplate, live: Sequence[fleet.Instance], deps: ScaleUp
     """Instances the template may still launch under its and the global max_runners."""
     mine = sum(1 for i in live if i.template == template.name and i.state not in _ENDING)
     total = sum(1 for i in live if i.state not in _ENDING)
-    return max(0, min(template.max_runners - mine, deps.settings.max_runners - total))
+    return headcount.room(template, mine, total, deps.settings.max_runners)
 
 
 _ENDING: Final = frozenset({"shutting-down", "terminated"})
