@@ -417,6 +417,18 @@ locals {
           Resource = local.deployed.deliveries_table_arn
         },
         {
+          # The webhook's job-ran claims (a runner of ours took the job), read before a launch
+          # asks GitHub whether its job is still queued: those items only, by their key.
+          Sid      = "ReadJobsRan"
+          Effect   = "Allow"
+          Action   = "dynamodb:BatchGetItem"
+          Resource = local.deployed.deliveries_table_arn
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["ran:*"] }
+            "Null"                    = { "dynamodb:LeadingKeys" = "false" }
+          }
+        },
+        {
           # Re-run checks (a job failed on one of our runners) share scale-down's re-run records.
           Sid      = "RerunRecords"
           Effect   = "Allow"

@@ -997,6 +997,26 @@ def _dynamodb_item(action: str) -> Rule:
     return rule
 
 
+def _dynamodb_batch_get(call: Call) -> list[Check]:
+    """BatchGetItem: one check per table named, on its ARN, with every partition key asked for
+    as dynamodb:LeadingKeys (a multivalued key: ForAllValues conditions test each)."""
+    checks = []
+    for table, request in (call.params.get("RequestItems") or {}).items():
+        arn = (
+            table
+            if str(table).startswith("arn:")
+            else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
+        )
+        keys = [
+            str(v["S"])
+            for key in request.get("Keys") or []
+            for v in list(key.values())[:1]
+            if isinstance(v, dict) and "S" in v
+        ]
+        checks.append(Check("dynamodb:BatchGetItem", arn, {"dynamodb:LeadingKeys": keys}))
+    return checks
+
+
 RULES: dict[tuple[str, str], Rule] = {
     ("sqs", "SendMessage"): _sqs("SendMessage", "GenerateDataKey"),
     ("sqs", "SendMessageBatch"): _sqs("SendMessage", "GenerateDataKey"),
@@ -1037,6 +1057,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("dynamodb", "DeleteItem"): _dynamodb_item("dynamodb:DeleteItem"),
     ("dynamodb", "UpdateItem"): _dynamodb_item("dynamodb:UpdateItem"),
     ("dynamodb", "GetItem"): _dynamodb_item("dynamodb:GetItem"),
+    ("dynamodb", "BatchGetItem"): _dynamodb_batch_get,
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),

@@ -414,3 +414,78 @@ def test_launches_of_our_own_making_are_not_held_off_by_each_others_claims(
     assert failed_ids(response) == []
     [second] = [i["InstanceId"] for i in world.instances()]
     assert second != first
+
+
+# --- the webhook's job-ran claims: read before GitHub is asked ---------------------------------
+def ran_claim(table: str, job_id: int, runner: str, action: str = "in_progress") -> None:
+    """What the webhook writes for a delivery naming the runner of ours that took `job_id`."""
+    from datetime import UTC, datetime
+
+    from jitrunners.aws import deliveries
+
+    key = deliveries.ran_key("acme/widgets", job_id, 1, action)
+    assert deliveries.claim(table, key, now=datetime.now(UTC), ttl_s=3600, runner=runner)
+
+
+def job_checks(world: World, job_id: int) -> int:
+    return sum(1 for call in world.github.calls if f"/actions/jobs/{job_id}" in call.request.url)
+
+
+def test_a_passed_on_need_whose_job_ran_on_one_of_ours_drops_without_asking_github(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Job 8's need was passed on (its runner took another job); meanwhile R, launched for 7,
+    took 8, and the webhook recorded it: the launch drops without a GitHub check, and R's books
+    are kept as a check that found 8 running there would keep them (R owes 8 now)."""
+    from jitrunners.models import runner_name
+
+    runner = launched(world, 7, lambda_context)
+    ran_claim(claims, 8, runner_name(runner, 7, 1))
+    job_status(world, 8, "in_progress")  # what GitHub would say, were it asked
+    checks = job_checks(world, 8)
+    passed_on = replace(launch_message(8), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
+
+    response = scale_up.handler(sqs_event(passed_on), lambda_context)
+
+    assert failed_ids(response) == []
+    assert job_checks(world, 8) == checks, "no GitHub call"
+    assert [i["InstanceId"] for i in world.instances()] == [runner], "nothing launched"
+    assert tags_of(runner)["jitrunners:job-id"] == "8"
+
+
+def test_without_a_job_ran_claim_a_passed_on_need_is_still_checked_with_github(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """The claims only ever spare a check: a need whose job no delivery booked is asked about,
+    and launched while GitHub has the job queued (here another job's claim is recorded)."""
+    ran_claim(claims, 9, "i-0fffffffffffffff0-5-1")
+    job_status(world, 8)
+    checks = job_checks(world, 8)
+    passed_on = replace(launch_message(8), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
+
+    response = scale_up.handler(sqs_event(passed_on), lambda_context)
+
+    assert failed_ids(response) == []
+    assert job_checks(world, 8) == checks + 1
+    assert len(world.instances()) == 1
+
+
+def test_a_swap_whose_runners_own_job_ran_elsewhere_passes_nothing_on(
+    world: World, lambda_context: Any, claims: str, tag_writes: list[dict[str, Any]]
+) -> None:
+    """R, launched for 8, takes 7; job 8 already ran on S (the webhook recorded it): 8's need
+    is met, so nothing is passed on (the same swap without the claim passes 8's need on:
+    test_swap_with_no_runner_for_the_taken_job_passes_the_need_on_once). One tag write."""
+    runner = launched(world, 8, lambda_context)
+    ran_claim(claims, 8, "i-0fffffffffffffff0-5-1", action="completed")
+    before = len(world.sent)
+    tag_writes.clear()
+
+    response = scale_up.handler(sqs_event(taken(7, runner)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert sent_since(world, before) == []
+    assert len(tag_writes) == 1
+    tags = tags_of(runner)
+    assert tags["jitrunners:job-id"] == "7"
+    assert "jitrunners:passed-on" not in tags

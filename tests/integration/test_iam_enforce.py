@@ -647,3 +647,37 @@ def test_listing_types_by_requirements_is_authorized_on_star(world: World) -> No
         },
     )
     assert [t["InstanceType"] for t in found["InstanceTypes"]] == ["m7g.large"]
+
+
+def test_scale_up_reads_job_ran_claims_and_no_other_item_of_the_table(world: World) -> None:
+    """The module's scale-up role (rendered by terraform) as the principal: one BatchGetItem of
+    the webhook's job-ran claims passes; a batch that names any other item (a delivery id, a
+    launch claim) is refused whole, as AWS evaluates dynamodb:LeadingKeys for BatchGetItem."""
+    from datetime import UTC, datetime
+
+    from jitrunners.aws import deliveries
+    from tests.deploy import rendered
+
+    table = "jitrunners-deliveries"
+    world.raw("dynamodb").create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    now = datetime.now(UTC)
+    ran = deliveries.ran_key("acme/app", 7, 1, "in_progress")
+    assert deliveries.claim(table, ran, now=now, ttl_s=60, runner="i-0123456789abcdef0-8-1")
+    world.policies = rendered.documents().function_identity_policies("scale-up")
+    dynamodb = world.client("dynamodb")
+
+    def read(*keys: str) -> Any:
+        return dynamodb.batch_get_item(
+            RequestItems={table: {"Keys": [{"delivery_id": {"S": k}} for k in keys]}}
+        )
+
+    assert read(ran)["Responses"][table][0]["runner"]["S"] == "i-0123456789abcdef0-8-1"
+    for other in ("dlv-7", "launch:acme/app:7:1:1", "spot-breaker#m7i.large"):
+        with pytest.raises(ClientError) as exc:
+            read(ran, other)
+        assert error(exc)[0] == "AccessDeniedException"

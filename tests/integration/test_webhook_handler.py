@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
+from jitrunners.aws import deliveries
 from jitrunners.handlers import webhook
 from tests.conftest import _reset_process_caches, drain
 from tests.support.webhooks import SECRET, proxy_event, signed_job_event, workflow_job_payload
@@ -400,6 +402,58 @@ def test_replayed_delivery_is_answered_duplicate_and_enqueues_nothing(
     assert replayed == (202, {"ignored": "duplicate", "job_id": 61})
     assert len(drain(env["JOB_QUEUE_URL"])) == 1
     assert _claims(deliveries_table) == {"dlv-61"}
+
+
+def _claim_items(table: str) -> dict[str, dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {item["delivery_id"]["S"]: item for item in items}
+
+
+@pytest.mark.parametrize("action", ["in_progress", "completed"])
+def test_a_swap_delivery_is_claimed_by_its_job_and_records_the_runner(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, action: str
+) -> None:
+    """A delivery naming the runner of ours that took another job's place is claimed by job
+    attempt and action, with the runner: a copy with a new delivery id (GitHub's own duplicate)
+    is a duplicate, and scale-up reads the claim as the record that the job ran on one of ours."""
+    runner = "i-0123456789abcdef0-70-1"  # launched for job 70, takes 71
+    body = json.dumps(
+        workflow_job_payload(action=action, job_id=71, run_attempt=2, runner_name=runner)
+    )
+
+    first = _call(proxy_event(body, delivery="dlv-71-a"), lambda_context)
+    copy = _call(proxy_event(body, delivery="dlv-71-b"), lambda_context)
+
+    assert first == (202, {"recorded": "taken", "job_id": 71})
+    assert copy == (202, {"ignored": "duplicate", "job_id": 71})
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    [(key, item)] = _claim_items(deliveries_table).items()
+    assert key == f"ran:acme/widgets:71:2:{action}"
+    assert item["runner"]["S"] == runner
+    assert deliveries.jobs_ran(
+        deliveries_table, [key, "ran:acme/widgets:71:1:completed"], now=datetime.now(UTC)
+    ) == {key: runner}
+
+
+def test_a_swap_delivery_that_failed_to_enqueue_gives_its_job_claim_back(
+    env: dict[str, str],
+    deliveries_table: str,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = "i-0123456789abcdef0-70-1"
+    body = json.dumps(workflow_job_payload(action="in_progress", job_id=72, runner_name=runner))
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"] + "-gone")
+    assert _call(proxy_event(body, delivery="dlv-72"), lambda_context)[1] == {
+        "error": "enqueue_failed"
+    }
+    assert _claims(deliveries_table) == set(), "no record of a job ran that nothing booked"
+
+    _reconfigure(monkeypatch, JOB_QUEUE_URL=env["JOB_QUEUE_URL"])
+    assert _call(proxy_event(body, delivery="dlv-72"), lambda_context)[1] == {
+        "recorded": "taken",
+        "job_id": 72,
+    }
 
 
 def test_delivery_that_failed_to_enqueue_is_released_so_its_redelivery_is_taken(

@@ -31,7 +31,15 @@ def _deps() -> IntakeDeps:
         secrets=lambda: webhook_secrets(settings),
         templates=lambda: load_templates(settings),
         enqueue=lambda message: send_job(settings.job_queue_url, message),
-        claim=(lambda d: deliveries.claim(table, d, now=utcnow(), ttl_s=ttl_s)) if table else None,
+        claim=(
+            (
+                lambda key, runner: deliveries.claim(
+                    table, key, now=utcnow(), ttl_s=ttl_s, runner=runner
+                )
+            )
+            if table
+            else None
+        ),
         release=(lambda d: deliveries.release(table, d)) if table else None,
     )
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from jitrunners import signature
+from jitrunners.aws import deliveries
 from jitrunners.aws.deliveries import DeliveryStoreError
 from jitrunners.aws.params import ParameterError
 from jitrunners.config import ConfigError, RunnerTemplate, Settings
@@ -60,9 +61,10 @@ class IntakeDeps:
     secrets: Callable[[], Sequence[str]]
     templates: Callable[[], Sequence[RunnerTemplate]]
     enqueue: Callable[[JobMessage], str]
-    # Replay guard (None: no guard). claim(delivery id) -> False when already claimed;
-    # both raise DeliveryStoreError when the store is unavailable.
-    claim: Callable[[str], bool] | None = None
+    # Replay guard (None: no guard). claim(key, runner) -> False when already claimed (the key:
+    # the delivery id, or the job's for a delivery naming the runner that took it, with that
+    # runner: `claim_key`); both raise DeliveryStoreError when the store is unavailable.
+    claim: Callable[[str, str | None], bool] | None = None
     release: Callable[[str], None] | None = None
     clock: Callable[[], datetime] = field(default=lambda: utcnow())  # noqa: PLW0108
 
@@ -181,12 +183,27 @@ def _measure_queue_to_runner(job: WorkflowJob, template: str, seconds: float | N
     observe("QueueToRunnerLatency", seconds, MetricUnit.Seconds, template=template, path=path)
 
 
-def _release(delivery_id: str, deps: IntakeDeps) -> None:
+def claim_key(kind: str, job: WorkflowJob, delivery_id: str) -> tuple[str, str | None]:
+    """What a delivery is claimed by, and the runner the claim records.
+
+    A delivery naming the runner of ours that took its job (`taken`, `rerun`) is claimed by job
+    attempt and action (`deliveries.ran_key`), not by delivery id: GitHub sends one such delivery
+    per action and attempt, so a copy of it with a new id (GitHub's own duplicate) is a duplicate
+    too, and the claim doubles as the record that the job ran on one of ours, which scale-up
+    reads before asking GitHub about a launch (README "Calls per job"). Every other delivery is
+    claimed by its id."""
+    if kind in ("taken", "rerun") and job.action in deliveries.RAN_ACTIONS and job.runner_name:
+        key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, job.action)
+        return key, job.runner_name
+    return delivery_id, None
+
+
+def _release(key: str, deps: IntakeDeps) -> None:
     """Undo the claim of a delivery we failed to enqueue, so its redelivery is taken."""
     if deps.release is None:
         return
     try:
-        deps.release(delivery_id)
+        deps.release(key)
     except DeliveryStoreError as exc:
         # Its redelivery will be answered "duplicate" until the claim expires: say so loudly.
         count("DeliveryReleaseFailed")
@@ -319,9 +336,10 @@ def handle_delivery(
         message = message.taken_by(runner_instance(job.runner_name))
     elif kind == "release":
         message = message.released()
+    key, runner = claim_key(kind, job, delivery_id)
     if deps.claim is not None:
         try:
-            first = deps.claim(delivery_id)
+            first = deps.claim(key, runner)
         except DeliveryStoreError as exc:
             return _unavailable("claim_unavailable", exc)
         if not first:
@@ -330,7 +348,7 @@ def handle_delivery(
     try:
         message_id = deps.enqueue(message)
     except Exception as exc:  # noqa: BLE001 - any enqueue failure must reach GitHub as a 5xx
-        _release(delivery_id, deps)
+        _release(key, deps)
         return _unavailable("enqueue_failed", exc)
     if kind == "rerun":
         count("RerunChecksQueued")

@@ -24,6 +24,15 @@ from jitrunners.observability import count, logger
 BOOKS_RETRY_S = 30
 
 
+def _ran_keys(job: JobMessage) -> list[str]:
+    from jitrunners.aws import deliveries
+
+    return [
+        deliveries.ran_key(job.repo, job.job_id, job.run_attempt, action)
+        for action in deliveries.RAN_ACTIONS
+    ]
+
+
 class ScaleUpBatch:
     """Launches are decided for the whole batch at once (fewest EC2 calls); the record handler
     then reports each record's outcome. Starts are handled record by record."""
@@ -41,6 +50,10 @@ class ScaleUpBatch:
         self._live: list[Any] | None = None
         # The batch describe's throttle, raised again where one of its instances is needed.
         self._describe_error: Exception | None = None
+        # The runners the batch's `taken` and `rerun` messages name, and the job-ran claims of
+        # the jobs they were launched for (read once, when a swap's books first need one).
+        self._takers: set[str] = set()
+        self._ran: dict[str, str] | None = None
 
     def prepare(self, raw_records: Sequence[Mapping[str, Any]]) -> None:
         from jitrunners.lifecycle.provisioning.launch import plan_launches
@@ -64,6 +77,8 @@ class ScaleUpBatch:
                 named.add(message.instance_id)
                 if message.kind == "start":
                     agents.add(message.instance_id)
+                elif message.kind in ("taken", "rerun"):
+                    self._takers.add(message.instance_id)
         if named:
             self._describe_all(sorted(named))
         if agents:
@@ -189,6 +204,35 @@ class ScaleUpBatch:
             )
         return self._live
 
+    def _ran_on(self, job: JobMessage) -> str | None:
+        """The runner of ours that job `job` ran on, by the webhook's job-ran claims; None when
+        none is recorded (or the table cannot say: the need is passed on, as without them).
+
+        One BatchGetItem for the batch, on its first use: the claims of every job that the
+        runners its `taken` messages name were launched for."""
+        from jitrunners.aws import deliveries
+        from jitrunners.lifecycle.provisioning.tags import launched_for
+
+        table = self.deps.settings.deliveries_table
+        if not table:
+            return None
+        if self._ran is None:
+            owed = [
+                launched_for(runner, self.deps.template(str(runner.template or "")))
+                for runner in (self.described.get(i) for i in sorted(self._takers))
+                if runner is not None
+            ]
+            try:
+                self._ran = deliveries.jobs_ran(
+                    table,
+                    (k for o in [*owed, job] if o is not None for k in _ran_keys(o)),
+                    now=self.deps.clock(),
+                )
+            except deliveries.DeliveryStoreError as exc:
+                logger.info("cannot read the job-ran records", extra={"detail": str(exc)})
+                self._ran = {}
+        return next((self._ran[k] for k in _ran_keys(job) if k in self._ran), None)
+
     def _start(self, message: JobMessage, record: Record) -> str:
         """A `start`; an AWS throttle (after botocore's one quick retry) sends the record back
         for a few seconds instead of waiting here. Every step of a start is idempotent."""
@@ -247,7 +291,9 @@ class ScaleUpBatch:
             outcome = (
                 "not_ours"
                 if runner is None
-                else bookkeeping.keep_books(message, runner, self.deps, self._live_instances)
+                else bookkeeping.keep_books(
+                    message, runner, self.deps, self._live_instances, self._ran_on
+                )
             )
             # Its tags may have been rewritten: a later message of the batch sees them as the
             # shared listing now has them, or looks again.

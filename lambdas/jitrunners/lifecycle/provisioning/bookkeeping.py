@@ -101,13 +101,15 @@ def keep_books(
     runner: fleet.Instance,
     deps: ScaleUpDeps,
     live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]] | None = None,
+    ran_on: Callable[[JobMessage], str | None] | None = None,
 ) -> str:
     """record_taken for a runner already described.
 
     `live`: our live instances, or what lists them when they are needed (a batch's listing,
     shared by its messages). A list is kept current: the runner's entry is replaced once its
     job tags are rewritten here, so a later message of the same batch judges by what is
-    written."""
+    written. `ran_on`: the runner of ours a job ran on, by the webhook's job-ran claims (None:
+    not recorded), asked only before a need would be passed on."""
     settings = deps.settings
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES
@@ -158,6 +160,18 @@ def keep_books(
     extra = {"runner_name": runner.id, "launched_for": owed.job_id}
     if rewrite:
         count("RunnerSwapped")
+    if covering is None and ran_on is not None:
+        # Y ran on a runner of ours already (its delivery was booked by the webhook): the need
+        # is met. In a burst of jobs with the same labels this is most swaps (crossings).
+        taker = ran_on(owed)
+        if taker is not None:
+            if rewrite and not gone:
+                _retag(runner, job_tags(job), None if callable(live) else live)
+            logger.info(
+                "runner took another job; the job it was launched for ran on another runner",
+                extra={**extra, "covered_by": taker},
+            )
+            return "swap:ran"
     pass_on = covering is None and owed.attempt <= MAX_LAUNCH_ATTEMPT
     if pass_on:
         # Before the write: a write that follows a failed send would hide the need for good.

@@ -64,13 +64,26 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
     }
 
     groups: dict[str, list[Item]] = defaultdict(list)
+    fresh_ones: set[str] = set()
     for record, message in items:
         with correlated(message):
             outcome = _screen(message, deps, live_jobs, live)
         if outcome is None:
             groups[message.template].append((record, message))
+            if _fresh(message, record, deps):
+                fresh_ones.add(record.message_id)
         else:
             outcomes[record.message_id] = outcome
+    # Of the launches GitHub would be asked about, those whose job ran on one of our runners.
+    ran = _jobs_ran(
+        [
+            item
+            for group in groups.values()
+            for item in group
+            if item[0].message_id not in fresh_ones
+        ],
+        deps,
+    )
 
     for name, group in groups.items():
         template = deps.template(name)
@@ -82,6 +95,11 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         pooled: list[Item] = []
         for record, message in group:
             with correlated(message):
+                if record.message_id in ran:
+                    outcomes[record.message_id] = _ran_on(
+                        message, ran[record.message_id], deps, books
+                    )
+                    continue
                 poolable = len(pooled) < members and pool.may_serve(message, template)
                 if not poolable and len(accepted) >= room:
                     # No slot: deferred before GitHub is asked anything. Waiting launches come
@@ -89,7 +107,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     # call per waiting job per minute (a burst's backlog, over the rate limit).
                     outcomes[record.message_id] = _defer(message, deps, template)
                     continue
-                outcome = _confirm(message, deps, books, _fresh(message, record, deps))
+                outcome = _confirm(message, deps, books, record.message_id in fresh_ones)
             if outcome is not None:
                 outcomes[record.message_id] = outcome
             else:
@@ -278,6 +296,55 @@ def _confirm(
     assert template is not None  # checked by _screen
     asked = sizing.for_job(message.labels, template)  # admitted by _screen
     return None if asked is None else _check_sizing_fits(asked, template)
+
+
+def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str]:
+    """Of `items` (launches GitHub would be asked about), those whose job a runner of ours took:
+    message id -> that runner's name, from the webhook's job-ran claims (one BatchGetItem for
+    the batch). In a burst of jobs with the same labels most needs passed on by the job books
+    are of jobs another runner took meanwhile: this drops their launches without a GitHub call
+    (a point of the installation, held back behind the JIT configs when its points are short).
+    Empty when GitHub would not be asked (`check_job_queued` off), or the table cannot say."""
+    from jitrunners.aws import deliveries
+
+    table = deps.settings.deliveries_table
+    if not items or not table or not deps.settings.check_job_queued:
+        return {}
+    keys = {
+        record.message_id: [
+            deliveries.ran_key(message.repo, message.job_id, message.run_attempt, action)
+            for action in deliveries.RAN_ACTIONS
+        ]
+        for record, message in items
+    }
+    try:
+        found = deliveries.jobs_ran(
+            table, (k for ks in keys.values() for k in ks), now=deps.clock()
+        )
+    except deliveries.DeliveryStoreError as exc:
+        logger.info("cannot read the job-ran records: GitHub is asked", extra={"detail": str(exc)})
+        return {}
+    return {
+        message_id: runner
+        for message_id, ks in keys.items()
+        if (runner := next((found[k] for k in ks if k in found), None)) is not None
+    }
+
+
+def _ran_on(
+    message: JobMessage,
+    runner_name: str,
+    deps: ScaleUpDeps,
+    live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
+) -> Outcome:
+    """A launch whose job ran on `runner_name`, one of ours (the webhook's job-ran claim): what
+    `_confirm` does when GitHub says the job is in progress or completed there, without asking."""
+    count("LaunchDropped", reason="job_ran")
+    logger.info(
+        "launch dropped: the job ran on a runner of ours", extra={"runner_name": runner_name}
+    )
+    _taken(message, runner_name, deps, live)
+    return Outcome("dropped")
 
 
 def _taken(
