@@ -489,3 +489,77 @@ def test_a_swap_whose_runners_own_job_ran_elsewhere_passes_nothing_on(
     tags = tags_of(runner)
     assert tags["jitrunners:job-id"] == "7"
     assert "jitrunners:passed-on" not in tags
+
+
+def test_a_dropped_launch_is_never_covered_by_an_instance_awaiting_its_start(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Job 9's launch finds 9 ran on R, launched for 8 (the webhook's claim): the launch is
+    dropped, so 8 lost its runner and nothing launched for 9 can serve it. The instances
+    awaiting their start (launched together for 5 and 6) are those jobs' runners: counting one
+    as cover lost 8's need (and, nothing marking an instance as counted, one such instance
+    covered a hundred needs in a 1,000-job burst). 8's need is passed on."""
+    from jitrunners.models import runner_name
+
+    for job_id in (5, 6):
+        job_status(world, job_id)
+    assert (
+        failed_ids(
+            scale_up.handler(sqs_event(launch_message(5), launch_message(6)), lambda_context)
+        )
+        == []
+    )
+    assert not any("jitrunners:job-id" in tags_of(i["InstanceId"]) for i in world.instances())
+    runner = launched(world, 8, lambda_context)
+    ran_claim(claims, 9, runner_name(runner, 8, 1))
+    before = len(world.sent)
+
+    response = scale_up.handler(sqs_event((launch_message(9), 2)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert tags_of(runner)["jitrunners:job-id"] == "9"
+    assert sent_since(world, before) == [("launch", 8, 2)]
+
+
+def secondary_limit(world: World, job_id: int) -> None:
+    world.github.get(
+        f"{API}/repos/acme/widgets/actions/jobs/{job_id}",
+        status=403,
+        headers={"Retry-After": "90"},
+        json={"message": "You have exceeded a secondary rate limit."},
+    )
+
+
+def test_a_first_launch_whose_check_github_rate_limits_goes_ahead_on_the_records(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Job 15's own launch, a minute after it was queued (so it is checked): the records name
+    no runner of ours for 15, and GitHub's secondary limit refuses the check. The launch goes
+    ahead (the instance boots while GitHub's window refills) instead of waiting in the queue
+    behind the burst's JIT configs. Without the records it waits (the handler test
+    test_github_secondary_rate_limit_puts_the_message_back_for_retry_after). The runner
+    group's check is never skipped: it was answered (and cached) for an earlier launch."""
+    launched(world, 14, lambda_context)
+    secondary_limit(world, 15)
+
+    response = scale_up.handler(sqs_event(launch_message(15)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert job_checks(world, 15) == 1
+    assert len(world.instances()) == 2
+    assert [m.job_id for m in world.starts()][-1] == 15
+
+
+def test_a_passed_on_need_whose_check_github_rate_limits_still_waits(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """A need passed on is a guess of the books (its job may have run on a runner the records
+    do not name yet): it waits for GitHub's answer, as before."""
+    secondary_limit(world, 16)
+    passed_on = replace(launch_message(16), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
+
+    response = scale_up.handler(sqs_event(passed_on), lambda_context)
+
+    assert failed_ids(response) == ["msg-0"]
+    assert world.visibility == [("receipt-0", 90)]
+    assert world.instances() == []

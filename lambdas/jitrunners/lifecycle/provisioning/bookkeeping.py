@@ -144,6 +144,12 @@ def keep_books(
     # instance of the template awaiting its start counts, as it may be X's. When it is another
     # job's, the next delivery about X (its `completed`), once the instances have started and
     # name their jobs, or the reconciliation pass launches for Y.
+    #
+    # Not for a launch of X being dropped (X ran on R): that launch was X's runner, so no
+    # instance awaiting its start is X's, and each is another job's. Counting one as cover
+    # there lost Y's need whenever it was some other job's runner; and as nothing marks an
+    # instance as counted, one such instance covered a hundred needs in a 1,000-job burst.
+    may_be_xs = job.kind != "launch"
     covering = next(
         (
             i
@@ -152,7 +158,7 @@ def keep_books(
             and (
                 (i.job_id, i.run_attempt) == _key(owed)
                 or ((i.job_id, i.run_attempt) == took and i.template == runner.template)
-                or (awaiting_start(i) and i.template == runner.template)
+                or (may_be_xs and awaiting_start(i) and i.template == runner.template)
             )
         ),
         None,

@@ -74,7 +74,8 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                 fresh_ones.add(record.message_id)
         else:
             outcomes[record.message_id] = outcome
-    # Of the launches GitHub would be asked about, those whose job ran on one of our runners.
+    # Of the launches GitHub would be asked about, those whose job ran on one of our runners
+    # (None: the records could not be read, or are not kept).
     ran = _jobs_ran(
         [
             item
@@ -95,7 +96,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
         pooled: list[Item] = []
         for record, message in group:
             with correlated(message):
-                if record.message_id in ran:
+                if ran and record.message_id in ran:
                     outcomes[record.message_id] = _ran_on(
                         message, ran[record.message_id], deps, books
                     )
@@ -107,7 +108,13 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     # call per waiting job per minute (a burst's backlog, over the rate limit).
                     outcomes[record.message_id] = _defer(message, deps, template)
                     continue
-                outcome = _confirm(message, deps, books, record.message_id in fresh_ones)
+                outcome = _confirm(
+                    message,
+                    deps,
+                    books,
+                    record.message_id in fresh_ones,
+                    records_read=ran is not None,
+                )
             if outcome is not None:
                 outcomes[record.message_id] = outcome
             else:
@@ -260,15 +267,34 @@ def _confirm(
     deps: ScaleUpDeps,
     live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
     fresh: bool = False,
+    *,
+    records_read: bool = False,
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
     queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
-    boundary; otherwise the outcome."""
+    boundary; otherwise the outcome.
+
+    `records_read`: the webhook's job-ran records were read for this launch and do not name its
+    job. Then a first launch (its job's own `queued` delivery) whose check GitHub's rate limit
+    refuses goes ahead instead of waiting in the queue for GitHub's points: the check would
+    spend a point that the burst's JIT configs need, and what it guards against is covered
+    otherwise (a job one of our runners took: the records; a job cancelled or run elsewhere:
+    the `release` its `completed` delivery sends, which stops the runner). The instance boots
+    while GitHub's window refills; its JIT config is asked for ahead of boot or at its start."""
     if deps.settings.check_job_queued and not fresh:
-        from jitrunners.github.client import GitHubError
+        from jitrunners.github.client import GitHubError, GitHubRateLimited
 
         try:
             job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
+        except GitHubRateLimited as exc:
+            if not records_read or message.attempt != 1:
+                return _github_failed(exc, "the job")
+            count("LaunchCheckSkipped", reason="github_rate_limited")
+            logger.info(
+                "GitHub's points are short: launched without asking whether the job is queued",
+                extra={"wait_s": exc.retry_after_s},
+            )
+            return _check_groups_and_size(message, deps)
         except GitHubError as exc:
             return _github_failed(exc, "the job")
         if job is None or job.status != "queued":
@@ -289,6 +315,12 @@ def _confirm(
             )
             return Outcome("dropped")
     # Last: no need to ask about the group for a job that is gone (and it is cached anyway).
+    return _check_groups_and_size(message, deps)
+
+
+def _check_groups_and_size(message: JobMessage, deps: ScaleUpDeps) -> Outcome | None:
+    """None when the template's runner group is a safe boundary and a sized job's size fits;
+    otherwise the outcome."""
     outcome = _check_runner_group(message, deps)
     if outcome is not None:
         return outcome
@@ -298,17 +330,20 @@ def _confirm(
     return None if asked is None else _check_sizing_fits(asked, template)
 
 
-def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str]:
+def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str] | None:
     """Of `items` (launches GitHub would be asked about), those whose job a runner of ours took:
     message id -> that runner's name, from the webhook's job-ran claims (one BatchGetItem for
     the batch). In a burst of jobs with the same labels most needs passed on by the job books
     are of jobs another runner took meanwhile: this drops their launches without a GitHub call
     (a point of the installation, held back behind the JIT configs when its points are short).
-    Empty when GitHub would not be asked (`check_job_queued` off), or the table cannot say."""
+    None when the records are not kept (no table), or could not be read; empty when GitHub would
+    not be asked (`check_job_queued` off, or every launch is fresh)."""
     from jitrunners.aws import deliveries
 
     table = deps.settings.deliveries_table
-    if not items or not table or not deps.settings.check_job_queued:
+    if not table:
+        return None
+    if not items or not deps.settings.check_job_queued:
         return {}
     keys = {
         record.message_id: [
@@ -323,7 +358,7 @@ def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str]:
         )
     except deliveries.DeliveryStoreError as exc:
         logger.info("cannot read the job-ran records: GitHub is asked", extra={"detail": str(exc)})
-        return {}
+        return None
     return {
         message_id: runner
         for message_id, ks in keys.items()
