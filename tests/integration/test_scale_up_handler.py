@@ -629,6 +629,55 @@ def test_a_launch_leaves_the_jit_config_to_the_start_when_github_cannot_take_it(
     assert len(world.jit_calls) == 1
 
 
+def test_a_start_that_github_rate_limits_waits_as_a_copy_that_skips_the_retry_checks(
+    world: World, lambda_context: Any
+) -> None:
+    """A retried start (its checks run: no command sent, no JIT config stored) meets GitHub's
+    secondary limit: the start goes back as a copy delayed by GitHub's `retry-after`, not as
+    this record (whose receives count toward the DLQ). Nothing was sent to the instance, so the
+    copy starts as a first delivery, without `ListCommands` and `DescribeParameters`."""
+    start = _launched(world, lambda_context)
+    assert not start.jit_stored
+    limited = world.github.add(
+        "POST",
+        f"{API}/orgs/acme/actions/runners/generate-jitconfig",
+        status=403,
+        headers={"Retry-After": "42"},
+        json={"message": "You have exceeded a secondary rate limit."},
+    )
+    checks: list[str] = []
+    for operation in ("ListCommands", "DescribeParameters"):
+        client("ssm").meta.events.register(
+            f"provide-client-params.ssm.{operation}",
+            lambda params, op=operation, **_: checks.append(op),
+        )
+    commands = _capture_commands()
+
+    response = run(sqs_event((start, 3)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert sorted(checks) == ["DescribeParameters", "ListCommands"]
+    [(copy, delay)] = world.sent
+    assert (copy, delay) == (start, 42)
+    assert commands == []
+    world.github.remove(limited)
+    jit_endpoint(world)
+    checks.clear()
+    # 42 s later (the client holds calls back until then): a shaper that has seen no limit.
+    from jitrunners.config import get_settings
+    from jitrunners.github.client import get_client
+    from jitrunners.github.shaping import Shaper
+
+    github = get_client(get_settings())
+    github.shaper = Shaper(github.shaper.points_per_minute)
+
+    assert failed_ids(run(sqs_event(copy), lambda_context)) == []
+
+    assert checks == []
+    assert len(commands) == 1
+    assert len(world.jit_calls) == 1
+
+
 def _agent_not_ready(**_: Any) -> Any:
     return AWSResponse("https://ssm", 400, {}, None), {
         "Error": {"Code": "InvalidInstanceId", "Message": "Instances not in a valid state"}

@@ -91,6 +91,10 @@ def ahead_of_boot(
     return stored
 
 
+class JitRateLimited(RecordFailed):
+    """GitHub's rate limit refused the JIT config: nothing was asked of the instance."""
+
+
 def store_jit_config(deps: ScaleUpDeps, instance_id: str, registration: Registration) -> None:
     """A JIT config from GitHub into the instance's SecureString parameter (RecordFailed to
     retry when GitHub refuses or fails)."""
@@ -101,7 +105,7 @@ def store_jit_config(deps: ScaleUpDeps, instance_id: str, registration: Registra
         logger.warning(
             "GitHub rate limit: start retried later", extra={"wait_s": exc.retry_after_s}
         )
-        raise RecordFailed("github rate limited", max(1, round(exc.retry_after_s))) from None
+        raise JitRateLimited("github rate limited", max(1, round(exc.retry_after_s))) from None
     except GitHubError as exc:
         count("StartFailed", reason=f"github_{exc.status or 'unavailable'}")
         logger.warning("cannot generate the JIT config", extra={"detail": str(exc)})
