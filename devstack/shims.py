@@ -94,6 +94,18 @@ class LambdaContext:
         return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
 
 
+def _log_invocation_error(function_name: str, exc: Exception) -> None:
+    """What Lambda's runtime writes to the function's log when a handler raises: the error's type,
+    message and stack, on one line of the Lambdas' log (the scheduler and event sources go on)."""
+    from jitrunners.observability import logger
+
+    logger.error(
+        "invocation failed",
+        exc_info=exc,
+        extra={"function_name": function_name, "error_type": type(exc).__name__},
+    )
+
+
 class Function:
     """One Lambda function: its handler (None when it is not in this build) and its invocations."""
 
@@ -132,8 +144,9 @@ class Function:
             started, began = time.perf_counter(), time.time()
             try:
                 return self.handler(event, context)
-            except Exception:
+            except Exception as exc:
                 self.errors += 1
+                _log_invocation_error(self.name, exc)
                 raise
             finally:
                 self.invocations += 1

@@ -407,3 +407,23 @@ def test_command_invocation_status_comes_from_the_agent_not_moto(fleet: Fleet) -
     with pytest.raises(ClientError) as error:
         ssm.get_command_invocation(CommandId="0" * 36, InstanceId=iid)
     assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+
+
+def test_a_handler_that_raises_is_logged_as_lambdas_runtime_logs_it(log_lines: Any) -> None:
+    """A failed invocation leaves its error type and stack in the Lambdas' log (scheduled runs
+    swallow the error and try at the next tick: without this line a housekeeper failing every
+    pass of a 1,000-job burst left no trace)."""
+    function = Function("housekeeper", "jitrunners")
+
+    def handler(event: Any, context: Any) -> Any:
+        raise RuntimeError("SSM throttled the listing")
+
+    function.handler = handler
+    with pytest.raises(RuntimeError):
+        function.invoke({})
+
+    [line] = [x for x in log_lines() if x.get("message") == "invocation failed"]
+    assert line["function_name"] == "jitrunners-housekeeper"
+    assert line["error_type"] == "RuntimeError"
+    assert "SSM throttled the listing" in line["exception"]
+    assert function.errors == 1

@@ -566,3 +566,37 @@ def test_ended_runners_a_scale_down_batch_marked_exited_cost_no_command_status(
 
     run()
     assert asked == [unmarked]
+
+
+def test_a_throttled_parameter_listing_ends_that_stage_not_the_pass(
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SSM's shared bucket drained (a burst's runners deleting their parameters): the orphan
+    parameter sweep's listing is throttled. The pass goes on (zombies, orphan registrations)
+    and the parameters go at the next one. In a 1,000-job burst every pass raised here, so no
+    later stage ever ran and 23 JIT configs stayed."""
+    from botocore.exceptions import ClientError
+
+    from jitrunners.aws import ssm
+
+    mix = seed(clock, github)
+    listing = ssm.list_jit_parameters
+
+    def throttled(prefix: str) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "DescribeParameters")
+
+    monkeypatch.setattr(ssm, "list_jit_parameters", throttled)
+    answer = run()
+
+    terminated = {t: r for kind, t, r in answer["actions"] if kind == "terminate"}
+    assert terminated == mix.bad
+    assert not any(kind == "delete_parameter" for kind, _, _ in answer["actions"])
+    assert mix.orphan_runners[0] not in github.all_runner_names()
+    assert {p.rsplit("/", 1)[-1] for p in mix.orphan_params} <= world.jit_params()
+
+    monkeypatch.setattr(ssm, "list_jit_parameters", listing)
+    run()
+    assert world.jit_params() == {mix.healthy[1]}

@@ -115,6 +115,9 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     live = {i.id for i in instances} - ended
     count("Zombies", report.zombies)
 
+    # Before the lost ends' command reads, which share SSM's bucket with its listing: the JIT
+    # configs of instances gone are secrets, and their sweep must not starve behind the reads.
+    _orphan_parameters(ctx, now, live, report)
     _relaunch_for_lost_ends(ctx, instances, report)
     try:
         pooled = pool_pass(ctx, [i for i in instances if i.id not in ended], now)
@@ -125,7 +128,6 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
             if n:
                 report.add("pool", kind, str(n))
 
-    _orphan_parameters(ctx, now, live, report)
     if report.zombies:
         # Ending zombies deleted registrations: the later stages judge by GitHub's list now.
         listings = _list_runner_scopes(ctx, instances)
@@ -273,6 +275,20 @@ def _relaunch(instance: Any, reason: str, ctx: Context, report: SweepReport) -> 
 
 
 def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
+    """Delete the JIT config parameters of instances gone. A throttled or failed SSM call ends
+    this stage for the pass, not the pass: a pass that raised here (SSM's shared bucket drained
+    by a burst's runners) never reached its later stages, and every following pass failed the
+    same way while the parameters stayed."""
+    try:
+        _delete_orphan_parameters(ctx, now, live, report)
+    except AWS_ERRORS as exc:
+        count("HousekeeperStageFailed", stage="orphan_parameters")
+        logger.warning("orphan parameter sweep failed; next run", extra={"detail": str(exc)})
+
+
+def _delete_orphan_parameters(
+    ctx: Context, now: datetime, live: set[str], report: SweepReport
+) -> None:
     for param in ssm.list_jit_parameters(ctx.settings.prefix):
         instance_id = param.name.rsplit("/", 1)[-1]
         if instance_id in live:
