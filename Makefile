@@ -9,7 +9,7 @@ ARGS ?= --jobs 6
 BURST_ARGS ?= --jobs 1000
 # make bench: the burst under the providers' quotas (README "Scaling"): its last line is the JSON
 # summary (ratio to the quota floor, throttled share, calls per job by API and function).
-QUOTA_ARGS ?= --jobs 300 --apps 2
+QUOTA_ARGS ?= --jobs 1000 --apps 2
 # make bench: the latency benchmark's flags (bench/latency_bench.py --help).
 LATENCY_ARGS ?=
 # make package: Lambda architecture (arm64 or x86_64) and Python runtime version.
