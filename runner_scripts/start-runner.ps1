@@ -39,11 +39,22 @@ function Read-JitConfig([string]$Name) {
   }
 }
 
+# A few tries: Parameter Store's throughput is shared by the account, and a burst's runners all
+# delete at once. One that still fails is tried again when the runner ends; after that the
+# housekeeper's orphan sweep deletes it once the instance is gone.
+function Remove-JitParameter([string]$Name) {
+  foreach ($attempt in 1..3) {
+    & aws ssm delete-parameter --name $Name 2>$null | Out-Null
+    if ($LASTEXITCODE -eq 0) { Write-Log "deleted parameter $Name"; return $true }
+    if ($attempt -lt 3) { Start-Sleep -Seconds $attempt }
+  }
+  Write-Log "warning: could not delete parameter $Name"
+  return $false
+}
+
 $jit = Read-JitConfig $ParameterName
 if ([string]::IsNullOrEmpty($jit) -or $jit -eq 'None') { exit 3 }
-& aws ssm delete-parameter --name $ParameterName 2>$null | Out-Null
-if ($LASTEXITCODE -ne 0) { Write-Log "warning: could not delete parameter $ParameterName" }
-else { Write-Log "deleted parameter $ParameterName" }
+$deleted = Remove-JitParameter $ParameterName
 
 # The password of the local runner account is set by bootstrap.ps1 and kept in LSA secrets
 # (readable by SYSTEM only); the JIT config rides in the child's environment block.
@@ -71,11 +82,13 @@ while (-not $runner.HasExited) {
     } elseif ($watch.Elapsed.TotalSeconds -ge $IdleTimeoutSeconds) {
       Write-Log "no job assigned within ${IdleTimeoutSeconds}s; stopping the runner"
       & taskkill.exe /PID $runner.Id /T /F | Out-Null
+      if (-not $deleted) { $null = Remove-JitParameter $ParameterName }
       exit 4
     }
   }
   Start-Sleep -Seconds $PollSeconds
 }
 $runner.WaitForExit()
+if (-not $deleted) { $null = Remove-JitParameter $ParameterName }
 Write-Log "runner exited with status $($runner.ExitCode)"
 exit $runner.ExitCode

@@ -28,12 +28,18 @@ ENV_FILE="${JITRUNNERS_ENV_FILE:-/etc/jitrunners/env}"
 
 runner_pid=""
 work_dir=""
+param_left="" # a spent JIT parameter whose delete failed: tried again at exit
 
 log() {
   printf '%s start-runner[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*" >&2
 }
 
 cleanup() {
+  if [[ -n "${param_left}" ]]; then
+    # The delete after the read failed (throttled in a burst): once more, now the burst's
+    # starts are over, so the spent JIT config does not wait minutes for the orphan sweep.
+    delete_parameter "${param_left}" || true
+  fi
   if [[ -n "${work_dir}" ]]; then
     rm -rf -- "${work_dir}"
   fi
@@ -99,12 +105,16 @@ delete_parameter() {
   for attempt in 1 2 3; do
     if aws ssm delete-parameter --name "${name}" >/dev/null 2>"${work_dir}/delete-parameter.err"; then
       log "deleted parameter ${name}"
+      param_left=""
       return 0
     fi
     ((attempt < 3)) && sleep "${attempt}"
   done
-  # Not fatal: the housekeeper's orphan sweep deletes it once the instance is gone.
+  # Not fatal: tried again when the runner ends (cleanup), and the housekeeper's orphan sweep
+  # deletes it once the instance is gone.
+  param_left="${name}"
   log "warning: could not delete parameter ${name}: $(tr '\n' ' ' <"${work_dir}/delete-parameter.err" | cut -c1-300)"
+  return 1
 }
 
 # Start run.sh in its own process group with the JIT config in its environment only.
@@ -155,7 +165,7 @@ main() {
     jit_config=""
     return "${EXIT_MISSING_PARAM}"
   fi
-  delete_parameter "${param_name}"
+  delete_parameter "${param_name}" || true
 
   launch_runner "${jit_config}"
   jit_config=""

@@ -89,6 +89,15 @@ FAKE
   [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
 }
 
+@test "a delete throttled three times is tried again when the runner ends" {
+  FAKE_THROTTLED_DELETES=3 run "${SCRIPT}" /jitrunners/jit/i-0abc 30
+  [ "${status}" -eq 0 ]
+  [ ! -f "${FAKE_PARAM}" ]
+  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq 4 ]
+  [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
+  [[ "${output}" == *"could not delete parameter"* ]]
+}
+
 @test "the runner failing exits with the runner's status" {
   FAKE_RUNNER_MODE=fail run "${SCRIPT}" /jitrunners/jit/i-0abc 30
   [ "${status}" -eq 7 ]

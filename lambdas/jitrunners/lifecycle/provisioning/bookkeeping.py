@@ -132,6 +132,21 @@ def keep_books(
         if rewrite and not gone:
             _retag(runner, job_tags(job), None if callable(live) else live)
         return "no_job_tags" if owed is None else "own_job"
+    extra = {"runner_name": runner.id, "launched_for": owed.job_id}
+    if rewrite:
+        count("RunnerSwapped")
+    taker = ran_on(owed) if ran_on is not None else None
+    if taker is not None:
+        # Y ran on a runner of ours already (the webhook booked its delivery): the need is met,
+        # whatever covers it, and no listing of our instances is needed to say so. In a burst
+        # of jobs with the same labels this is most swaps (crossings).
+        if rewrite and not gone:
+            _retag(runner, job_tags(job), None if callable(live) else live)
+        logger.info(
+            "runner took another job; the job it was launched for ran on another runner",
+            extra={**extra, "covered_by": taker},
+        )
+        return "swap:ran"
     if callable(live):
         live = live()
     elif live is None:
@@ -163,21 +178,6 @@ def keep_books(
         ),
         None,
     )
-    extra = {"runner_name": runner.id, "launched_for": owed.job_id}
-    if rewrite:
-        count("RunnerSwapped")
-    if covering is None and ran_on is not None:
-        # Y ran on a runner of ours already (its delivery was booked by the webhook): the need
-        # is met. In a burst of jobs with the same labels this is most swaps (crossings).
-        taker = ran_on(owed)
-        if taker is not None:
-            if rewrite and not gone:
-                _retag(runner, job_tags(job), None if callable(live) else live)
-            logger.info(
-                "runner took another job; the job it was launched for ran on another runner",
-                extra={**extra, "covered_by": taker},
-            )
-            return "swap:ran"
     pass_on = covering is None and owed.attempt <= MAX_LAUNCH_ATTEMPT
     if pass_on:
         # Before the write: a write that follows a failed send would hide the need for good.
