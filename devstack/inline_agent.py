@@ -82,18 +82,18 @@ class InlineAgent(AgentShim):
         except (ClientError, BotoCoreError) as exc:
             say(f"cannot read parameter {name}: {type(exc).__name__} {_code(exc)}")
             return EXIT_MISSING_PARAM
-        for attempt in range(1, DELETE_ATTEMPTS + 1):
-            # As start-runner.sh: a few tries, since a throttled delete would leave the spent
-            # parameter for the housekeeper's orphan sweep (minutes later).
-            try:
-                ssm.delete_parameter(Name=name)
-                say(f"deleted parameter {name}")
-                break
-            except (ClientError, BotoCoreError) as exc:
-                if attempt == DELETE_ATTEMPTS:
-                    say(f"warning: could not delete parameter {name}: {_code(exc)}")
-                else:
-                    time.sleep(DELETE_PAUSE_S * attempt)
+        deleted = _delete_parameter(ssm, name, say)
+        try:
+            return self._runner_session(invocation, encoded, idle_s, deadline, say)
+        finally:
+            if not deleted:
+                # As start-runner.sh's cleanup: once more when the runner ends.
+                _delete_parameter(ssm, name, say)
+
+    def _runner_session(
+        self, invocation: Invocation, encoded: str, idle_s: float, deadline: float, say: Any
+    ) -> int:
+        """The runner's part: connect, take one job, run it, complete it (the exit code)."""
         config = parse_config(encoded)
         encoded = ""
         if config is None:
@@ -131,6 +131,22 @@ class InlineAgent(AgentShim):
         status, _ = session.call("complete", job_id=job["id"], conclusion="success")
         say(f"Job {job['name']} completed (HTTP {status})")
         return 0 if status == 200 else EXIT_REFUSED
+
+
+def _delete_parameter(ssm: Any, name: str, say: Any) -> bool:
+    """As start-runner.sh's delete_parameter: a few tries, since a throttled delete would leave
+    the spent parameter for the housekeeper's orphan sweep (minutes later)."""
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            ssm.delete_parameter(Name=name)
+            say(f"deleted parameter {name}")
+            return True
+        except (ClientError, BotoCoreError) as exc:
+            if attempt == DELETE_ATTEMPTS:
+                say(f"warning: could not delete parameter {name}: {_code(exc)}")
+            else:
+                time.sleep(DELETE_PAUSE_S * attempt)
+    return False
 
 
 def _code(exc: BaseException) -> str:
