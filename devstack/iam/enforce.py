@@ -976,18 +976,20 @@ def _update_event_source_mapping(call: Call) -> list[Check]:
 
 
 # ----------------------------------------------------------------------------------- rules
+def _table_arn(call: Call, table: str) -> str:
+    """A table's ARN from a request's TableName (a name or an ARN)."""
+    if table.startswith("arn:"):
+        return table
+    return f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}"
+
+
 def _dynamodb_item(action: str) -> Rule:
     """Item writes on a table: the table's ARN. Encryption with a customer managed key is DynamoDB's
     own business through the grant it made at table creation: callers need no KMS permission
     (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.usagenotes.html)."""
 
     def rule(call: Call) -> list[Check]:
-        table = str(call.params.get("TableName", ""))
-        arn = (
-            table
-            if table.startswith("arn:")
-            else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
-        )
+        arn = _table_arn(call, str(call.params.get("TableName", "")))
         # dynamodb:LeadingKeys: the partition key of the item a Get/Update/DeleteItem names (the
         # module's tables have a hash key only; PutItem's is not modelled: no policy tests it).
         key = call.params.get("Key") or {}
@@ -1002,11 +1004,7 @@ def _dynamodb_batch_get(call: Call) -> list[Check]:
     as dynamodb:LeadingKeys (a multivalued key: ForAllValues conditions test each)."""
     checks = []
     for table, request in (call.params.get("RequestItems") or {}).items():
-        arn = (
-            table
-            if str(table).startswith("arn:")
-            else (f"arn:aws:dynamodb:{call.region}:{call.account}:table/{table}")
-        )
+        arn = _table_arn(call, str(table))
         keys = [
             str(v["S"])
             for key in request.get("Keys") or []

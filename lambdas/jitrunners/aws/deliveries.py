@@ -13,7 +13,7 @@ while an on-demand table takes thousands of conditional writes per second.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,6 +36,16 @@ def ran_key(repo: str, job_id: int, run_attempt: int, action: str) -> str:
     """The claim of one `in_progress` or `completed` delivery of a job attempt that ran on one
     of our runners (GitHub sends one of each per attempt; its duplicates carry new ids)."""
     return f"{RAN_PREFIX}{repo.casefold()}:{job_id}:{run_attempt}:{action}"
+
+
+def ran_keys(repo: str, job_id: int, run_attempt: int) -> list[str]:
+    """The job-ran claims that may record a job attempt, one per action."""
+    return [ran_key(repo, job_id, run_attempt, action) for action in RAN_ACTIONS]
+
+
+def taker(found: Mapping[str, str], repo: str, job_id: int, run_attempt: int) -> str | None:
+    """The runner a job attempt ran on by the claims `jobs_ran` found; None when none names it."""
+    return next((found[k] for k in ran_keys(repo, job_id, run_attempt) if k in found), None)
 
 
 class DeliveryStoreError(RuntimeError):

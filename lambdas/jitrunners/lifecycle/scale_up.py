@@ -24,15 +24,6 @@ from jitrunners.observability import count, logger
 BOOKS_RETRY_S = 30
 
 
-def _ran_keys(job: JobMessage) -> list[str]:
-    from jitrunners.aws import deliveries
-
-    return [
-        deliveries.ran_key(job.repo, job.job_id, job.run_attempt, action)
-        for action in deliveries.RAN_ACTIONS
-    ]
-
-
 class ScaleUpBatch:
     """Launches are decided for the whole batch at once (fewest EC2 calls); the record handler
     then reports each record's outcome. Starts are handled record by record."""
@@ -225,13 +216,18 @@ class ScaleUpBatch:
             try:
                 self._ran = deliveries.jobs_ran(
                     table,
-                    (k for o in [*owed, job] if o is not None for k in _ran_keys(o)),
+                    (
+                        k
+                        for o in [*owed, job]
+                        if o is not None
+                        for k in deliveries.ran_keys(o.repo, o.job_id, o.run_attempt)
+                    ),
                     now=self.deps.clock(),
                 )
             except deliveries.DeliveryStoreError as exc:
                 logger.info("cannot read the job-ran records", extra={"detail": str(exc)})
                 self._ran = {}
-        return next((self._ran[k] for k in _ran_keys(job) if k in self._ran), None)
+        return deliveries.taker(self._ran, job.repo, job.job_id, job.run_attempt)
 
     def _start(self, message: JobMessage, record: Record) -> str:
         """A `start`; an AWS throttle (after botocore's one quick retry) sends the record back

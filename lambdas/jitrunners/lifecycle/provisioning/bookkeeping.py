@@ -109,7 +109,8 @@ def keep_books(
     shared by its messages). A list is kept current: the runner's entry is replaced once its
     job tags are rewritten here, so a later message of the same batch judges by what is
     written. `ran_on`: the runner of ours a job ran on, by the webhook's job-ran claims (None:
-    not recorded), asked only before a need would be passed on."""
+    not recorded), asked about the job the runner was launched for once it took another: a
+    job that ran needs no cover, so nothing is listed for it."""
     settings = deps.settings
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES

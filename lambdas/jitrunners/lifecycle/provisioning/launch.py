@@ -345,24 +345,16 @@ def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str] | None
         return None
     if not items or not deps.settings.check_job_queued:
         return {}
-    keys = {
-        record.message_id: [
-            deliveries.ran_key(message.repo, message.job_id, message.run_attempt, action)
-            for action in deliveries.RAN_ACTIONS
-        ]
-        for record, message in items
-    }
+    keys = (k for _, m in items for k in deliveries.ran_keys(m.repo, m.job_id, m.run_attempt))
     try:
-        found = deliveries.jobs_ran(
-            table, (k for ks in keys.values() for k in ks), now=deps.clock()
-        )
+        found = deliveries.jobs_ran(table, keys, now=deps.clock())
     except deliveries.DeliveryStoreError as exc:
         logger.info("cannot read the job-ran records: GitHub is asked", extra={"detail": str(exc)})
         return None
     return {
-        message_id: runner
-        for message_id, ks in keys.items()
-        if (runner := next((found[k] for k in ks if k in found), None)) is not None
+        record.message_id: runner
+        for record, m in items
+        if (runner := deliveries.taker(found, m.repo, m.job_id, m.run_attempt)) is not None
     }
 
 
