@@ -889,36 +889,61 @@ def test_a_job_seen_running_on_a_reclaimed_runner_is_rerun_once_it_failed(
     assert list(markers.list_markers(reruns.pending_path("jitrunners"))) == []
 
 
-def test_the_runner_a_failed_jobs_own_delivery_names_replaces_a_record_from_another_instance(
-    reruns_on: None, world: World, lambda_context: Any
+@pytest.mark.parametrize("first", ["tags", "delivery"])
+def test_a_record_from_another_runners_tags_never_settles_the_record_of_the_runner_that_ran_it(
+    first: str, reruns_on: None, world: World, lambda_context: Any
 ) -> None:
     """Two runners swapped jobs and both were reclaimed: the interruption of the one launched for
-    job 70 recorded 70 from its tags, although 70 ran on the other. The job's own delivery names
-    its runner exactly: while GitHub cannot answer, the pending record it leaves for the
-    housekeeper must name that runner, or the housekeeper judges 70 against the wrong one
-    ("ran elsewhere") and never re-runs it."""
+    job 70 records 70 from its tags, although 70 ran on the other, which the job's own delivery
+    names. Whichever record comes first, the tags' one is settled "ran elsewhere" on its own and
+    the delivery's re-runs the job: before, they shared one record per job, and a tags record
+    judged after the delivery's had deleted it (a job interrupted on a swap never re-ran)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
     from jitrunners.aws import markers
+    from jitrunners.config import get_settings, load_templates
+    from jitrunners.github.client import MAX_ATTEMPTS, get_client
+    from jitrunners.lifecycle.cleanup import Context
     from jitrunners.lifecycle.recovery import rerun as reruns
 
     instance_id, check = _rerun_check(world, lambda_context, launched_for=69, failed=70)
     reclaim_spot(instance_id)
-    wrong = reruns.PendingRerun(
+    tagged_for_70 = SimpleNamespace(
+        id="i-0fedcba9876543210",
         repo="acme/widgets",
         job_id=70,
         run_id=check.run_id,
         run_attempt=1,
         installation_id=None,
-        instance_id="i-0fedcba9876543210",
-        interrupted_at="2026-01-01T00:00:00+00:00",
     )
-    name = f"{reruns.pending_path('jitrunners')}/70"
-    assert markers.claim(name, wrong.to_json(), "jitrunners")
-    world.github.get(f"{API}/repos/acme/widgets/actions/jobs/70", status=503, json={})
+    # GitHub cannot answer the first look (5xx to each of the client's tries); the second and
+    # every later one says 70 failed on the runner its delivery names.
+    for _ in range(MAX_ATTEMPTS):
+        world.github.get(f"{API}/repos/acme/widgets/actions/jobs/70", status=503, json={})
+    rerun = _failed_job(world, 70, instance_id)
+    settings = get_settings()
+    ctx = Context.build(
+        settings, load_templates(settings), get_client(settings), lambda: datetime.now(UTC)
+    )
 
-    assert failed_ids(run(sqs_event(check), lambda_context)) == []
+    def from_tags() -> str:
+        return reruns.record_interruption(tagged_for_70, datetime.now(UTC), ctx)
 
-    [pending] = markers.list_markers(reruns.pending_path("jitrunners"))
-    assert reruns.PendingRerun.from_json(pending.value).instance_id == instance_id
+    if first == "tags":
+        assert from_tags() == "wait:github_unavailable"
+        assert failed_ids(run(sqs_event(check), lambda_context)) == []
+        assert rerun.call_count == 1
+    else:
+        assert failed_ids(run(sqs_event(check), lambda_context)) == []
+        assert from_tags() == "ran_elsewhere"
+        assert rerun.call_count == 0
+        [pending] = markers.list_markers(reruns.pending_path("jitrunners"))
+        assert reruns.PendingRerun.from_json(pending.value).instance_id == instance_id
+
+    reruns.advance_all(ctx)  # the housekeeper's pass
+    assert rerun.call_count == 1
+    assert list(markers.list_markers(reruns.pending_path("jitrunners"))) == []
 
 
 def test_a_job_running_on_a_healthy_runner_costs_no_rerun_check(

@@ -62,6 +62,14 @@ def pending_path(prefix: str) -> str:
     return f"/{prefix}/state/reruns/pending"
 
 
+def pending_name(prefix: str, job_id: int, instance_id: str) -> str:
+    """One pending record per job and the instance suspected of running it. Each is judged on
+    its own: a record written from a runner's tags that a swap made stale ("ran elsewhere") is
+    settled without touching the record of the runner that did run the job, whichever of the
+    two was written first."""
+    return f"{pending_path(prefix)}/{job_id}/{instance_id}"
+
+
 def claims_path(prefix: str) -> str:
     return f"/{prefix}/state/reruns/claimed"
 
@@ -107,7 +115,7 @@ def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
         interrupted_at=at.isoformat(),
     )
     prefix = ctx.settings.prefix
-    name = f"{pending_path(prefix)}/{job_id}"
+    name = pending_name(prefix, job_id, pending.instance_id)
     if not markers.claim(name, pending.to_json(), prefix):
         logger.debug("interruption already recorded", extra={"job_id": job_id})
     # After the pending record (which must exist first): the housekeeper skips instances with
@@ -143,12 +151,12 @@ def check_failed_job(message: Any, ctx: Context, instance: Any) -> str:
         instance_id=instance_id,
         interrupted_at=ctx.clock().isoformat(),
     )
-    name = f"{pending_path(prefix)}/{message.job_id}"
+    # The job's own delivery names the runner that ran it. A record of the same job written
+    # from another instance's tags (two runners that swapped jobs, both reclaimed) is its own
+    # record, settled as "ran elsewhere" without touching this one.
+    name = pending_name(prefix, message.job_id, instance_id)
     if not markers.claim(name, pending.to_json(), prefix):
-        # The job's own delivery names the runner that ran it: its record replaces one written
-        # from another instance's tags (two runners that swapped jobs, both reclaimed), which
-        # the housekeeper would judge against the wrong runner ("ran elsewhere") for good.
-        markers.put(name, pending.to_json())
+        logger.debug("re-run check already recorded", extra={"job_id": message.job_id})
     return advance(name, pending, ctx)
 
 
