@@ -81,21 +81,26 @@ FAKE
   [[ "${output}" == *"job assigned"* ]]
 }
 
-@test "a throttled parameter delete is tried again, and the runner still starts" {
-  FAKE_THROTTLED_DELETES=2 run "${SCRIPT}" /jitrunners/jit/i-0abc 30
-  [ "${status}" -eq 0 ]
+# The script with the parameter's first `refusals` deletes throttled: it exits 0, the runner ran
+# its job and the parameter ends deleted, after `calls` delete calls in all. Its output is left in
+# ${FAKE_STATE}/output.
+run_with_throttled_deletes() {
+  local refusals="$1" calls="$2" code=0
+  FAKE_THROTTLED_DELETES="${refusals}" "${SCRIPT}" /jitrunners/jit/i-0abc 30 \
+    >"${FAKE_STATE}/output" 2>&1 || code=$?
+  [ "${code}" -eq 0 ]
   [ ! -f "${FAKE_PARAM}" ]
-  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq 3 ]
+  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq "${calls}" ]
   [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
 }
 
+@test "a throttled parameter delete is tried again, and the runner still starts" {
+  run_with_throttled_deletes 2 3
+}
+
 @test "a delete throttled three times is tried again when the runner ends" {
-  FAKE_THROTTLED_DELETES=3 run "${SCRIPT}" /jitrunners/jit/i-0abc 30
-  [ "${status}" -eq 0 ]
-  [ ! -f "${FAKE_PARAM}" ]
-  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq 4 ]
-  [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
-  [[ "${output}" == *"could not delete parameter"* ]]
+  run_with_throttled_deletes 3 4
+  grep -q "could not delete parameter" "${FAKE_STATE}/output"
 }
 
 @test "the runner failing exits with the runner's status" {
