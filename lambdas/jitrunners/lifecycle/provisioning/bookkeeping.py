@@ -131,7 +131,7 @@ def keep_books(
         owed = replace(owed, attempt=max(owed.attempt, job.attempt + 1))
     if owed is None or _key(owed) == took:
         if rewrite and not gone:
-            _retag(runner, job_tags(job), None if callable(live) else live)
+            _retag(runner, job_tags(job), live)
         return "no_job_tags" if owed is None else "own_job"
     extra = {"runner_name": runner.id, "launched_for": owed.job_id}
     if rewrite:
@@ -142,7 +142,7 @@ def keep_books(
         # whatever covers it, and no listing of our instances is needed to say so. In a burst
         # of jobs with the same labels this is most swaps (crossings).
         if rewrite and not gone:
-            _retag(runner, job_tags(job), None if callable(live) else live)
+            _retag(runner, job_tags(job), live)
         logger.info(
             "runner took another job; the job it was launched for ran on another runner",
             extra={**extra, "covered_by": taker},
@@ -208,9 +208,12 @@ def keep_books(
 
 
 def _retag(
-    runner: fleet.Instance, tags: dict[str, str], live: Sequence[fleet.Instance] | None
+    runner: fleet.Instance,
+    tags: dict[str, str],
+    live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]] | None,
 ) -> None:
-    """Write the runner's job tags, and keep the caller's `live` list as EC2 now has it."""
+    """Write the runner's job tags, and keep the caller's `live` list as EC2 now has it (a
+    listing not made yet, or none, has nothing to keep)."""
     headcount.tag_instance(runner.id, tags)
     if isinstance(live, list):
         for index, instance in enumerate(live):

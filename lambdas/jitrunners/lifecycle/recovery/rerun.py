@@ -70,6 +70,14 @@ def pending_name(prefix: str, job_id: int, instance_id: str) -> str:
     return f"{pending_path(prefix)}/{job_id}/{instance_id}"
 
 
+def _write_pending(pending: PendingRerun, prefix: str) -> str:
+    """Create the pending record of this job and instance unless it exists; its name."""
+    name = pending_name(prefix, pending.job_id, pending.instance_id)
+    if not markers.claim(name, pending.to_json(), prefix):
+        logger.debug("re-run already pending", extra={"job_id": pending.job_id})
+    return name
+
+
 def claims_path(prefix: str) -> str:
     return f"/{prefix}/state/reruns/claimed"
 
@@ -115,9 +123,7 @@ def record_interruption(instance: Any, at: datetime, ctx: Context) -> str:
         interrupted_at=at.isoformat(),
     )
     prefix = ctx.settings.prefix
-    name = pending_name(prefix, job_id, pending.instance_id)
-    if not markers.claim(name, pending.to_json(), prefix):
-        logger.debug("interruption already recorded", extra={"job_id": job_id})
+    name = _write_pending(pending, prefix)
     # After the pending record (which must exist first): the housekeeper skips instances with
     # this record for this job, so a settled re-run is not recorded again while EC2 still lists
     # the instance. A swap booked after the warning (the runner took another job) rewrites the
@@ -154,10 +160,7 @@ def check_failed_job(message: Any, ctx: Context, instance: Any) -> str:
     # The job's own delivery names the runner that ran it. A record of the same job written
     # from another instance's tags (two runners that swapped jobs, both reclaimed) is its own
     # record, settled as "ran elsewhere" without touching this one.
-    name = pending_name(prefix, message.job_id, instance_id)
-    if not markers.claim(name, pending.to_json(), prefix):
-        logger.debug("re-run check already recorded", extra={"job_id": message.job_id})
-    return advance(name, pending, ctx)
+    return advance(_write_pending(pending, prefix), pending, ctx)
 
 
 def advance(name: str, pending: PendingRerun, ctx: Context) -> str:
