@@ -128,7 +128,8 @@ class AwsWorld:
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # moto's own server (Werkzeug's) closes the connection after every answer: a kept-alive
-        # one spares each AWS call of the stack a TCP connection and a server thread.
+        # one spares each AWS call of another process (the runner scripts' aws CLI) a TCP
+        # connection and a server thread; this process's clients skip the socket altogether.
         self._server = KeepAliveMotoServer("127.0.0.1", 0)
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -10,6 +10,13 @@ what Werkzeug's server cannot do.
 
 Only what the stack's clients send is supported: whole bodies (no `Expect: 100-continue`
 without a body), no upgrades. Responses are buffered and sent with their Content-Length.
+
+The boto3 clients of this process skip the socket altogether (`InProcessTransport`): a request
+to a server of this process is handed to its application in the calling thread, after every
+botocore hook (`before-send` included: the quotas, faults and call counts see each attempt as
+before), and answered as an HTTP response would be. Under a burst, connecting, sending, serving
+threads and reading back took about a third of the stack's CPU. Other processes (the runner
+scripts' `aws` CLI, `make run`'s instances) still reach the server over HTTP.
 """
 
 from __future__ import annotations
@@ -139,8 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
-        no_body = self.command == "HEAD" or code in (204, 304) or 100 <= code < 200
-        self.send_header("Content-Length", "0" if no_body else str(len(payload)))
+        length, no_body = _length(self.command, code, headers, payload)
+        self.send_header("Content-Length", length)
         # Head and body in one write: two small ones meet Nagle's algorithm and the client's
         # delayed ACK (40 ms a response).
         self._headers_buffer.append(b"\r\n")
@@ -180,6 +187,97 @@ class WsgiServer(BurstServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
+def _length(
+    method: str, code: int, headers: list[tuple[str, str]], payload: bytes
+) -> tuple[str, bool]:
+    """An answer's Content-Length and whether it goes without a body: a HEAD's is the length
+    its GET would have (the app's header, else what it produced), a 1xx's, 204's or 304's 0."""
+    if method == "HEAD":
+        given = [value for name, value in headers if name.lower() == "content-length"]
+        return (given[-1] if given else str(len(payload))), True
+    if code in (204, 304) or 100 <= code < 200:
+        return "0", True
+    return str(len(payload)), False
+
+
+class _Body(io.BytesIO):
+    """A response body as urllib3's: read() (streaming operations) and stream() (the rest)."""
+
+    def stream(self, amt: int = 2**16, decode_content: bool = True) -> Iterable[bytes]:
+        while chunk := self.read(amt):
+            yield chunk
+
+
+class InProcessTransport:
+    """botocore's HTTP send, for URLs of a server of this process: its WSGI app, called here.
+
+    One patch of `botocore.endpoint.Endpoint._send` per process while any server is registered;
+    a request to any other URL goes out as before."""
+
+    _lock = threading.Lock()
+    _apps: dict[str, tuple[WsgiApp, tuple[str, int]]] = {}
+    _original: Any = None
+
+    @classmethod
+    def register(cls, host: str, port: int, app: WsgiApp) -> None:
+        from botocore.endpoint import Endpoint
+
+        with cls._lock:
+            cls._apps[f"http://{host}:{port}/"] = (app, (host, port))
+            if cls._original is None:
+                cls._original = Endpoint._send
+                Endpoint._send = cls._send  # type: ignore[method-assign]
+
+    @classmethod
+    def unregister(cls, host: str, port: int) -> None:
+        from botocore.endpoint import Endpoint
+
+        with cls._lock:
+            cls._apps.pop(f"http://{host}:{port}/", None)
+            if not cls._apps and cls._original is not None:
+                Endpoint._send = cls._original  # type: ignore[method-assign]
+                cls._original = None
+
+    @staticmethod
+    def _send(endpoint: Any, request: Any) -> Any:
+        url = request.url
+        root = url[: url.find("/", 7) + 1] if url.startswith("http://") else ""
+        served = InProcessTransport._apps.get(root)
+        if served is None:
+            return InProcessTransport._original(endpoint, request)
+        return InProcessTransport.answer(served[0], served[1], request)
+
+    @staticmethod
+    def answer(app: WsgiApp, server: tuple[str, int], request: Any) -> Any:
+        """The AWSResponse of `app` to botocore's prepared `request`."""
+        from botocore.awsrequest import AWSResponse
+
+        body = request.body
+        if body is None:
+            body = b""
+        elif hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        target = request.url[request.url.find("/", 7) :] or "/"
+        headers = [
+            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
+            for name, value in request.headers.items()
+        ]
+        if not any(name.lower() == "host" for name, _ in headers):
+            headers.append(("Host", f"{server[0]}:{server[1]}"))
+        environ = environ_for(request.method, target, headers, bytes(body), server=server)
+        code, _, answer_headers, payload = call_app(app, environ)
+        merged: dict[str, str] = {}
+        for name, value in answer_headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        merged["Content-Length"], no_body = _length(request.method, code, answer_headers, payload)
+        if no_body:
+            payload = b""
+        return AWSResponse(request.url, code, merged, _Body(payload))
+
+
 class KeepAliveMotoServer:
     """`moto.server.ThreadedMotoServer`'s interface (start, stop, get_host_and_port) over a
     server that keeps connections alive."""
@@ -192,7 +290,9 @@ class KeepAliveMotoServer:
     def start(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        self._server = WsgiServer(self._address, DomainDispatcherApplication(create_backend_app))
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = WsgiServer(self._address, app)
+        InProcessTransport.register(*self.get_host_and_port(), app)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
             name="moto-server",
@@ -207,6 +307,7 @@ class KeepAliveMotoServer:
     def stop(self) -> None:
         if self._server is None:
             return
+        InProcessTransport.unregister(*self.get_host_and_port())
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.wsgi_server import KeepAliveMotoServer, WsgiServer
 
@@ -93,7 +94,10 @@ def test_no_body_answers_say_so_and_keep_the_connection(echo: WsgiServer) -> Non
     assert (empty.status, empty.read()) == (204, b"")
     connection.request("HEAD", "/")
     head = connection.getresponse()
-    assert (head.status, head.read(), head.getheader("Content-Length")) == (200, b"", "0")
+    length = len(json.dumps({"method": "HEAD", "path": "/", "query": "", "body": "",
+                             "x_test": None, "underscored": None}))  # fmt: skip
+    # A HEAD's length is its GET's; its body is not sent.
+    assert (head.status, head.read(), head.getheader("Content-Length")) == (200, b"", str(length))
     connection.request("GET", "/again")
     assert connection.getresponse().status == 200
 
@@ -107,32 +111,73 @@ def test_stopping_ends_kept_connections(echo: WsgiServer) -> None:
     assert connection.sock.recv(1) == b""  # the server's end is closed
 
 
-def test_botocore_keeps_one_connection_to_moto_for_its_calls(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """What the stack gains: moto's own server (Werkzeug's) closes every connection, so each
-    call opened one. Here five calls of one client open one."""
+def _client(service: str, host: str, port: int) -> Any:
+    return boto3.client(
+        service, endpoint_url=f"http://{host}:{port}", region_name="eu-west-1",
+        aws_access_key_id="devstack", aws_secret_access_key="devstack",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The addresses sockets of this process connect to from here on."""
+    found: list[object] = []
+    real = socket.socket.connect
+
+    def counted(sock: socket.socket, address: Any) -> None:
+        found.append(address)
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counted)
+    return found
+
+
+@pytest.fixture
+def moto_server() -> Iterator[tuple[str, int]]:
     server = KeepAliveMotoServer("127.0.0.1", 0)
     server.start()
-    try:
-        host, port = server.get_host_and_port()
-        sqs = boto3.client(
-            "sqs", endpoint_url=f"http://{host}:{port}", region_name="eu-west-1",
-            aws_access_key_id="devstack", aws_secret_access_key="devstack",
-        )  # fmt: skip
-        url = sqs.create_queue(QueueName="keep-alive")["QueueUrl"]
-        connects: list[object] = []
-        real = socket.socket.connect
+    yield server.get_host_and_port()
+    server.stop()
 
-        def counted(sock: socket.socket, address: Any) -> None:
-            connects.append(address)
-            real(sock, address)
 
-        monkeypatch.setattr(socket.socket, "connect", counted)
-        for i in range(5):
-            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-        assert sorted(m["Body"] for m in got) == [f"m{i}" for i in range(5)]
-        assert connects == []  # the connection create_queue opened served all six
-    finally:
-        server.stop()
+def test_other_clients_keep_one_connection_to_moto_for_their_calls(
+    moto_server: tuple[str, int], connects: list[object]
+) -> None:
+    """What a client of another process (the runner scripts' aws CLI) gains: moto's own server
+    (Werkzeug's) closes every connection, so each call opened one. Here six calls open one. (A
+    URL naming the server by another host name is not served in process: it goes over HTTP.)"""
+    sqs = _client("sqs", "localhost", moto_server[1])
+    url = sqs.create_queue(QueueName="keep-alive")["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == [f"m{i}" for i in range(5)]
+    assert len(connects) == 1  # the connection create_queue opened served all six
+
+
+def test_this_process_calls_moto_without_a_socket_and_its_hooks_still_see_them(
+    moto_server: tuple[str, int], connects: list[object]
+) -> None:
+    """boto3 clients of the process that runs the server hand it their requests directly:
+    answers, errors, streamed and HEAD bodies are as over HTTP, and every attempt still passes
+    botocore's before-send hook (the stack's quotas, faults and call counts sit there)."""
+    sqs = _client("sqs", *moto_server)
+    sent: list[str] = []
+    sqs.meta.events.register("before-send", lambda request, **_: sent.append(request.url))
+    url = sqs.create_queue(QueueName="in-process")["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)]
+    )
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["m0", "m1", "m2"]
+    with pytest.raises(ClientError) as refused:
+        sqs.get_queue_url(QueueName="no-such-queue")
+    assert "NonExistentQueue" in refused.value.response["Error"]["Code"]
+    assert len(sent) == 4
+
+    s3 = _client("s3", *moto_server)
+    s3.create_bucket(Bucket="dist", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket="dist", Key="runner.tar.gz", Body=b"\x00\x01" * 50_000)
+    assert s3.get_object(Bucket="dist", Key="runner.tar.gz")["Body"].read() == b"\x00\x01" * 50_000
+    assert s3.head_object(Bucket="dist", Key="runner.tar.gz")["ContentLength"] == 100_000
+    assert connects == []
