@@ -134,6 +134,7 @@ def apply() -> None:
         return found
 
     InstanceBackend.all_reservations = all_reservations  # type: ignore[method-assign]
+    _apply_instance_index(InstanceBackend)
 
     def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any):
         retention_s = int(self.get_queue(queue_name).message_retention_period)
@@ -142,6 +143,7 @@ def apply() -> None:
     SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period
     )
+    _apply_sqs_clock()
     create_fleet = FleetsBackend.create_fleet
 
     def create_fleet_with_profiles(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -179,6 +181,112 @@ def apply() -> None:
     TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
     Command._get_instance_ids_from_targets = instance_ids_from_targets  # type: ignore[method-assign]
     _APPLIED.append(True)
+
+
+def _apply_instance_index(backend_class: Any) -> None:
+    """Instances by id through an index instead of a scan of every reservation ever made.
+
+    Moto keeps terminated instances (AWS forgets them after about an hour), and each lookup by
+    id (DescribeInstances with InstanceIds, TerminateInstances, a state change) walked and, for
+    DescribeInstances, copied every reservation: a burst's batches paid for every instance of
+    the burst, again and again. Reservations and their instances are never removed (a reset
+    builds a new backend), so the index only grows: reservations added since the last look are
+    indexed on the next one, and an id not found rebuilds it once (an instance appended to a
+    reservation already indexed, run_instances' order) before it is said not to exist."""
+    import itertools
+
+    from moto.ec2 import utils
+    from moto.ec2.exceptions import InvalidInstanceIdError
+
+    def index(backend: Any, rebuild: bool = False) -> dict[str, tuple[int, Any, Any]]:
+        found = backend.__dict__.get("_instance_index")
+        seen = 0 if found is None or rebuild else backend.__dict__.get("_instance_indexed", 0)
+        if found is None or rebuild:
+            found = backend._instance_index = {}
+        reservations = backend.reservations
+        if seen < len(reservations):
+            fresh = itertools.islice(list(reservations.values()), seen, None)
+            for position, reservation in enumerate(fresh, start=seen):
+                for instance in list(reservation.instances):
+                    found[instance.id] = (position, reservation, instance)
+            backend._instance_indexed = len(reservations)
+        return found
+
+    def lookup(backend: Any, instance_ids: Any) -> tuple[list[tuple[int, Any, Any]], list[str]]:
+        found = index(backend)
+        if any(i not in found for i in instance_ids):
+            found = index(backend, rebuild=True)
+        hits = [found[i] for i in instance_ids if i in found]
+        return hits, [i for i in instance_ids if i not in found]
+
+    def get_instance(self: Any, instance_id: str) -> Any:
+        hits, _ = lookup(self, [instance_id])
+        if not hits:
+            raise InvalidInstanceIdError(instance_id)
+        return hits[0][2]
+
+    def get_instance_by_id(self: Any, instance_id: str) -> Any:
+        hits, _ = lookup(self, [instance_id])
+        return hits[0][2] if hits else None
+
+    def get_multi_instances_by_id(self: Any, instance_ids: list[str], filters: Any = None):
+        hits, missing = lookup(self, instance_ids)
+        if missing:
+            raise InvalidInstanceIdError(missing)
+        return [instance for _, _, instance in hits if instance.applies(filters)]
+
+    def get_reservations_by_instance_ids(self: Any, instance_ids: list[str], filters: Any = None):
+        hits, missing = lookup(self, list(dict.fromkeys(instance_ids)))
+        if missing:
+            raise InvalidInstanceIdError(missing[0])
+        grouped: dict[int, tuple[Any, list[Any]]] = {}
+        for position, reservation, instance in hits:
+            grouped.setdefault(position, (reservation, []))[1].append(instance)
+        reservations = []
+        for position in sorted(grouped):
+            reservation, instances = grouped[position]
+            wanted = {id(instance) for instance in instances}
+            reservations.append(copy.copy(reservation))
+            reservations[-1].instances = [i for i in reservation.instances if id(i) in wanted]
+        if filters is not None:
+            reservations = utils.filter_reservations(reservations, filters)
+        return reservations
+
+    backend_class.get_instance = get_instance
+    backend_class.get_instance_by_id = get_instance_by_id
+    backend_class.get_multi_instances_by_id = get_multi_instances_by_id
+    backend_class.get_reservations_by_instance_ids = get_reservations_by_instance_ids
+
+
+def _apply_sqs_clock() -> None:
+    """Moto's queue reads the clock once per message and test, through two datetimes each
+    (`unix_time_millis`): every receive and every queue-depth read scanned the whole queue so.
+    With a burst's thousands of delayed and in-flight messages that was the stack's largest
+    single cost (a sixth of its CPU at 300 jobs, growing with the square of the burst). Here
+    the same tests (visible: now past `visible_at`; delayed: now before `delayed_until`, both
+    in epoch milliseconds) read the clock once per scan."""
+    from moto.sqs.models import Message, Queue
+
+    def now_ms() -> float:
+        return time.time() * 1000.0
+
+    def messages(self: Any) -> list[Any]:
+        now = now_ms()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = now_ms()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = now_ms()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    Message.visible = property(lambda self: now_ms() > self.visible_at)  # type: ignore[method-assign,assignment]
+    Message.delayed = property(lambda self: now_ms() < self.delayed_until)  # type: ignore[method-assign,assignment]
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
 
 
 def _associate(backend: Any, instance_id: str, profile: dict[str, Any]) -> None:

@@ -1,0 +1,101 @@
+"""The local stack's speed patches of moto (devstack/moto_fixes.py) answer as moto does: EC2
+instances found by id through an index (across reservations, ones made after the index was
+built, unknown ids refused), SQS delays and visibility read from one clock per scan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from devstack import moto_fixes
+
+pytestmark = pytest.mark.e2e
+
+AMI = "ami-12c6146b"
+
+
+@pytest.fixture
+def ec2() -> Iterator[Any]:
+    moto_fixes.apply()
+    with mock_aws():
+        yield boto3.client("ec2", region_name="eu-west-1")
+
+
+def _launch(ec2: Any, count: int, name: str) -> list[str]:
+    answer = ec2.run_instances(
+        ImageId=AMI, MinCount=count, MaxCount=count, InstanceType="m5.large",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "n", "Value": name}]}],
+    )  # fmt: skip
+    return [i["InstanceId"] for i in answer["Instances"]]
+
+
+def _described(ec2: Any, **kwargs: Any) -> list[list[str]]:
+    """Instance ids, grouped by reservation, as DescribeInstances answers."""
+    reservations = ec2.describe_instances(**kwargs)["Reservations"]
+    return [[i["InstanceId"] for i in r["Instances"]] for r in reservations]
+
+
+def test_instances_are_found_by_id_across_reservations_old_and_new(ec2: Any) -> None:
+    first = _launch(ec2, 3, "first")
+    second = _launch(ec2, 2, "second")
+    # Only the named instances, in their reservations, in the order they were made.
+    assert _described(ec2, InstanceIds=[second[1], first[2], first[0]]) == [
+        [first[0], first[2]], [second[1]],
+    ]  # fmt: skip
+    third = _launch(ec2, 1, "third")  # made after the index was built
+    assert _described(ec2, InstanceIds=third) == [third]
+    # The answer copies reservations: every instance is still there for the next look.
+    assert _described(ec2) == [first, second, third]
+
+    ec2.terminate_instances(InstanceIds=[first[1], third[0]])
+    running = {"Name": "instance-state-name", "Values": ["running"]}
+    ids = [first[1], second[0], third[0]]
+    assert _described(ec2, InstanceIds=ids, Filters=[running]) == [[second[0]]]
+    states = ec2.describe_instance_status(InstanceIds=ids, IncludeAllInstances=True)
+    assert {s["InstanceId"]: s["InstanceState"]["Name"] for s in states["InstanceStatuses"]} == {
+        first[1]: "terminated", second[0]: "running", third[0]: "terminated",
+    }  # fmt: skip
+
+
+def test_an_unknown_instance_id_is_refused_as_aws_refuses_it(ec2: Any) -> None:
+    known = _launch(ec2, 1, "known")
+    for call in (
+        lambda: ec2.describe_instances(InstanceIds=[known[0], "i-0123456789abcdef0"]),
+        lambda: ec2.terminate_instances(InstanceIds=["i-0123456789abcdef0"]),
+        lambda: ec2.describe_instance_status(InstanceIds=["i-0123456789abcdef0"]),
+    ):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+    assert _described(ec2, InstanceIds=known) == [known]
+
+
+def test_sqs_delays_and_visibility_hold_as_in_moto() -> None:
+    moto_fixes.apply()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="now")
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=1)
+
+        def depth() -> tuple[int, int, int]:
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                     "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+            got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            return tuple(int(got[n]) for n in names)  # type: ignore[return-value]
+
+        assert depth() == (1, 0, 1)
+        taken = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in taken] == ["now"]  # the delayed one is not yet visible
+        assert depth() == (0, 1, 1)
+        assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages") is None
+        time.sleep(1.2)  # past the delay and the visibility timeout
+        again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in again) == ["later", "now"]
+        assert depth() == (0, 2, 0)
