@@ -195,3 +195,34 @@ def test_a_runner_github_lists_online_is_not_asked_about(monkeypatch: pytest.Mon
     assert asked == [instance.id]
     old = replace(instance, launch_time=NOW - timedelta(days=2))
     assert why_end(old, NOW, _ctx(), online=True) == "max_lifetime"
+
+
+@pytest.mark.parametrize(
+    ("started_at", "asks"),
+    [
+        ("2026-11-22T11:59:00Z", False),  # sent 60 s ago: it cannot have ended a grace ago
+        ("2026-11-22T11:58:11Z", False),  # 109 s: still inside the grace less the margin
+        ("2026-11-22T11:58:10Z", True),  # 110 s: SSM's clock may be ahead: ask
+        ("2026-11-22T11:50:00Z", True),
+        (None, True),  # no tag (an instance started before the tag existed): ask
+        ("yesterday", True),
+    ],
+)
+def test_a_runner_whose_command_was_sent_inside_the_grace_is_not_asked_about(
+    started_at: str | None, asks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not listed online (booting, registering) but its command sent less than the teardown
+    grace ago: even an ended command would be left to scale-down, so SSM is not asked."""
+    from jitrunners.aws import fleet, ssm
+
+    asked: list[str] = []
+
+    def invocation(command_id: str, instance_id: str) -> ssm.CommandInvocation:
+        asked.append(instance_id)
+        return ssm.CommandInvocation("Failed", NOW - timedelta(minutes=5))
+
+    monkeypatch.setattr(ssm, "get_command_invocation", invocation)
+    tags = {} if started_at is None else {fleet.TAG_STARTED_AT: started_at}
+    instance = Inst(launch_time=NOW - timedelta(minutes=30), command_id="c-1", tags=tags)
+    assert why_end(instance, NOW, _ctx()) == ("command_failed_missed" if asks else None)
+    assert asked == ([instance.id] if asks else [])

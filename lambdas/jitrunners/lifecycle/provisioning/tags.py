@@ -213,6 +213,13 @@ def booting_for(instance: Any, now: datetime) -> float:
     return (now - since).total_seconds()
 
 
+def command_age(instance: Any, now: datetime) -> float | None:
+    """Seconds since the instance's runner command was sent (its `started-at` tag, written with
+    the command id right after SendCommand), or None when the tag is missing or unreadable."""
+    sent = _parse_time(instance.tags.get(fleet.TAG_STARTED_AT, ""))
+    return None if sent is None else (now - sent).total_seconds()
+
+
 def _parse_time(iso: str) -> datetime | None:
     if not iso:
         return None

@@ -16,7 +16,7 @@ from jitrunners.aws.ssm import TERMINAL_COMMAND_STATUSES
 from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
 from jitrunners.lifecycle.members import parked
-from jitrunners.lifecycle.provisioning.tags import booting_for
+from jitrunners.lifecycle.provisioning.tags import booting_for, command_age
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.pool_pass import pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
@@ -28,6 +28,9 @@ AWS_ERRORS: Final = (ClientError, BotoCoreError)
 # Scale-up retries a start until the start timeout and then cleans up itself: give it that long
 # and a little more before the housekeeper steps in, so the two never race.
 START_GRACE: Final = timedelta(minutes=2)
+# The `started-at` tag is stamped after SendCommand returns, to the second, by the Lambda's
+# clock; SSM's end time comes from AWS's. A command is taken to have been sent this much earlier.
+CLOCK_MARGIN: Final = timedelta(seconds=10)
 # RunCommand's executionTimeout equals the max lifetime: its TimedOut event should end the
 # instance; the housekeeper ends it a little after that if the event was lost.
 LIFETIME_GRACE: Final = timedelta(minutes=5)
@@ -180,10 +183,16 @@ def why_end(instance: Any, now: datetime, ctx: Context, online: bool = False) ->
         return None
     if online:
         return None
+    grace = timedelta(seconds=ctx.settings.teardown_grace_s)
+    sent = command_age(instance, now)
+    if sent is not None and timedelta(seconds=sent) + CLOCK_MARGIN < grace:
+        # A command sent less than the grace ago cannot have ended before it: whatever SSM
+        # says, the answer below would be None. In a burst most runners GitHub does not list
+        # online are still booting or registering: one SSM read each per pass, for nothing.
+        return None
     invocation = ssm.get_command_invocation(instance.command_id, instance.id)
     if invocation is None or invocation.status not in TERMINAL_COMMAND_STATUSES:
         return None
-    grace = timedelta(seconds=ctx.settings.teardown_grace_s)
     if invocation.ended_at is not None and now - invocation.ended_at < grace:
         # Its status event is on its way to scale-down (the teardown queue batches it, and
         # retries a failed batch): ending it here too would race scale-down and count a zombie
