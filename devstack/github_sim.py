@@ -45,7 +45,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -521,6 +521,7 @@ class GitHubSim:
         self.runner_groups: dict[int, dict[str, Any] | None] = {}
         self.jobs: dict[int, SimJob] = {}  # job id -> latest attempt
         self.attempts: list[SimJob] = []  # every attempt of every job, in the order queued
+        self._settled = 0  # attempts before this one are none a runner may take (_takeable)
         self.plans: dict[str, JobPlan] = {}  # logical job key -> what the users do to it
         self._user_pending: Counter[str] = Counter()  # user actions still to come, per key
         self._rerun_keys: set[str] = set()  # logical jobs a user re-ran (once each)
@@ -964,16 +965,18 @@ class GitHubSim:
             if runner.job is not None:
                 return {"job": runner.job.api(), "cancelled": runner.job.cancel_requested}
             # In the order queued (an approved job keeps its place).
-            candidates = [
-                j for j in self.attempts if self.jobs[j.id] is j and self._may_take(runner, j)
-            ]
-            if not candidates:
+            candidates = self._takeable(runner)
+            job = next(candidates, None)
+            if job is None:
                 return None
-            job = candidates[0]
             own = self._launched_for(runner.name)
-            others = [j for j in candidates if j.id != own]
-            if own is not None and others and self._steal_rng.random() < self.faults.steal:
-                job = others[0]
+            other = job if job.id != own else next(candidates, None)
+            if (
+                own is not None
+                and other is not None
+                and self._steal_rng.random() < self.faults.steal
+            ):
+                job = other
                 job.stolen_from = own
                 self.counters["steals"] += 1
             job.status = "in_progress"
@@ -1002,14 +1005,33 @@ class GitHubSim:
         except Exception:  # noqa: BLE001 - a hook that fails means "unknown"
             return None
 
+    def _takeable(self, runner: SimRunner) -> Iterator[SimJob]:
+        """The jobs `runner` may take, in the order queued (under the lock).
+
+        Attempts before `_settled` are running, completed or superseded: none is queued again
+        (only a job waiting for approval is, and it keeps its place), so a poll starts after
+        them instead of reading every attempt of the run at every poll."""
+        attempts = self.attempts
+        while self._settled < len(attempts):
+            job = attempts[self._settled]
+            if job.status not in ("in_progress", "completed") and self.jobs[job.id] is job:
+                break
+            self._settled += 1
+        labels = {lb.casefold() for lb in runner.labels}
+        for job in itertools.islice(attempts, self._settled, None):
+            if self.jobs[job.id] is job and self._may_take(runner, job, labels):
+                yield job
+
     @staticmethod
-    def _may_take(runner: SimRunner, job: SimJob) -> bool:
-        """Queued (not held for approval), labels all among the runner's, and a repository the
-        runner's scope admits (an organization's runners: its repositories; a repository's: its
-        own)."""
+    def _may_take(runner: SimRunner, job: SimJob, labels: set[str] | None = None) -> bool:
+        """Queued (not held for approval), labels all among the runner's (`labels`: theirs,
+        casefolded), and a repository the runner's scope admits (an organization's runners:
+        its repositories; a repository's: its own)."""
         if job.status != "queued" or job.held:
             return False
-        if not {lb.casefold() for lb in job.labels} <= {lb.casefold() for lb in runner.labels}:
+        if labels is None:
+            labels = {lb.casefold() for lb in runner.labels}
+        if not {lb.casefold() for lb in job.labels} <= labels:
             return False
         kind, _, where = runner.scope.partition("/")
         if kind == "repos":
@@ -1258,13 +1280,15 @@ class GitHubSim:
             self.counters["reruns"] += 1
         return again
 
-    def workflow_runs(self, repo: str) -> dict[int, list[SimJob]]:
+    def workflow_runs(self, repo: str, run_id: int | None = None) -> dict[int, list[SimJob]]:
         """The repository's runs (run id -> the latest execution of each of its jobs), the
-        shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer from."""
+        shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer from; with
+        `run_id`, that run only."""
+        repo = repo.casefold()
         with self._lock:
             latest: dict[str, SimJob] = {}
             for job in self.jobs.values():
-                if job.repo.casefold() != repo.casefold():
+                if (run_id is not None and job.run_id != run_id) or job.repo.casefold() != repo:
                     continue
                 known = latest.get(job.key)
                 if known is None or (job.run_attempt, job.id) > (known.run_attempt, known.id):
@@ -1725,13 +1749,13 @@ class _Handler(BaseHTTPRequestHandler):
         sim, repo = self.simulator, m.group(1)
         sim.installation_auth(self.headers, repo.split("/")[0])
         wanted = q.get("status", [None])[0]
-        runs = [
-            _run_api(run_id, jobs, sim.url)
-            for run_id, jobs in sorted(sim.workflow_runs(repo).items(), reverse=True)
-        ]
+        runs = sorted(sim.workflow_runs(repo).items(), reverse=True)
         if wanted:
-            runs = [r for r in runs if wanted in (r["status"], r["conclusion"])]
-        page_items, page, per_page = _page(runs, q, sim.page_size_max)
+            runs = [(i, jobs) for i, jobs in runs if wanted in _run_status(jobs)]
+        # Only the page's runs are drawn up: a burst's thousands of runs each cost a whole
+        # run object on every listing (the housekeeper's, every pass).
+        page_runs, page, per_page = _page(runs, q, sim.page_size_max)
+        page_items = [_run_api(run_id, jobs, sim.url) for run_id, jobs in page_runs]
         more = page * per_page < len(runs)
         headers = self._link(f"/repos/{repo}/actions/runs", q, page, per_page, more)
         return 200, {"total_count": len(runs), "workflow_runs": page_items}, headers
@@ -1743,7 +1767,7 @@ class _Handler(BaseHTTPRequestHandler):
         which = q.get("filter", ["latest"])[0]
         if which not in ("latest", "all"):
             raise ApiError(422, "filter must be one of: latest, all")
-        jobs = sim.workflow_runs(repo).get(run_id)
+        jobs = sim.workflow_runs(repo, run_id).get(run_id)
         if jobs is None:
             raise ApiError(404, "Not Found")
         if which == "all":

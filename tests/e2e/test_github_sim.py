@@ -572,6 +572,27 @@ def test_steal_hands_a_runner_a_job_other_than_its_own() -> None:
     assert taken(1.0, knows_own=False) == ("own", 0)  # launched for nothing known: no bias
 
 
+def test_runners_take_jobs_in_the_order_queued_past_those_taken_and_held(sim: GitHubSim) -> None:
+    """A poll skips the jobs already taken (it no longer reads them all); a job held for
+    approval does not stop the ones behind it, and once approved keeps its place."""
+    labels = ["self-hosted", "linux"]
+    first, held, third = (sim.queue_job("acme/widgets", labels) for _ in range(3))
+    held.status = "waiting"
+
+    def takes(name: str) -> int:
+        taken = poll(sim, runner(sim, name))
+        assert taken is not None
+        return int(taken["job"]["id"])
+
+    assert takes("i-1") == first.id
+    assert takes("i-2") == third.id
+    assert poll(sim, runner(sim, "i-3")) is None
+    held.status = "queued"  # approved
+    fourth = sim.queue_job("acme/widgets", labels)
+    assert takes("i-4") == held.id
+    assert takes("i-5") == fourth.id
+
+
 def test_a_repository_runner_takes_only_its_repositorys_jobs(sim: GitHubSim) -> None:
     theirs = sim.queue_job("acme/gadgets", ["self-hosted", "linux"])
     ours = sim.queue_job("acme/widgets", ["self-hosted", "linux"])
