@@ -796,9 +796,11 @@ class Stack:
 
     def _observe(self, instance: dict[str, Any], live: Counter[str]) -> None:
         iid, state = instance["InstanceId"], instance["State"]["Name"]
+        before = self.seen_instances.get(iid)
+        if before is not None and before["state"] == "terminated":
+            return  # it stays so: a burst's thousands of ended instances, every round
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         template = tags.get("jitrunners:template", "?")
-        before = self.seen_instances.get(iid)
         market = instance.get("InstanceLifecycle", "on-demand")
         if before is None:
             self.launch_times[iid] = time.time()
@@ -1146,8 +1148,10 @@ class Stack:
             "JITRUNNERS_GITHUB_URL": self.sim.url,
         }
 
-    def iam_denials(self) -> list[str]:
-        """Every request the IAM layer refused, as `operation action resource`."""
+    def iam_denials(self, *, raced_ends: bool = False) -> list[str]:
+        """Every request the IAM layer refused, as `operation action resource`; without
+        `raced_ends`, not those on an instance that had ended when refused (Enforcer.raced_ends:
+        AWS refuses them as well, and their callers retry)."""
         enforcers = [
             e
             for e in (self.enforcer, self.event_source_enforcer, self.teardown_source_enforcer)
@@ -1158,6 +1162,7 @@ class Stack:
             for enforcer in enforcers
             for operation, check, result in list(enforcer.decisions)
             if not result.allowed
+            and (raced_ends or not any(check is c for c in list(enforcer.raced_ends)))
         ]
 
     def logged_text(self) -> str:

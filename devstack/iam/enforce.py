@@ -117,6 +117,7 @@ class InstanceInfo:
     tags: Mapping[str, str]
     instance_profile_arn: str | None
     instance_type: str | None
+    state: str | None = None  # not an IAM key: says whether a refusal raced the instance's end
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class MotoLookup:
                     tags=_tag_dict(data.get("Tags")),
                     instance_profile_arn=(data.get("IamInstanceProfile") or {}).get("Arn"),
                     instance_type=data.get("InstanceType"),
+                    state=(data.get("State") or {}).get("Name"),
                 )
         return None
 
@@ -332,6 +334,7 @@ class BackendLookup(MotoLookup):
             tags=dict(backend.tags.get(instance_id) or {}),
             instance_profile_arn=(profile or {}).get("Arn") if isinstance(profile, dict) else None,
             instance_type=getattr(found, "instance_type", None),
+            state=getattr(found, "state", None),
         )
 
     def ec2_tags(self, resource_id: str) -> Mapping[str, str]:
@@ -1181,7 +1184,8 @@ class Enforcer:
     `principal` is a Principal or a callable returning the current one (a contextvar lookup, so
     one hook on shared clients serves several Lambda functions); a call with no principal fails
     with NoPrincipal. Denied calls raise the ClientError AWS would cause; `decisions` keeps every
-    (operation, check, result) for tests and logs.
+    (operation, check, result) for tests and logs, and `raced_ends` the denied checks on an
+    instance that had ended (shutting down or terminated) when it was refused.
     """
 
     def __init__(self, principal: PrincipalSource, lookup: Lookup, *, region: str) -> None:
@@ -1189,6 +1193,7 @@ class Enforcer:
         self.lookup = lookup
         self.region = region
         self.decisions: list[tuple[str, Check, Result]] = []
+        self.raced_ends: list[Check] = []
         self._lock = threading.Lock()
         self._id = f"iam-enforcer-{id(self)}"
 
@@ -1251,8 +1256,23 @@ class Enforcer:
             with self._lock:
                 self.decisions.append((f"{service}.{model.name}", check, result))
             if not result.allowed:
+                if self._ended(check.resource):
+                    with self._lock:
+                        self.raced_ends.append(check)
                 return error_response(service_model, model, principal, check, result)
         return None
+
+    def _ended(self, resource: str) -> bool:
+        """Whether `resource` is an instance that has ended (as it is now, just after the
+        refusal). Ending an instance takes its instance profile away, and with it the
+        `ec2:InstanceProfile` key the module's policies require: a call racing an instance's
+        end (a swap's tag write as spot reclaims the runner) is refused so in AWS too, and
+        the caller's retry finds the instance gone."""
+        kind, _, instance_id = resource.rpartition(":")[2].partition("/")
+        if kind != "instance" or not instance_id:
+            return False
+        info = self.lookup.instance(instance_id)
+        return info is not None and info.state in ("shutting-down", "terminated")
 
     def authorize(self, principal: Principal, check: Check) -> Result:
         """Evaluate one check with the global keys AWS adds to every request."""

@@ -390,6 +390,34 @@ def test_terminate_only_our_instances(world: World) -> None:
         ec2.terminate_instances(InstanceIds=[theirs])
 
 
+def test_a_tag_write_racing_an_instances_end_is_refused_and_told_apart(world: World) -> None:
+    """Ending an instance takes its profile away, and the `ec2:InstanceProfile` condition with
+    it: a tag write that raced the end is refused (AWS's answer too) and listed in `raced_ends`;
+    a refusal on a live instance (a policy that does not allow it) is not."""
+    profile = world.profiles["jitrunners-runner"][0]
+    ended = world.instance("jitrunners-runner", {"jitrunners:prefix": "jitrunners"})
+    live = world.instance("someone-else", {"jitrunners:prefix": "jitrunners"})
+    world.policies = [
+        policy(
+            {
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": f"{EC2}:instance/*",
+                "Condition": {"ArnEquals": {"ec2:InstanceProfile": profile}},
+            }
+        )
+    ]
+    ec2 = world.client("ec2")
+    ec2.create_tags(Resources=[ended], Tags=[{"Key": "jitrunners:job-id", "Value": "1"}])
+    world.raw("ec2").terminate_instances(InstanceIds=[ended])
+    for instance_id in (ended, live):
+        with pytest.raises(ClientError, match=f"ec2:CreateTags on resource: {EC2}:instance/"):
+            ec2.create_tags(
+                Resources=[instance_id], Tags=[{"Key": "jitrunners:job-id", "Value": "2"}]
+            )
+    assert [c.resource for c in world.enforcer.raced_ends] == [f"{EC2}:instance/{ended}"]
+
+
 # ---------------------------------------------------------------------------------- RunCommand
 def test_send_command_to_an_instance_with_another_profile_is_denied(world: World) -> None:
     runner_profile = world.profiles["jitrunners-runner"][0]
