@@ -103,6 +103,8 @@ class AwsWorld:
     _clients: dict[str, Any] = field(default_factory=dict)
     _clients_lock: threading.Lock = field(default_factory=threading.Lock)
     _terminated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Reservations whose instances all terminated, with their items (instances_in_process).
+    _ended_reservations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Extra module variables for the renders (runner download location and checksums...).
     tfvars_extra: dict[str, Any] = field(default_factory=dict)
     # Resource types the launch templates tag at creation (runners.tf tag_specifications); a test
@@ -408,8 +410,17 @@ class AwsWorld:
 
         backend = ec2_backends[ACCOUNT][REGION]
         found = []
-        for reservation in list(backend.reservations.values()):
-            for instance in list(reservation.instances):
+        ended = self._ended_reservations
+        for reservation_id, reservation in list(backend.reservations.items()):
+            if reservation_id in ended:
+                # Every instance of it terminated (and so for good): seen, not read again.
+                if states is None or "terminated" in states:
+                    found += ended[reservation_id]
+                continue
+            instances = list(reservation.instances)
+            if instances and all(i.id in self._terminated for i in instances):
+                ended[reservation_id] = [self._terminated[i.id] for i in instances]
+            for instance in instances:
                 done = self._terminated.get(instance.id)  # a terminated instance stays so
                 if done is not None:
                     if states is None or "terminated" in states:

@@ -99,3 +99,24 @@ def test_sqs_delays_and_visibility_hold_as_in_moto() -> None:
         again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         assert sorted(m["Body"] for m in again) == ["later", "now"]
         assert depth() == (0, 2, 0)
+
+
+def test_sqs_deletes_by_any_receipt_handle_a_message_had_as_in_moto() -> None:
+    moto_fixes.apply()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+        for body in ("a", "b"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        first = {m["Body"]: m["ReceiptHandle"] for m in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10)["Messages"]}  # fmt: skip
+        again = {m["Body"]: m["ReceiptHandle"] for m in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10)["Messages"]}  # fmt: skip
+        assert first["a"] != again["a"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=first["a"])  # an earlier receipt's handle
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=again["a"])  # deleted already: no error
+        with pytest.raises(ClientError) as refused:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle="never-issued")
+        assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+        left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in left] == ["b"]
