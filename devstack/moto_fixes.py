@@ -125,9 +125,18 @@ def apply() -> None:
     def all_reservations(self: Any, filters: Any = None) -> list[Any]:
         if filters is None:
             return [copy.copy(r) for r in list(self.reservations.values())]
+        # A state filter first, read straight from the instance: the terminated instances moto
+        # keeps for ever are most of a long run's, and a listing of live ones skips them here.
+        states = filters.get("instance-state-name")
+        wanted = set(states) if isinstance(states, list) else None
         found = []
         for reservation in list(self.reservations.values()):
-            instances = [i for i in reservation.instances if utils.passes_filter_dict(i, filters)]
+            instances = [
+                i
+                for i in reservation.instances
+                if (wanted is None or i._state.name in wanted)
+                and utils.passes_filter_dict(i, filters)
+            ]
             if instances:
                 found.append(copy.copy(reservation))
                 found[-1].instances = instances

@@ -57,6 +57,12 @@ def test_instances_are_found_by_id_across_reservations_old_and_new(ec2: Any) -> 
     running = {"Name": "instance-state-name", "Values": ["running"]}
     ids = [first[1], second[0], third[0]]
     assert _described(ec2, InstanceIds=ids, Filters=[running]) == [[second[0]]]
+    # Filters alone (a listing of live instances): the state first, then the rest.
+    assert _described(ec2, Filters=[running]) == [[first[0], first[2]], second]
+    named = {"Name": "tag:n", "Values": ["first", "third"]}
+    ended = {"Name": "instance-state-name", "Values": ["terminated", "shutting-down"]}
+    assert _described(ec2, Filters=[named, ended]) == [[first[1]], third]
+    assert _described(ec2, Filters=[named]) == [first, third]
     states = ec2.describe_instance_status(InstanceIds=ids, IncludeAllInstances=True)
     assert {s["InstanceId"]: s["InstanceState"]["Name"] for s in states["InstanceStatuses"]} == {
         first[1]: "terminated", second[0]: "running", third[0]: "terminated",
