@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import socket
 import sys
 import threading
@@ -91,13 +92,20 @@ def call_app(
         answer[:] = [status, headers]
         return lambda data: None  # the legacy write(): moto does not use it
 
-    result = app(environ, start_response)
     try:
-        payload = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        result = app(environ, start_response)
+        try:
+            payload = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    except Exception:  # an emulator's own failure is the service's 500
+        # moto lets some of its failures escape the app (a subnet out of addresses raises
+        # StopIteration): a service answers those with an internal error, which clients retry,
+        # instead of closing the connection or raising inside the caller.
+        logging.getLogger(__name__).exception("the application failed: answered 500")
+        return 500, "Internal Server Error", [("Content-Type", "text/plain")], b"internal error"
     status, headers = answer
     code, _, reason = str(status).partition(" ")
     return int(code), reason, list(headers), payload

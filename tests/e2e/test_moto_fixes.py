@@ -126,3 +126,20 @@ def test_sqs_deletes_by_any_receipt_handle_a_message_had_as_in_moto() -> None:
         assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
         left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         assert [m["Body"] for m in left] == ["b"]
+
+
+def test_a_terminated_instance_gives_its_address_back_to_the_subnet(ec2: Any) -> None:
+    """A /28 has 11 addresses for instances: three rounds of 8 fit only if each round's
+    terminated instances free theirs, as in EC2 (moto kept them for good)."""
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.0.0/28")["Subnet"]["SubnetId"]
+    seen: set[str] = set()
+    for _ in range(3):
+        launched = ec2.run_instances(
+            ImageId=AMI, MinCount=8, MaxCount=8, SubnetId=subnet, InstanceType="m5.large"
+        )["Instances"]
+        addresses = [i["PrivateIpAddress"] for i in launched]
+        assert len(set(addresses)) == 8  # no address given twice at once
+        seen.update(addresses)
+        ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in launched])
+    assert len(seen) <= 11

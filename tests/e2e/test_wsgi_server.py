@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,3 +182,43 @@ def test_this_process_calls_moto_without_a_socket_and_its_hooks_still_see_them(
     assert s3.get_object(Bucket="dist", Key="runner.tar.gz")["Body"].read() == b"\x00\x01" * 50_000
     assert s3.head_object(Bucket="dist", Key="runner.tar.gz")["ContentLength"] == 100_000
     assert connects == []
+
+
+def test_an_application_failure_is_answered_500_over_http_and_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto lets some failures escape its app: the caller gets the service's internal error
+    (which botocore retries) on a connection that stays usable, not an exception of moto's."""
+    from botocore.config import Config
+
+    from devstack.wsgi_server import InProcessTransport
+
+    def failing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise StopIteration("out of addresses")
+
+    server = WsgiServer(("127.0.0.1", 0), failing)
+    host, port = (str(x) for x in server.server_address[:2])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    InProcessTransport.register(host, int(port), failing)
+    try:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        for _ in range(2):
+            connection.request("POST", "/", body=b"x")
+            answer = connection.getresponse()
+            assert (answer.status, answer.read()) == (500, b"internal error")
+        sqs = boto3.client(
+            "sqs", endpoint_url=f"http://{host}:{port}", region_name="eu-west-1",
+            aws_access_key_id="devstack", aws_secret_access_key="devstack",
+            config=Config(retries={"mode": "standard", "max_attempts": 2}),
+        )  # fmt: skip
+        with pytest.raises(ClientError) as failed:
+            sqs.list_queues()
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert failed.value.response["ResponseMetadata"]["RetryAttempts"] >= 1  # retried
+    finally:
+        InProcessTransport.unregister(host, int(port))
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        thread.join()
