@@ -789,10 +789,13 @@ class GitHubSim:
                 grouped.setdefault(job.key, []).append(job)
             return grouped
 
-    def job_outcome(self, key: str) -> str:
+    def job_outcome(self, key: str, attempts: list[SimJob] | None = None) -> str:
         """The latest attempt's conclusion once it completed and no user action on the job is
-        still to come (`pending` until then); otherwise its status."""
-        attempts = self.logical_jobs().get(key, [])
+        still to come (`pending` until then); otherwise its status. `attempts`: the job's, as
+        `logical_jobs()` groups them, when the caller has them (each call groups every
+        attempt of the run: for all jobs, once)."""
+        if attempts is None:
+            attempts = self.logical_jobs().get(key, [])
         if not attempts:
             return "unknown"
         with self._lock:

@@ -957,7 +957,8 @@ class Stack:
         return outcomes["success"] + outcomes["cancelled"]
 
     def _outcomes(self) -> Counter[str]:
-        return Counter(self.sim.job_outcome(key) for key in self.sim.logical_jobs())
+        grouped = self.sim.logical_jobs()
+        return Counter(self.sim.job_outcome(key, attempts) for key, attempts in grouped.items())
 
     def job_records(self) -> list[JobRecord]:
         """Every attempt of every job, oldest first."""

@@ -74,7 +74,7 @@ def ended_in_time(stack: Stack, record: Any) -> bool:
 
 def assert_chaos_clean(stack: Stack, summary: dict[str, Any]) -> None:
     lines = stack.progress.lines
-    outcomes = {key: stack.sim.job_outcome(key) for key in stack.sim.logical_jobs()}
+    outcomes = {key: stack.sim.job_outcome(key, a) for key, a in stack.sim.logical_jobs().items()}
     assert set(outcomes.values()) <= {"success", "cancelled"}, (outcomes, lines)
     assert summary["completed"] + summary["cancelled"] == summary["jobs"], lines
     for key in ("instances_left", "jit_params_left", "runners_left", "queue_left", "dlq_left"):
