@@ -565,7 +565,10 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
 def _launched(own: dict[int, float], started: dict[int, float]) -> dict[int, float]:
     """Job id -> when it had an instance: its own launched, or a runner took it first. Runners
     are fungible: a job may start on another job's runner, and its own launch is then dropped
-    (it is no longer queued); that other job is launched for again when the runner ends."""
+    (it is no longer queued); that other job is launched for again when the runner ends.
+    `started` is the milestones' live map, written by the simulator's threads: read from a copy
+    (one C-level copy under the GIL; iterating it as it grew failed a 10,000-job run)."""
+    started = dict(started)
     return {job: min(t, own.get(job, t)) for job, t in started.items()} | {
         job: t for job, t in own.items() if job not in started
     }
