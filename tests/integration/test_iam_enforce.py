@@ -369,17 +369,19 @@ def test_launch_template_context_keys(world: World) -> None:
         )
 
 
+def on_instances(action: str, condition: dict[str, Any]) -> dict[str, Any]:
+    """A policy allowing `action` on any instance under `condition`."""
+    allow = {"Effect": "Allow", "Action": action, "Resource": f"{EC2}:instance/*"}
+    return policy(allow | {"Condition": condition})
+
+
 def test_terminate_only_our_instances(world: World) -> None:
     ours = world.instance("jitrunners-runner", {"jitrunners:prefix": "jitrunners"})
     theirs = world.instance("jitrunners-runner", {"team": "web"})
     world.policies = [
-        policy(
-            {
-                "Effect": "Allow",
-                "Action": "ec2:TerminateInstances",
-                "Resource": f"{EC2}:instance/*",
-                "Condition": {"StringEquals": {"aws:ResourceTag/jitrunners:prefix": "jitrunners"}},
-            }
+        on_instances(
+            "ec2:TerminateInstances",
+            {"StringEquals": {"aws:ResourceTag/jitrunners:prefix": "jitrunners"}},
         )
     ]
     ec2 = world.client("ec2")
@@ -398,14 +400,7 @@ def test_a_tag_write_racing_an_instances_end_is_refused_and_told_apart(world: Wo
     ended = world.instance("jitrunners-runner", {"jitrunners:prefix": "jitrunners"})
     live = world.instance("someone-else", {"jitrunners:prefix": "jitrunners"})
     world.policies = [
-        policy(
-            {
-                "Effect": "Allow",
-                "Action": "ec2:CreateTags",
-                "Resource": f"{EC2}:instance/*",
-                "Condition": {"ArnEquals": {"ec2:InstanceProfile": profile}},
-            }
-        )
+        on_instances("ec2:CreateTags", {"ArnEquals": {"ec2:InstanceProfile": profile}})
     ]
     ec2 = world.client("ec2")
     ec2.create_tags(Resources=[ended], Tags=[{"Key": "jitrunners:job-id", "Value": "1"}])
