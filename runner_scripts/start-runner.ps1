@@ -4,9 +4,10 @@
 .DESCRIPTION
   Run by SSM RunCommand (AWS-RunPowerShellScript) as SYSTEM:
     & 'C:\jitrunners\start-runner.ps1' -ParameterName <param-name> -IdleTimeoutSeconds <n>
-  Reads the JIT config from the SSM SecureString, deletes the parameter, and runs run.cmd as the
-  local 'runner' account with the config in the environment (ACTIONS_RUNNER_INPUT_JITCONFIG), never
-  on a command line or in output. Exit: 3 parameter missing, 4 idle timeout, else the runner's code.
+  Reads the JIT config from the SSM SecureString and runs run.cmd as the local 'runner' account
+  with the config in the environment (ACTIONS_RUNNER_INPUT_JITCONFIG), never on a command line or
+  in output. The parameter is left to scale-down, which deletes a batch of ended runners'
+  parameters in one call (DeleteParameters): the runner's role only reads Parameter Store. Exit: 3 parameter missing, 4 idle timeout, else the runner's code.
 #>
 [CmdletBinding()]
 param(
@@ -39,22 +40,8 @@ function Read-JitConfig([string]$Name) {
   }
 }
 
-# A few tries: Parameter Store's throughput is shared by the account, and a burst's runners all
-# delete at once. One that still fails is tried again when the runner ends; after that the
-# housekeeper's orphan sweep deletes it once the instance is gone.
-function Remove-JitParameter([string]$Name) {
-  foreach ($attempt in 1..3) {
-    & aws ssm delete-parameter --name $Name 2>$null | Out-Null
-    if ($LASTEXITCODE -eq 0) { Write-Log "deleted parameter $Name"; return $true }
-    if ($attempt -lt 3) { Start-Sleep -Seconds $attempt }
-  }
-  Write-Log "warning: could not delete parameter $Name"
-  return $false
-}
-
 $jit = Read-JitConfig $ParameterName
 if ([string]::IsNullOrEmpty($jit) -or $jit -eq 'None') { exit 3 }
-$deleted = Remove-JitParameter $ParameterName
 
 # The password of the local runner account is set by bootstrap.ps1 and kept in LSA secrets
 # (readable by SYSTEM only); the JIT config rides in the child's environment block.
@@ -82,13 +69,11 @@ while (-not $runner.HasExited) {
     } elseif ($watch.Elapsed.TotalSeconds -ge $IdleTimeoutSeconds) {
       Write-Log "no job assigned within ${IdleTimeoutSeconds}s; stopping the runner"
       & taskkill.exe /PID $runner.Id /T /F | Out-Null
-      if (-not $deleted) { $null = Remove-JitParameter $ParameterName }
       exit 4
     }
   }
   Start-Sleep -Seconds $PollSeconds
 }
 $runner.WaitForExit()
-if (-not $deleted) { $null = Remove-JitParameter $ParameterName }
 Write-Log "runner exited with status $($runner.ExitCode)"
 exit $runner.ExitCode

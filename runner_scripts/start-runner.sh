@@ -3,9 +3,12 @@
 #
 #   start-runner.sh <param-name> [idle-timeout-s]
 #
-# Run as root by SSM RunCommand. Reads the JIT config from the SSM SecureString <param-name>,
-# deletes the parameter, and runs $RUNNER_DIR/run.sh as $RUNNER_USER with the config in the
-# environment (ACTIONS_RUNNER_INPUT_JITCONFIG), never on a command line or in output.
+# Run as root by SSM RunCommand. Reads the JIT config from the SSM SecureString <param-name> and
+# runs $RUNNER_DIR/run.sh as $RUNNER_USER with the config in the environment
+# (ACTIONS_RUNNER_INPUT_JITCONFIG), never on a command line or in output. The parameter is not
+# deleted here: scale-down deletes the parameters of a batch of ended runners in one call
+# (DeleteParameters), so a burst's runners make one Parameter Store call each, and the runner's
+# role needs no write access to Parameter Store.
 # Exit status: 3 parameter missing or unreadable, 4 idle timeout (no job assigned), 2 usage,
 # otherwise the runner's own status.
 #
@@ -28,18 +31,12 @@ ENV_FILE="${JITRUNNERS_ENV_FILE:-/etc/jitrunners/env}"
 
 runner_pid=""
 work_dir=""
-param_left="" # a spent JIT parameter whose delete failed: tried again at exit
 
 log() {
   printf '%s start-runner[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*" >&2
 }
 
 cleanup() {
-  if [[ -n "${param_left}" ]]; then
-    # The delete after the read failed (throttled in a burst): once more, now the burst's
-    # starts are over, so the spent JIT config does not wait minutes for the orphan sweep.
-    delete_parameter "${param_left}" || true
-  fi
   if [[ -n "${work_dir}" ]]; then
     rm -rf -- "${work_dir}"
   fi
@@ -89,32 +86,13 @@ read_parameter() {
   if ! aws ssm get-parameter --name "${name}" --with-decryption \
     --query Parameter.Value --output text 2>"${err_file}"; then
     if grep -q 'ParameterNotFound' "${err_file}"; then
-      log "parameter ${name} does not exist (already used, or never stored)"
+      log "parameter ${name} does not exist (never stored, or deleted: the runner ended)"
     else
       # The CLI's error names the parameter and the error code, never a value.
       log "cannot read parameter ${name}: $(tr '\n' ' ' <"${err_file}" | cut -c1-300)"
     fi
     return 1
   fi
-}
-
-delete_parameter() {
-  local name="$1" attempt
-  # A few tries: a throttled delete (Parameter Store's throughput is shared by the account) would
-  # leave the spent parameter to the housekeeper's orphan sweep, minutes later.
-  for attempt in 1 2 3; do
-    if aws ssm delete-parameter --name "${name}" >/dev/null 2>"${work_dir}/delete-parameter.err"; then
-      log "deleted parameter ${name}"
-      param_left=""
-      return 0
-    fi
-    ((attempt < 3)) && sleep "${attempt}"
-  done
-  # Not fatal: tried again when the runner ends (cleanup), and the housekeeper's orphan sweep
-  # deletes it once the instance is gone.
-  param_left="${name}"
-  log "warning: could not delete parameter ${name}: $(tr '\n' ' ' <"${work_dir}/delete-parameter.err" | cut -c1-300)"
-  return 1
 }
 
 # Start run.sh in its own process group with the JIT config in its environment only.
@@ -165,7 +143,6 @@ main() {
     jit_config=""
     return "${EXIT_MISSING_PARAM}"
   fi
-  delete_parameter "${param_name}" || true
 
   launch_runner "${jit_config}"
   jit_config=""

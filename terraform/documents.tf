@@ -597,9 +597,10 @@ locals {
         },
         local.statements.read_config,
         {
+          # A batch's ended runners' JIT configs, 10 a call (the runners only read theirs).
           Sid      = "DeleteJitConfigs"
           Effect   = "Allow"
-          Action   = "ssm:DeleteParameter"
+          Action   = ["ssm:DeleteParameter", "ssm:DeleteParameters"]
           Resource = local.arn.jit_params
         },
         {
@@ -800,8 +801,8 @@ locals {
       ]
     })
 
-    # DESIGN 3b: an instance may read and delete only its own JIT parameter, tagged with its ARN;
-    # IAM fills ${ec2:SourceInstanceARN} from the instance profile's credentials.
+    # DESIGN 3b: an instance may read only its own JIT parameter, tagged with its ARN; IAM fills
+    # ${ec2:SourceInstanceARN} from the instance profile's credentials. Scale-down deletes it.
     "own-jit-config" = jsonencode({
       Version = "2012-10-17"
       Statement = [
@@ -831,7 +832,7 @@ locals {
         {
           Sid      = "OwnJitConfigOnly"
           Effect   = "Allow"
-          Action   = ["ssm:GetParameter", "ssm:DeleteParameter"]
+          Action   = "ssm:GetParameter"
           Resource = local.arn.jit_params
           Condition = {
             StringEquals = { "aws:ResourceTag/jitrunners:instance-arn" = "$${ec2:SourceInstanceARN}" }

@@ -21,8 +21,9 @@ setup() {
   mkdir -p "${FAKES}" "${RUNNER_DIR}/_diag" "${FAKE_STATE}"
   printf '%s' "${SECRET}" >"${FAKE_PARAM}"
 
-  # Fake aws: get-parameter prints the stored value, delete-parameter removes it; every argv is
-  # recorded so a test can prove the secret was never an argument.
+  # Fake aws: get-parameter prints the stored value; any other call fails (the runner's role may
+  # only read its parameter). Every argv is recorded so a test can prove the secret was never an
+  # argument.
   cat >"${FAKES}/aws" <<'FAKE'
 #!/usr/bin/env bash
 printf '%s\n' "$*" >>"${FAKE_STATE}/aws-calls"
@@ -30,16 +31,6 @@ case "$1 $2" in
   "ssm get-parameter")
     if [[ -f "${FAKE_PARAM}" ]]; then cat "${FAKE_PARAM}"; echo; exit 0; fi
     echo "An error occurred (ParameterNotFound) when calling the GetParameter operation: " >&2
-    exit 254 ;;
-  "ssm delete-parameter")
-    # FAKE_THROTTLED_DELETES: that many deletes are refused as Parameter Store refuses them.
-    throttled="$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")"
-    if ((throttled <= ${FAKE_THROTTLED_DELETES:-0})); then
-      echo "An error occurred (ThrottlingException) when calling the DeleteParameter operation: Rate exceeded" >&2
-      exit 254
-    fi
-    if [[ -f "${FAKE_PARAM}" ]]; then rm -f "${FAKE_PARAM}"; exit 0; fi
-    echo "An error occurred (ParameterNotFound) when calling the DeleteParameter operation: " >&2
     exit 254 ;;
 esac
 echo "fake aws: unexpected $*" >&2
@@ -71,36 +62,27 @@ FAKE
   PATH="${FAKES}:${PATH}"
 }
 
-@test "a job runs: the parameter is read, deleted, and the runner's status 0 is returned" {
+@test "a job runs: the parameter is read, left to scale-down, and the runner's status 0 is returned" {
   run "${SCRIPT}" /jitrunners/jit/i-0abc 30
   [ "${status}" -eq 0 ]
-  [ ! -f "${FAKE_PARAM}" ]
-  grep -q '^ssm get-parameter --name /jitrunners/jit/i-0abc --with-decryption' "${FAKE_STATE}/aws-calls"
-  grep -q '^ssm delete-parameter --name /jitrunners/jit/i-0abc' "${FAKE_STATE}/aws-calls"
+  # One Parameter Store call, a read: scale-down deletes ended runners' parameters in batches.
+  [ "$(cat "${FAKE_STATE}/aws-calls")" = "ssm get-parameter --name /jitrunners/jit/i-0abc --with-decryption --query Parameter.Value --output text" ]
+  [ -f "${FAKE_PARAM}" ]
   [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
   [[ "${output}" == *"job assigned"* ]]
 }
 
-# The script with the parameter's first `refusals` deletes throttled: it exits 0, the runner ran
-# its job and the parameter ends deleted, after `calls` delete calls in all. Its output is left in
-# ${FAKE_STATE}/output.
-run_with_throttled_deletes() {
-  local refusals="$1" calls="$2" code=0
-  FAKE_THROTTLED_DELETES="${refusals}" "${SCRIPT}" /jitrunners/jit/i-0abc 30 \
-    >"${FAKE_STATE}/output" 2>&1 || code=$?
-  [ "${code}" -eq 0 ]
-  [ ! -f "${FAKE_PARAM}" ]
-  [ "$(grep -c '^ssm delete-parameter' "${FAKE_STATE}/aws-calls")" -eq "${calls}" ]
-  [ "$(cat "${FAKE_STATE}/runner-env")" = ok ]
-}
-
-@test "a throttled parameter delete is tried again, and the runner still starts" {
-  run_with_throttled_deletes 2 3
-}
-
-@test "a delete throttled three times is tried again when the runner ends" {
-  run_with_throttled_deletes 3 4
-  grep -q "could not delete parameter" "${FAKE_STATE}/output"
+@test "an unreadable parameter (throttled, denied) exits 3 with the CLI's error, no secret" {
+  cat >"${FAKES}/aws" <<'FAKE'
+#!/usr/bin/env bash
+printf '%s\n' "$*" >>"${FAKE_STATE}/aws-calls"
+echo "An error occurred (ThrottlingException) when calling the GetParameter operation: Rate exceeded" >&2
+exit 254
+FAKE
+  run "${SCRIPT}" /jitrunners/jit/i-0abc 30
+  [ "${status}" -eq 3 ]
+  [[ "${output}" == *"cannot read parameter /jitrunners/jit/i-0abc: An error occurred (ThrottlingException)"* ]]
+  [ ! -f "${FAKE_STATE}/runner-args" ]
 }
 
 @test "the runner failing exits with the runner's status" {

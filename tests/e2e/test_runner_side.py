@@ -104,7 +104,7 @@ def _finished(fleet: Fleet, command_id: str, iid: str) -> tuple[str, int | None,
     return invocation.status, invocation.returncode, invocation.output
 
 
-def test_start_runner_runs_one_job_as_the_runner_user_and_deletes_its_parameter(
+def test_start_runner_runs_one_job_as_the_runner_user_and_only_reads_its_parameter(
     sim: GitHubSim, fleet: Fleet
 ) -> None:
     iid = _booted(fleet)
@@ -117,7 +117,8 @@ def test_start_runner_runs_one_job_as_the_runner_user_and_deletes_its_parameter(
     assert (status, code) == ("Success", 0), output
     assert sim.jobs[job.id].conclusion == "success"
     assert sim.jobs[job.id].runner_name == iid
-    assert fleet.world.jit_params() == []
+    # Left for scale-down's batch delete: the runner's role may only read it.
+    assert fleet.world.jit_params() == [name]
     instance = fleet.agent.instances[iid]
     [worker_log] = instance.path("/opt/actions-runner/_diag").glob("Worker_*.log")
     assert worker_log.stat().st_uid != 0  # written by the runner, not root
@@ -130,13 +131,15 @@ def test_start_runner_idle_timeout_and_missing_parameter(sim: GitHubSim, fleet: 
     name = _put_jit(fleet, iid, _jit(sim, iid, ["self-hosted", "gpu"]))
     idle = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
     assert idle[:2] == ("Failed", 4), idle[2]
+    fleet.world.client("ssm").delete_parameter(Name=name)  # as scale-down's cleanup does
     again = _finished(fleet, fleet.send(iid, f"/opt/jitrunners/start-runner.sh {name} 1"), iid)
     assert again[:2] == ("Failed", 3), again[2]
 
 
 def test_an_instance_reads_its_own_jit_parameter_and_nothing_else(fleet: Fleet) -> None:
     """The instance's credentials (its profile's role, from IMDS) are held to the runner role's
-    policies as the module deploys them: its own JIT config only, no other instance's, no secret."""
+    policies as the module deploys them: its own JIT config only, no other instance's, no secret,
+    and it may not delete even its own (scale-down does)."""
     mine, other = _booted(fleet), _booted(fleet)
     _put_jit(fleet, mine, "mine")
     _put_jit(fleet, other, "not-mine")
@@ -154,6 +157,12 @@ def test_an_instance_reads_its_own_jit_parameter_and_nothing_else(fleet: Fleet) 
             assert expected in output
             assert "is not authorized to perform" in output
             assert f"assumed-role/jitrunners-runner/{mine}" in output
+    delete = f"aws ssm delete-parameter --name /jitrunners/jit/{mine}"
+    status, code, output = _finished(fleet, fleet.send(mine, delete), mine)
+    assert (status, code) == ("Failed", 254), output
+    assert "AccessDeniedException" in output
+    assert "ssm:DeleteParameter" in output
+    assert f"/jitrunners/jit/{mine}" in fleet.world.jit_params()
 
 
 def test_run_shell_script_runs_every_command_as_root_with_ssms_environment(

@@ -145,11 +145,6 @@ class Simulation:
         backend.add_tag("jitrunners:command-id", world.command_id(instance_id))
         backend.add_tag("jitrunners:started-at", self.clock().isoformat())
         self.runner_of[instance_id] = None
-        if self.rng.random() < 0.8:
-            self.delete_param(instance_id)  # start-runner.sh read and deleted it
-
-    def delete_param(self, instance_id: str) -> None:
-        boto3.client("ssm").delete_parameter(Name=f"/jitrunners/jit/{instance_id}")
 
     # --- GitHub hands jobs to idle runners; runners end -------------------------------------
     def live(self) -> list[Any]:

@@ -61,25 +61,26 @@ def test_finished_runner_command_ends_our_instance(
     _assert_clean(instance_id, github)
 
 
-def test_a_runner_that_ran_its_job_is_ended_without_asking_github_or_parameter_store(
+def test_a_runner_that_ran_its_job_is_ended_without_asking_github(
     call: Callable[[dict[str, Any]], str],
     clock: Clock,
     github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Success: the runner script deleted its parameter before it started the runner, and
-    GitHub removed the ephemeral runner after its job. Terminating is all that is left."""
+    """Success: GitHub removed the ephemeral runner after its job; the runner script only read
+    its parameter. Terminating and the batch's parameter delete are all that is left."""
     from jitrunners.aws import ssm
 
     instance_id, command = _ours(clock, github)
-    world.delete_jit_param(instance_id)
     github.runners.clear()
     deletes: list[str] = []
     monkeypatch.setattr(ssm, "delete_parameter", lambda name: deletes.append(name) or False)
 
-    assert call(command_event(instance_id, command, "Success")) == "cleaned:command_success"
+    with _calls("DeleteParameters", service="ssm") as batch_deletes:
+        assert call(command_event(instance_id, command, "Success")) == "cleaned:command_success"
     _assert_clean(instance_id, github)
     assert (sum(github.calls.values()), deletes) == (0, [])
+    assert batch_deletes == [{"Names": [world.jit_param_name(instance_id)]}]
 
 
 def test_an_instance_ending_after_its_runner_did_costs_one_ssm_read(
@@ -599,14 +600,17 @@ def batch(
 
 @contextmanager
 def _calls(
-    operation: str, respond: Callable[[dict[str, Any]], Any] = lambda params: None
+    operation: str,
+    respond: Callable[[dict[str, Any]], Any] = lambda params: None,
+    *,
+    service: str = "ec2",
 ) -> Iterator[list[dict[str, Any]]]:
-    """The parameters of every `operation` call on the adapters' EC2 client; `respond(params)`
-    may answer instead of moto (a fault) by returning (http, parsed)."""
+    """The parameters of every `operation` call on the adapters' `service` client;
+    `respond(params)` may answer instead of moto (a fault) by returning (http, parsed)."""
     from jitrunners.aws.clients import client
 
     seen: list[dict[str, Any]] = []
-    events = client("ec2").meta.events
+    events = client(service).meta.events
 
     def record(params: dict[str, Any], **_: Any) -> None:
         seen.append(dict(params))
@@ -614,13 +618,13 @@ def _calls(
     def answer(**_: Any) -> Any:
         return respond(seen[-1])
 
-    events.register(f"before-parameter-build.ec2.{operation}", record)
-    events.register(f"before-call.ec2.{operation}", answer)
+    events.register(f"before-parameter-build.{service}.{operation}", record)
+    events.register(f"before-call.{service}.{operation}", answer)
     try:
         yield seen
     finally:
-        events.unregister(f"before-parameter-build.ec2.{operation}", record)
-        events.unregister(f"before-call.ec2.{operation}", answer)
+        events.unregister(f"before-parameter-build.{service}.{operation}", record)
+        events.unregister(f"before-call.{service}.{operation}", answer)
 
 
 def test_a_batch_describes_its_instances_once_and_terminates_them_in_one_call(
@@ -634,15 +638,55 @@ def test_a_batch_describes_its_instances_once_and_terminates_them_in_one_call(
     events.append(command_event(foreign, world.command_id("theirs"), "Success"))
     events.append(state_event(finished[0][0], "running"))
 
-    with _calls("DescribeInstances") as described, _calls("TerminateInstances") as terminated:
+    world.put_jit_param(foreign)
+    with (
+        _calls("DescribeInstances") as described,
+        _calls("TerminateInstances") as terminated,
+        _calls("DeleteParameters", service="ssm") as deleted,
+    ):
         assert batch(*events, "not json") == []
 
     assert len(described) == 1
     [call] = terminated
     assert sorted(call["InstanceIds"]) == sorted(i for i, _ in finished)
+    # The runners only read their parameters: the batch deletes all four in one call.
+    [names] = deleted
+    assert names == {"Names": sorted(world.jit_param_name(i) for i, _ in finished)}
+    assert not {i for i, _ in finished} & world.jit_params()
     for instance_id, _ in finished[1::2]:
         _assert_clean(instance_id, github)
     assert world.state(foreign) == "running"
+    assert foreign in world.jit_params()
+
+
+def test_eleven_parameters_take_two_calls_and_a_refused_call_brings_its_events_back(
+    batch: Callable[..., list[str]], clock: Clock, github: FakeGitHub
+) -> None:
+    """DeleteParameters takes 10 names. A call Parameter Store refuses (its throughput is
+    shared by the account) fails back the events whose parameters it named; their instances end
+    all the same, and the retried events delete what is left."""
+    from tests.support.ec2 import error_response
+
+    finished = [_ours(clock, github) for _ in range(11)]
+    github.runners.clear()  # ephemeral runners that ran their jobs: GitHub removed them
+    events = [command_event(i, c, "Success") for i, c in finished]
+    names = sorted(world.jit_param_name(i) for i, _ in finished)
+    throttled = error_response("ThrottlingException", 400)
+
+    def refuse_the_second(params: dict[str, Any]) -> Any:
+        return throttled if names[10] in params["Names"] else None
+
+    with _calls("DeleteParameters", refuse_the_second, service="ssm") as deleted:
+        failed = batch(*events)
+
+    assert [call["Names"] for call in deleted] == [names[:10], names[10:]]
+    last = next(n for n, (i, _) in enumerate(finished) if world.jit_param_name(i) == names[10])
+    assert failed == [f"msg-{last}"]
+    assert {world.state(i) for i, _ in finished} == {"terminated"}
+    assert set(world.jit_params()) & {i for i, _ in finished} == {finished[last][0]}
+
+    assert batch(events[last]) == []
+    assert not {i for i, _ in finished} & world.jit_params()
 
 
 def test_only_the_record_that_failed_comes_back_and_its_instance_still_ends(

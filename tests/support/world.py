@@ -163,8 +163,12 @@ def live_ours(prefix: str = PREFIX) -> set[str]:
     return found
 
 
+def jit_param_name(instance_id: str, prefix: str = PREFIX) -> str:
+    return f"/{prefix}/jit/{instance_id}"
+
+
 def put_jit_param(instance_id: str, prefix: str = PREFIX) -> str:
-    name = f"/{prefix}/jit/{instance_id}"
+    name = jit_param_name(instance_id, prefix)
     boto3.client("ssm").put_parameter(
         Name=name,
         Value="secret-jit-config",
@@ -181,7 +185,7 @@ def put_jit_param(instance_id: str, prefix: str = PREFIX) -> str:
 
 
 def delete_jit_param(instance_id: str, prefix: str = PREFIX) -> None:
-    """What the runner script does once it has read its JIT config."""
+    """A parameter gone before its runner's end (by hand, or an earlier cleanup)."""
     boto3.client("ssm").delete_parameter(Name=f"/{prefix}/jit/{instance_id}")
 
 

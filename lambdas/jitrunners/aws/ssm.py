@@ -91,13 +91,31 @@ def delete_parameter(name: str) -> bool:
     return True
 
 
+DESCRIBE_PAGE: Final = 50
+# DeleteParameters takes at most 10 names per call.
+DELETE_CHUNK: Final = 10
+
+
+def delete_parameters(names: Sequence[str]) -> set[str]:
+    """Delete up to 10 parameters in one call (DeleteParameters); returns the names that existed
+    and were deleted. Names SSM does not know are skipped, not an error. Raises the client's
+    error when the call fails (throttled, denied): then nothing is deleted."""
+    if len(names) > DELETE_CHUNK:
+        raise ValueError(f"DeleteParameters takes at most {DELETE_CHUNK} names")
+    response = client("ssm").delete_parameters(Names=list(names))
+    return {str(name) for name in response.get("DeletedParameters", [])}
+
+
 def list_jit_parameters(prefix: str) -> list[ParamInfo]:
     """Every JIT config parameter under /<prefix>/jit/ (names and ages only, never values)."""
     path = f"/{prefix}/jit"
     found: list[ParamInfo] = []
     paginator = client("ssm").get_paginator("describe_parameters")
+    # 50 a page, DescribeParameters' most (its default is 10): a parameter lives as long as its
+    # runner, so a pass lists one per live runner.
     for page in paginator.paginate(
-        ParameterFilters=[{"Key": "Path", "Option": "OneLevel", "Values": [path]}]
+        ParameterFilters=[{"Key": "Path", "Option": "OneLevel", "Values": [path]}],
+        PaginationConfig={"PageSize": DESCRIBE_PAGE},
     ):
         for data in page.get("Parameters", []):
             found.append(ParamInfo(name=data["Name"], last_modified=data.get("LastModifiedDate")))

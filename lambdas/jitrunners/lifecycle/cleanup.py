@@ -136,12 +136,12 @@ def cleanup(
     parameter: bool = True,
     recheck: bool = True,
 ) -> CleanupResult:
-    """Terminate (when asked and still needed), delete the parameter (unless the runner read and
-    deleted it itself: `parameter=False`), delete the registration (unless the caller already
-    did, or GitHub removed it: `registrations=False`). `recheck=False` terminates the instance
-    as this invocation described it, without describing it again: only where nothing else may be
-    ending it meanwhile (a terminate of an instance EC2 has just ended, which no longer carries
-    our instance profile, is refused by our own policy).
+    """Terminate (when asked and still needed), delete the parameter (unless the caller deletes
+    it with others, as scale-down's batches do: `parameter=False`), delete the registration
+    (unless the caller already did, or GitHub removed it: `registrations=False`).
+    `recheck=False` terminates the instance as this invocation described it, without describing
+    it again: only where nothing else may be ending it meanwhile (a terminate of an instance EC2
+    has just ended, which no longer carries our instance profile, is refused by our own policy).
 
     Each step tolerates the thing being gone already, so running this twice, or after another
     Lambda did part of it, is harmless. A failing step does not stop the others.

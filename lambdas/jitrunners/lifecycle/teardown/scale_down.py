@@ -2,7 +2,9 @@
 
 Events come in batches (scale-down reads them from the teardown queue): a batch describes every
 instance its events name in one DescribeInstances, handles each event with its described
-instance, and terminates every instance it decided to end in one TerminateInstances at the end.
+instance, and at the end terminates every instance it decided to end in one TerminateInstances
+and deletes the JIT config parameters of the runners it cleaned up in one DeleteParameters per 10
+(the runner script only reads its parameter).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitrunners.aws import fleet, ssm
+from jitrunners.aws.clients import error_code
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.cleanup import CleanupIncomplete, Context, cleanup, terminate_batch
 from jitrunners.lifecycle.members import parked
@@ -27,7 +30,7 @@ from jitrunners.lifecycle.teardown.events import (
     LifecycleEvent,
     SpotInterruption,
 )
-from jitrunners.observability import MetricUnit, logger, observe
+from jitrunners.observability import MetricUnit, count, logger, observe
 
 # A finished command of a document other than ssm.RUNNER_DOCUMENTS on one of our instances (an
 # operator's ad-hoc command) must not end a runner that may be mid-job.
@@ -74,6 +77,7 @@ class Teardown:
         self._ends: dict[str, tuple[fleet.Instance, str]] = {}
         self._keys: dict[str, set[str]] = {}
         self._exited: dict[str, str] = {}  # instance id -> its runner command's own end status
+        self._params: dict[str, set[str]] = {}  # JIT parameter name -> the keys that asked
 
     @classmethod
     def describe(cls, events: Iterable[LifecycleEvent], ctx: Context) -> Teardown:
@@ -102,7 +106,7 @@ class Teardown:
             if isinstance(event, InstanceStateChanged) and event.gone:
                 # Possibly ours but too old to describe: a parameter under our own path is ours
                 # by construction, so that much can still be cleaned (a no-op for foreign ones).
-                _delete_param_only(event.instance_id, self.ctx)
+                self._drop_parameter(key, event.instance_id)
                 return "not_ours_or_unknown:parameter_checked"
             logger.debug("event for an instance that is not ours (or unknown); ignored")
             return "ignored:not_ours"
@@ -114,14 +118,51 @@ class Teardown:
         return self._state_changed(key, event, instance)
 
     def terminate(self) -> list[str]:
-        """End every instance the batch decided to end, in one TerminateInstances (per 1,000);
-        returns the keys of the events whose instance could not be terminated (to retry)."""
+        """End every instance the batch decided to end, in one TerminateInstances (per 1,000),
+        then delete the batch's JIT parameters; returns the keys of the events whose instance
+        could not be terminated or whose parameter could not be deleted (to retry)."""
         logger.remove_keys(list(_RECORD_KEYS))
         ends = list(self._ends.values())
         self._ends.clear()
         self._mark_exited([instance for instance, _ in ends if instance.id in self._exited])
         failed = terminate_batch(ends, self.ctx) if ends else []
-        return sorted({key for instance_id in failed for key in self._keys.get(instance_id, ())})
+        keys = {key for instance_id in failed for key in self._keys.get(instance_id, ())}
+        return sorted(keys | self._delete_parameters())
+
+    def _drop_parameter(self, key: str, instance_id: str) -> None:
+        """Delete the instance's JIT parameter with the batch's (`terminate()`)."""
+        self._params.setdefault(self.ctx.settings.jit_param_name(instance_id), set()).add(key)
+
+    def _delete_parameters(self) -> set[str]:
+        """One DeleteParameters per 10 of the batch's parameters (those already gone are skipped
+        by SSM); returns the keys of the events whose parameters a refused call named (a
+        throttle: they come back from SQS; the housekeeper's orphan sweep is the last resort)."""
+        params = dict(self._params)
+        self._params.clear()
+        names = sorted(params)
+        if names and self.ctx.dry_run:
+            logger.info("would delete JIT parameters if present", extra={"parameters": names})
+            return set()
+        retry: set[str] = set()
+        for start in range(0, len(names), ssm.DELETE_CHUNK):
+            chunk = names[start : start + ssm.DELETE_CHUNK]
+            try:
+                deleted = ssm.delete_parameters(chunk)
+            except (ClientError, BotoCoreError) as exc:
+                code = error_code(exc) or type(exc).__name__
+                count("CleanupIncomplete", reason="parameter")
+                logger.warning(
+                    "JIT parameters not deleted: their events are retried",
+                    extra={"failed": f"parameter:{code}", "parameters": chunk},
+                )
+                retry.update(key for name in chunk for key in params[name])
+                continue
+            if deleted:
+                logger.info(
+                    "JIT parameters deleted",
+                    extra={"parameters": sorted(deleted), "count": len(deleted)},
+                )
+        return retry
 
     def _mark_exited(self, instances: list[fleet.Instance]) -> None:
         """One CreateTags for the batch: these runners ended themselves. Best effort: without
@@ -155,16 +196,19 @@ class Teardown:
             return "ignored:other_command"
         _observe_job_duration(instance, event.at)
         reason = f"command_{event.status.lower()}"
-        # The runner script reads and deletes the parameter before it starts the runner, and an
-        # ephemeral runner that ran its job exits 0 after GitHub has removed its registration:
-        # on Success neither is left (a failed delete is the housekeeper's orphan sweep's).
-        # Otherwise parameter and registration go first, the instance at the end of the batch.
+        # An ephemeral runner that ran its job exits 0 after GitHub has removed its
+        # registration: on Success none is left. Otherwise the registration goes first; the
+        # instance and the parameter (the runner only read it) at the end of the batch.
         ran = event.status == "Success"
         if ours == event.command_id and event.status in ssm.RUNNER_EXITED_STATUSES:
             self._exited[instance.id] = event.status
         self._end(key, instance, reason)
-        skip = {"parameter": not ran, "registrations": not ran}
-        _finish(cleanup(instance, reason, self.ctx, terminate=False, **skip))
+        self._drop_parameter(key, instance.id)
+        _finish(
+            cleanup(
+                instance, reason, self.ctx, terminate=False, parameter=False, registrations=not ran
+            )
+        )
         cost.report(instance, event.at, reason)
         return f"cleaned:{reason}"
 
@@ -175,7 +219,8 @@ class Teardown:
         # The re-run record first: it must exist even if a cleanup step fails and raises.
         outcome = rerun.record_interruption(instance, event.at, self.ctx)
         self._end(key, instance, "spot_interruption")
-        _finish(cleanup(instance, "spot_interruption", self.ctx, terminate=False))
+        self._drop_parameter(key, instance.id)
+        _finish(cleanup(instance, "spot_interruption", self.ctx, terminate=False, parameter=False))
         if fleet.free_member(instance):
             refill(instance, self.ctx)
         cost.report(instance, event.at, "spot_interruption")
@@ -197,8 +242,9 @@ class Teardown:
             refill(instance, ctx)
         if _runner_ended_itself(instance):
             # Its command's end was the runner's own (it ran its job, or idled out): that event's
-            # cleanup ended the instance, and no job lost a runner. A lost command event leaves
-            # at most a registration for the housekeeper's orphan sweep.
+            # batch ended the instance and deleted its parameter, and no job lost a runner. A
+            # lost command event leaves at most a registration and the parameter for the
+            # housekeeper's orphan sweeps.
             logger.debug("instance ended after its runner did: nothing left to do")
             return "ignored:runner_ended_itself"
         if instance.spot_reclaimed:
@@ -209,7 +255,8 @@ class Teardown:
         reason = f"instance_{event.state.replace('-', '_')}"
         if event.state in ("stopping", "stopped"):
             self._end(key, instance, reason)
-        _finish(cleanup(instance, reason, ctx, terminate=False))
+        self._drop_parameter(key, instance.id)
+        _finish(cleanup(instance, reason, ctx, terminate=False, parameter=False))
         if instance.state not in fleet.GONE_STATES:
             cost.report(instance, event.at, reason)  # gone before: reported when it was ended
         relaunch_if_queued(instance, reason, ctx)
@@ -247,11 +294,6 @@ def _observe_job_duration(instance: Any, finished: datetime) -> None:
         seconds = (finished - started).total_seconds()
         if seconds >= 0:
             observe("JobDuration", seconds, MetricUnit.Seconds)
-
-
-def _delete_param_only(instance_id: str, ctx: Context) -> None:
-    if ssm.delete_parameter(ctx.settings.jit_param_name(instance_id)):
-        logger.info("JIT parameter of a gone instance deleted")
 
 
 def _finish(result: Any) -> None:
