@@ -85,9 +85,11 @@ def _reset_process_caches() -> None:
     config._parsed.clear()
     from jitrunners import guardrail
     from jitrunners.lifecycle.provisioning import boundary, headcount
+    from jitrunners.lifecycle.recovery import sweep
 
     boundary.reset()
     headcount.reset()
+    sweep.reset()
     guardrail.spot_only_cache.clear()
     clients.reset()
     try:

@@ -380,6 +380,35 @@ def test_started_runner_ended_with_both_events_lost_is_relaunched_once(
     assert (message.kind, message.job_id) == ("launch", 56)
 
 
+def test_an_ended_runner_that_exited_by_itself_costs_one_ssm_read_per_container(
+    run: Callable[[], dict[str, Any]], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 lists a terminated instance for about an hour. One whose runner ended by itself (and
+    whose batch wrote no runner-exited tag: a small batch) is read once, not at every pass."""
+    from jitrunners.aws import ssm
+
+    done = world.launch(
+        launched_at=clock() - timedelta(minutes=8),
+        job_id=58,
+        command_id=world.command_id("done"),
+        started_at=clock() - timedelta(minutes=7),
+    )
+    world.terminate(done)
+    reads: list[str] = []
+
+    def status(command_id: str, instance_id: str) -> str:
+        reads.append(instance_id)
+        return "Success"
+
+    monkeypatch.setattr(ssm, "get_command_status", status)
+    for _ in range(3):
+        assert run()["actions"] == []
+    assert reads == [done]
+    _reset_process_caches()  # a cold container
+    assert run()["actions"] == []
+    assert reads == [done, done]
+
+
 def test_spot_reclaim_with_both_events_lost_is_rerun_once_the_job_failed(
     run: Callable[[], dict[str, Any]],
     clock: Clock,

@@ -211,6 +211,8 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
     ever gets. Each instance is relaunched at most once (the relaunch record).
     """
     ended = [i for i in instances if i.state in ENDED_STATES]
+    # Forget what EC2 no longer lists: the container's memory stays as large as EC2's list.
+    _EXITED.intersection_update(i.id for i in ended)
     if not ended:
         return
     _record_lost_interruptions(ctx, ended, report)
@@ -229,16 +231,29 @@ def _relaunch_for_lost_ends(ctx: Context, instances: Iterable[Any], report: Swee
         except AWS_ERRORS:
             continue
         if status in ssm.RUNNER_EXITED_STATUSES:
+            _EXITED.add(instance.id)  # an ended command's status never changes
             continue
         if _relaunch(instance, "instance_terminated", ctx, report).startswith("relaunch"):
             report.add("relaunch", instance.id, "ended_before_its_job_ran")
 
 
+# Ended instances whose runner command this container read as exited by itself: EC2 lists a
+# terminated instance for about an hour, and without this every pass of a warm container read
+# each untagged one again (a 10,000-job burst: thousands of GetCommandInvocation calls a pass).
+# A cold container reads each once more. Pruned to what EC2 still lists at every pass.
+_EXITED: set[str] = set()
+
+
 def _end_unexplained(instance: Any) -> bool:
     """Whether an ended instance still needs its command's status read (one SSM call each): not
-    when the scale-down batch that ended it wrote that its runner exited (a burst's batches do).
-    EC2 lists a terminated instance for about an hour, and every pass reads each of the others."""
-    return not instance.tags.get(fleet.TAG_RUNNER_EXITED)
+    when the scale-down batch that ended it wrote that its runner exited (a burst's batches do),
+    nor when an earlier pass of this container read so."""
+    return not instance.tags.get(fleet.TAG_RUNNER_EXITED) and instance.id not in _EXITED
+
+
+def reset() -> None:
+    """Forget the container's reads (a new process, for tests)."""
+    _EXITED.clear()
 
 
 def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:
