@@ -4,9 +4,9 @@
 two fake `aws` CLI processes and a simulated runner process, would swamp a small machine and what
 is measured, the control plane, would drown in it. Each invocation here does in a thread what the
 script and the runner do on the instance, against the same endpoints: read the JIT config from SSM
-(moto) with decryption, delete it, connect to the simulator as the runner, take one job, run it
-for `job_seconds`, complete it, and report the command's status as the EventBridge event SSM
-sends. The exit codes are the script's (3 parameter missing, 4 idle timeout, 2 usage) and the
+(moto) with decryption (and leave it to scale-down, as the script does), connect to the simulator
+as the runner, take one job, run it for `job_seconds`, complete it, and report the command's
+status as the EventBridge event SSM sends. The exit codes are the script's (3 parameter missing, 4 idle timeout, 2 usage) and the
 runner's; the agent's availability (`InvalidInstanceId` until the boot model's delay after launch
 or after a start, offline while stopped, `ssm-offline`) and the runner's connect delay are
 AgentShim's, without booting anything: no sandbox, no user data. `make run` and the end-to-end
@@ -30,8 +30,6 @@ EXIT_MISSING_PARAM = 3
 EXIT_IDLE = 4
 EXIT_KILLED = -9
 POLL_S = 0.2
-DELETE_ATTEMPTS = 3  # start-runner.sh's delete_parameter: tries and pauses
-DELETE_PAUSE_S = 1.0
 
 
 class InlineAgent(AgentShim):
@@ -82,13 +80,7 @@ class InlineAgent(AgentShim):
         except (ClientError, BotoCoreError) as exc:
             say(f"cannot read parameter {name}: {type(exc).__name__} {_code(exc)}")
             return EXIT_MISSING_PARAM
-        deleted = _delete_parameter(ssm, name, say)
-        try:
-            return self._runner_session(invocation, encoded, idle_s, deadline, say)
-        finally:
-            if not deleted:
-                # As start-runner.sh's cleanup: once more when the runner ends.
-                _delete_parameter(ssm, name, say)
+        return self._runner_session(invocation, encoded, idle_s, deadline, say)
 
     def _runner_session(
         self, invocation: Invocation, encoded: str, idle_s: float, deadline: float, say: Any
@@ -131,22 +123,6 @@ class InlineAgent(AgentShim):
         status, _ = session.call("complete", job_id=job["id"], conclusion="success")
         say(f"Job {job['name']} completed (HTTP {status})")
         return 0 if status == 200 else EXIT_REFUSED
-
-
-def _delete_parameter(ssm: Any, name: str, say: Any) -> bool:
-    """As start-runner.sh's delete_parameter: a few tries, since a throttled delete would leave
-    the spent parameter for the housekeeper's orphan sweep (minutes later)."""
-    for attempt in range(1, DELETE_ATTEMPTS + 1):
-        try:
-            ssm.delete_parameter(Name=name)
-            say(f"deleted parameter {name}")
-            return True
-        except (ClientError, BotoCoreError) as exc:
-            if attempt == DELETE_ATTEMPTS:
-                say(f"warning: could not delete parameter {name}: {_code(exc)}")
-            else:
-                time.sleep(DELETE_PAUSE_S * attempt)
-    return False
 
 
 def _code(exc: BaseException) -> str:

@@ -678,7 +678,7 @@ locals {
         {
           Sid      = "DeleteOrphanJitConfigs"
           Effect   = "Allow"
-          Action   = "ssm:DeleteParameter"
+          Action   = ["ssm:DeleteParameter", "ssm:DeleteParameters"]
           Resource = local.arn.jit_params
         },
         {

@@ -197,6 +197,47 @@ def test_hundreds_of_instances_and_parameters_are_swept_through_pagination(
     assert len(stuck) == 120
 
 
+def test_a_parameter_whose_instance_ec2_lists_as_ended_goes_at_once_in_batches_of_ten(
+    run: Callable[[], dict[str, Any]], clock: Clock
+) -> None:
+    """Both of an instance's end events lost (a spot reclaim): its runner read its parameter and
+    left it to scale-down, which never heard. EC2 lists the instance as terminated, so the pass
+    deletes the parameter however new; one of an instance EC2 does not list (yet) waits."""
+    from jitrunners.aws.clients import client
+
+    ended = []
+    for _ in range(11):
+        instance_id = world.launch(
+            launched_at=clock() - timedelta(minutes=3),
+            command_id=world.command_id("reclaimed"),
+            started_at=clock() - timedelta(minutes=2),
+        )
+        world.put_jit_param(instance_id)
+        world.terminate(instance_id)
+        ended.append(instance_id)
+    unlisted = "i-0bbbbbbbbbbbbbbb1"
+    world.put_jit_param(unlisted)
+    calls: list[list[str]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(list(params["Names"]))
+
+    events = client("ssm").meta.events
+    events.register("before-parameter-build.ssm.DeleteParameters", record)
+    try:
+        answer = run()
+    finally:
+        events.unregister("before-parameter-build.ssm.DeleteParameters", record)
+
+    deleted = [target for kind, target, _ in answer["actions"] if kind == "delete_parameter"]
+    assert sorted(deleted) == sorted(world.jit_param_name(i) for i in ended)
+    assert [len(names) for names in calls] == [10, 1]
+    assert world.jit_params() == {unlisted}
+    clock.advance(minutes=10)
+    run()
+    assert world.jit_params() == set()
+
+
 # --- failed webhook deliveries (GitHub App mode) ---------------------------------------------
 
 

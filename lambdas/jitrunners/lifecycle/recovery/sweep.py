@@ -35,7 +35,7 @@ CLOCK_MARGIN: Final = timedelta(seconds=10)
 # instance; the housekeeper ends it a little after that if the event was lost.
 LIFETIME_GRACE: Final = timedelta(minutes=5)
 # A parameter is written just after its instance is launched; a describe that lags behind must
-# not make a fresh parameter look orphaned.
+# not make a fresh parameter look orphaned. (One whose instance EC2 lists as ended goes at once.)
 PARAMETER_GRACE: Final = timedelta(minutes=5)
 # GitHub accepts redelivery requests for deliveries of the last 3 days; stay clear of the edge.
 REDELIVERY_WINDOW: Final = timedelta(days=3) - timedelta(hours=1)
@@ -120,7 +120,7 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
 
     # Before the lost ends' command reads, which share SSM's bucket with its listing: the JIT
     # configs of instances gone are secrets, and their sweep must not starve behind the reads.
-    _orphan_parameters(ctx, now, live, report)
+    _orphan_parameters(ctx, now, live, ended, report)
     _relaunch_for_lost_ends(ctx, instances, report)
     try:
         pooled = pool_pass(ctx, [i for i in instances if i.id not in ended], now)
@@ -298,37 +298,52 @@ def _relaunch(instance: Any, reason: str, ctx: Context, report: SweepReport) -> 
     return outcome
 
 
-def _orphan_parameters(ctx: Context, now: datetime, live: set[str], report: SweepReport) -> None:
-    """Delete the JIT config parameters of instances gone. A throttled or failed SSM call ends
+def _orphan_parameters(
+    ctx: Context, now: datetime, live: set[str], ended: set[str], report: SweepReport
+) -> None:
+    """Delete the JIT config parameters of instances gone (scale-down deletes them with its
+    batches; these are the ones whose events were lost). A throttled or failed SSM call ends
     this stage for the pass, not the pass: a pass that raised here (SSM's shared bucket drained
     by a burst's runners) never reached its later stages, and every following pass failed the
     same way while the parameters stayed."""
     try:
-        _delete_orphan_parameters(ctx, now, live, report)
+        _delete_orphan_parameters(ctx, now, live, ended, report)
     except AWS_ERRORS as exc:
         count("HousekeeperStageFailed", stage="orphan_parameters")
         logger.warning("orphan parameter sweep failed; next run", extra={"detail": str(exc)})
 
 
 def _delete_orphan_parameters(
-    ctx: Context, now: datetime, live: set[str], report: SweepReport
+    ctx: Context, now: datetime, live: set[str], ended: set[str], report: SweepReport
 ) -> None:
+    """`ended`: instances EC2 lists as ended (their parameters go at once); one EC2 does not
+    list at all may be too new for its describe, and its parameter waits PARAMETER_GRACE."""
+    doomed: list[tuple[str, str]] = []
     for param in ssm.list_jit_parameters(ctx.settings.prefix):
         instance_id = param.name.rsplit("/", 1)[-1]
         if instance_id in live:
             continue
         modified = param.last_modified
-        if isinstance(modified, datetime) and now - modified < PARAMETER_GRACE:
+        if (
+            instance_id not in ended
+            and isinstance(modified, datetime)
+            and now - modified < PARAMETER_GRACE
+        ):
             report.skipped["parameter_too_new"] += 1
             continue
         report.add("delete_parameter", param.name, "instance_gone")
         count("OrphansDeleted", kind="parameter")
-        extra = {"instance_id": instance_id, "parameter": param.name, "reason": "instance_gone"}
-        if ctx.dry_run:
-            logger.info("would delete orphan JIT parameter", extra=extra)
-            continue
-        ssm.delete_parameter(param.name)
-        logger.info("orphan JIT parameter deleted", extra=extra)
+        doomed.append((param.name, instance_id))
+    for start in range(0, len(doomed), ssm.DELETE_CHUNK):
+        chunk = doomed[start : start + ssm.DELETE_CHUNK]
+        if not ctx.dry_run:
+            ssm.delete_parameters([name for name, _ in chunk])  # one call per 10
+        for name, instance_id in chunk:
+            extra = {"instance_id": instance_id, "parameter": name, "reason": "instance_gone"}
+            if ctx.dry_run:
+                logger.info("would delete orphan JIT parameter", extra=extra)
+            else:
+                logger.info("orphan JIT parameter deleted", extra=extra)
 
 
 @dataclass
