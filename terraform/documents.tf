@@ -410,7 +410,8 @@ locals {
         },
         {
           # Each launch of a job attempt claimed once (duplicates launch one instance); a
-          # released job's claim is given back.
+          # released job's claim is given back. A batch's claims are one TransactWriteItems,
+          # whose every Put IAM authorizes as dynamodb:PutItem (no action of its own).
           Sid      = "ClaimLaunches"
           Effect   = "Allow"
           Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]

@@ -169,6 +169,7 @@ class Lookup(Protocol):
     def ec2_tags(self, resource_id: str) -> Mapping[str, str]: ...
     def instance_profile(self, name_or_arn: str) -> InstanceProfileInfo | None: ...
     def lambda_tags(self, arn: str) -> Mapping[str, str]: ...
+    def table_hash_key(self, table_arn: str) -> str | None: ...
 
 
 def _tag_dict(tags: Iterable[Mapping[str, str]] | None) -> dict[str, str]:
@@ -291,6 +292,14 @@ class MotoLookup:
         """Tags of a Lambda function or event source mapping ({} when it does not exist)."""
         found = self._ignore_missing(lambda: self._client("lambda").list_tags(Resource=arn))
         return dict((found or {}).get("Tags") or {})
+
+    def table_hash_key(self, table_arn: str) -> str | None:
+        """The name of a DynamoDB table's partition key (None when the table does not exist)."""
+        found = self._ignore_missing(
+            lambda: self._client("dynamodb").describe_table(TableName=table_arn.rsplit("/", 1)[-1])
+        )
+        schema = (found or {}).get("Table", {}).get("KeySchema", [])
+        return next((k["AttributeName"] for k in schema if k["KeyType"] == "HASH"), None)
 
     def instance_profile(self, name_or_arn: str) -> InstanceProfileInfo | None:
         name = name_or_arn.rsplit("/", 1)[-1]
@@ -1018,6 +1027,42 @@ def _dynamodb_batch_get(call: Call) -> list[Check]:
     return checks
 
 
+# What AWS authorizes each kind of TransactWriteItems action as (there is no IAM action named
+# TransactWriteItems: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+_TRANSACT_WRITE_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
+def _dynamodb_transact_write(call: Call) -> list[Check]:
+    """TransactWriteItems: one check per item, as the single-item call its action is, on its
+    table, with the item's partition key as dynamodb:LeadingKeys (a Put's from its Item, by the
+    table's key schema) and dynamodb:EnclosingOperation. Every check must pass: one item denied
+    denies the transaction."""
+    checks = []
+    for entry in call.params.get("TransactItems") or []:
+        for kind, op in entry.items():
+            action = _TRANSACT_WRITE_ACTIONS.get(kind)
+            if action is None:
+                raise UnmodelledOperation(f"dynamodb.TransactWriteItems with {kind}")
+            arn = _table_arn(call, str(op.get("TableName", "")))
+            if kind == "Put":
+                hash_key = call.lookup.table_hash_key(arn)
+                item = op.get("Item") or {}
+                key = {hash_key: item[hash_key]} if hash_key in item else {}
+            else:
+                key = op.get("Key") or {}
+            keys = [str(v["S"]) for v in key.values() if isinstance(v, dict) and "S" in v][:1]
+            context: dict[str, ContextValue] = {"dynamodb:EnclosingOperation": "TransactWriteItems"}
+            if keys:
+                context["dynamodb:LeadingKeys"] = keys
+            checks.append(Check(action, arn, context))
+    return checks
+
+
 RULES: dict[tuple[str, str], Rule] = {
     ("sqs", "SendMessage"): _sqs("SendMessage", "GenerateDataKey"),
     ("sqs", "SendMessageBatch"): _sqs("SendMessage", "GenerateDataKey"),
@@ -1059,6 +1104,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("dynamodb", "UpdateItem"): _dynamodb_item("dynamodb:UpdateItem"),
     ("dynamodb", "GetItem"): _dynamodb_item("dynamodb:GetItem"),
     ("dynamodb", "BatchGetItem"): _dynamodb_batch_get,
+    ("dynamodb", "TransactWriteItems"): _dynamodb_transact_write,
     ("kms", "Decrypt"): _kms("Decrypt"),
     ("kms", "Encrypt"): _kms("Encrypt"),
     ("kms", "GenerateDataKey"): _kms("GenerateDataKey"),

@@ -189,6 +189,9 @@ class CachedLookup:
     def lambda_tags(self, arn: str) -> Mapping[str, str]:
         return self._inner.lambda_tags(arn)
 
+    def table_hash_key(self, table_arn: str) -> str | None:
+        return self._cached(("table", table_arn), lambda: self._inner.table_hash_key(table_arn))
+
 
 def enforce_lambdas(
     client: Any,

@@ -154,6 +154,9 @@ BATCH_ACTIONS = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    # No IAM action either: each item is authorised as its own write. The code's transactions
+    # are launch claims, Puts only (jitrunners.aws.deliveries.claim_launches).
+    "dynamodb:TransactWriteItems": "dynamodb:PutItem",
 }
 
 

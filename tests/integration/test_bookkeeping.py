@@ -359,6 +359,50 @@ def test_two_deliveries_of_one_job_in_concurrent_batches_launch_one_instance(
     assert len(world.instances()) == 1
 
 
+def test_a_batchs_launches_are_claimed_in_one_dynamodb_call(
+    world: World, lambda_context: Any, claims: str
+) -> None:
+    """Three first launches in one batch: one transaction claims them all, no PutItem per job."""
+    sent: list[str] = []
+
+    def note(model: Any, **_: Any) -> None:
+        sent.append(model.name)
+
+    jobs = (5, 6, 7)
+    for job in jobs:
+        job_status(world, job)
+    events = client("dynamodb").meta.events
+    events.register("before-call.dynamodb", note)
+    try:
+        response = scale_up.handler(sqs_event(*map(launch_message, jobs)), lambda_context)
+    finally:
+        events.unregister("before-call.dynamodb", note)
+
+    assert failed_ids(response) == []
+    assert len(world.instances()) == len(jobs)
+    assert [op for op in sent if op in ("PutItem", "TransactWriteItems")] == ["TransactWriteItems"]
+    stored = client("dynamodb").scan(TableName=claims)["Items"]
+    assert {(i["delivery_id"]["S"], i["owner"]["S"]) for i in stored} == {
+        (f"launch:acme/widgets:{job}:1:1", f"dlv-{job}") for job in jobs
+    }
+
+
+def test_launches_whose_claims_cannot_be_written_fail_back_to_the_queue_and_launch_nothing(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitrunners import config
+
+    monkeypatch.setenv("DELIVERIES_TABLE", "no-such-table")  # every claim call fails
+    config.get_settings.cache_clear()
+    for job in (5, 6):
+        job_status(world, job)
+
+    response = scale_up.handler(sqs_event(launch_message(5), launch_message(6)), lambda_context)
+
+    assert sorted(failed_ids(response)) == ["msg-0", "msg-1"]
+    assert world.instances() == []
+
+
 def test_after_a_release_the_jobs_next_queued_delivery_launches_again(
     world: World, lambda_context: Any, claims: str
 ) -> None:

@@ -704,3 +704,68 @@ def test_scale_up_reads_job_ran_claims_and_no_other_item_of_the_table(world: Wor
         with pytest.raises(ClientError) as exc:
             read(ran, other)
         assert error(exc)[0] == "AccessDeniedException"
+
+
+def test_a_transaction_of_launch_claims_is_authorized_as_one_put_per_item(world: World) -> None:
+    """TransactWriteItems is no IAM action: each Put is authorized as dynamodb:PutItem on its
+    table with its item's partition key as dynamodb:LeadingKeys. The module's scale-up role
+    (rendered by terraform) claims a batch's launches; a policy without PutItem, or whose
+    LeadingKeys condition one item's key fails, refuses the whole transaction and writes none."""
+    from datetime import UTC, datetime
+
+    from jitrunners.aws import deliveries
+    from tests.deploy import rendered
+
+    table = "jitrunners-deliveries"
+    world.raw("dynamodb").create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
+    dynamodb = world.client("dynamodb")
+    now = int(datetime.now(UTC).timestamp())
+
+    def claim(*keys: str) -> Any:
+        return dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": deliveries._launch_put(table, key, "dlv-1", now, 600)} for key in keys
+            ]
+        )
+
+    def stored() -> set[str]:
+        items = world.raw("dynamodb").scan(TableName=table)["Items"]
+        return {item["delivery_id"]["S"] for item in items}
+
+    world.policies = rendered.documents().function_identity_policies("scale-up")
+    claim("launch:acme/app:7:1:1", "launch:acme/app:8:1:1")
+    assert stored() == {"launch:acme/app:7:1:1", "launch:acme/app:8:1:1"}
+
+    world.policies = [
+        policy({"Effect": "Allow", "Action": ["dynamodb:DeleteItem"], "Resource": arn})
+    ]
+    with pytest.raises(ClientError) as exc:
+        claim("launch:acme/app:9:1:1", "launch:acme/app:10:1:1")
+    code, message, status = error(exc)
+    assert (code, status) == ("AccessDeniedException", 400)
+    assert f"dynamodb:PutItem on resource: {arn}" in message
+
+    world.policies = [
+        policy(
+            {
+                "Effect": "Allow",
+                "Action": "dynamodb:PutItem",
+                "Resource": arn,
+                "Condition": {
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["launch:*"]},
+                    "StringEquals": {"dynamodb:EnclosingOperation": "TransactWriteItems"},
+                },
+            }
+        )
+    ]
+    claim("launch:acme/app:9:1:1", "launch:acme/app:10:1:1")
+    with pytest.raises(ClientError) as exc:
+        claim("launch:acme/app:11:1:1", "dlv-7")  # one item outside the condition
+    assert error(exc)[0] == "AccessDeniedException"
+    assert "launch:acme/app:11:1:1" not in stored()

@@ -119,10 +119,12 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                 outcomes[record.message_id] = outcome
             else:
                 (pooled if poolable else accepted).append((record, message))
-        accepted = _claimed(accepted, template, deps, outcomes)
+        # One claim call for the group's cold and pooled launches alike.
+        claimed = {r.message_id for r, _ in _claimed(accepted + pooled, template, deps, outcomes)}
+        accepted = [item for item in accepted if item[0].message_id in claimed]
+        pooled = [item for item in pooled if item[0].message_id in claimed]
         served = pool.Served()
         if pooled:
-            pooled = _claimed(pooled, template, deps, outcomes)
             served = pool.serve(pooled, template, listed, deps)
             for record, message in pooled:
                 result = served.outcomes.get(record.message_id)
@@ -486,37 +488,50 @@ def _claimed(
     `queued` delivery asks for) is claimed for that delivery, atomically, so that two deliveries
     of one job (GitHub's duplicates with different ids) processed by concurrent batches launch
     one instance. The claim lives as long as the runner could wait for the job; a `release` of
-    the job gives it back."""
+    the job gives it back. All the items' claims are one DynamoDB call (a transaction; a lone
+    claim, a conditional put)."""
     from jitrunners.aws import deliveries
 
     table = deps.settings.deliveries_table
     if not table:
         return items
     ttl_s = template.start_timeout_s + template.idle_timeout_s + CLAIM_MARGIN_S
+    # Relaunches, needs passed on and reconciliation launches (attempt 2 and up) come from us,
+    # not from a delivery: the duplicate check by tags is theirs. Claiming them too would let one
+    # hold the claim against the next for its whole lifetime (a reconciliation pass would pick
+    # the same refused job every run).
+    claims = {
+        record.message_id: (
+            bookkeeping.launch_claim_key(message),
+            message.delivery_id or record.message_id,
+        )
+        for record, message in items
+        if message.attempt <= 1
+    }
+    answers: dict[tuple[str, str], bool] = {}
+    unavailable: deliveries.DeliveryStoreError | None = None
+    if claims:
+        try:
+            answers = deliveries.claim_launches(
+                table, list(claims.values()), now=deps.clock(), ttl_s=ttl_s
+            )
+        except deliveries.DeliveryStoreError as exc:
+            unavailable = exc
     kept: list[Item] = []
     for record, message in items:
-        if message.attempt > 1:
-            # Relaunches, needs passed on and reconciliation launches come from us, not from a
-            # delivery: the duplicate check by tags is theirs. Claiming them too would let one
-            # hold the claim against the next for its whole lifetime (a reconciliation pass
-            # would pick the same refused job every run).
+        claim = claims.get(record.message_id)
+        if claim is None:
             kept.append((record, message))
             continue
         with correlated(message):
-            try:
-                mine = deliveries.claim_launch(
-                    table,
-                    bookkeeping.launch_claim_key(message),
-                    message.delivery_id or record.message_id,
-                    now=deps.clock(),
-                    ttl_s=ttl_s,
+            if unavailable is not None:
+                logger.warning(
+                    "cannot claim the launch: retried later", extra={"detail": str(unavailable)}
                 )
-            except deliveries.DeliveryStoreError as exc:
-                logger.warning("cannot claim the launch: retried later", extra={"detail": str(exc)})
                 failure = RecordFailed("launch claim unavailable", THROTTLE_DELAY_S)
                 outcomes[record.message_id] = Outcome("failed", failure)
                 continue
-            if not mine:
+            if not answers[claim]:
                 count("LaunchDropped", reason="duplicate_claimed")
                 logger.info("launch skipped: another delivery of this job attempt launches it")
                 outcomes[record.message_id] = Outcome("duplicate")
