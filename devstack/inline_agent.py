@@ -1,16 +1,17 @@
 """The SSM agent shim without processes: start-runner.sh and the runner's part played in a thread.
 
 `Options(agent="inline")` (the burst benchmark): a thousand real start-runner.sh runs, each with
-two fake `aws` CLI processes and a simulated runner process, would swamp a small machine and what
-is measured, the control plane, would drown in it. Each invocation here does in a thread what the
+a fake `aws` CLI process and a simulated runner process, would swamp a small machine and what is
+measured, the control plane, would drown in it. Each invocation here does in a thread what the
 script and the runner do on the instance, against the same endpoints: read the JIT config from SSM
 (moto) with decryption (and leave it to scale-down, as the script does), connect to the simulator
 as the runner, take one job, run it for `job_seconds`, complete it, and report the command's
-status as the EventBridge event SSM sends. The exit codes are the script's (3 parameter missing, 4 idle timeout, 2 usage) and the
-runner's; the agent's availability (`InvalidInstanceId` until the boot model's delay after launch
-or after a start, offline while stopped, `ssm-offline`) and the runner's connect delay are
-AgentShim's, without booting anything: no sandbox, no user data. `make run` and the end-to-end
-tests boot every instance from its user data and run the real script.
+status as the EventBridge event SSM sends. The exit codes are the script's (3 parameter missing,
+4 idle timeout, 2 usage) and the runner's; the agent's availability (`InvalidInstanceId` until
+the boot model's delay after launch or after a start, offline while stopped, `ssm-offline`) and
+the runner's connect delay are AgentShim's, without booting anything: no sandbox, no user data.
+`make run` and the end-to-end tests boot every instance from its user data and run the real
+script.
 """
 
 from __future__ import annotations

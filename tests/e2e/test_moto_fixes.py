@@ -143,3 +143,52 @@ def test_a_terminated_instance_gives_its_address_back_to_the_subnet(ec2: Any) ->
         seen.update(addresses)
         ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in launched])
     assert len(seen) <= 11
+
+
+def test_a_cancelled_transaction_leaves_its_items_as_they_were_without_copying_the_table() -> None:
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    moto_fixes.apply()
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="eu-west-1")
+        ddb.create_table(
+            TableName="claims",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName="claims", Item={"k": {"S": "held"}, "v": {"S": "old"}})
+        ddb.put_item(TableName="claims", Item={"k": {"S": "other"}, "v": {"S": "kept"}})
+
+        def put(key: str, value: str, *, absent: bool) -> dict[str, Any]:
+            item: dict[str, Any] = {
+                "TableName": "claims",
+                "Item": {"k": {"S": key}, "v": {"S": value}},
+            }
+            if absent:
+                item["ConditionExpression"] = "attribute_not_exists(k)"
+            return {"Put": item}
+
+        with pytest.raises(ClientError) as cancelled:
+            ddb.transact_write_items(
+                TransactItems=[
+                    put("fresh", "new", absent=True),  # would pass, written before the refusal
+                    put("held", "new", absent=False),  # would pass: overwrites
+                    put("other", "new", absent=True),  # refused: it exists
+                ]
+            )
+        reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+        assert reasons == ["None", "None", "ConditionalCheckFailed"]
+
+        def value(key: str) -> str | None:
+            item = ddb.get_item(TableName="claims", Key={"k": {"S": key}}).get("Item")
+            return item["v"]["S"] if item else None
+
+        assert (value("fresh"), value("held"), value("other")) == (None, "old", "kept")
+        ddb.transact_write_items(TransactItems=[put("fresh", "new", absent=True)])
+        assert value("fresh") == "new"
+        # moto's own backup, a deep copy of the whole table per item, is not made.
+        table = models.dynamodb_backends["123456789012"]["eu-west-1"].tables["claims"]
+        assert isinstance(table, Table)
+        assert models.copy.deepcopy(table) is table
