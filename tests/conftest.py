@@ -86,10 +86,12 @@ def _reset_process_caches() -> None:
     from jitrunners import guardrail
     from jitrunners.lifecycle.provisioning import boundary, headcount
     from jitrunners.lifecycle.recovery import sweep
+    from jitrunners.lifecycle.teardown import scale_down
 
     boundary.reset()
     headcount.reset()
     sweep.reset()
+    scale_down.reset()
     guardrail.spot_only_cache.clear()
     clients.reset()
     try:

@@ -112,8 +112,9 @@ def test_state_changes_after_a_batch_ended_finished_runners_ask_ssm_nothing(
 ) -> None:
     """A batch that terminates runners that ended themselves (three or more) tags them so in one
     CreateTags: the state changes that follow read the tag in their describe. A smaller batch
-    leaves it to one SSM read each."""
+    leaves it to the container's memory, or else one SSM read each."""
     from jitrunners.aws.clients import client
+    from jitrunners.lifecycle.teardown import scale_down
 
     finished = [_ours(clock, github) for _ in range(4)]
     reads: list[dict[str, Any]] = []
@@ -134,6 +135,9 @@ def test_state_changes_after_a_batch_ended_finished_runners_ask_ssm_nothing(
         for instance_id, _ in finished[:3]:
             assert call(state_event(instance_id, "terminated")) == "ignored:runner_ended_itself"
         assert reads == []
+        assert call(state_event(finished[3][0], "shutting-down")) == "ignored:runner_ended_itself"
+        assert reads == []  # untagged, but this container ended it and remembers why
+        scale_down.reset()  # the state change reaches another container
         call(state_event(finished[3][0], "terminated"))
         assert len(reads) == 1  # untagged: asked SSM (moto's invocation for our fake id is unknown)
     finally:

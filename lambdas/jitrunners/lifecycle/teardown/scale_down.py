@@ -9,6 +9,7 @@ and deletes the JIT config parameters of the runners it cleaned up in one Delete
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
@@ -46,6 +47,23 @@ TAG_RUNNER_EXITED: Final = fleet.TAG_RUNNER_EXITED
 # is the one scale-up's tag writes bind a burst on) is worth it against as many
 # GetCommandInvocation calls (20/s) from two upwards; below three, at low load, the SSM reads stay.
 TAG_EXITED_FROM: Final = 3
+# Instances whose runner command this container saw end by itself (it ended them, or SSM said
+# so): the two state changes that follow each (`shutting-down`, `terminated`) need neither the
+# tag nor an SSM read when they reach the same container. Oldest forgotten first.
+EXITED_MEMORY: Final = 20_000
+_EXITED: OrderedDict[str, None] = OrderedDict()
+
+
+def _remember_exited(instance_id: str) -> None:
+    _EXITED[instance_id] = None
+    _EXITED.move_to_end(instance_id)
+    while len(_EXITED) > EXITED_MEMORY:
+        _EXITED.popitem(last=False)
+
+
+def reset() -> None:
+    """Forget what this container saw (a new process, for tests)."""
+    _EXITED.clear()
 
 
 def handle_event(event: LifecycleEvent, ctx: Context) -> str:
@@ -126,6 +144,9 @@ class Teardown:
         self._ends.clear()
         self._mark_exited([instance for instance, _ in ends if instance.id in self._exited])
         failed = terminate_batch(ends, self.ctx) if ends else []
+        for instance, _ in ends:
+            if instance.id in self._exited and instance.id not in failed:
+                _remember_exited(instance.id)
         keys = {key for instance_id in failed for key in self._keys.get(instance_id, ())}
         return sorted(keys | self._delete_parameters())
 
@@ -269,10 +290,13 @@ def _runner_ended_itself(instance: Any) -> bool:
     GitHub calls: the registration and the job's status)."""
     if instance.spot_reclaimed or not instance.command_id:
         return False
-    if (getattr(instance, "tags", None) or {}).get(TAG_RUNNER_EXITED):
+    if instance.id in _EXITED or (getattr(instance, "tags", None) or {}).get(TAG_RUNNER_EXITED):
         return True
     status = ssm.get_command_status(instance.command_id, instance.id)
-    return status in ssm.RUNNER_EXITED_STATUSES
+    if status in ssm.RUNNER_EXITED_STATUSES:
+        _remember_exited(instance.id)  # an ended command's status never changes
+        return True
+    return False
 
 
 def _spot_interrupted(instance: Any, at: datetime, ctx: Context) -> None:
