@@ -19,6 +19,7 @@ from devstack.iam.enforce import (
     Principal,
     UnmodelledOperation,
 )
+from tests.support import world as world_support
 from tests.support.ec2 import AMI
 
 REGION = "eu-west-1"
@@ -681,13 +682,7 @@ def test_scale_up_reads_job_ran_claims_and_no_other_item_of_the_table(world: Wor
     from jitrunners.aws import deliveries
     from tests.deploy import rendered
 
-    table = "jitrunners-deliveries"
-    world.raw("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = world_support.create_deliveries_table(world.raw("dynamodb"))
     now = datetime.now(UTC)
     ran = deliveries.ran_key("acme/app", 7, 1, "in_progress")
     assert deliveries.claim(table, ran, now=now, ttl_s=60, runner="i-0123456789abcdef0-8-1")
@@ -716,13 +711,7 @@ def test_a_transaction_of_launch_claims_is_authorized_as_one_put_per_item(world:
     from jitrunners.aws import deliveries
     from tests.deploy import rendered
 
-    table = "jitrunners-deliveries"
-    world.raw("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = world_support.create_deliveries_table(world.raw("dynamodb"))
     arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
     dynamodb = world.client("dynamodb")
     now = int(datetime.now(UTC).timestamp())

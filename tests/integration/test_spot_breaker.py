@@ -23,19 +23,14 @@ from tests.support.scale_up import (
     sqs_event,
     world,  # noqa: F401 - fixture
 )
+from tests.support.world import create_deliveries_table
 
 TABLE = "jitrunners-deliveries"
 T0 = 1_800_000_000
 
 
 def _create_table() -> str:
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return TABLE
+    return create_deliveries_table(boto3.client("dynamodb"), TABLE)
 
 
 @pytest.fixture

@@ -163,6 +163,17 @@ def live_ours(prefix: str = PREFIX) -> set[str]:
     return found
 
 
+def create_deliveries_table(dynamodb: Any, name: str = "jitrunners-deliveries") -> str:
+    """The claims table as terraform/deliveries.tf makes it, through the given client."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "delivery_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "delivery_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 def jit_param_name(instance_id: str, prefix: str = PREFIX) -> str:
     return f"/{prefix}/jit/{instance_id}"
 
