@@ -213,7 +213,7 @@ def test_a_runner_whose_command_was_sent_inside_the_grace_is_not_asked_about(
 ) -> None:
     """Not listed online (booting, registering) but its command sent less than the teardown
     grace ago: even an ended command would be left to scale-down, so SSM is not asked."""
-    from jitrunners.aws import fleet, ssm
+    from jitrunners.aws import ssm
 
     asked: list[str] = []
 
@@ -222,7 +222,8 @@ def test_a_runner_whose_command_was_sent_inside_the_grace_is_not_asked_about(
         return ssm.CommandInvocation("Failed", NOW - timedelta(minutes=5))
 
     monkeypatch.setattr(ssm, "get_command_invocation", invocation)
-    tags = {} if started_at is None else {fleet.TAG_STARTED_AT: started_at}
-    instance = Inst(launch_time=NOW - timedelta(minutes=30), command_id="c-1", tags=tags)
+    instance = Inst(
+        launch_time=NOW - timedelta(minutes=30), command_id="c-1", started_at=started_at
+    )
     assert why_end(instance, NOW, _ctx()) == ("command_failed_missed" if asks else None)
     assert asked == ([instance.id] if asks else [])

@@ -214,9 +214,10 @@ def booting_for(instance: Any, now: datetime) -> float:
 
 
 def command_age(instance: Any, now: datetime) -> float | None:
-    """Seconds since the instance's runner command was sent (its `started-at` tag, written with
-    the command id right after SendCommand), or None when the tag is missing or unreadable."""
-    sent = _parse_time(instance.tags.get(fleet.TAG_STARTED_AT, ""))
+    """Seconds since the instance's runner command was sent (`started_at`, its `started-at`
+    tag, written with the command id right after SendCommand), or None when the tag is missing
+    or unreadable."""
+    sent = _parse_time(str(getattr(instance, "started_at", None) or ""))
     return None if sent is None else (now - sent).total_seconds()
 
 
