@@ -380,7 +380,11 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
     # counted by one side only (a scheduled run or a late scale-down event, say).
     with between_invocations():
         meter.reset()
-        functions0 = {k: (f.invocations, f.errors, f.seconds) for k, f in stack.functions.items()}
+        functions0 = {
+            k: (f.invocations, f.errors, f.seconds, f.cpu_seconds)
+            for k, f in stack.functions.items()
+        }
+        cpu0 = time.process_time()
         sim_calls0 = Counter(stack.sim.calls)
         sim_counters0 = Counter(stack.sim.counters)
     started = time.monotonic()
@@ -426,6 +430,8 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
         result = _report(
             stack, summary, meter, marks, functions0, sim_calls0, sim_counters0, len(queued)
         )
+        # The whole process's CPU (handlers, moto, simulator, agents): the stack's own budget.
+        result["process_cpu_s"] = round(time.process_time() - cpu0, 1)
         if stack.aws_quotas is not None:
             # Not all started: the floor of what the whole run spent (a lower bound still).
             usage = at_all_started or _quota_usage(stack)
@@ -593,7 +599,7 @@ def _report(
     summary: dict[str, Any],
     meter: CallMeter,
     marks: dict[str, float],
-    functions0: dict[str, tuple[int, int, float]],
+    functions0: dict[str, tuple[int, int, float, float]],
     sim_calls0: Counter[str],
     sim_counters0: Counter[str],
     jobs: int,
@@ -603,13 +609,15 @@ def _report(
     by_function: dict[str, dict[str, Any]] = {}
     for key in FUNCTIONS:
         function = stack.functions[key]
-        invocations0, errors0, seconds0 = functions0[key]
+        invocations0, errors0, seconds0, cpu0 = functions0[key]
         seconds = function.seconds - seconds0
+        cpu = function.cpu_seconds - cpu0
         by_function[key] = {
             "invocations": function.invocations - invocations0,
             "errors": function.errors - errors0,
             "seconds": round(seconds, 3),
             "ms_per_job": _per_job(seconds * 1000, jobs),
+            "cpu_ms_per_job": _per_job(cpu * 1000, jobs),
             "github_backoff_ms_per_job": _per_job(meter.github_backoff_s[key] * 1000, jobs),
         }
     total_s = sum(f["seconds"] for f in by_function.values())

@@ -5,7 +5,8 @@ a fake `aws` CLI process and a simulated runner process, would swamp a small mac
 measured, the control plane, would drown in it. Each invocation here does in a thread what the
 script and the runner do on the instance, against the same endpoints: read the JIT config from SSM
 (moto) with decryption (and leave it to scale-down, as the script does), connect to the simulator
-as the runner, take one job, run it for `job_seconds`, complete it, and report the command's
+as the runner (its calls served in this thread: devstack/loopback.py), take one job, run it for
+`job_seconds`, complete it, and report the command's
 status as the EventBridge event SSM sends. The exit codes are the script's (3 parameter missing,
 4 idle timeout, 2 usage) and the runner's; the agent's availability (`InvalidInstanceId` until
 the boot model's delay after launch or after a start, offline while stopped, `ssm-offline`) and
@@ -23,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devstack import loopback
 from devstack.agent import AgentShim, Invocation, Result
 from devstack.fake_runner.runner import EXIT_CONFIG, EXIT_REFUSED, Session, parse_config
 
@@ -92,7 +94,7 @@ class InlineAgent(AgentShim):
         if config is None:
             say("error: the parameter is not a valid JIT config")
             return EXIT_CONFIG
-        session = Session(config)
+        session = Session(config, send=_in_process)
         # Runner.Listener starting up (the boot model's `connect` delay).
         if invocation.stopped.wait(self.connect_delay(invocation.instance_id)):
             return EXIT_KILLED
@@ -124,6 +126,12 @@ class InlineAgent(AgentShim):
         status, _ = session.call("complete", job_id=job["id"], conclusion="success")
         say(f"Job {job['name']} completed (HTTP {status})")
         return 0 if status == 200 else EXIT_REFUSED
+
+
+def _in_process(url: str, body: bytes) -> tuple[int, bytes] | None:
+    """The runner's POST served by the simulator in this thread (devstack/loopback.py)."""
+    answer = loopback.send(url, "POST", [("Content-Type", "application/json")], body)
+    return None if answer is None else (answer.status, answer.body)
 
 
 def _code(exc: BaseException) -> str:

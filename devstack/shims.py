@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import importlib
 import json
+import os
 import random
+import tempfile
 import threading
 import time
 import uuid
@@ -22,8 +24,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
+from devstack import loopback
 from devstack.wsgi_server import BurstServer
 
 ACCOUNT = "123456789012"
@@ -106,6 +110,23 @@ def _log_invocation_error(function_name: str, exc: Exception) -> None:
     )
 
 
+# DEVSTACK_PROFILE=housekeeper,scale-up: each invocation of these functions is profiled (its
+# thread only: the handler and the in-process AWS and GitHub answers), and the totals are written
+# to $TMPDIR/devstack-<function>.pstats after each (`python -m pstats` reads them).
+_PROFILED = frozenset(filter(None, os.environ.get("DEVSTACK_PROFILE", "").split(",")))
+_PROFILES: dict[str, Any] = {}
+
+
+def _profiled(key: str, handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
+    import cProfile
+
+    profile = _PROFILES.setdefault(key, cProfile.Profile())
+    try:
+        return profile.runcall(handler, event, context)
+    finally:
+        profile.dump_stats(Path(tempfile.gettempdir()) / f"devstack-{key}.pstats")
+
+
 class Function:
     """One Lambda function: its handler (None when it is not in this build) and its invocations."""
 
@@ -128,6 +149,8 @@ class Function:
         self.invocations = 0
         self.errors = 0
         self.seconds = 0.0
+        # CPU time of the invoking thread (the in-process AWS and GitHub answers included).
+        self.cpu_seconds = 0.0
         # (start, end) wall-clock times (time.time()) of every invocation, in order.
         self.runs: list[tuple[float, float]] = []
 
@@ -141,8 +164,10 @@ class Function:
         acting = self.principals.bind(self.key) if self.principals else contextlib.nullcontext()
         with _RUNTIME, acting:
             context = LambdaContext(self.name, self.timeout_s)
-            started, began = time.perf_counter(), time.time()
+            started, began, cpu = time.perf_counter(), time.time(), time.thread_time()
             try:
+                if self.key in _PROFILED:
+                    return _profiled(self.key, self.handler, event, context)
                 return self.handler(event, context)
             except Exception as exc:
                 self.errors += 1
@@ -151,6 +176,7 @@ class Function:
             finally:
                 self.invocations += 1
                 self.seconds += time.perf_counter() - started
+                self.cpu_seconds += time.thread_time() - cpu
                 self.runs.append((began, time.time()))
 
 
@@ -282,10 +308,13 @@ class ApiGatewayShim:
         return f"http://127.0.0.1:{self._server.server_address[1]}/webhook"
 
     def start(self) -> ApiGatewayShim:
+        # The simulator of this process delivers in its own thread (devstack/loopback.py).
+        loopback.register(self._server)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        loopback.unregister(self._server)
         self._server.shutdown()
         self._server.server_close()
 
