@@ -332,6 +332,9 @@ class Stack:
             # A finished runner's status event reaches scale-down within the teardown source's
             # batching window: the housekeeper leaves such an end to it this long.
             TEARDOWN_GRACE_S=str(max(3, round(3 * self.options.teardown_window_s))),
+            # Every third pass lists every ended instance, as the default does at AWS's default
+            # schedule (15 minutes, passes every 5).
+            HOUSEKEEPER_FULL_LISTING_S=str(max(1, round(3 * self.options.housekeeper_every_s))),
             POWERTOOLS_PARAMETERS_MAX_AGE="300",
             POWERTOOLS_LOG_LEVEL="DEBUG" if self.options.verbose else "INFO",
         )

@@ -338,6 +338,11 @@ class Settings:
     # Housekeeper: a runner command that ended less than this long ago is left to scale-down,
     # whose status event may still be in the teardown queue (the local stack shortens it).
     teardown_grace_s: int = 120
+    # Housekeeper: a pass lists every ended instance EC2 still lists (about an hour's) only this
+    # often per container; the passes between describe the live ones and those that ended since
+    # the last (lifecycle/recovery/listing.py). 0: every pass lists all (the local stack scales
+    # it with its housekeeper's period).
+    housekeeper_full_listing_s: int = 900
     # The retry and back-off delays (SQS retries, and the in-Lambda back-off of GitHub and EC2
     # calls), in percent of the built-in ones (the local stack, whose instances boot in a
     # second, runs at 5).
@@ -417,6 +422,7 @@ class Settings:
             dry_run=_flag(env, "DRY_RUN", False),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE_S", 120, minimum=0),
             teardown_grace_s=_int(env, "TEARDOWN_GRACE_S", 120, minimum=0),
+            housekeeper_full_listing_s=_int(env, "HOUSEKEEPER_FULL_LISTING_S", 900, minimum=0),
             retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),
             budget_action=(env.get("BUDGET_ACTION") or "notify").strip(),
         )

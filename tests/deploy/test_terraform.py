@@ -98,6 +98,7 @@ LOCAL_ONLY_ENV = {
     "RETRY_DELAY_PERCENT": "shortens retry delays for the local stack; AWS keeps the defaults",
     "RECONCILE_GRACE_S": "shortens the reconciliation's grace for the local stack and tests",
     "TEARDOWN_GRACE_S": "shortens the housekeeper's wait for scale-down for the local stack",
+    "HOUSEKEEPER_FULL_LISTING_S": "scaled to the local stack's housekeeper period; AWS keeps 900",
 }
 # Set by Lambda itself in every function's environment (read for per-version canary metrics).
 LAMBDA_RUNTIME_ENV = {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION"}

@@ -17,6 +17,7 @@ from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context, cleanup, runner_scopes
 from jitrunners.lifecycle.members import parked
 from jitrunners.lifecycle.provisioning.tags import booting_for, command_age
+from jitrunners.lifecycle.recovery import listing as instance_listing
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.pool_pass import pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
@@ -71,15 +72,9 @@ def sweep(ctx: Context, remaining_ms: Callable[[], int] | None = None) -> SweepR
     report = SweepReport()
     now = ctx.clock()
     prefix = ctx.settings.prefix
-    instances = list(
-        fleet.list_instances(
-            # Terminated ones too: EC2 lists them for about an hour, long enough for their tags
-            # to tell which GitHub scopes to search for leftover registrations.
-            prefix,
-            states=fleet.ALL_STATES,
-            profile_arn=ctx.settings.runner_instance_profile_arn,
-        )
-    )
+    # Terminated ones too: EC2 lists them for about an hour, long enough for their tags to tell
+    # which GitHub scopes to search for leftover registrations (described once each: listing).
+    instances = instance_listing.our_instances(ctx, now)
     ended: set[str] = {i.id for i in instances if i.state in ENDED_STATES}
     # Listed first: a runner GitHub has online needs no look at its command (below).
     listings = _list_runner_scopes(ctx, instances)
@@ -254,6 +249,7 @@ def _end_unexplained(instance: Any) -> bool:
 def reset() -> None:
     """Forget the container's reads (a new process, for tests)."""
     _EXITED.clear()
+    instance_listing.reset()
 
 
 def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:
