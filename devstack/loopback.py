@@ -154,11 +154,13 @@ def send(
     server = server_for(url)
     if server is None:
         return None
+    return exchange(server, method, _target(url), headers, body)
+
+
+def _target(url: str) -> str:
+    """The request target of `url`: its path and query."""
     split = urlsplit(url)
-    target = split.path or "/"
-    if split.query:
-        target += f"?{split.query}"
-    return exchange(server, method, target, headers, body)
+    return (split.path or "/") + (f"?{split.query}" if split.query else "")
 
 
 def install_requests() -> None:
@@ -185,10 +187,10 @@ def _adapter_send(adapter: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         body = body.encode("utf-8")
     elif hasattr(body, "read"):
         body = body.read()
-    split = urlsplit(request.url)
-    target = (split.path or "/") + (f"?{split.query}" if split.query else "")
     try:
-        answer = exchange(server, request.method, target, request.headers.items(), bytes(body))
+        answer = exchange(
+            server, request.method, _target(request.url), request.headers.items(), bytes(body)
+        )
     except ConnectionResetError as exc:
         raise requests.ConnectionError(str(exc), request=request) from exc
     response = requests.Response()

@@ -50,40 +50,34 @@ class Session:
         self.send = send
 
     def call(self, action: str, **extra: Any) -> tuple[int, Any]:
+        url = f"{self.url}/_sim/runner/{action}"
         body = json.dumps({**self.identity, **extra}).encode()
-        if self.send is not None:
-            for attempt in range(CONNECT_ATTEMPTS):
-                try:
-                    answered = self.send(f"{self.url}/_sim/runner/{action}", body)
-                    break
-                except ConnectionError:
-                    if attempt == CONNECT_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.2 * 2**attempt)
-            if answered is not None:
-                status, data = answered
-                # As urlopen: an error status's body is not read.
-                return status, (json.loads(data) if data and status < 300 else None)
-        request = urllib.request.Request(  # noqa: S310 - the simulator's URL from the JIT config
-            f"{self.url}/_sim/runner/{action}",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
         # The real runner retries its connection to GitHub through network errors: so does this
         # one, a few times, before it gives up (a failed command, which scale-down ends).
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                    data = response.read()
-                    return response.status, json.loads(data) if data else None
-            except urllib.error.HTTPError as exc:
-                return exc.code, None
+                return self._post(url, body)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if attempt == CONNECT_ATTEMPTS - 1:
                     raise
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _post(self, url: str, body: bytes) -> tuple[int, Any]:
+        answered = self.send(url, body) if self.send is not None else None
+        if answered is not None:
+            status, data = answered
+            # As urlopen: an error status's body is not read.
+            return status, (json.loads(data) if data and status < 300 else None)
+        request = urllib.request.Request(  # noqa: S310 - the simulator's URL from the JIT config
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
 
 
 def load_config() -> dict[str, Any] | None:

@@ -443,6 +443,28 @@ def list_instances(
     return [i for i in found if i.id not in foreign]
 
 
+# The most values EC2 takes in one filter: ids per describe of `list_by_ids`.
+ID_FILTER_MAX = 200
+
+
+def list_by_ids(
+    prefix: str, instance_ids: Sequence[str], *, profile_arn: str = ""
+) -> list[Instance]:
+    """Those of `instance_ids` that are ours, in any state EC2 lists, one DescribeInstances (and
+    its pages) per ID_FILTER_MAX ids; an id EC2 no longer lists, or not ours, is left out."""
+    found: list[Instance] = []
+    for start in range(0, len(instance_ids), ID_FILTER_MAX):
+        found.extend(
+            list_instances(
+                prefix,
+                ALL_STATES,
+                instance_ids=instance_ids[start : start + ID_FILTER_MAX],
+                profile_arn=profile_arn,
+            )
+        )
+    return found
+
+
 def get_instance(instance_id: str, prefix: str, profile_arn: str = "") -> Instance | None:
     """One of our instances in any state, or None when it is unknown or not ours."""
     found = list_instances(prefix, ALL_STATES, instance_ids=[instance_id], profile_arn=profile_arn)

@@ -25,9 +25,6 @@ from jitrunners.aws import fleet
 from jitrunners.lifecycle.cleanup import ENDED_STATES, Context
 
 NOT_ENDED: Final = tuple(s for s in fleet.ALL_STATES if s not in ENDED_STATES)
-# Ids per describe of the instances that ended since the last pass (EC2 takes up to 200 filter
-# values).
-DESCRIBE_CHUNK: Final = 200
 
 
 @dataclass
@@ -55,17 +52,13 @@ def our_instances(ctx: Context, now: datetime) -> list[fleet.Instance]:
         instances = fleet.list_instances(prefix, NOT_ENDED, profile_arn=profile)
         listed = {i.id for i in instances}
         gone = sorted(_MEMORY.live - listed)
-        for start in range(0, len(gone), DESCRIBE_CHUNK):
-            chunk = gone[start : start + DESCRIBE_CHUNK]
-            for instance in fleet.list_instances(
-                prefix, fleet.ALL_STATES, instance_ids=chunk, profile_arn=profile
-            ):
-                if instance.state in ENDED_STATES:
-                    _MEMORY.ended[instance.id] = instance
-                elif instance.id not in listed:
-                    instances.append(instance)  # it changed state between the two calls
-                    listed.add(instance.id)
-            # An id EC2 no longer lists at all is forgotten: so would a full listing.
+        # An id EC2 no longer lists at all is forgotten: so would a full listing.
+        for instance in fleet.list_by_ids(prefix, gone, profile_arn=profile):
+            if instance.state in ENDED_STATES:
+                _MEMORY.ended[instance.id] = instance
+            elif instance.id not in listed:
+                instances.append(instance)  # it changed state between the two calls
+                listed.add(instance.id)
         instances.extend(i for i in _MEMORY.ended.values() if i.id not in listed)
     _MEMORY.live = {i.id for i in instances if i.state not in ENDED_STATES}
     return instances

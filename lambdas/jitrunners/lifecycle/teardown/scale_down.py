@@ -36,8 +36,6 @@ from jitrunners.observability import MetricUnit, count, logger, observe
 # A finished command of a document other than ssm.RUNNER_DOCUMENTS on one of our instances (an
 # operator's ad-hoc command) must not end a runner that may be mid-job.
 RUNNER_DOCUMENTS: Final = ssm.RUNNER_DOCUMENTS
-# EC2 documents up to 200 values per filter: a batch describes its instances in chunks of this.
-DESCRIBE_CHUNK: Final = 200
 _RECORD_KEYS: Final = ("instance_id", "template", "job_id")
 # Written, with the runner command's status, on an instance whose runner command ended by itself
 # (Success, Failed) just before the batch terminates it: the state change that follows reads it
@@ -103,16 +101,10 @@ class Teardown:
         instances carrying our prefix tag (and, live, our instance profile) come back: a foreign
         instance and one EC2 no longer describes look the same, and both are left alone."""
         ids = sorted({event.instance_id for event in events})
-        found: dict[str, fleet.Instance] = {}
-        for start in range(0, len(ids), DESCRIBE_CHUNK):
-            for instance in fleet.list_instances(
-                ctx.settings.prefix,
-                fleet.ALL_STATES,
-                instance_ids=ids[start : start + DESCRIBE_CHUNK],
-                profile_arn=ctx.settings.runner_instance_profile_arn,
-            ):
-                found[instance.id] = instance
-        return cls(found, ctx)
+        found = fleet.list_by_ids(
+            ctx.settings.prefix, ids, profile_arn=ctx.settings.runner_instance_profile_arn
+        )
+        return cls({instance.id: instance for instance in found}, ctx)
 
     def handle(self, key: str, event: LifecycleEvent) -> str:
         """Act on one event with its described instance; terminations wait for `terminate()`.
