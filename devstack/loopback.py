@@ -164,12 +164,13 @@ def _target(url: str) -> str:
 
 
 def install_requests() -> None:
-    """Route `requests` calls to registered servers through `exchange`, once per process."""
-    with _lock:
-        if "requests" in _original:
-            return
-        from requests.adapters import HTTPAdapter
+    """Route `requests` calls to registered servers through `exchange`. Again whenever someone
+    replaced the route since (a test's `responses` mock, stopped, restores the send it found)."""
+    from requests.adapters import HTTPAdapter
 
+    with _lock:
+        if HTTPAdapter.send is _adapter_send:
+            return
         _original["requests"] = HTTPAdapter.send
         HTTPAdapter.send = _adapter_send  # type: ignore[method-assign]
 

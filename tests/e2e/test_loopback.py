@@ -115,3 +115,21 @@ def test_the_runners_session_takes_an_in_process_answer_as_urlopen_would(
     loopback.unregister(server)
     assert Session(config, send=_in_process).call("poll")[0] == 201
     assert _Echo.seen[-1]["thread"] != threading.get_ident()
+
+
+def test_requests_are_routed_again_after_a_mock_restored_the_send_it_found(
+    server: BurstServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed while a `responses` mock was active, the route went when the mock stopped."""
+    import responses
+    from requests.adapters import HTTPAdapter
+
+    # A process where nothing routed `requests` yet.
+    monkeypatch.setattr(HTTPAdapter, "send", loopback._original.get("requests", HTTPAdapter.send))
+    monkeypatch.setattr(loopback, "_original", {})
+    loopback.register(server)
+    with responses.RequestsMock():
+        loopback.install_requests()
+    loopback.install_requests()
+    assert requests.post(_url(server, "/again"), data=b"x", timeout=5).status_code == 201
+    assert _Echo.seen[-1]["thread"] == threading.get_ident()
