@@ -167,6 +167,12 @@ class Options:
     pool: dict[str, int] | None = None
     # Real seconds between two queued jobs (0: all at once), e.g. a pool's refill rate.
     job_spacing_s: float = 0.0
+    # Jobs queued once every earlier one has finished: a second wave, which meets the state the
+    # first left behind (e.g. an open spot breaker), on the run's templates; 0: none.
+    later_jobs: int = 0
+    # ... and once the Lambdas have logged this (e.g. "spot breaker opened": some of what the
+    # first wave caused is recorded after its jobs finished); "": no such wait.
+    later_after_log: str = ""
 
 
 NOT_TERMINATED = frozenset({"pending", "running", "shutting-down", "stopping", "stopped"})
@@ -929,6 +935,20 @@ class Stack:
         self.queued_total = len(jobs)
         return jobs
 
+    def queue_later_jobs(self) -> list[SimJob]:
+        """`later_jobs`: the second wave, round the run's templates like the first."""
+        by_name = {t["name"]: t for t in self.world.tf_templates}
+        names = self._run_templates()
+        jobs = []
+        for index in range(self.options.later_jobs):
+            template = by_name[names[index % len(names)]]
+            name = f"{template['name']}-later-{index + 1}"
+            jobs.append(
+                self.sim.queue_job(REPOS[index % len(REPOS)], template["labels"], name=name)
+            )
+        self.queued_total += len(jobs)
+        return jobs
+
     def cancel_refused(self) -> None:
         """A job the webhook refused (202 with the reason) stays queued on GitHub; its user
         cancels it once the refusal is in."""
@@ -1079,7 +1099,8 @@ class Stack:
         """The run's bound: generous per job, and counted from when the stack is up, so that a
         slow start-up (its own bound) leaves the jobs all of their time."""
         per_job = 10 * max(1.0, self.options.job_seconds)
-        return self.options.timeout_s or 120 + per_job * self.options.jobs
+        jobs = self.options.jobs + self.options.later_jobs
+        return self.options.timeout_s or 120 + per_job * jobs
 
     def run_demo(self) -> dict[str, Any]:
         timeout = self.run_timeout_s()
@@ -1096,11 +1117,14 @@ class Stack:
                 self.progress(f"missing: {reason}")
             self.progress("jobs stop at the SQS job queue: the scale-up Lambda is not built yet")
             return self.summary()
-        while time.monotonic() < deadline:
-            self.cancel_refused()
-            if self.finished() >= self.queued_total:
-                break
-            time.sleep(0.3)
+        self._wait_finished(deadline)
+        first = self.finished() >= self.queued_total
+        if first and self.options.later_jobs:
+            wanted = self.options.later_after_log
+            self._wait(lambda: wanted in self.logged_text(), deadline - time.monotonic())
+            self.progress(f"the first {self.queued_total} jobs finished: queueing the later ones")
+            self.queue_later_jobs()
+            self._wait_finished(deadline)
         if self.options.pool:
             self.drain_pools()
         # DESIGN §6: after the jobs finish and the housekeeper runs, nothing is left.
@@ -1119,6 +1143,13 @@ class Stack:
             self.progress(f"not settled 60 s after the last job: {', '.join(unsettled)}")
         # The summary the loop judged, not a later one: what it reports is what was decided on.
         return summary
+
+    def _wait_finished(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            self.cancel_refused()
+            if self.finished() >= self.queued_total:
+                return
+            time.sleep(0.3)
 
     @staticmethod
     def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:

@@ -22,15 +22,31 @@ def test_interruptions_and_capacity_refusals_open_the_breaker_and_launches_go_on
         seed=31,
         templates=["linux-x64"],  # spot-then-on-demand: the breaker may switch it
         faults={"spot-interrupt": 1.0, "ec2-capacity": 0.2},
-        # 3 events: with the seed, two capacity refusals and an interruption open it.
+        # 3 events open it: each of the 5 jobs' spot launches ends in one (a refusal or an
+        # interruption), so it opens, whatever the thread timing.
         template_overrides={"spot_breaker_threshold": 3},
+        # Queued once the first wave is done and the breaker open: their launches find it so.
+        # (The event that opens it may be a refusal in the first wave's last launch, after
+        # which nothing in that wave launches again, or an interruption recorded after the
+        # first wave's jobs finished.)
+        later_jobs=2,
+        later_after_log="spot breaker opened",
     )
 
     assert_clean(stack, summary)
+    assert summary["jobs"] == 7
     text = stack.logged_text()
     assert "spot breaker opened" in text
     assert '"SpotBreakerOpened"' in text
     assert "spot breaker open: launching on-demand" in text
+    later = {job.id for job in stack.sim.jobs.values() if "-later-" in job.name}
+    assert len(later) == 2
+    later_markets = {
+        stack.seen_instances[iid]["market"]
+        for iid, job_id in stack.launched_for.items()
+        if job_id in later
+    }
+    assert later_markets == {"on-demand"}, later_markets
     assert stack.counters["spot_interruptions"] > 0
     # Both kinds of event counted toward it: scale-down's interruptions, scale-up's refusals.
     assert '"kind":"interruption"' in text
