@@ -19,7 +19,13 @@ Each keeps what AWS answers; they only change how moto finds it:
   about 4 ms per instance in DescribeInstances. The names depend only on the class, the key and
   the shape, so they are worked out once per service, class, key and shape.
 * DescribeInstances copies every reservation of the region before filtering them (the filter
-  replaces a copy's instance list): here only the reservations that match are copied.
+  replaces a copy's instance list): here only the reservations that match are copied. And a
+  listing by state that leaves out `terminated` (the Lambdas' headcounts, the housekeeper's
+  live listing) still walked every reservation moto keeps, ended ones included: each scale-up
+  invocation of a 10,000-job burst walked up to 10,000. Here it walks the reservations that had
+  an instance not terminated when last looked at, and those made since (terminated is final);
+  and a listing with an `instance-id` filter (a describe of named instances in any state) looks
+  them up in the index below instead of testing every instance.
 * ReceiveMessage checks each message against the queue's retention period by computing every
   attribute of the queue, message counts included (a scan of all its messages): a receive was
   quadratic in the queue's depth. Here the retention period is read as it is.
@@ -56,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import threading
 import time
 from typing import Any
 
@@ -134,8 +141,9 @@ def apply() -> None:
         # keeps for ever are most of a long run's, and a listing of live ones skips them here.
         states = filters.get("instance-state-name")
         wanted = set(states) if isinstance(states, list) else None
+        live_only = wanted is not None and "terminated" not in wanted
         found = []
-        for reservation in list(self.reservations.values()):
+        for reservation in _live_reservations(self) if live_only else self.reservations.values():
             instances = [
                 i
                 for i in reservation.instances
@@ -145,6 +153,8 @@ def apply() -> None:
             if instances:
                 found.append(copy.copy(reservation))
                 found[-1].instances = instances
+            elif live_only and _ended(reservation):
+                self._live_reservations.pop(reservation.id, None)
         return found
 
     InstanceBackend.all_reservations = all_reservations  # type: ignore[method-assign]
@@ -197,6 +207,29 @@ def apply() -> None:
     TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
     Command._get_instance_ids_from_targets = instance_ids_from_targets  # type: ignore[method-assign]
     _APPLIED.append(True)
+
+
+_live_lock = threading.Lock()
+
+
+def _live_reservations(backend: Any) -> list[Any]:
+    """The backend's reservations but those seen ended (every instance terminated): the ones
+    an earlier listing found live, and every reservation made since it looked, in the order
+    moto made them. moto never removes a reservation (a reset builds a new backend)."""
+    with _live_lock:
+        live = backend.__dict__.setdefault("_live_reservations", {})
+        seen = backend.__dict__.get("_live_scanned", 0)
+        if len(backend.reservations) > seen:
+            reservations = list(backend.reservations.values())
+            for reservation in reservations[seen:]:
+                live[reservation.id] = reservation
+            backend._live_scanned = len(reservations)
+        return list(live.values())
+
+
+def _ended(reservation: Any) -> bool:
+    instances = list(reservation.instances)
+    return bool(instances) and all(i._state.name == "terminated" for i in instances)
 
 
 def _apply_instance_index(backend_class: Any) -> None:
@@ -268,6 +301,28 @@ def _apply_instance_index(backend_class: Any) -> None:
             reservations = utils.filter_reservations(reservations, filters)
         return reservations
 
+    listed = backend_class.all_reservations
+
+    def all_reservations(self: Any, filters: Any = None) -> list[Any]:
+        # An `instance-id` filter (the Lambdas' describes of named instances, whatever their
+        # state: an unknown id is no error, as it is with InstanceIds=) names the candidates:
+        # found through the index, not by testing every instance moto keeps.
+        ids = (filters or {}).get("instance-id")
+        if not isinstance(ids, list) or any("*" in i or "?" in i for i in ids):
+            return listed(self, filters)
+        hits, _ = lookup(self, list(dict.fromkeys(ids)))
+        grouped: dict[int, tuple[Any, set[int]]] = {}
+        for position, reservation, instance in hits:
+            if utils.passes_filter_dict(instance, filters):
+                grouped.setdefault(position, (reservation, set()))[1].add(id(instance))
+        found = []
+        for position in sorted(grouped):
+            reservation, wanted = grouped[position]
+            found.append(copy.copy(reservation))
+            found[-1].instances = [i for i in reservation.instances if id(i) in wanted]
+        return found
+
+    backend_class.all_reservations = all_reservations
     backend_class.get_instance = get_instance
     backend_class.get_instance_by_id = get_instance_by_id
     backend_class.get_multi_instances_by_id = get_multi_instances_by_id

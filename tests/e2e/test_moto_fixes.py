@@ -1,6 +1,7 @@
 """The local stack's speed patches of moto (devstack/moto_fixes.py) answer as moto does: EC2
 instances found by id through an index (across reservations, ones made after the index was
-built, unknown ids refused), SQS delays and visibility read from one clock per scan."""
+built, unknown ids refused), live listings past ended reservations, SQS delays and visibility
+read from one clock per scan."""
 
 from __future__ import annotations
 
@@ -67,6 +68,39 @@ def test_instances_are_found_by_id_across_reservations_old_and_new(ec2: Any) -> 
     assert {s["InstanceId"]: s["InstanceState"]["Name"] for s in states["InstanceStatuses"]} == {
         first[1]: "terminated", second[0]: "running", third[0]: "terminated",
     }  # fmt: skip
+
+
+def test_a_listing_of_live_instances_walks_past_reservations_that_ended(ec2: Any) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"]
+    first = _launch(ec2, 2, "first")
+    second = _launch(ec2, 2, "second")
+    live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]}
+    assert _described(ec2, Filters=[live]) == [first, second]
+    ec2.terminate_instances(InstanceIds=[*first, second[0]])
+    ec2.stop_instances(InstanceIds=[second[1]])
+    assert _described(ec2, Filters=[live]) == [[second[1]]]
+    # The first reservation ended: later live listings no longer walk it.
+    [[second_id]] = [
+        [r["ReservationId"]] for r in ec2.describe_instances(InstanceIds=second)["Reservations"]
+    ]
+    assert list(backend._live_reservations) == [second_id]
+    third = _launch(ec2, 1, "third")  # made since: walked
+    ec2.start_instances(InstanceIds=[second[1]])
+    assert _described(ec2, Filters=[live]) == [[second[1]], third]
+    # Listings that may include terminated instances still walk every reservation.
+    ended = {"Name": "instance-state-name", "Values": ["terminated"]}
+    assert _described(ec2, Filters=[ended]) == [first, [second[0]]]
+    assert _described(ec2, Filters=[{"Name": "tag:n", "Values": ["first"]}]) == [first]
+    assert _described(ec2) == [first, second, third]
+    # An `instance-id` filter: the named instances in any state, unknown ids left out.
+    unknown = "i-0123456789abcdef0"
+    named = {"Name": "instance-id", "Values": [third[0], unknown, second[1], first[1], second[0]]}
+    assert _described(ec2, Filters=[named]) == [[first[1]], second, third]
+    assert _described(ec2, Filters=[named, ended]) == [[first[1]], [second[0]]]
+    assert _described(ec2, Filters=[named, live, {"Name": "tag:n", "Values": ["third"]}]) == [third]
 
 
 def test_an_unknown_instance_id_is_refused_as_aws_refuses_it(ec2: Any) -> None:

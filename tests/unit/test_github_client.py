@@ -74,6 +74,17 @@ def test_app_jwt_claims_are_backdated_short_lived_and_signed(clock: Clock) -> No
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
 
 
+def test_app_jwt_is_reused_while_it_has_four_minutes_left(clock: Clock) -> None:
+    auth = AppAuth("12345", private_key_pem(), clock=clock)
+    first = auth.app_jwt()
+    clock.now += 299
+    assert auth.app_jwt() == first
+    clock.now += 1  # 240 s left: a new one
+    second = auth.app_jwt()
+    assert second != first
+    assert decode(second) == {"iat": int(NOW) + 240, "exp": int(NOW) + 840, "iss": "12345"}
+
+
 @responses.activate
 def test_installation_token_is_minted_once_and_reused_until_near_expiry(clock: Clock) -> None:
     mint = add_token(responses.mock)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # GitHub rejects App JWTs that live longer than 10 minutes; iat is back-dated for clock skew.
 JWT_BACKDATE_S = 60
 JWT_LIFETIME_S = 540
+# A JWT is reused while it has at least this long to live (so for its first 5 minutes): each
+# signature costs milliseconds of RSA, and the housekeeper's /app calls come in pages.
+JWT_REUSE_MARGIN_S = 240
 # Re-mint an installation token this long before it expires, so no call races its expiry.
 TOKEN_REFRESH_MARGIN_S = 300
 
@@ -29,6 +33,8 @@ class AppAuth:
     ) -> None:
         self.app_id = str(app_id)
         self._key = private_key
+        self._signing_key: Any = None  # the PEM parsed, once
+        self._jwt: tuple[str, float] | None = None  # the last JWT and when it expires
         self._clock = clock
         self._tokens: dict[int, _CachedToken] = {}
         # This App's installation on an account ("orgs/acme", "repos/acme/app") -> (id, or None
@@ -39,12 +45,22 @@ class AppAuth:
         return f"AppAuth(app_id={self.app_id!r})"
 
     def app_jwt(self) -> str:
-        """A fresh RS256 JWT for the /app endpoints (cheap: signing is local)."""
+        """An RS256 JWT for the /app endpoints: the last one while it has JWT_REUSE_MARGIN_S
+        left to live, else a new one (the key parsed once per process)."""
         import jwt
 
         now = int(self._clock())
-        claims = {"iat": now - JWT_BACKDATE_S, "exp": now + JWT_LIFETIME_S, "iss": self.app_id}
-        return str(jwt.encode(claims, self._key, algorithm="RS256"))
+        if self._jwt is not None and self._jwt[1] - JWT_REUSE_MARGIN_S > now:
+            return self._jwt[0]
+        if self._signing_key is None:
+            from jwt.algorithms import RSAAlgorithm
+
+            self._signing_key = RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(self._key)
+        expires = now + JWT_LIFETIME_S
+        claims = {"iat": now - JWT_BACKDATE_S, "exp": expires, "iss": self.app_id}
+        token = str(jwt.encode(claims, self._signing_key, algorithm="RS256"))
+        self._jwt = (token, expires)
+        return token
 
     def cached_token(self, installation_id: int) -> str | None:
         cached = self._tokens.get(installation_id)
