@@ -1,4 +1,5 @@
-"""JIT configs spread over several GitHub Apps, against the simulator and its rate limits."""
+"""JIT configs and job checks spread over several GitHub Apps, against the simulator and its
+rate limits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import pytest
 from devstack.github_sim import GitHubSim, SimApp
 from devstack.quotas import GitHubLimits, GitHubQuotas
 from jitrunners.github.auth import AppAuth, LazyAppAuth
-from jitrunners.github.client import GitHubClient, GitHubRateLimited, RunnerScope, app_for_runner
+from jitrunners.github.client import (
+    GitHubClient,
+    GitHubRateLimited,
+    RunnerScope,
+    app_for_job,
+    app_for_runner,
+)
 from jitrunners.github.shaping import Shaper
 from jitrunners.models import runner_name
 
@@ -92,6 +99,28 @@ def test_a_job_asks_the_same_app_whichever_instance_starts_it(sim: GitHubSim) ->
         _jit(client, sim, job, instance)
     own = installations[app_for_runner(_name(job), 3)]
     assert sim.jitconfigs_by_installation - before == {own: 3}
+
+
+def test_each_job_is_checked_by_its_own_app_on_that_app_s_points(sim: GitHubSim) -> None:
+    clock = Clock()
+    second = sim.add_app()
+    quotas = GitHubQuotas(GitHubLimits(points_per_minute=10_000), clock=clock)
+    sim.rate_limits = quotas
+    client = _client(sim, second)
+    jobs = [sim.queue_job("acme/widgets", ["self-hosted"], name=f"b{i}") for i in range(20)]
+    for job in jobs:
+        status = client.get_job(job.repo, job.id, sim.installation_id)
+        assert status is not None
+        assert (status.id, status.status) == (job.id, "queued")
+
+    installations = (sim.installation_id, second.installation_id)
+    expected = Counter(installations[app_for_job(str(job.id), 2)] for job in jobs)
+    assert len(expected) == 2
+    # A job check is a GET: one point of the job's App's installation.
+    assert {i: quotas.points_taken[str(i)] for i in installations} == expected
+    assert sim.calls["GET /repos/{repo}/installation"] == 1  # looked up once, then cached
+    # The App that generates a job's runners' JIT configs is the one that checks the job.
+    assert all(app_for_runner(_name(job.id), 2) == app_for_job(str(job.id), 2) for job in jobs)
 
 
 def test_an_app_not_installed_on_the_org_leaves_its_jobs_to_the_primary(sim: GitHubSim) -> None:

@@ -486,3 +486,47 @@ def test_list_run_jobs_asks_for_the_latest_executions_and_types_them(clock: Cloc
     ]
     assert jobs[0].labels == ("self-hosted", "linux")
     assert jobs[0].created_at == datetime(2030, 1, 1, 0, 1, tzinfo=UTC)
+
+
+def _two_app_client(clock: Clock) -> tuple[GitHubClient, int]:
+    """The primary App (installation 99) and a further one (installation 555) on acme/widgets,
+    tokens cached; and a job id the further App reads."""
+    from jitrunners.github.auth import LazyAppAuth
+    from jitrunners.github.client import app_for_job
+
+    primary = AppAuth("12345", private_key_pem(), clock=clock)
+    primary.store_token(99, "ghs_primary", NOW + 3600)
+    further = LazyAppAuth("67890", private_key_pem, clock=clock)
+    auth = further.get()
+    assert auth is not None
+    auth.store_installation("repos/acme/widgets", 555, 3600)
+    auth.store_token(555, "ghs_further", NOW + 3600)
+    client = GitHubClient(primary, API, sleep=clock.sleep, clock=clock, extra_apps=(further,))
+    job_id = next(j for j in range(1, 100) if app_for_job(str(j), 2) == 1)
+    return client, job_id
+
+
+@responses.activate
+def test_a_job_is_read_by_its_further_app_and_by_the_primary_when_that_app_may_not(
+    clock: Clock,
+) -> None:
+    client, job_id = _two_app_client(clock)
+    url = f"{API}/repos/acme/widgets/actions/jobs/{job_id}"
+    read = responses.get(url, json={"id": job_id, "status": "queued"})
+    assert client.get_job("acme/widgets", job_id, 99).status == "queued"
+    assert read.calls[0].request.headers["Authorization"] == "Bearer ghs_further"
+
+    # The further App lacks the Actions permission on the repository: GitHub's 403 without rate
+    # limit signals. The primary App reads it.
+    responses.replace(
+        responses.GET, url, status=403, json={"message": "Resource not accessible by integration"}
+    )
+    responses.add(responses.GET, url, json={"id": job_id, "status": "in_progress"})
+    assert client.get_job("acme/widgets", job_id, 99).status == "in_progress"
+    asked = [c.request.headers["Authorization"] for c in responses.calls[1:]]
+    assert asked == ["Bearer ghs_further", "Bearer ghs_primary"]
+
+    # A job that does not exist is None, asked once: a 404 is an answer, not a refusal.
+    missing = responses.get(f"{API}/repos/acme/widgets/actions/jobs/{job_id + 1000}", status=404)
+    assert client.get_job("acme/widgets", job_id + 1000, 99) is None
+    assert missing.call_count == 1

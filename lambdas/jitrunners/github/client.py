@@ -439,15 +439,25 @@ class GitHubClient:
 
     # --- calls ----------------------------------------------------------------------------
     def get_job(self, repo: str, job_id: int, installation_id: int | None) -> JobStatus | None:
+        """With further Apps configured, the job's App reads it (the one that generates its
+        runners' JIT configs, app_for_job): job checks spend every App's points, not only the
+        primary's. A further App refused (not installed, no permission) leaves it to the
+        primary App."""
+        scope = RunnerScope("repo", repo.partition("/")[0], repo)
+        auth, installation = self._spread(scope, str(job_id), installation_id, "GET", "core")
         try:
-            response = self._call(
-                "GET",
-                "/repos/{repo}/actions/jobs/{id}",
-                f"/repos/{repo}/actions/jobs/{job_id}",
-                installation_id=installation_id,
-            )
+            response = self._get_job(repo, job_id, auth, installation)
         except GitHubNotFound:
             return None
+        except GitHubError as exc:
+            if auth is self.auth or not (isinstance(exc, GitHubAuthError) or exc.status == 403):
+                raise
+            assert isinstance(auth, AppAuth)
+            _warn("further GitHub App refused: job read by the primary App", auth, scope)
+            try:
+                response = self._get_job(repo, job_id, self.auth, installation_id)
+            except GitHubNotFound:
+                return None
         body = response.json()
         return JobStatus(
             id=int(body["id"]),
@@ -455,6 +465,17 @@ class GitHubClient:
             conclusion=body.get("conclusion"),
             runner_name=body.get("runner_name"),
             run_attempt=int(body.get("run_attempt") or 1),
+        )
+
+    def _get_job(
+        self, repo: str, job_id: int, auth: Auth, installation_id: int | None
+    ) -> requests.Response:
+        return self._call(
+            "GET",
+            "/repos/{repo}/actions/jobs/{id}",
+            f"/repos/{repo}/actions/jobs/{job_id}",
+            installation_id=installation_id,
+            auth=auth,
         )
 
     def list_runs(
@@ -496,7 +517,9 @@ class GitHubClient:
         """With further Apps configured, the job's App generates it (app_for_runner): each App
         has its own installation, so its own points per minute and hourly budgets."""
         body = {"name": name, "runner_group_id": runner_group_id, "labels": list(labels)}
-        auth, installation = self._jit_app(scope, name, installation_id)
+        auth, installation = self._spread(
+            scope, _job_key(name), installation_id, "POST", REGISTRATION
+        )
         try:
             response = self._generate(scope, body, auth, installation)
         except (GitHubNotFound, GitHubAuthError):
@@ -525,18 +548,23 @@ class GitHubClient:
             json=body,
         )
 
-    def _jit_app(
-        self, scope: RunnerScope, name: str, installation_id: int | None
+    def _spread(
+        self,
+        scope: RunnerScope,
+        key: str,
+        installation_id: int | None,
+        method: str,
+        resource: str,
     ) -> tuple[Auth, int | None]:
-        """The App (and its installation on the scope's account) to generate this runner's JIT
-        config: the job's own (app_for_runner), or the next App in order that this process does
-        not already know to be out of budget; the primary App when no further App is usable."""
+        """The App (and its installation on the scope's account) for a job's call: the job's
+        own (`key`: its id, app_for_job), or the next App in order that this process does not
+        already know to be out of budget; the primary App when no further App is usable."""
         if not self.extra_apps:
             return self.auth, installation_id
         count = 1 + len(self.extra_apps)
         first: tuple[Auth, int | None] | None = None
         for offset in range(count):
-            index = (app_for_runner(name, count) + offset) % count
+            index = (app_for_job(key, count) + offset) % count
             choice = (
                 (self.auth, installation_id)
                 if index == 0
@@ -545,7 +573,7 @@ class GitHubClient:
             if choice is None:
                 continue
             budget = self._budget(choice[0], choice[1], False)
-            if self.shaper.would_admit(budget, "POST", REGISTRATION):
+            if self.shaper.would_admit(budget, method, resource):
                 return choice
             first = first or choice
         return first or (self.auth, installation_id)
@@ -673,15 +701,24 @@ class GitHubClient:
             yield Installation(id=int(data["id"]), account=_account_name(data.get("account")))
 
 
-def app_for_runner(name: str, apps: int) -> int:
-    """Which of `apps` Apps (0: the primary) generates this runner's JIT config: chosen by the
-    job the runner was launched for (its name says, models.runner_name), so every start of one
-    job asks the same App; by the name itself for a runner launched for no job (a pool's)."""
+def app_for_job(key: str, apps: int) -> int:
+    """Which of `apps` Apps (0: the primary) makes a job's calls: its runners' JIT configs and
+    its job checks, chosen by the job id, so that every start of one job asks the same App."""
+    return zlib.crc32(key.encode()) % max(1, apps)
+
+
+def _job_key(runner_name: str) -> str:
+    """The job a runner was launched for (its name says, models.runner_name); the name itself
+    for a runner launched for no job (a pool's)."""
     from jitrunners.models import runner_launched_for
 
-    launched = runner_launched_for(name)
-    key = str(launched[0]) if launched else name
-    return zlib.crc32(key.encode()) % max(1, apps)
+    launched = runner_launched_for(runner_name)
+    return str(launched[0]) if launched else runner_name
+
+
+def app_for_runner(name: str, apps: int) -> int:
+    """Which of `apps` Apps generates this runner's JIT config (app_for_job of its job)."""
+    return app_for_job(_job_key(name), apps)
 
 
 def _warn(message: str, app: AppAuth, scope: RunnerScope) -> None:
