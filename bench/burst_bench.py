@@ -420,6 +420,8 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
         time.sleep(1.0)
     marks["total"] = time.monotonic() - started
     summary = stack.summary()  # asks moto and the simulator; compared with no counter
+    # What any message still in the job queue is (by kind, state and receives): none should be.
+    summary["queue_left_by_kind"] = stack.world.queue_contents(stack.world.job_queue_url)
     with between_invocations():  # invocations go on (events of the last instances, schedules)
         meter.settle()
         own = meter.jobs_launched()
@@ -666,6 +668,7 @@ def _report(
         "instances_launched": len(meter.launched_at),
         "left": {k: summary[k] for k in ("instances_left", "jit_params_left", "runners_left")}
         | {k: summary[k] for k in ("queue_left", "dlq_left")},
+        "queue_left_by_kind": summary["queue_left_by_kind"],
         "max_concurrent": summary["max_concurrent"],
         "control_plane_ms_per_job": {
             "all": _per_job(total_s * 1000, jobs),

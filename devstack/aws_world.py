@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,6 +452,25 @@ class AwsWorld:
         ):
             names.extend(p["Name"] for p in page["Parameters"])
         return names
+
+    def queue_contents(self, url: str) -> dict[str, int]:
+        """What a queue holds, read from moto's backend in this process (no receive, so no
+        receive count moves): messages by kind (a job message's `kind`, `?` when not one),
+        whether delayed, in flight or visible, and how often received so far."""
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends[ACCOUNT][REGION].queues[url.rstrip("/").rsplit("/", 1)[-1]]
+        found: Counter[str] = Counter()
+        for message in list(queue._messages):
+            try:
+                body = json.loads(message.body)
+            except ValueError:
+                body = None
+            kind = str(body.get("kind", "?")) if isinstance(body, dict) else "?"
+            state = "delayed" if message.delayed else "visible" if message.visible else "in-flight"
+            received = message.approximate_receive_count
+            found[f"{kind} {state} received {received}"] += 1
+        return dict(found)
 
     def queue_depth(self, url: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

@@ -21,6 +21,7 @@ def assert_counts_add_up(result: dict[str, Any], jobs: int) -> None:
     assert result["jobs_launched"] == jobs  # every job had an instance (or a runner took it)
     assert {"all_launched", "all_started", "all_completed"} <= result["seconds"].keys()
     assert not any(result["left"].values()), result["left"]
+    assert result["queue_left_by_kind"] == {}
     aws, github = result["aws"], result["github"]
     assert aws["requests"] == sum(s["requests"] for s in aws["by_service"].values())
     assert aws["requests"] == sum(aws["by_operation"].values())

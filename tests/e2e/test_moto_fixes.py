@@ -226,3 +226,27 @@ def test_a_cancelled_transaction_leaves_its_items_as_they_were_without_copying_t
         table = models.dynamodb_backends["123456789012"]["eu-west-1"].tables["claims"]
         assert isinstance(table, Table)
         assert models.copy.deepcopy(table) is table
+
+
+def test_the_stack_reads_what_a_queue_holds_by_kind_without_receiving_it() -> None:
+    import json
+
+    from devstack.aws_world import REGION, AwsWorld
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"kind": "launch"}))
+        taken = json.dumps({"kind": "taken"})
+        sqs.send_message(QueueUrl=url, MessageBody=taken, DelaySeconds=60)
+        [held] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"]
+        assert json.loads(held["Body"]) == {"kind": "launch"}
+        sqs.send_message(QueueUrl=url, MessageBody="not a job message")
+        world = AwsWorld()
+        expected = {
+            "launch in-flight received 1": 1,
+            "taken delayed received 0": 1,
+            "? visible received 0": 1,
+        }
+        assert world.queue_contents(url) == expected
+        assert world.queue_contents(url) == expected  # reading it received nothing
