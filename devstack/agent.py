@@ -183,6 +183,7 @@ class AgentShim:
             "starts": 0,
         }
         self._threads: list[threading.Thread] = []
+        self._shut_down = False  # stop() ran: an instance that finishes booting is killed at once
 
     def attach(self, ssm_client: Any) -> None:
         events = ssm_client.meta.events
@@ -361,7 +362,14 @@ class AgentShim:
                 self.boots[instance_id] = -1
             return
         with self._lock:
-            self.instances[instance_id] = instance
+            stopped = self._shut_down
+            if not stopped:
+                self.instances[instance_id] = instance
+        if stopped:
+            # stop() took its list of instances to kill while this one booted: its sandbox
+            # would outlive the agent (seen: one alive an hour after a test run).
+            instance.kill()
+            return
         watcher = threading.Thread(
             target=self._watch_power, args=(instance,), name=f"power-{instance_id}", daemon=True
         )
@@ -608,6 +616,7 @@ class AgentShim:
 
     def stop(self) -> None:
         with self._lock:
+            self._shut_down = True
             running = list(self.invocations.values())
         for invocation in running:
             if invocation.status == "InProgress":

@@ -134,3 +134,37 @@ def test_a_start_of_an_instance_not_stopped_changes_nothing(fleet: Fleet) -> Non
     fleet.agent.start_instance(iid)
     assert fleet.agent.counters["starts"] == 0
     assert not fleet.agent.stopped(iid)
+
+
+def test_an_instance_that_finishes_booting_after_the_agent_stopped_is_killed(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from devstack import agent as agent_module
+
+    booting, release = threading.Event(), threading.Event()
+    killed: list[str] = []
+
+    class SlowBoot:
+        instance_id = "slow"
+
+        def boot(self) -> SlowBoot:
+            booting.set()
+            release.wait(10)
+            return self
+
+        def kill(self) -> None:
+            killed.append(self.instance_id)
+
+    monkeypatch.setattr(agent_module.Instance, "create", lambda *a, **k: SlowBoot())
+    [iid] = fleet.launch()
+    assert booting.wait(10)
+    # The agent stops while the instance boots: stop() has nothing of it to kill yet.
+    stopper = threading.Thread(target=fleet.agent.stop)
+    stopper.start()
+    assert until(lambda: fleet.agent._shut_down, 10)
+    release.set()
+    stopper.join(10)
+    assert killed == ["slow"]  # the boot ended, saw the agent stopped, and killed it
+    assert iid not in fleet.agent.instances
