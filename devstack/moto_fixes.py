@@ -421,7 +421,8 @@ def _apply_sqs_clock() -> None:
     With a burst's thousands of delayed and in-flight messages that was the stack's largest
     single cost (a sixth of its CPU at 300 jobs, growing with the square of the burst). Here
     the same tests (visible: now past `visible_at`; delayed: now before `delayed_until`, both
-    in epoch milliseconds) read the clock once per scan; a delete scans the queue once."""
+    in epoch milliseconds) read the clock once per scan; a delete scans the queue once; and the
+    in-flight message groups are read from a copy of the in-flight set (threads change it)."""
     from moto.sqs.exceptions import ReceiptHandleIsInvalid
     from moto.sqs.models import Message, Queue
 
@@ -459,7 +460,14 @@ def _apply_sqs_clock() -> None:
             raise ReceiptHandleIsInvalid()
         self._messages = kept
 
+    def pending_message_groups(self: Any) -> set[str]:
+        # moto iterates the set of in-flight messages while other threads' receives and
+        # deletes change it ("Set changed size during iteration": a 500 the client retried,
+        # with its traceback in the run's output): here a copy, taken at once, is iterated.
+        return {m.group_id for m in list(self._pending_messages) if m.group_id is not None}
+
     Queue.delete_message = delete_message  # type: ignore[method-assign]
+    Queue.pending_message_groups = property(pending_message_groups)  # type: ignore[method-assign,assignment]
     Message.visible = property(lambda self: now_ms() > self.visible_at)  # type: ignore[method-assign,assignment]
     Message.delayed = property(lambda self: now_ms() < self.delayed_until)  # type: ignore[method-assign,assignment]
     Queue.messages = property(messages)  # type: ignore[method-assign,assignment]

@@ -250,3 +250,20 @@ def test_the_stack_reads_what_a_queue_holds_by_kind_without_receiving_it() -> No
         }
         assert world.queue_contents(url) == expected
         assert world.queue_contents(url) == expected  # reading it received nothing
+
+
+def test_a_fifo_group_with_a_message_in_flight_is_held_back_as_in_moto() -> None:
+    with mock_aws():
+        moto_fixes.apply()
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(
+            QueueName="jobs.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+        )["QueueUrl"]
+        for group, body in (("a", "a1"), ("a", "a2"), ("b", "b1")):
+            sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group)
+        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
+        assert [m["Body"] for m in first["Messages"]] == ["a1"]
+        # Group a has a message in flight (read from a copy of the in-flight set): only b's.
+        second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        assert [m["Body"] for m in second["Messages"]] == ["b1"]
