@@ -267,3 +267,34 @@ def test_a_fifo_group_with_a_message_in_flight_is_held_back_as_in_moto() -> None
         # Group a has a message in flight (read from a copy of the in-flight set): only b's.
         second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
         assert [m["Body"] for m in second["Messages"]] == ["b1"]
+
+
+def test_the_serializer_writes_what_moto_s_own_picking_writes(ec2: Any) -> None:
+    from moto.core.serialize import ResponseSerializer
+
+    first = _launch(ec2, 3, "first")
+    ec2.stop_instances(InstanceIds=first[:1])
+    ec2.create_tags(Resources=first[1:2], Tags=[{"Key": "extra", "Value": "1"}])
+    image = ec2.create_image(InstanceId=first[2], Name="img")["ImageId"]
+
+    def answers() -> list[dict[str, Any]]:
+        found = [
+            ec2.describe_instances(),
+            ec2.describe_instances(Filters=[{"Name": "tag:n", "Values": ["first"]}]),
+            # Image.CreationDate has one of EC2's response transformers: moto's own path.
+            ec2.describe_images(ImageIds=[image]),
+            ec2.describe_instance_status(IncludeAllInstances=True),
+        ]
+        for answer in found:
+            answer.pop("ResponseMetadata")
+        return found
+
+    fast = ResponseSerializer.get_value
+    ours = answers()
+    ResponseSerializer.get_value = fast.__wrapped__  # moto's picking, as it ships
+    try:
+        theirs = answers()
+    finally:
+        ResponseSerializer.get_value = fast
+    assert ours == theirs
+    assert ours[2]["Images"][0]["CreationDate"]
