@@ -338,6 +338,18 @@ def _apply_instance_index(backend_class: Any) -> None:
         hits = [found[i] for i in instance_ids if i in found]
         return hits, [i for i in instance_ids if i not in found]
 
+    def in_reservations(hits: list[tuple[int, Any, Any]]) -> list[Any]:
+        """Found instances in copies of their reservations, in the order moto made them."""
+        grouped: dict[int, tuple[Any, set[int]]] = {}
+        for position, reservation, instance in hits:
+            grouped.setdefault(position, (reservation, set()))[1].add(id(instance))
+        found = []
+        for position in sorted(grouped):
+            reservation, wanted = grouped[position]
+            found.append(copy.copy(reservation))
+            found[-1].instances = [i for i in reservation.instances if id(i) in wanted]
+        return found
+
     def get_instance(self: Any, instance_id: str) -> Any:
         hits, _ = lookup(self, [instance_id])
         if not hits:
@@ -358,15 +370,7 @@ def _apply_instance_index(backend_class: Any) -> None:
         hits, missing = lookup(self, list(dict.fromkeys(instance_ids)))
         if missing:
             raise InvalidInstanceIdError(missing[0])
-        grouped: dict[int, tuple[Any, list[Any]]] = {}
-        for position, reservation, instance in hits:
-            grouped.setdefault(position, (reservation, []))[1].append(instance)
-        reservations = []
-        for position in sorted(grouped):
-            reservation, instances = grouped[position]
-            wanted = {id(instance) for instance in instances}
-            reservations.append(copy.copy(reservation))
-            reservations[-1].instances = [i for i in reservation.instances if id(i) in wanted]
+        reservations = in_reservations(hits)
         if filters is not None:
             reservations = utils.filter_reservations(reservations, filters)
         return reservations
@@ -381,16 +385,7 @@ def _apply_instance_index(backend_class: Any) -> None:
         if not isinstance(ids, list) or any("*" in i or "?" in i for i in ids):
             return listed(self, filters)
         hits, _ = lookup(self, list(dict.fromkeys(ids)))
-        grouped: dict[int, tuple[Any, set[int]]] = {}
-        for position, reservation, instance in hits:
-            if utils.passes_filter_dict(instance, filters):
-                grouped.setdefault(position, (reservation, set()))[1].add(id(instance))
-        found = []
-        for position in sorted(grouped):
-            reservation, wanted = grouped[position]
-            found.append(copy.copy(reservation))
-            found[-1].instances = [i for i in reservation.instances if id(i) in wanted]
-        return found
+        return in_reservations([h for h in hits if utils.passes_filter_dict(h[2], filters)])
 
     backend_class.all_reservations = all_reservations
     backend_class.get_instance = get_instance
