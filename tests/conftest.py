@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,26 @@ startup.lighten_moto()
 moto_fixes.apply_instance_requirements()
 moto_fixes.apply_instance_information()
 startup.share_botocore_models()
+
+
+# Longest first. Under pytest-xdist a worker that draws a minute-long stack test last runs it
+# alone while the others are done; run the suites whose tests start the local stack (seconds to a
+# minute each, much of it waiting on the stack's timers) first, and let the unit tests
+# (milliseconds each) fill the end. A stable sort: within a suite, the files' order.
+SUITE_ORDER = ("e2e", "integration", "deploy", "cli", "unit")
+_TESTS = Path(__file__).resolve().parent
+
+
+def _suite_rank(item: pytest.Item) -> int:
+    try:
+        suite = item.path.resolve().relative_to(_TESTS).parts[0]
+    except ValueError:
+        return len(SUITE_ORDER)
+    return SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_suite_rank)
 
 
 TEMPLATES: list[dict[str, Any]] = [
