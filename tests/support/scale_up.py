@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,9 @@ class World:
     jit_calls: list[dict[str, Any]] = field(default_factory=list)
     # A warm pool's own messages (fill, ready), apart from the job messages in `sent`.
     pool_sent: list[tuple[PoolMessage, int]] = field(default_factory=list)
+    # The jobs job_status() answers for, as a workflow run's jobs listing names them (every
+    # run lists them: the tests' jobs share the payloads' run).
+    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def record_sent(self, body: str, delay: int) -> None:
         message = parse_message(body)
@@ -98,11 +102,26 @@ def failed_ids(response: dict[str, Any]) -> list[str]:
 
 
 def job_status(world: World, job_id: int, status: str = "queued", code: int = 200) -> None:
+    """GitHub answers `status` for the job: asked alone, and in its run's jobs listing (a job
+    GitHub cannot answer for, `code` not 200, is not listed: it is asked alone)."""
     world.github.get(
         f"{API}/repos/acme/widgets/actions/jobs/{job_id}",
         json={"id": job_id, "status": status} if code == 200 else {"message": "x"},
         status=code,
     )
+    if code == 200:
+        world.jobs[job_id] = {"id": job_id, "status": status}
+    else:
+        world.jobs.pop(job_id, None)
+
+
+def _run_jobs(world: World) -> Any:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        run_id = int(request.path_url.split("/runs/")[1].split("/")[0])
+        jobs = [{**job, "run_id": run_id} for job in world.jobs.values()]
+        return 200, {}, json.dumps({"total_count": len(jobs), "jobs": jobs})
+
+    return answer
 
 
 def runner_group(
@@ -163,6 +182,11 @@ def world(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
     with responses.RequestsMock(assert_all_requests_are_fired=False) as github:
         state = World(env["JOB_QUEUE_URL"], subnets, clock, github)
         runner_group(state)
+        github.add_callback(
+            responses.GET,
+            re.compile(rf"{re.escape(API)}/repos/[^/]+/[^/]+/actions/runs/\d+/jobs"),
+            callback=_run_jobs(state),
+        )
 
         def on_send(params: dict[str, Any], **_: Any) -> None:
             state.record_sent(params["MessageBody"], params.get("DelaySeconds", 0))

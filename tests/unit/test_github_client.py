@@ -530,3 +530,48 @@ def test_a_job_is_read_by_its_further_app_and_by_the_primary_when_that_app_may_n
     missing = responses.get(f"{API}/repos/acme/widgets/actions/jobs/{job_id + 1000}", status=404)
     assert client.get_job("acme/widgets", job_id + 1000, 99) is None
     assert missing.call_count == 1
+
+
+@responses.activate
+def test_a_run_s_job_statuses_are_read_by_the_run_s_app_page_by_page_and_by_the_primary_when_that_app_may_not(  # noqa: E501
+    clock: Clock,
+) -> None:
+    from jitrunners.github.client import app_for_job
+
+    client, _ = _two_app_client(clock)
+    run_id = next(r for r in range(1, 100) if app_for_job(str(r), 2) == 1)
+    url = f"{API}/repos/acme/widgets/actions/runs/{run_id}/jobs"
+    page_two = f"{url}?filter=latest&per_page=100&page=2"
+    first = responses.get(
+        url,
+        json={"jobs": [{"id": 1, "status": "queued", "run_attempt": 2}]},
+        headers={"Link": f'<{page_two}>; rel="next"'},
+        match=[responses.matchers.query_param_matcher({"per_page": "100", "filter": "latest"})],
+    )
+    responses.get(
+        page_two,
+        json={"jobs": [{"id": 2, "status": "completed", "conclusion": "success"}]},
+        match=[
+            responses.matchers.query_param_matcher(
+                {"filter": "latest", "per_page": "100", "page": "2"}
+            )
+        ],
+    )
+
+    jobs = list(client.run_job_statuses("acme/widgets", run_id, 99))
+
+    assert [(j.id, j.status, j.conclusion, j.run_attempt) for j in jobs] == [
+        (1, "queued", None, 2),
+        (2, "completed", "success", 1),
+    ]
+    assert first.calls[0].request.headers["Authorization"] == "Bearer ghs_further"
+    assert len(responses.calls) == 2
+
+    # The further App may not read Actions there: the primary App lists the run.
+    responses.replace(responses.GET, url, status=403, json={"message": "Resource not accessible"})
+    responses.add(responses.GET, url, json={"jobs": [{"id": 1, "status": "in_progress"}]})
+    assert [j.status for j in client.run_job_statuses("acme/widgets", run_id, 99)] == [
+        "in_progress"
+    ]
+    asked = [c.request.headers["Authorization"] for c in responses.calls[2:]]
+    assert asked == ["Bearer ghs_further", "Bearer ghs_primary"]

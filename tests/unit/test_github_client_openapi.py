@@ -174,6 +174,16 @@ CASES: dict[str, Case] = {
         lambda c: _list(c.list_run_jobs("acme/widgets", 11, None)),
         lambda r, b: assert_equal([x.id for x in r], [x["id"] for x in b["jobs"]]),
     ),
+    "run_job_statuses": Case(
+        "GET",
+        "/repos/acme/widgets/actions/runs/11/jobs",
+        200,
+        lambda c: _list(c.run_job_statuses("acme/widgets", 11, None)),
+        lambda r, b: assert_equal(
+            [(x.id, x.status, x.conclusion, x.runner_name) for x in r],
+            [(x["id"], x["status"], x.get("conclusion"), x.get("runner_name")) for x in b["jobs"]],
+        ),
+    ),
 }
 
 

@@ -174,6 +174,16 @@ def _workflow_run(data: dict[str, Any], repo: str) -> WorkflowRun:
     )
 
 
+def _job_status(data: dict[str, Any]) -> JobStatus:
+    return JobStatus(
+        id=int(data["id"]),
+        status=str(data.get("status", "")),
+        conclusion=data.get("conclusion"),
+        runner_name=data.get("runner_name"),
+        run_attempt=int(data.get("run_attempt") or 1),
+    )
+
+
 def _run_job(data: dict[str, Any]) -> RunJob:
     return RunJob(
         id=int(data["id"]),
@@ -458,14 +468,7 @@ class GitHubClient:
                 response = self._get_job(repo, job_id, self.auth, installation_id)
             except GitHubNotFound:
                 return None
-        body = response.json()
-        return JobStatus(
-            id=int(body["id"]),
-            status=str(body.get("status", "")),
-            conclusion=body.get("conclusion"),
-            runner_name=body.get("runner_name"),
-            run_attempt=int(body.get("run_attempt") or 1),
-        )
+        return _job_status(response.json())
 
     def _get_job(
         self, repo: str, job_id: int, auth: Auth, installation_id: int | None
@@ -505,6 +508,43 @@ class GitHubClient:
             params={"filter": "latest"},
         ):
             yield _run_job(data)
+
+    def run_job_statuses(
+        self, repo: str, run_id: int, installation_id: int | None
+    ) -> Iterator[JobStatus]:
+        """The latest execution of each job of a run, as `get_job` reads one (paginated: 100
+        jobs a call). With further Apps configured the run's App reads them (app_for_job of the
+        run id), as `get_job` spreads job reads; a further App refused leaves it to the primary
+        App. GitHubNotFound: the run is gone."""
+        scope = RunnerScope("repo", repo.partition("/")[0], repo)
+        auth, installation = self._spread(scope, str(run_id), installation_id, "GET", "core")
+        jobs = self._run_jobs(repo, run_id, auth, installation)
+        try:
+            first = next(jobs, None)
+        except GitHubError as exc:
+            if auth is self.auth or not (isinstance(exc, GitHubAuthError) or exc.status == 403):
+                raise
+            assert isinstance(auth, AppAuth)
+            _warn("further GitHub App refused: run's jobs read by the primary App", auth, scope)
+            jobs = self._run_jobs(repo, run_id, self.auth, installation_id)
+            first = next(jobs, None)
+        if first is None:
+            return
+        yield _job_status(first)
+        for data in jobs:
+            yield _job_status(data)
+
+    def _run_jobs(
+        self, repo: str, run_id: int, auth: Auth, installation_id: int | None
+    ) -> Iterator[dict[str, Any]]:
+        return self._pages(
+            "/repos/{repo}/actions/runs/{id}/jobs",
+            f"/repos/{repo}/actions/runs/{run_id}/jobs",
+            "jobs",
+            installation_id=installation_id,
+            auth=auth,
+            params={"filter": "latest"},
+        )
 
     def generate_jitconfig(
         self,

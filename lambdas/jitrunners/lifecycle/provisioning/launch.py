@@ -15,6 +15,7 @@ from jitrunners.config import RunnerTemplate
 from jitrunners.lifecycle import spot_breaker
 from jitrunners.lifecycle.provisioning import bookkeeping, boundary, headcount, pool
 from jitrunners.lifecycle.provisioning.jit import ahead_of_boot
+from jitrunners.lifecycle.provisioning.job_checks import JobChecks
 from jitrunners.lifecycle.provisioning.tags import fleet_tags, launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
 from jitrunners.models import JobMessage
@@ -76,15 +77,12 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
             outcomes[record.message_id] = outcome
     # Of the launches GitHub would be asked about, those whose job ran on one of our runners
     # (None: the records could not be read, or are not kept).
-    ran = _jobs_ran(
-        [
-            item
-            for group in groups.values()
-            for item in group
-            if item[0].message_id not in fresh_ones
-        ],
-        deps,
-    )
+    asked = [
+        item for group in groups.values() for item in group if item[0].message_id not in fresh_ones
+    ]
+    ran = _jobs_ran(asked, deps)
+    # The jobs GitHub is asked about, checked per workflow run where a run has several.
+    checks = JobChecks(deps.github, (m for r, m in asked if not ran or r.message_id not in ran))
 
     for name, group in groups.items():
         template = deps.template(name)
@@ -114,6 +112,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     books,
                     record.message_id in fresh_ones,
                     records_read=ran is not None,
+                    checks=checks,
                 )
             if outcome is not None:
                 outcomes[record.message_id] = outcome
@@ -271,6 +270,7 @@ def _confirm(
     fresh: bool = False,
     *,
     records_read: bool = False,
+    checks: JobChecks | None = None,
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
     queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
@@ -287,7 +287,10 @@ def _confirm(
         from jitrunners.github.client import GitHubError, GitHubRateLimited
 
         try:
-            job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
+            if checks is None:
+                job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
+            else:
+                job = checks.get(message)
         except GitHubRateLimited as exc:
             if not records_read or message.attempt != 1:
                 return _github_failed(exc, "the job")
