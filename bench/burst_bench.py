@@ -252,6 +252,7 @@ def run_burst(
     redrive_every_s: float = 30.0,
     quotas: Any = None,
     apps: int = 1,
+    jobs_per_run: int = 1,
 ) -> dict[str, Any]:
     """One burst of `jobs` queued jobs through a fresh local stack; every number of it.
 
@@ -294,6 +295,7 @@ def run_burst(
         housekeeper_every_s=housekeeper_every_s,
         visibility_timeout_s=30,
         max_receive_count=20,  # the Terraform module's default
+        jobs_per_run=jobs_per_run,
     )
     with (workdir / "progress.txt").open("w", encoding="utf-8") as out:
         stack = Stack(options, out=out)
@@ -303,6 +305,7 @@ def run_burst(
             meter, milestones = _instrument(stack)
             result = _burst(stack, meter, milestones, timeout_s)
             result["github_apps"] = apps
+            result["jobs_per_run"] = jobs_per_run
             result["jit_configs_by_installation"] = {
                 str(k): v for k, v in sorted(stack.sim.jitconfigs_by_installation.items())
             }
@@ -566,6 +569,7 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
         "github_refused_by_limit": quotas["github_refused_by_limit"],
         "aws_throttle_wait_s_by_function": quotas["aws_throttle_wait_s_by_function"],
         "github_apps": result.get("github_apps", 1),
+        "jobs_per_run": result.get("jobs_per_run", 1),
         "jit_configs_by_installation": result.get("jit_configs_by_installation", {}),
     }
 
@@ -884,6 +888,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --quotas on: GitHub Apps generating JIT configs (GITHUB_EXTRA_APPS: the "
         "primary and N-1 further ones, each with its own installation and budgets)",
     )
+    parser.add_argument(
+        "--jobs-per-run",
+        type=int,
+        default=1,
+        help="with --quotas on: jobs of one workflow run (a matrix), in a row (default 1: a run "
+        "per job); launches of one run are checked with one listing of its jobs",
+    )
     args = parser.parse_args(argv)
     if args.quotas == "on":
         return _quota_burst(args)
@@ -936,6 +947,7 @@ def _quota_burst(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         quotas=quotas,
         apps=args.apps,
+        jobs_per_run=args.jobs_per_run,
     )
     print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(json.dumps(result, separators=(",", ":")), file=sys.stderr)

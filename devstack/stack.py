@@ -167,6 +167,9 @@ class Options:
     pool: dict[str, int] | None = None
     # Real seconds between two queued jobs (0: all at once), e.g. a pool's refill rate.
     job_spacing_s: float = 0.0
+    # Jobs of one workflow run (a matrix): consecutive jobs share a run, its repository and its
+    # template; the runs go round the templates and repositories. 1: a run per job.
+    jobs_per_run: int = 1
     # Jobs queued once every earlier one has finished: a second wave, which meets the state the
     # first left behind (e.g. an open spot breaker), on the run's templates; 0: none.
     later_jobs: int = 0
@@ -906,20 +909,30 @@ class Stack:
             raise ValueError(
                 f"unknown template(s): {', '.join(unknown)}; known: {', '.join(by_name)}"
             )
-        jobs = []
+        jobs: list[SimJob] = []
         steal = self.options.faults.get("steal", 0.0)
+        per_run = max(1, self.options.jobs_per_run)
+        run_id: int | None = None
         for index in range(self.options.jobs):
             if index and self.options.job_spacing_s:
                 time.sleep(self.options.job_spacing_s)
-            template = by_name[names[index % len(names)]]
-            repo = REPOS[index % len(REPOS)]
+            # With a run per job (the default) `turn` is the job's index.
+            turn = index // per_run
+            template = by_name[names[turn % len(names)]]
+            repo = REPOS[turn % len(REPOS)]
             labels = list(template["labels"])
             if template.get("sizing"):
                 labels += SIZES[(index // len(names)) % len(SIZES)]
             # `steal`: some jobs ask only for labels several templates have (seeded per job).
             if random.Random(f"{self.options.seed}/labels/{index}").random() < steal:
                 labels = list(SHARED_LABELS)
-            jobs.append(self.sim.queue_job(repo, labels, name=f"{template['name']}-{index + 1}"))
+            if index % per_run == 0:
+                run_id = None  # a new run: the simulator numbers it
+            job = self.sim.queue_job(
+                repo, labels, name=f"{template['name']}-{index + 1}", run_id=run_id
+            )
+            run_id = job.run_id if per_run > 1 else None
+            jobs.append(job)
         sized = next((t for t in self.world.tf_templates if t.get("sizing")), None)
         for index in range(self.options.sized_jobs if sized else 0):
             assert sized is not None
