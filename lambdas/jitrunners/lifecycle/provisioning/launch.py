@@ -270,7 +270,7 @@ def _confirm(
     fresh: bool = False,
     *,
     records_read: bool = False,
-    checks: JobChecks | None = None,
+    checks: JobChecks,
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
     queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
@@ -287,10 +287,7 @@ def _confirm(
         from jitrunners.github.client import GitHubError, GitHubRateLimited
 
         try:
-            if checks is None:
-                job = deps.github().get_job(message.repo, message.job_id, message.installation_id)
-            else:
-                job = checks.get(message)
+            job = checks.get(message)
         except GitHubRateLimited as exc:
             if not records_read or message.attempt != 1:
                 return _github_failed(exc, "the job")
