@@ -575,3 +575,23 @@ def test_a_run_s_job_statuses_are_read_by_the_run_s_app_page_by_page_and_by_the_
     ]
     asked = [c.request.headers["Authorization"] for c in responses.calls[2:]]
     assert asked == ["Bearer ghs_further", "Bearer ghs_primary"]
+
+
+@responses.activate
+def test_the_housekeeper_s_listing_of_a_run_s_jobs_is_read_by_the_run_s_app_too(
+    clock: Clock,
+) -> None:
+    from jitrunners.github.client import app_for_job
+
+    client, _ = _two_app_client(clock)
+    run_id = next(r for r in range(1, 100) if app_for_job(str(r), 2) == 1)
+    mine = next(r for r in range(1, 100) if app_for_job(str(r), 2) == 0)
+    body = {"jobs": [{"id": 1, "run_id": run_id, "status": "queued", "labels": []}]}
+    further = responses.get(f"{API}/repos/acme/widgets/actions/runs/{run_id}/jobs", json=body)
+    primary = responses.get(f"{API}/repos/acme/widgets/actions/runs/{mine}/jobs", json=body)
+
+    assert [j.id for j in client.list_run_jobs("acme/widgets", run_id, 99)] == [1]
+    assert [j.id for j in client.list_run_jobs("acme/widgets", mine, 99)] == [1]
+
+    assert further.calls[0].request.headers["Authorization"] == "Bearer ghs_further"
+    assert primary.calls[0].request.headers["Authorization"] == "Bearer ghs_primary"

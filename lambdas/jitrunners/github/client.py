@@ -499,23 +499,27 @@ class GitHubClient:
     def list_run_jobs(
         self, repo: str, run_id: int, installation_id: int | None
     ) -> Iterator[RunJob]:
-        """The latest execution of each job of a run (paginated)."""
-        for data in self._pages(
-            "/repos/{repo}/actions/runs/{id}/jobs",
-            f"/repos/{repo}/actions/runs/{run_id}/jobs",
-            "jobs",
-            installation_id=installation_id,
-            params={"filter": "latest"},
-        ):
+        """The latest execution of each job of a run (paginated), read by the run's App as
+        `run_job_statuses` reads it."""
+        for data in self._run_listing(repo, run_id, installation_id):
             yield _run_job(data)
 
     def run_job_statuses(
         self, repo: str, run_id: int, installation_id: int | None
     ) -> Iterator[JobStatus]:
         """The latest execution of each job of a run, as `get_job` reads one (paginated: 100
-        jobs a call). With further Apps configured the run's App reads them (app_for_job of the
-        run id), as `get_job` spreads job reads; a further App refused leaves it to the primary
-        App. GitHubNotFound: the run is gone."""
+        jobs a call). GitHubNotFound: the run is gone."""
+        for data in self._run_listing(repo, run_id, installation_id):
+            yield _job_status(data)
+
+    def _run_listing(
+        self, repo: str, run_id: int, installation_id: int | None
+    ) -> Iterator[dict[str, Any]]:
+        """`GET .../runs/{id}/jobs?filter=latest`, page by page. With further Apps configured the
+        run's App reads it (app_for_job of the run id), as `get_job` spreads job reads: scale-up's
+        job checks and the housekeeper's reconciliation spend every App's points, not only the
+        primary's. A further App refused (401, or 403 without rate-limit signals) leaves it to
+        the primary App."""
         scope = RunnerScope("repo", repo.partition("/")[0], repo)
         auth, installation = self._spread(scope, str(run_id), installation_id, "GET", "core")
         jobs = self._run_jobs(repo, run_id, auth, installation)
@@ -530,9 +534,8 @@ class GitHubClient:
             first = next(jobs, None)
         if first is None:
             return
-        yield _job_status(first)
-        for data in jobs:
-            yield _job_status(data)
+        yield first
+        yield from jobs
 
     def _run_jobs(
         self, repo: str, run_id: int, auth: Auth, installation_id: int | None
