@@ -71,7 +71,8 @@ github-schema: $(GITHUB_SCHEMA)
 
 # pytest-xdist workers: twice the cores of a 2-core CI machine. The local stack's tests spend
 # much of their time waiting on its timers (visibility timeouts, schedules, boots): on 2 cores,
-# 3 workers kept 1.3 cores busy, and 4 finished the suite in 12 minutes where 2 took 13 to 14.
+# 3 workers kept 1.3 cores busy, and 4 (with the stack's suites first, tests/conftest.py) ran the
+# suite in 543 s where 2 took 797 s (README "Two commands").
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP) $(AWS_SCHEMA) $(GITHUB_SCHEMA)
@@ -83,7 +84,7 @@ test-e2e: $(STAMP) $(GITHUB_SCHEMA)
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) tests/e2e
 
 # Everything `make test` installs or fetches (two virtualenvs, bats, the two schemas), built side by
-# side: the two pip installs are mostly waiting on disk and each other's single thread.
+# side: one after the other they took about 140 s of a CI run, mostly the two pip installs.
 deps: $(STAMP) $(CHECKOV_STAMP) $(BATS) $(AWS_SCHEMA) $(GITHUB_SCHEMA)
 
 test:

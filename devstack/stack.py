@@ -931,7 +931,7 @@ class Stack:
             job = self.sim.queue_job(
                 repo, labels, name=f"{template['name']}-{index + 1}", run_id=run_id
             )
-            run_id = job.run_id if per_run > 1 else None
+            run_id = job.run_id
             jobs.append(job)
         sized = next((t for t in self.world.tf_templates if t.get("sizing")), None)
         for index in range(self.options.sized_jobs if sized else 0):

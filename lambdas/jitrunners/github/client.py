@@ -460,15 +460,23 @@ class GitHubClient:
         except GitHubNotFound:
             return None
         except GitHubError as exc:
-            if auth is self.auth or not (isinstance(exc, GitHubAuthError) or exc.status == 403):
-                raise
-            assert isinstance(auth, AppAuth)
-            _warn("further GitHub App refused: job read by the primary App", auth, scope)
+            self._further_app_refused(auth, exc, scope, "job")
             try:
                 response = self._get_job(repo, job_id, self.auth, installation_id)
             except GitHubNotFound:
                 return None
         return _job_status(response.json())
+
+    def _further_app_refused(
+        self, auth: Auth, exc: GitHubError, scope: RunnerScope, what: str
+    ) -> None:
+        """A read a further App was refused (401, or 403 without rate-limit signals: not
+        installed there, no Actions permission) is warned of and left to the caller to ask the
+        primary App; any other failure, or the primary App's own, is raised."""
+        if auth is self.auth or not (isinstance(exc, GitHubAuthError) or exc.status == 403):
+            raise exc
+        assert isinstance(auth, AppAuth)
+        _warn(f"further GitHub App refused: {what} read by the primary App", auth, scope)
 
     def _get_job(
         self, repo: str, job_id: int, auth: Auth, installation_id: int | None
@@ -526,10 +534,7 @@ class GitHubClient:
         try:
             first = next(jobs, None)
         except GitHubError as exc:
-            if auth is self.auth or not (isinstance(exc, GitHubAuthError) or exc.status == 403):
-                raise
-            assert isinstance(auth, AppAuth)
-            _warn("further GitHub App refused: run's jobs read by the primary App", auth, scope)
+            self._further_app_refused(auth, exc, scope, "run's jobs")
             jobs = self._run_jobs(repo, run_id, self.auth, installation_id)
             first = next(jobs, None)
         if first is None:

@@ -6,7 +6,8 @@ of one run. `GET .../actions/runs/{id}/jobs` answers up to 100 of them in one ca
 `GET .../actions/jobs/{id}` answers one: two or more launches of a run in the batch are checked
 with the run's listing, a lone one with its job. A job the listing does not name (GitHub gives a
 re-run's jobs new ids; a run of more jobs than the listing pages asked for) is read on its own,
-so the answers are `get_job`'s, and never more calls than asking each job.
+so the answers are `get_job`'s, at the cost of at most one call more than asking each job (the
+listing's first page, when it names none of them).
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ class JobChecks:
                     self._known[(repo, status.id)] = status
                 if not missing:
                     break
-                pages = -(-seen // PAGE)
-                if seen % PAGE == 0 and pages + 1 + len(missing) > len(wanted):
-                    break  # the next item is the next page's
+                # After a whole page the next item is the next page's: one call more, worth it
+                # only while the pages read, it, and the jobs still missing stay within asking
+                # each wanted job.
+                if seen % PAGE == 0 and seen // PAGE + 1 + len(missing) > len(wanted):
+                    break
         except GitHubNotFound:
             return  # the run is gone: its jobs are asked on their own (each answers None)
