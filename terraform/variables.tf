@@ -333,7 +333,7 @@ variable "allow_public_repos" {
 }
 
 variable "check_job_queued" {
-  description = "Ask GitHub whether a job is still queued before launching an instance for it (not for the first launch of a job queued in the last 30 s)."
+  description = "Check that a job still waits before launching an instance for it (not for the first launch of a job queued in the last 30 s): by the webhook's job records, or by asking GitHub when they cannot be read."
   type        = bool
   default     = true
 }

@@ -18,6 +18,7 @@ from jitrunners.handlers import scale_up
 from jitrunners.lifecycle.provisioning.bookkeeping import PASS_ON_DELAY_S
 from jitrunners.models import JobMessage
 from tests.support.github import API
+from tests.support.pools import emf
 from tests.support.scale_up import (
     World,
     failed_ids,
@@ -497,31 +498,64 @@ def test_a_passed_on_need_whose_job_ran_on_one_of_ours_drops_without_asking_gith
     assert tags_of(runner)["jitrunners:job-id"] == "8"
 
 
-def test_without_a_job_ran_claim_a_passed_on_need_is_still_checked_with_github(
+def test_a_passed_on_need_the_records_do_not_name_launches_without_asking_github(
     world: World, lambda_context: Any, claims: str
 ) -> None:
-    """The claims only ever spare a check: a need whose job no delivery booked is asked about,
-    and launched while GitHub has the job queued (here another job's claim is recorded)."""
+    """The records settle a launch: a need whose job no delivery booked (here another job's
+    claim is recorded) still waits for a runner, so it launches, and GitHub is not asked (a
+    point of the installation a job, in a burst, against the JIT configs' points)."""
     ran_claim(claims, 9, "i-0fffffffffffffff0-5-1")
     job_status(world, 8)
-    checks = job_checks(world, 8)
     passed_on = replace(launch_message(8), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
 
     response = scale_up.handler(sqs_event(passed_on), lambda_context)
 
     assert failed_ids(response) == []
-    assert job_checks(world, 8) == checks + 1
+    assert job_checks(world, 8) == 0
     assert len(world.instances()) == 1
 
 
-def test_a_swap_whose_runners_own_job_ran_elsewhere_passes_nothing_on(
-    world: World, lambda_context: Any, claims: str, tag_writes: list[dict[str, Any]]
+def test_a_launch_whose_job_ended_elsewhere_drops_on_the_record(
+    world: World, lambda_context: Any, claims: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """R, launched for 8, takes 7; job 8 already ran on S (the webhook recorded it): 8's need
-    is met, so nothing is passed on (the same swap without the claim passes 8's need on:
+    """Job 10 was cancelled while its launch waited (its `completed` delivery, no runner of
+    ours: the webhook's ended-elsewhere claim). The launch drops without asking GitHub, and no
+    books are kept: no runner of ours took the job."""
+    from datetime import UTC, datetime
+
+    from jitrunners.aws import deliveries
+
+    key = deliveries.ran_key("acme/widgets", 10, 1, "completed")
+    assert deliveries.claim(
+        claims, key, now=datetime.now(UTC), ttl_s=3600, runner=deliveries.ENDED_ELSEWHERE
+    )
+    job_status(world, 10)  # what GitHub would say, were it asked (it is not)
+    before = len(world.sent)
+
+    response = scale_up.handler(sqs_event(launch_message(10)), lambda_context)
+
+    assert failed_ids(response) == []
+    assert job_checks(world, 10) == 0
+    assert world.instances() == []
+    assert sent_since(world, before) == []
+    dropped = emf(capsys.readouterr().out, "LaunchDropped")
+    assert [d["reason"] for d in dropped if "reason" in d] == ["job_completed"]
+
+
+@pytest.mark.parametrize("covered_by", ["i-0fffffffffffffff0-5-1", ""])
+def test_a_swap_whose_runners_own_job_ran_elsewhere_passes_nothing_on(
+    world: World,
+    lambda_context: Any,
+    claims: str,
+    tag_writes: list[dict[str, Any]],
+    covered_by: str,
+) -> None:
+    """R, launched for 8, takes 7; job 8 already ran on S, or ended without a runner of ours
+    ("": cancelled, or run by a runner not ours; the webhook recorded either): 8's need is met,
+    so nothing is passed on (the same swap without the claim passes 8's need on:
     test_swap_with_no_runner_for_the_taken_job_passes_the_need_on_once). One tag write."""
     runner = launched(world, 8, lambda_context)
-    ran_claim(claims, 8, "i-0fffffffffffffff0-5-1", action="completed")
+    ran_claim(claims, 8, covered_by, action="completed")
     before = len(world.sent)
     tag_writes.clear()
     describes: list[dict[str, Any]] = []
@@ -586,36 +620,22 @@ def secondary_limit(world: World, job_id: int) -> None:
     )
 
 
-def test_a_first_launch_whose_check_github_rate_limits_goes_ahead_on_the_records(
-    world: World, lambda_context: Any, claims: str
+def test_without_readable_records_github_is_asked_and_its_rate_limit_waits(
+    world: World, lambda_context: Any, claims: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Job 15's own launch, a minute after it was queued (so it is checked): the records name
-    no runner of ours for 15, and GitHub's secondary limit refuses the check. The launch goes
-    ahead (the instance boots while GitHub's window refills) instead of waiting in the queue
-    behind the burst's JIT configs. Without the records it waits (the handler test
-    test_github_secondary_rate_limit_puts_the_message_back_for_retry_after). The runner
-    group's check is never skipped: it was answered (and cached) for an earlier launch."""
-    launched(world, 14, lambda_context)
-    secondary_limit(world, 15)
+    """The records cannot be read (here the table is gone): GitHub is asked about the launch,
+    as without the records, and its secondary limit sends the record back for its
+    `retry-after`; nothing launches meanwhile."""
+    from jitrunners import config
 
-    response = scale_up.handler(sqs_event(launch_message(15)), lambda_context)
-
-    assert failed_ids(response) == []
-    assert job_checks(world, 15) == 1
-    assert len(world.instances()) == 2
-    assert [m.job_id for m in world.starts()][-1] == 15
-
-
-def test_a_passed_on_need_whose_check_github_rate_limits_still_waits(
-    world: World, lambda_context: Any, claims: str
-) -> None:
-    """A need passed on is a guess of the books (its job may have run on a runner the records
-    do not name yet): it waits for GitHub's answer, as before."""
+    client("dynamodb").delete_table(TableName=claims)
+    monkeypatch.setenv("DELIVERIES_TABLE", claims)
+    config.get_settings.cache_clear()
     secondary_limit(world, 16)
-    passed_on = replace(launch_message(16), delivery_id="passed-on-i-0aaaaaaaaaaaaaaaa", attempt=2)
 
-    response = scale_up.handler(sqs_event(passed_on), lambda_context)
+    response = scale_up.handler(sqs_event(launch_message(16)), lambda_context)
 
     assert failed_ids(response) == ["msg-0"]
     assert world.visibility == [("receipt-0", 90)]
+    assert job_checks(world, 16) == 1
     assert world.instances() == []

@@ -226,3 +226,40 @@ def test_launch_claims_the_store_refuses_are_a_typed_error(aws: None) -> None:
         )
     with pytest.raises(deliveries.DeliveryStoreError):
         deliveries.claim_launches("missing", [(launch(1), "dlv-1")], now=NOW, ttl_s=600)
+
+
+# --- the job-ran records --------------------------------------------------------------------
+def test_job_ran_records_name_the_runner_or_an_end_elsewhere_and_expire(table: str) -> None:
+    ours = deliveries.ran_key("Acme/Widgets", 7, 1, "in_progress")
+    ended = deliveries.ran_key("acme/widgets", 8, 1, "completed")
+    assert ours == "ran:acme/widgets:7:1:in_progress"
+    assert deliveries.claim(table, ours, now=NOW, ttl_s=DAY, runner="i-0abc-7-1")
+    assert deliveries.claim(table, ended, now=NOW, ttl_s=DAY, runner=deliveries.ENDED_ELSEWHERE)
+    assert deliveries.claim(table, "dlv-9", now=NOW, ttl_s=DAY)  # a delivery id: no record
+    keys = [ours, ended, "dlv-9", deliveries.ran_key("acme/widgets", 9, 1, "completed")]
+
+    found = deliveries.jobs_ran(table, keys, now=NOW)
+
+    assert found == {ours: "i-0abc-7-1", ended: deliveries.ENDED_ELSEWHERE}
+    assert deliveries.taker(found, "acme/widgets", 7, 1) == "i-0abc-7-1"
+    assert deliveries.taker(found, "acme/widgets", 8, 1) == deliveries.ENDED_ELSEWHERE
+    assert deliveries.taker(found, "acme/widgets", 8, 2) is None  # another attempt
+    assert deliveries.jobs_ran(table, keys, now=NOW + timedelta(days=2)) == {}
+
+
+def test_job_ran_keys_dynamodb_leaves_unread_are_an_error_not_absent_records(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An absent record lets a launch go ahead without asking GitHub: a key DynamoDB did not
+    read (`UnprocessedKeys`, its throttling) must not pass for one. The caller asks GitHub."""
+    key = deliveries.ran_key("acme/widgets", 7, 1, "completed")
+    assert deliveries.claim(table, key, now=NOW, ttl_s=DAY, runner=deliveries.ENDED_ELSEWHERE)
+    dynamodb = client("dynamodb")
+
+    def throttled(**params: Any) -> Any:
+        keys = params["RequestItems"][table]["Keys"]
+        return {"Responses": {table: []}, "UnprocessedKeys": {table: {"Keys": keys}}}
+
+    monkeypatch.setattr(dynamodb, "batch_get_item", throttled)
+    with pytest.raises(deliveries.DeliveryStoreError, match="unprocessed"):
+        deliveries.jobs_ran(table, [key], now=NOW)

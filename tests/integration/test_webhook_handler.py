@@ -435,6 +435,52 @@ def test_a_swap_delivery_is_claimed_by_its_job_and_records_the_runner(
     ) == {key: runner}
 
 
+@pytest.mark.parametrize("runner", [None, "GitHub Actions 12", "build-host-3"])
+def test_a_job_that_ended_without_our_runner_is_recorded_as_ended_elsewhere(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, runner: str | None
+) -> None:
+    """A `completed` delivery of a job no runner of ours ran (cancelled while queued: no
+    runner; or run by a runner not ours) is a `release`, claimed by job attempt like a swap's:
+    a copy with a new id is a duplicate, and scale-up reads the claim as the job's end, so a
+    launch of it still waiting in the queue drops without asking GitHub."""
+    body = json.dumps(
+        workflow_job_payload(
+            action="completed", job_id=73, conclusion="cancelled", runner_name=runner
+        )
+    )
+
+    first = _call(proxy_event(body, delivery="dlv-73-a"), lambda_context)
+    copy = _call(proxy_event(body, delivery="dlv-73-b"), lambda_context)
+
+    assert first == (202, {"recorded": "release", "job_id": 73})
+    assert copy == (202, {"ignored": "duplicate", "job_id": 73})
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    [(key, item)] = _claim_items(deliveries_table).items()
+    assert key == "ran:acme/widgets:73:1:completed"
+    assert "runner" not in item
+    assert deliveries.jobs_ran(
+        deliveries_table, [key, "ran:acme/widgets:73:1:in_progress"], now=datetime.now(UTC)
+    ) == {key: deliveries.ENDED_ELSEWHERE}
+    assert (
+        deliveries.taker({key: deliveries.ENDED_ELSEWHERE}, "acme/widgets", 73, 1)
+        == deliveries.ENDED_ELSEWHERE
+    )
+
+
+def test_a_waiting_job_is_released_but_not_recorded_as_ended(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any
+) -> None:
+    """`waiting` (an environment's approval) is a `release` too, but the job is not over: its
+    claim stays the delivery id's, so a launch after the approval is not dropped."""
+    body = json.dumps(workflow_job_payload(action="waiting", job_id=74))
+
+    assert _call(proxy_event(body, delivery="dlv-74"), lambda_context) == (
+        202,
+        {"recorded": "release", "job_id": 74},
+    )
+    assert _claims(deliveries_table) == {"dlv-74"}
+
+
 def test_a_swap_delivery_that_failed_to_enqueue_gives_its_job_claim_back(
     env: dict[str, str],
     deliveries_table: str,

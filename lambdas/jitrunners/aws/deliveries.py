@@ -4,9 +4,10 @@ batch's launches in one transaction: `claim_launches`).
 
 A delivery saying that one of our runners took a job (`in_progress`, `completed`) is claimed by
 the job rather than by the delivery id (`ran_key`), with the runner's name: the claim is then
-also the record that the job ran on one of ours, which scale-up reads (`jobs_ran`, one
-`BatchGetItem` per batch) before it asks GitHub whether a job it would launch for is still
-queued.
+also the record that the job ran on one of ours. A `completed` delivery of a job that did not
+run on one of ours (cancelled while queued, or run by another runner) is claimed by the job too,
+marked `elsewhere`. Scale-up reads these records (`jobs_ran`, one `BatchGetItem` per batch) to
+settle whether a job it would launch for still waits, without asking GitHub.
 
 A table, not Parameter Store: a burst of deliveries would exceed Parameter Store's write rate,
 while an on-demand table takes thousands of conditional writes per second.
@@ -27,6 +28,11 @@ KEY = "delivery_id"
 TTL_ATTRIBUTE = "expires_at"
 OWNER_ATTRIBUTE = "owner"
 RUNNER_ATTRIBUTE = "runner"
+ELSEWHERE_ATTRIBUTE = "elsewhere"  # BOOL: the job attempt ended without running on ours
+# What `jobs_ran` and `taker` give for a job attempt that ended without running on one of our
+# runners (its `completed` delivery named none of ours); `claim(..., runner=ENDED_ELSEWHERE)`
+# records it. Never a runner's name: GitHub refuses an empty one.
+ENDED_ELSEWHERE = ""
 # Where a job-ran claim's key starts (terraform/documents.tf: scale-up reads these items only).
 RAN_PREFIX = "ran:"
 # The actions of a delivery that names the runner that took the job.
@@ -47,7 +53,8 @@ _ALONE = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroug
 
 def ran_key(repo: str, job_id: int, run_attempt: int, action: str) -> str:
     """The claim of one `in_progress` or `completed` delivery of a job attempt that ran on one
-    of our runners (GitHub sends one of each per attempt; its duplicates carry new ids)."""
+    of our runners, or of the `completed` delivery of one that ended elsewhere (GitHub sends one
+    of each per attempt; its duplicates carry new ids)."""
     return f"{RAN_PREFIX}{repo.casefold()}:{job_id}:{run_attempt}:{action}"
 
 
@@ -57,7 +64,8 @@ def ran_keys(repo: str, job_id: int, run_attempt: int) -> list[str]:
 
 
 def taker(found: Mapping[str, str], repo: str, job_id: int, run_attempt: int) -> str | None:
-    """The runner a job attempt ran on by the claims `jobs_ran` found; None when none names it."""
+    """The runner of ours a job attempt ran on by the claims `jobs_ran` found, ENDED_ELSEWHERE
+    when it ended without one of ours, None when no claim names it (it may still be queued)."""
     return next((found[k] for k in ran_keys(repo, job_id, run_attempt) if k in found), None)
 
 
@@ -69,7 +77,8 @@ def claim(
     table: str, delivery_id: str, *, now: datetime, ttl_s: int, runner: str | None = None
 ) -> bool:
     """Record `delivery_id` as seen; False when it was already claimed and has not expired.
-    `runner`: the runner a job-ran claim (`ran_key`) names, kept in the item.
+    `runner`: the runner a job-ran claim (`ran_key`) names, kept in the item; ENDED_ELSEWHERE
+    marks the claim of a job that ended without running on one of ours.
 
     The conditional write is atomic: of two concurrent deliveries with one id exactly one gets
     True. DynamoDB's TTL deletes expired items within days, not at once: an expired item is
@@ -79,6 +88,8 @@ def claim(
     item = {KEY: {"S": delivery_id}, TTL_ATTRIBUTE: {"N": str(epoch + ttl_s)}}
     if runner:
         item[RUNNER_ATTRIBUTE] = {"S": runner}
+    elif runner == ENDED_ELSEWHERE:
+        item[ELSEWHERE_ATTRIBUTE] = {"BOOL": True}
     try:
         client("dynamodb").put_item(
             TableName=table,
@@ -242,12 +253,13 @@ def _transact(
 
 
 def jobs_ran(table: str, keys: Iterable[str], *, now: datetime) -> dict[str, str]:
-    """Of the job-ran claims `keys` (`ran_key`), those recorded and unexpired: key -> runner name.
+    """Of the job-ran claims `keys` (`ran_key`), those recorded and unexpired: key -> the name
+    of the runner of ours the job ran on, or ENDED_ELSEWHERE.
 
     One `BatchGetItem` per 100 keys (strongly consistent: a claim written a moment ago counts).
-    Keys DynamoDB leaves unprocessed (throttling) are read as absent: the caller then asks
-    GitHub, as it would without this record. Raises DeliveryStoreError when the table cannot be
-    read."""
+    Raises DeliveryStoreError when the table cannot be read, or when DynamoDB leaves keys
+    unprocessed (throttling): an absent record lets a launch go ahead, so a key not read must
+    not pass for one (the caller then asks GitHub, as it would without the records)."""
     wanted = sorted(set(keys))
     epoch = int(now.timestamp())
     found: dict[str, str] = {}
@@ -259,10 +271,11 @@ def jobs_ran(table: str, keys: Iterable[str], *, now: datetime) -> dict[str, str
                     table: {
                         "Keys": [{KEY: {"S": key}} for key in chunk],
                         "ConsistentRead": True,
-                        "ProjectionExpression": "#key, #runner, #ttl",
+                        "ProjectionExpression": "#key, #runner, #elsewhere, #ttl",
                         "ExpressionAttributeNames": {
                             "#key": KEY,
                             "#runner": RUNNER_ATTRIBUTE,
+                            "#elsewhere": ELSEWHERE_ATTRIBUTE,
                             "#ttl": TTL_ATTRIBUTE,
                         },
                     }
@@ -272,9 +285,14 @@ def jobs_ran(table: str, keys: Iterable[str], *, now: datetime) -> dict[str, str
             raise DeliveryStoreError(f"read failed: {error_code(exc) or exc}") from None
         except BotoCoreError as exc:
             raise DeliveryStoreError(f"read failed: {type(exc).__name__}") from None
+        unread = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if unread:
+            raise DeliveryStoreError(f"read incomplete: {len(unread)} keys unprocessed")
         for item in answer.get("Responses", {}).get(table, []):
-            runner = item.get(RUNNER_ATTRIBUTE, {}).get("S")
+            runner = item.get(RUNNER_ATTRIBUTE, {}).get("S") or None
+            if runner is None and item.get(ELSEWHERE_ATTRIBUTE, {}).get("BOOL") is True:
+                runner = ENDED_ELSEWHERE
             expires = item.get(TTL_ATTRIBUTE, {}).get("N")
-            if runner and expires is not None and int(expires) >= epoch:
+            if runner is not None and expires is not None and int(expires) >= epoch:
                 found[item[KEY]["S"]] = runner
     return found

@@ -63,7 +63,8 @@ class IntakeDeps:
     enqueue: Callable[[JobMessage], str]
     # Replay guard (None: no guard). claim(key, runner) -> False when already claimed (the key:
     # the delivery id, or the job's for a delivery naming the runner that took it, with that
-    # runner: `claim_key`); both raise DeliveryStoreError when the store is unavailable.
+    # runner, or for a job that ended elsewhere: `claim_key`); both raise DeliveryStoreError
+    # when the store is unavailable.
     claim: Callable[[str, str | None], bool] | None = None
     release: Callable[[str], None] | None = None
     clock: Callable[[], datetime] = field(default=lambda: utcnow())  # noqa: PLW0108
@@ -190,11 +191,17 @@ def claim_key(kind: str, job: WorkflowJob, delivery_id: str) -> tuple[str, str |
     attempt and action (`deliveries.ran_key`), not by delivery id: GitHub sends one such delivery
     per action and attempt, so a copy of it with a new id (GitHub's own duplicate) is a duplicate
     too, and the claim doubles as the record that the job ran on one of ours, which scale-up
-    reads before asking GitHub about a launch (README "Calls per job"). Every other delivery is
-    claimed by its id."""
+    reads to settle a launch without asking GitHub (README "Calls per job"). A `completed`
+    delivery of a job that did not run on one of ours (`release`: cancelled while queued, or run
+    by another runner) is claimed by job attempt too, as ended elsewhere (ENDED_ELSEWHERE): a
+    launch of that job waiting in the queue is then dropped from the record. Every other delivery
+    is claimed by its id."""
     if kind in ("taken", "rerun") and job.action in deliveries.RAN_ACTIONS and job.runner_name:
         key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, job.action)
         return key, job.runner_name
+    if kind == "release" and job.action == "completed":
+        key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, job.action)
+        return key, deliveries.ENDED_ELSEWHERE
     return delivery_id, None
 
 

@@ -196,8 +196,9 @@ class ScaleUpBatch:
         return self._live
 
     def _ran_on(self, job: JobMessage) -> str | None:
-        """The runner of ours that job `job` ran on, by the webhook's job-ran claims; None when
-        none is recorded (or the table cannot say: the need is passed on, as without them).
+        """The runner of ours that job `job` ran on (ENDED_ELSEWHERE: it ended without one of
+        ours), by the webhook's job-ran claims; None when none is recorded (or the table cannot
+        say: the need is passed on, as without them).
 
         One BatchGetItem for the batch, on its first use: the claims of every job that the
         runners its `taken` messages name were launched for."""

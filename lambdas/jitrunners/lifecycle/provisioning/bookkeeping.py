@@ -108,9 +108,9 @@ def keep_books(
     `live`: our live instances, or what lists them when they are needed (a batch's listing,
     shared by its messages). A list is kept current: the runner's entry is replaced once its
     job tags are rewritten here, so a later message of the same batch judges by what is
-    written. `ran_on`: the runner of ours a job ran on, by the webhook's job-ran claims (None:
-    not recorded), asked about the job the runner was launched for once it took another: a
-    job that ran needs no cover, so nothing is listed for it."""
+    written. `ran_on`: the runner of ours a job ran on, or ENDED_ELSEWHERE, by the webhook's
+    job-ran claims (None: not recorded), asked about the job the runner was launched for once
+    it took another: a job that ran or ended needs no cover, so nothing is listed for it."""
     settings = deps.settings
     took = _key(job)
     gone = runner.state in fleet.GONE_STATES
@@ -138,14 +138,15 @@ def keep_books(
         count("RunnerSwapped")
     taker = ran_on(owed) if ran_on is not None else None
     if taker is not None:
-        # Y ran on a runner of ours already (the webhook booked its delivery): the need is met,
-        # whatever covers it, and no listing of our instances is needed to say so. In a burst
-        # of jobs with the same labels this is most swaps (crossings).
+        # Y ran on a runner of ours already, or ended elsewhere (the webhook booked its
+        # delivery): the need is met, whatever covers it, and no listing of our instances is
+        # needed to say so. In a burst of jobs with the same labels this is most swaps
+        # (crossings).
         if rewrite and not gone:
             _retag(runner, job_tags(job), live)
         logger.info(
             "runner took another job; the job it was launched for ran on another runner",
-            extra={**extra, "covered_by": taker},
+            extra={**extra, "covered_by": taker or "a runner not ours (or cancelled)"},
         )
         return "swap:ran"
     if callable(live):

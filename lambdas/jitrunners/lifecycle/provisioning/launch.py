@@ -75,14 +75,14 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                 fresh_ones.add(record.message_id)
         else:
             outcomes[record.message_id] = outcome
-    # Of the launches GitHub would be asked about, those whose job ran on one of our runners
-    # (None: the records could not be read, or are not kept).
+    # Of the launches to check, those whose job ran on one of our runners or ended elsewhere,
+    # by the webhook's records (None: the records could not be read, or are not kept; then
+    # GitHub is asked about each, per workflow run where a run has several).
     asked = [
         item for group in groups.values() for item in group if item[0].message_id not in fresh_ones
     ]
     ran = _jobs_ran(asked, deps)
-    # The jobs GitHub is asked about, checked per workflow run where a run has several.
-    checks = JobChecks(deps.github, (m for r, m in asked if not ran or r.message_id not in ran))
+    checks = JobChecks(deps.github, (m for _, m in asked) if ran is None else ())
 
     for name, group in groups.items():
         template = deps.template(name)
@@ -110,8 +110,7 @@ def plan_launches(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, Outcome
                     message,
                     deps,
                     books,
-                    record.message_id in fresh_ones,
-                    records_read=ran is not None,
+                    record.message_id in fresh_ones or ran is not None,
                     checks=checks,
                 )
             if outcome is not None:
@@ -267,36 +266,27 @@ def _confirm(
     message: JobMessage,
     deps: ScaleUpDeps,
     live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
-    fresh: bool = False,
+    settled: bool = False,
     *,
-    records_read: bool = False,
     checks: JobChecks,
 ) -> Outcome | None:
     """What GitHub says, asked only for a launch that has a slot: None when the job is still
-    queued (or was queued moments ago: `fresh`) and the template's runner group is a safe
-    boundary; otherwise the outcome.
+    queued and the template's runner group is a safe boundary; otherwise the outcome.
 
-    `records_read`: the webhook's job-ran records were read for this launch and do not name its
-    job. Then a first launch (its job's own `queued` delivery) whose check GitHub's rate limit
-    refuses goes ahead instead of waiting in the queue for GitHub's points: the check would
-    spend a point that the burst's JIT configs need, and what it guards against is covered
-    otherwise (a job one of our runners took: the records; a job cancelled or run elsewhere:
-    the `release` its `completed` delivery sends, which stops the runner). The instance boots
-    while GitHub's window refills; its JIT config is asked for ahead of boot or at its start."""
-    if deps.settings.check_job_queued and not fresh:
-        from jitrunners.github.client import GitHubError, GitHubRateLimited
+    `settled`: GitHub need not be asked, because the job was queued moments ago (`_fresh`) or
+    the webhook's job records were read for this launch and name no end of its job. The records
+    answer what the check guards against: a job one of our runners took (`in_progress`,
+    `completed` on ours) and a job that ended elsewhere (cancelled while queued, or run by
+    another runner: its `completed` delivery). What they can miss is a delivery still on its way
+    or failed (the housekeeper redelivers those); its `release` then stops the instance launched
+    meanwhile, or the runner's idle timeout does. Asking GitHub for every launch that waited
+    cost one call per job of a burst (0.8-1.0 a job at 10,000) against the points the JIT
+    configs need. Without readable records GitHub is asked, per workflow run (`checks`)."""
+    if deps.settings.check_job_queued and not settled:
+        from jitrunners.github.client import GitHubError
 
         try:
             job = checks.get(message)
-        except GitHubRateLimited as exc:
-            if not records_read or message.attempt != 1:
-                return _github_failed(exc, "the job")
-            count("LaunchCheckSkipped", reason="github_rate_limited")
-            logger.info(
-                "GitHub's points are short: launched without asking whether the job is queued",
-                extra={"wait_s": exc.retry_after_s},
-            )
-            return _check_groups_and_size(message, deps)
         except GitHubError as exc:
             return _github_failed(exc, "the job")
         if job is None or job.status != "queued":
@@ -333,13 +323,12 @@ def _check_groups_and_size(message: JobMessage, deps: ScaleUpDeps) -> Outcome | 
 
 
 def _jobs_ran(items: Sequence[Item], deps: ScaleUpDeps) -> dict[str, str] | None:
-    """Of `items` (launches GitHub would be asked about), those whose job a runner of ours took:
-    message id -> that runner's name, from the webhook's job-ran claims (one BatchGetItem for
-    the batch). In a burst of jobs with the same labels most needs passed on by the job books
-    are of jobs another runner took meanwhile: this drops their launches without a GitHub call
-    (a point of the installation, held back behind the JIT configs when its points are short).
-    None when the records are not kept (no table), or could not be read; empty when GitHub would
-    not be asked (`check_job_queued` off, or every launch is fresh)."""
+    """Of `items` (launches to check), those whose job attempt the webhook's records say ran on
+    a runner of ours (message id -> that runner's name) or ended elsewhere (-> ENDED_ELSEWHERE);
+    one BatchGetItem for the batch. A launch they do not name goes ahead without a GitHub call
+    (`_confirm`). None when the records are not kept (no table) or could not be read: GitHub is
+    asked then; empty when nothing is checked (`check_job_queued` off, or every launch is
+    fresh)."""
     from jitrunners.aws import deliveries
 
     table = deps.settings.deliveries_table
@@ -366,8 +355,15 @@ def _ran_on(
     deps: ScaleUpDeps,
     live: Sequence[fleet.Instance] | Callable[[], list[fleet.Instance]],
 ) -> Outcome:
-    """A launch whose job ran on `runner_name`, one of ours (the webhook's job-ran claim): what
-    `_confirm` does when GitHub says the job is in progress or completed there, without asking."""
+    """A launch whose job ran on `runner_name`, one of ours, or ended elsewhere (ENDED_ELSEWHERE),
+    by the webhook's records: what `_confirm` does when GitHub says the job is in progress or
+    completed, without asking."""
+    from jitrunners.aws.deliveries import ENDED_ELSEWHERE
+
+    if runner_name == ENDED_ELSEWHERE:
+        count("LaunchDropped", reason="job_completed")
+        logger.info("launch dropped: the job ended without a runner of ours")
+        return Outcome("dropped")
     count("LaunchDropped", reason="job_ran")
     logger.info(
         "launch dropped: the job ran on a runner of ours", extra={"runner_name": runner_name}
