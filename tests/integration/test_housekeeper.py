@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -288,6 +288,93 @@ def test_a_redelivery_that_failed_too_is_asked_for_again_up_to_a_cap(
         )
         run()
         run()  # a second pass before GitHub's next attempt asks for nothing
+    assert github.redelivered == list(range(1, MAX_DELIVERY_ATTEMPTS))
+
+
+def listing_starts(github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """Where each pass's listing of deliveries starts (its `since`)."""
+    starts: list[datetime] = []
+    real = github.list_deliveries
+
+    def listing(since: datetime) -> Any:
+        starts.append(since)
+        return real(since)
+
+    monkeypatch.setattr(github, "list_deliveries", listing)
+    return starts
+
+
+def test_a_pass_lists_deliveries_from_where_the_last_one_stopped(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first pass lists the whole redelivery window; the next ones from the newest delivery
+    the last one saw, less the overlap (at 10,000 jobs an hour the window is ~20,000 pages)."""
+    from jitrunners.lifecycle.recovery.sweep import LISTING_OVERLAP, REDELIVERY_WINDOW
+
+    starts = listing_starts(github, monkeypatch)
+    t0 = clock()
+    github.deliveries = [
+        _delivery(clock, 1, "fine", 202, age=timedelta(hours=2)),
+        _delivery(clock, 2, "fine-too", 202, age=timedelta(minutes=30)),
+    ]
+    run()
+    clock.advance(minutes=10)
+    github.deliveries.append(_delivery(clock, 3, "lost", 502, age=timedelta(minutes=1)))
+    run()
+    clock.advance(minutes=10)
+    run()  # nothing new: the same start
+
+    assert starts == [
+        t0 - REDELIVERY_WINDOW,
+        t0 - timedelta(minutes=30) - LISTING_OVERLAP,
+        t0 + timedelta(minutes=9) - LISTING_OVERLAP,
+    ]
+    assert github.redelivered == [3]
+
+
+def test_a_delivery_given_back_is_listed_again_however_far_newer_ones_reach(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+) -> None:
+    """GitHub could not take the request for a delivery two hours old while newer ones were
+    listed too: the mark stops before it, so the next pass still sees it and asks."""
+    github.deliveries = [
+        _delivery(clock, 1, "lost", 502, age=timedelta(hours=2)),
+        _delivery(clock, 2, "fine", 202, age=timedelta(0)),
+    ]
+    github.failing.add("redeliver")
+    run()
+    github.failing.clear()
+    clock.advance(hours=1)
+    github.deliveries.append(_delivery(clock, 3, "fine-too", 202, age=timedelta(0)))
+    run()
+    assert github.redelivered == [1]
+
+
+def test_the_cap_counts_attempts_made_before_the_listed_slice(
+    app_mode: None,
+    run: Callable[[], dict[str, Any]],
+    clock: Clock,
+    github: FakeGitHub,
+) -> None:
+    """A delivery our endpoint keeps refusing, an attempt an hour: each pass lists only the
+    newest attempt, and the marker's count keeps the cap."""
+    from jitrunners.lifecycle.recovery.sweep import MAX_DELIVERY_ATTEMPTS
+
+    github.deliveries = [_delivery(clock, 1, "refused", 502, age=timedelta(0))]
+    run()
+    for attempt in range(2, 10):
+        clock.advance(hours=1)
+        github.deliveries.append(
+            _delivery(clock, attempt, "refused", 500, redelivery=True, age=timedelta(0))
+        )
+        run()
     assert github.redelivered == list(range(1, MAX_DELIVERY_ATTEMPTS))
 
 

@@ -44,6 +44,12 @@ REDELIVERY_MARKER_LIFETIME: Final = timedelta(days=4)
 # A delivery whose redeliveries keep failing (our endpoint refuses it) is asked for at most this
 # many times: the original attempt plus its redeliveries.
 MAX_DELIVERY_ATTEMPTS: Final = 4
+# The newest delivery a pass listed, kept among the redelivery markers (a name no GUID takes):
+# the next pass lists from there, less LISTING_OVERLAP, instead of the whole window again.
+LISTED_UNTIL: Final = "listed-until"
+# GitHub lists an attempt once it is over (up to its 10 s timeout) and not strictly in order:
+# each pass lists this much of what the last one saw again.
+LISTING_OVERLAP: Final = timedelta(minutes=5)
 # A relaunch record only has to outlive the events about its instance (retries, duplicates).
 RELAUNCH_MARKER_LIFETIME: Final = timedelta(days=1)
 # A fallback for instances whose template was removed from the configuration.
@@ -446,10 +452,17 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
 
     A delivery (guid) may have several attempts; it needs help only when none got a 2xx. Our
     request is remembered as an SSM parameter named after the guid whose value is the attempt we
-    asked GitHub to redeliver, written before asking: a crash, a retry or a concurrent run never
-    asks twice for one attempt. A redelivery that failed too is a newer attempt, asked for again
-    (up to MAX_DELIVERY_ATTEMPTS); a request GitHub could not take is given back for the next run.
-    """
+    asked GitHub to redeliver and how many we have asked for (`<id>:<n>`), written before
+    asking: a crash, a retry or a concurrent run never asks twice for one attempt. A redelivery
+    that failed too is a newer attempt, asked for again (up to MAX_DELIVERY_ATTEMPTS); a request
+    GitHub could not take is given back for the next run.
+
+    Each pass lists the deliveries from where the last one stopped (LISTED_UNTIL, less
+    LISTING_OVERLAP), not the whole 3-day window: at 10,000 jobs an hour the window holds about
+    two million deliveries, 20,000 pages a pass. What a pass must see again stays in reach: a
+    redelivery GitHub makes is a new attempt, listed as new; the mark never passes a delivery
+    whose request was given back; and the attempts made before the listed slice are counted from
+    the marker."""
     from jitrunners.github.client import GitHubError
     from jitrunners.guardrail import webhook_stopped
 
@@ -463,17 +476,21 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
         # failed deliveries wait (within REDELIVERY_WINDOW) until the switch is lifted.
         logger.info("kill switch on: failed deliveries are asked for again once it is lifted")
         return
+    path = redelivery_path(ctx.settings.prefix)
+    asked = {m.name.rsplit("/", 1)[-1]: m.value for m in markers.list_markers(path)}
+    listed_until = _instant(asked.pop(LISTED_UNTIL, None))
     since = now - REDELIVERY_WINDOW
+    start = since if listed_until is None else max(since, listed_until - LISTING_OVERLAP)
     attempts: dict[str, list[Any]] = defaultdict(list)
+    newest: datetime | None = None
     try:
-        for delivery in ctx.github.list_deliveries(since):
+        for delivery in ctx.github.list_deliveries(start):
+            newest = delivery.delivered_at if newest is None else max(newest, delivery.delivered_at)
             if delivery.event == "workflow_job":
                 attempts[str(delivery.guid)].append(delivery)
     except GitHubError as exc:
         logger.warning("cannot list webhook deliveries", extra={"status": exc.status})
         return
-    path = redelivery_path(ctx.settings.prefix)
-    asked = {m.name.rsplit("/", 1)[-1]: m.value for m in markers.list_markers(path)}
     # Queued jobs start runners; a completed one may be a job lost to a spot reclaim, which only
     # its webhook names (the delivery list does not say whether it failed: ask for all of them).
     wanted: tuple[str | None, ...] = (None, "queued")
@@ -488,41 +505,75 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
         if latest.delivered_at < since:
             continue
         before = asked.get(guid)
-        if before == str(latest.id):
+        before_id, _, before_n = (before or "").partition(":")
+        if before is not None and before_id == str(latest.id):
             continue  # asked for already; GitHub has not made the attempt yet
-        if before is not None and len(tries) >= MAX_DELIVERY_ATTEMPTS:
+        # Attempts made: those listed, or (when earlier ones fall before the listed slice) the
+        # original and each redelivery asked for, by the marker (an old marker: one).
+        made = len(tries) if before is None else max(len(tries), _asked(before_n) + 1)
+        if before is not None and made >= MAX_DELIVERY_ATTEMPTS:
             continue
         extra = {
             "delivery_id": guid,
             "reason": "delivery_failed",
             "status_code": latest.status_code,
-            "attempts": len(tries),
+            "attempts": made,
         }
         report.add("redeliver", guid, "delivery_failed")
         if ctx.dry_run:
             logger.info("would ask GitHub to redeliver", extra=extra)
             continue
         name = f"{path}/{guid}"
+        value = f"{latest.id}:{made}"
         if before is None:
-            if not markers.claim(name, str(latest.id), ctx.settings.prefix):
+            if not markers.claim(name, value, ctx.settings.prefix):
                 report.actions.pop()
                 continue
         else:
-            markers.put(name, str(latest.id))
+            markers.put(name, value)
         try:
             ctx.github.redeliver(latest.id)
         except GitHubError as exc:
             logger.warning("GitHub refused the redelivery", extra={**extra, "status": exc.status})
             if exc.retryable:
-                # Nothing was redelivered: give the request back, so the next run asks again.
+                # Nothing was redelivered: give the request back, so the next run asks again
+                # (and lists from before this attempt, however far newer deliveries reach).
                 if before is None:
                     markers.remove(name)
                 else:
                     markers.put(name, before)
+                newest = min(newest or latest.delivered_at, latest.delivered_at)
             continue
         count("Redeliveries")
         logger.info("redelivery requested", extra=extra)
+    if not ctx.dry_run and newest is not None and newest != listed_until:
+        _mark_listed(f"{path}/{LISTED_UNTIL}", newest, listed_until, ctx.settings.prefix)
     _expire_markers(path, REDELIVERY_MARKER_LIFETIME, now, ctx)
+
+
+def _asked(count_text: str) -> int:
+    """Redeliveries asked for, by a marker's count (`<id>:<n>`); 1 for a marker without one."""
+    return int(count_text) if count_text.isdigit() else 1
+
+
+def _instant(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _mark_listed(name: str, newest: datetime, before: datetime | None, prefix: str) -> None:
+    """Keep where this pass's listing stopped; a failed write only means a longer listing."""
+    try:
+        if before is None and markers.claim(name, newest.isoformat(), prefix):
+            return
+        markers.put(name, newest.isoformat())
+    except AWS_ERRORS as exc:
+        logger.warning("cannot keep the deliveries listed", extra={"detail": str(exc)})
 
 
 def _expire_markers(path: str, lifetime: timedelta, now: datetime, ctx: Context) -> None:
