@@ -428,11 +428,67 @@ def test_a_swap_delivery_is_claimed_by_its_job_and_records_the_runner(
     assert copy == (202, {"ignored": "duplicate", "job_id": 71})
     assert len(drain(env["JOB_QUEUE_URL"])) == 1
     [(key, item)] = _claim_items(deliveries_table).items()
-    assert key == f"ran:acme/widgets:71:2:{action}"
+    assert key == "ran:acme/widgets:71:2:in_progress"  # the attempt's taking, either action
     assert item["runner"]["S"] == runner
     assert deliveries.jobs_ran(
         deliveries_table, [key, "ran:acme/widgets:71:1:completed"], now=datetime.now(UTC)
     ) == {key: runner}
+
+
+@pytest.mark.parametrize("order", [("in_progress", "completed"), ("completed", "in_progress")])
+def test_a_swaps_two_deliveries_are_booked_once(
+    env: dict[str, str], deliveries_table: str, lambda_context: Any, order: tuple[str, str]
+) -> None:
+    """R (launched for 75) took 76: its `in_progress` and its `completed` both say so, in
+    whichever order GitHub delivers them. The first is claimed and enqueued; the second is a
+    duplicate, neither claimed nor sent (a `SendMessage` and a booking saved per swap)."""
+    runner = "i-0123456789abcdef0-75-1"
+    answers = [
+        _call(
+            proxy_event(
+                json.dumps(
+                    workflow_job_payload(
+                        action=action, job_id=76, runner_name=runner, conclusion="success"
+                    )
+                ),
+                delivery=f"dlv-76-{action}",
+            ),
+            lambda_context,
+        )
+        for action in order
+    ]
+
+    assert answers == [
+        (202, {"recorded": "taken", "job_id": 76}),
+        (202, {"ignored": "duplicate", "job_id": 76}),
+    ]
+    assert len(drain(env["JOB_QUEUE_URL"])) == 1
+    assert _claims(deliveries_table) == {"ran:acme/widgets:76:1:in_progress"}
+
+
+def test_a_failed_jobs_completed_on_a_swapped_runner_still_sends_its_rerun_check(
+    env: dict[str, str],
+    deliveries_table: str,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With re-runs on, a failed `completed` is a `rerun` check, not a second `taken`: it keeps
+    its own claim and message after the swap's `in_progress` was booked."""
+    _reconfigure(monkeypatch, RERUN_INTERRUPTED_JOBS="true")
+    runner = "i-0123456789abcdef0-77-1"
+    for action, conclusion in (("in_progress", None), ("completed", "failure")):
+        body = json.dumps(
+            workflow_job_payload(
+                action=action, job_id=78, runner_name=runner, conclusion=conclusion
+            )
+        )
+        _call(proxy_event(body, delivery=f"dlv-78-{action}"), lambda_context)
+
+    assert len(drain(env["JOB_QUEUE_URL"])) == 2
+    assert _claims(deliveries_table) == {
+        "ran:acme/widgets:78:1:in_progress",
+        "ran:acme/widgets:78:1:completed",
+    }
 
 
 @pytest.mark.parametrize("runner", [None, "GitHub Actions 12", "build-host-3"])

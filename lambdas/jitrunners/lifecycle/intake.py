@@ -188,16 +188,20 @@ def claim_key(kind: str, job: WorkflowJob, delivery_id: str) -> tuple[str, str |
     """What a delivery is claimed by, and the runner the claim records.
 
     A delivery naming the runner of ours that took its job (`taken`, `rerun`) is claimed by job
-    attempt and action (`deliveries.ran_key`), not by delivery id: GitHub sends one such delivery
-    per action and attempt, so a copy of it with a new id (GitHub's own duplicate) is a duplicate
-    too, and the claim doubles as the record that the job ran on one of ours, which scale-up
-    reads to settle a launch without asking GitHub (README "Calls per job"). A `completed`
+    attempt (`deliveries.ran_key`), not by delivery id, so a copy of it with a new id (GitHub's
+    own duplicate) is a duplicate too, and the claim doubles as the record that the job ran on
+    one of ours, which scale-up reads to settle a launch without asking GitHub (README "Calls
+    per job"). A swap's `in_progress` and `completed` (`taken`) share one claim, the attempt's
+    `in_progress` key: both say the same thing (R took X), so whichever comes second is a
+    duplicate, neither claimed nor enqueued again (it cost a `SendMessage` and a booking that
+    found R's tags already rewritten). A `rerun` (`completed`, failed) has its own. A `completed`
     delivery of a job that did not run on one of ours (`release`: cancelled while queued, or run
     by another runner) is claimed by job attempt too, as ended elsewhere (ENDED_ELSEWHERE): a
-    launch of that job waiting in the queue is then dropped from the record. Every other delivery
-    is claimed by its id."""
+    launch of that job waiting in the queue is then dropped from the record. Every other
+    delivery is claimed by its id."""
     if kind in ("taken", "rerun") and job.action in deliveries.RAN_ACTIONS and job.runner_name:
-        key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, job.action)
+        action = "in_progress" if kind == "taken" else job.action
+        key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, action)
         return key, job.runner_name
     if kind == "release" and job.action == "completed":
         key = deliveries.ran_key(job.repo, job.job_id, job.run_attempt, job.action)
