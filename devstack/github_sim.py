@@ -521,6 +521,9 @@ class GitHubSim:
         # group (id 1) is visible to all repositories: set_runner_group(1, visibility="all").
         self.runner_groups: dict[int, dict[str, Any] | None] = {}
         self.jobs: dict[int, SimJob] = {}  # job id -> latest attempt
+        # (repository, lower case) -> run id -> logical job key -> its latest attempt: what
+        # `workflow_runs` answers from, without a pass over every job of a burst per call.
+        self._runs: dict[str, dict[int, dict[str, SimJob]]] = {}
         self.attempts: list[SimJob] = []  # every attempt of every job, in the order queued
         self._settled = 0  # attempts before this one are none a runner may take (_takeable)
         self.plans: dict[str, JobPlan] = {}  # logical job key -> what the users do to it
@@ -627,6 +630,7 @@ class GitHubSim:
             plan = self.plans.setdefault(job.key, self._draw_plan(job.key))
             job.held = plan.approval_s is not None
             self.jobs[job.id] = job
+            self._index_run(job)
             self.attempts.append(job)
             self.counters["jobs_queued"] += 1
         self._notify("queued", job)
@@ -780,6 +784,7 @@ class GitHubSim:
                 key=job.key,
             )
             self.jobs[job.id] = again
+            self._index_run(again)
             self.attempts.append(again)
             self.counters["jobs_queued"] += 1
         before()
@@ -1297,22 +1302,23 @@ class GitHubSim:
         return again
 
     def workflow_runs(self, repo: str, run_id: int | None = None) -> dict[int, list[SimJob]]:
-        """The repository's runs (run id -> the latest execution of each of its jobs), the
-        shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer from; with
-        `run_id`, that run only."""
-        repo = repo.casefold()
+        """The repository's runs (run id -> the latest execution of each of its jobs, by job
+        id), the shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer
+        from; with `run_id`, that run only."""
         with self._lock:
-            latest: dict[str, SimJob] = {}
-            for job in self.jobs.values():
-                if (run_id is not None and job.run_id != run_id) or job.repo.casefold() != repo:
-                    continue
-                known = latest.get(job.key)
-                if known is None or (job.run_attempt, job.id) > (known.run_attempt, known.id):
-                    latest[job.key] = job
-            runs: dict[int, list[SimJob]] = {}
-            for job in sorted(latest.values(), key=lambda j: j.id):
-                runs.setdefault(job.run_id, []).append(job)
-            return runs
+            runs = self._runs.get(repo.casefold(), {})
+            wanted = runs if run_id is None else {run_id: runs[run_id]} if run_id in runs else {}
+            return {
+                rid: sorted(latest.values(), key=lambda j: j.id)
+                for rid, latest in sorted(wanted.items())
+            }
+
+    def _index_run(self, job: SimJob) -> None:
+        """Record `job` as its logical job's latest attempt in its run (under the lock)."""
+        run = self._runs.setdefault(job.repo.casefold(), {}).setdefault(job.run_id, {})
+        known = run.get(job.key)
+        if known is None or (job.run_attempt, job.id) > (known.run_attempt, known.id):
+            run[job.key] = job
 
     # ------------------------------------------------------------------ the App manifest flow
     def new_app_from_manifest(self, org: str, form: dict[str, list[str]]) -> str:
