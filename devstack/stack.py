@@ -787,7 +787,7 @@ class Stack:
         AWS, for ever in moto): describing them all every 0.3 s took the watcher seconds a round
         once a long run had launched hundreds, so new instances booted minutes late."""
         if self.options.watch == "moto":
-            return self.world.instances_in_process()
+            return self.world.instance_changes()
         ours = {"Name": "tag:jitrunners:prefix", "Values": [self.options.prefix]}
         self._watch_rounds += 1
         if self._watch_rounds % FULL_WATCH_EVERY == 1:

@@ -298,3 +298,40 @@ def test_the_serializer_writes_what_moto_s_own_picking_writes(ec2: Any) -> None:
         ResponseSerializer.get_value = fast
     assert ours == theirs
     assert ours[2]["Images"][0]["CreationDate"]
+
+
+def test_the_watcher_is_given_each_live_instance_every_round_and_each_ended_one_once(
+    ec2: Any,
+) -> None:
+    """`AwsWorld.instance_changes` (the local stack's watcher, once a round): every instance of
+    ours not terminated, each round; one terminated since, once; one not ours, never. It reads
+    only the reservations with an instance it was not given as terminated."""
+    from devstack.aws_world import AwsWorld
+
+    world = AwsWorld(prefix="jr")
+
+    def ours(count: int) -> list[str]:
+        answer = ec2.run_instances(
+            ImageId=AMI, MinCount=count, MaxCount=count, InstanceType="m5.large",
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "jitrunners:prefix", "Value": "jr"}]}
+            ],
+        )  # fmt: skip
+        return [i["InstanceId"] for i in answer["Instances"]]
+
+    def given() -> dict[str, str]:
+        return {i["InstanceId"]: i["State"]["Name"] for i in world.instance_changes()}
+
+    first, second = ours(2), ours(1)
+    _launch(ec2, 1, "not-ours")
+    assert given() == dict.fromkeys(first + second, "running")
+    ec2.terminate_instances(InstanceIds=[first[0], *second])
+    assert given() == {first[0]: "terminated", first[1]: "running", second[0]: "terminated"}
+    third = ours(1)
+    assert given() == {first[1]: "running", third[0]: "running"}
+    assert len(world._watch_open) == 3  # the first, the not-ours one, the third: not the second
+    ec2.terminate_instances(InstanceIds=[first[1]])
+    assert given() == {first[1]: "terminated", third[0]: "running"}
+    assert given() == {third[0]: "running"}
+    # What the others read is unchanged: every instance of ours, ended ones too.
+    assert {i["InstanceId"] for i in world.instances_in_process()} == {*first, *second, *third}
