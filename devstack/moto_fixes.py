@@ -302,6 +302,11 @@ def _apply_value_picking() -> None:
     ResponseSerializer.get_value = get_value  # type: ignore[method-assign]
 
 
+# Reservations an id not found is looked for in again before the index is rebuilt: the one
+# run_instances is filling, and those of launches running beside it in other threads.
+NEWEST_RESERVATIONS = 8
+
+
 def _apply_instance_index(backend_class: Any) -> None:
     """Instances by id through an index instead of a scan of every reservation ever made.
 
@@ -310,15 +315,26 @@ def _apply_instance_index(backend_class: Any) -> None:
     DescribeInstances, copied every reservation: a burst's batches paid for every instance of
     the burst, again and again. Reservations and their instances are never removed (a reset
     builds a new backend), so the index only grows: reservations added since the last look are
-    indexed on the next one, and an id not found rebuilds it once (an instance appended to a
-    reservation already indexed, run_instances' order) before it is said not to exist."""
+    indexed on the next one. An id not found is looked for in the newest reservations again
+    (run_instances appends each instance to a reservation already listed, and looks it up as it
+    sets it up: a whole rebuild there cost every instance of the burst per instance launched),
+    then in a rebuilt index, before it is said not to exist."""
     import itertools
 
     from moto.ec2 import utils
     from moto.ec2.exceptions import InvalidInstanceIdError
 
-    def index(backend: Any, rebuild: bool = False) -> dict[str, tuple[int, Any, Any]]:
+    def index(
+        backend: Any, rebuild: bool = False, newest: int = 0
+    ) -> dict[str, tuple[int, Any, Any]]:
         found = backend.__dict__.get("_instance_index")
+        if found is not None and newest and not rebuild:
+            # The newest reservations again (instances appended since they were indexed).
+            reservations = list(backend.reservations.values())
+            start = max(0, len(reservations) - newest)
+            for position, reservation in enumerate(reservations[start:], start=start):
+                for instance in list(reservation.instances):
+                    found[instance.id] = (position, reservation, instance)
         seen = 0 if found is None or rebuild else backend.__dict__.get("_instance_indexed", 0)
         if found is None or rebuild:
             found = backend._instance_index = {}
@@ -333,6 +349,8 @@ def _apply_instance_index(backend_class: Any) -> None:
 
     def lookup(backend: Any, instance_ids: Any) -> tuple[list[tuple[int, Any, Any]], list[str]]:
         found = index(backend)
+        if any(i not in found for i in instance_ids):
+            found = index(backend, newest=NEWEST_RESERVATIONS)
         if any(i not in found for i in instance_ids):
             found = index(backend, rebuild=True)
         hits = [found[i] for i in instance_ids if i in found]

@@ -70,6 +70,24 @@ def test_instances_are_found_by_id_across_reservations_old_and_new(ec2: Any) -> 
     }  # fmt: skip
 
 
+def test_launching_instances_looks_them_up_without_rebuilding_the_index(ec2: Any) -> None:
+    """run_instances appends each instance to a reservation already indexed and looks it up as
+    it sets it up (its volume): found among the newest reservations, not by a rebuild of the
+    whole index (every instance of a burst, per instance launched)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"]
+    first = _launch(ec2, 2, "first")
+    assert _described(ec2, InstanceIds=first) == [first]  # the index is built
+    built = backend._instance_index
+    more = [i for n in range(4) for i in _launch(ec2, 3, f"more-{n}")]
+    assert backend._instance_index is built
+    assert _described(ec2, InstanceIds=[more[-1], first[0]]) == [[first[0]], [more[-1]]]
+    with pytest.raises(ClientError, match=r"InvalidInstanceID\.NotFound"):
+        ec2.describe_instances(InstanceIds=["i-0123456789abcdef0"])
+
+
 def test_a_listing_of_live_instances_walks_past_reservations_that_ended(ec2: Any) -> None:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ec2.models import ec2_backends
