@@ -160,6 +160,10 @@ class CallMeter:
                 for instance_id in params.get("Resources") or []:
                     self.instance_job[instance_id] = job
 
+    def instances(self) -> int:
+        """Instances launched for a job so far."""
+        return len(self.instance_job)
+
     def jobs_launched(self) -> dict[int, float]:
         """GitHub job id -> when its first instance was launched."""
         with self._lock:
@@ -398,7 +402,11 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
     deadline = started + timeout_s
     while time.monotonic() < deadline:
         now = time.monotonic()
-        if "all_launched" not in marks:
+        # Each job had an instance (its own, or a runner took it): not before there are as
+        # many instances and started jobs as jobs (reading both is a pass over every job).
+        if "all_launched" not in marks and meter.instances() + len(milestones.started_ids) >= len(
+            ids
+        ):
             launched = _launched(meter.jobs_launched(), milestones.started_ids)
             if ids <= launched.keys():
                 marks["all_launched"] = max(launched[i] for i in ids) - started

@@ -40,6 +40,7 @@ import random
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +174,9 @@ class AgentShim:
         self._lock = threading.Lock()
         self._late: dict[str, bool] = {}
         self.invocations: dict[tuple[str, str], Invocation] = {}
+        # The same, by instance: what kill_instance ends (a scan of every invocation of a burst
+        # per instance ended grew with the square of the burst).
+        self._invocations_of: defaultdict[str, list[Invocation]] = defaultdict(list)
         self.commands: list[dict[str, Any]] = []  # every command's parameters (secrets scan)
         self.counters: dict[str, int] = {
             "agent_not_ready": 0,
@@ -539,6 +543,7 @@ class AgentShim:
         now = time.time()
         with self._lock:
             self.invocations[(command_id, instance_id)] = invocation
+            self._invocations_of[instance_id].append(invocation)
             self.counters["invocations"] += 1
             if instance_id not in self.first_command_at:
                 self.first_command_at[instance_id] = now
@@ -596,7 +601,7 @@ class AgentShim:
         """The instance is gone (terminated or interrupted): its processes die with it."""
         killed = False
         with self._lock:
-            running = [i for i in self.invocations.values() if i.instance_id == instance_id]
+            running = list(self._invocations_of.get(instance_id, ()))
             instance = self.instances.get(instance_id)
         for invocation in running:
             if invocation.status == "InProgress":
