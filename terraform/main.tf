@@ -70,6 +70,7 @@ locals {
     MAX_RERUNS                    = tostring(var.max_reruns)
     MAX_REDRIVES                  = tostring(var.max_redrives)
     DRY_RUN                       = tostring(var.housekeeper_dry_run)
+    RECONCILE_RUN_LISTINGS        = tostring(var.housekeeper_run_listings)
     BUDGET_ACTION                 = var.budget_action
     POWERTOOLS_SERVICE_NAME       = local.prefix
     POWERTOOLS_METRICS_NAMESPACE  = local.prefix

@@ -182,6 +182,17 @@ variable "housekeeper_schedule" {
   }
 }
 
+variable "housekeeper_run_listings" {
+  description = "Workflow runs whose jobs the housekeeper's reconciliation lists per repository and pass, at most (one GitHub request each); with more runs queued or in progress it goes round them from pass to pass."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.housekeeper_run_listings >= 1 && var.housekeeper_run_listings <= 5000 && floor(var.housekeeper_run_listings) == var.housekeeper_run_listings
+    error_message = "housekeeper_run_listings must be a whole number between 1 and 5000."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of every CloudWatch log group the module creates (Lambda logs, RunCommand output)."
   type        = number

@@ -335,6 +335,9 @@ class Settings:
     # Housekeeper reconciliation: a job queued this long without a runner gets a launch (younger
     # ones may still get theirs from the webhook; the local stack and tests shorten it).
     reconcile_grace_s: int = 120
+    # Housekeeper reconciliation: at most this many runs' jobs listed per repository and pass,
+    # going round the runs from pass to pass (README "The reconciliation pass").
+    reconcile_run_listings: int = 300
     # Housekeeper: a runner command that ended less than this long ago is left to scale-down,
     # whose status event may still be in the teardown queue (the local stack shortens it).
     teardown_grace_s: int = 120
@@ -421,6 +424,7 @@ class Settings:
             max_redrives=_int(env, "MAX_REDRIVES", 3, minimum=0),
             dry_run=_flag(env, "DRY_RUN", False),
             reconcile_grace_s=_int(env, "RECONCILE_GRACE_S", 120, minimum=0),
+            reconcile_run_listings=_int(env, "RECONCILE_RUN_LISTINGS", 300, minimum=1),
             teardown_grace_s=_int(env, "TEARDOWN_GRACE_S", 120, minimum=0),
             housekeeper_full_listing_s=_int(env, "HOUSEKEEPER_FULL_LISTING_S", 900, minimum=0),
             retry_delay_percent=_int(env, "RETRY_DELAY_PERCENT", 100),

@@ -493,3 +493,57 @@ def test_a_queued_job_with_refused_sizing_gets_no_launch_and_a_sized_one_does(
     assert (message.job_id, message.template) == (fits.id, "sized")
     assert message.labels == ("self-hosted", "sized", "cpu=4")
     assert refused.id != fits.id  # the refused one, also old and queued, got nothing
+
+
+def test_a_pass_lists_at_most_its_budget_of_runs_and_the_next_goes_on_round_them(
+    run: Callable[[], dict[str, Any]],
+    sim: GitHubSim,
+    clock: Clock,
+    env: dict[str, str],
+    allow: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five runs with a lost job each, two run listings a pass (`RECONCILE_RUN_LISTINGS`): each
+    pass lists two runs' jobs, going on from the run after the last one listed and round again,
+    so every run is read within three passes. (At 10,000 one-job runs an hour, listing every run
+    in progress each pass was some 20,000 requests an hour.)"""
+    roomy = [{**t, "max_runners": 100} for t in TEMPLATES]
+    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps(roomy))
+    monkeypatch.setenv("RECONCILE_RUN_LISTINGS", "2")
+    allow("acme/app")
+    jobs = {
+        run_id: queued(sim, clock, "acme/app", X64, age=OLD, run_id=run_id).id
+        for run_id in (11, 12, 13, 14, 15)
+    }
+
+    passes = []
+    for _ in range(3):
+        before = sim.calls[RUN_JOBS]
+        run()
+        passes.append(sorted(m.job_id for m in launches(env)))
+        assert sim.calls[RUN_JOBS] - before == 2
+
+    # The third pass goes round to the first run again: its launch is still in the queue (as
+    # after any pass that runs before scale-up), and scale-up drops the copy as a duplicate.
+    assert passes == [
+        sorted([jobs[11], jobs[12]]),
+        sorted([jobs[13], jobs[14]]),
+        sorted([jobs[15], jobs[11]]),
+    ]
+
+
+def test_with_no_more_runs_than_its_budget_a_pass_lists_them_all(
+    run: Callable[[], dict[str, Any]],
+    sim: GitHubSim,
+    clock: Clock,
+    env: dict[str, str],
+    allow: Callable[..., None],
+) -> None:
+    allow("acme/app")
+    for run_id in (21, 22, 23):
+        queued(sim, clock, "acme/app", X64, age=OLD, run_id=run_id)
+
+    run()
+
+    assert sim.calls[RUN_JOBS] == 3
+    assert len(launches(env)) == 3

@@ -21,6 +21,7 @@ from jitrunners.lifecycle.recovery import listing as instance_listing
 from jitrunners.lifecycle.recovery import rerun
 from jitrunners.lifecycle.recovery.pool_pass import pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
+from jitrunners.lifecycle.recovery.reconcile import reset as reconcile_reset
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
 from jitrunners.models import runner_instance
 from jitrunners.observability import count, logger
@@ -256,6 +257,7 @@ def reset() -> None:
     """Forget the container's reads (a new process, for tests)."""
     _EXITED.clear()
     instance_listing.reset()
+    reconcile_reset()
 
 
 def _record_lost_interruptions(ctx: Context, ended: list[Any], report: SweepReport) -> None:
