@@ -336,7 +336,7 @@ class Settings:
     # ones may still get theirs from the webhook; the local stack and tests shorten it).
     reconcile_grace_s: int = 120
     # Housekeeper reconciliation: at most this many runs' jobs listed per repository and pass,
-    # going round the runs from pass to pass (README "The reconciliation pass").
+    # going round the runs from pass to pass (README "Reconciliation").
     reconcile_run_listings: int = 300
     # Housekeeper: a runner command that ended less than this long ago is left to scale-down,
     # whose status event may still be in the teardown queue (the local stack shortens it).
