@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from typing import Any, Final, Literal
 
 MESSAGE_VERSION: Final = 1
@@ -35,6 +36,18 @@ RUNNER_NAME_RE: Final = re.compile(
 )
 COLD: Final = "cold"
 RunnerPath = Literal["cold", "stopped", "hot"]
+
+
+def aware_instant(value: Any) -> datetime | None:
+    """An ISO-8601 instant with its offset (GitHub's `Z`, or `+00:00`: payloads, tags, records);
+    None when it is missing, not a string, malformed, or has no offset."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def runner_name(

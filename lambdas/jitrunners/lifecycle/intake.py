@@ -17,6 +17,7 @@ from jitrunners.models import (
     JobMessage,
     PayloadError,
     WorkflowJob,
+    aware_instant,
     runner_instance,
     runner_launched_for,
     runner_path,
@@ -144,23 +145,10 @@ def _kind_for(action: str, payload: dict[str, Any], settings: Settings) -> str |
 
 def _stale(job: WorkflowJob, now: datetime) -> str | None:
     """Why a `queued` delivery is too old to act on (its job's age), or None."""
-    try:
-        queued = datetime.fromisoformat(job.queued_at.replace("Z", "+00:00"))
-    except ValueError:
-        return "job_age_unknown"
-    if queued.tzinfo is None:
+    queued = aware_instant(job.queued_at)
+    if queued is None:
         return "job_age_unknown"
     return "job_too_old" if now - queued > CLAIM_TTL else None
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _queue_to_runner_s(payload: Mapping[str, Any]) -> float | None:
@@ -169,7 +157,7 @@ def _queue_to_runner_s(payload: Mapping[str, Any]) -> float | None:
     job = payload.get("workflow_job")
     if not isinstance(job, Mapping):
         return None
-    created, started = _instant(job.get("created_at")), _instant(job.get("started_at"))
+    created, started = aware_instant(job.get("created_at")), aware_instant(job.get("started_at"))
     if created is None or started is None or started < created:
         return None
     return (started - created).total_seconds()

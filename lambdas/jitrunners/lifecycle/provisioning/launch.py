@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from jitrunners.lifecycle.provisioning.jit import ahead_of_boot
 from jitrunners.lifecycle.provisioning.job_checks import JobChecks
 from jitrunners.lifecycle.provisioning.tags import fleet_tags, launch_tags, took_another_job
 from jitrunners.lifecycle.records import Outcome, Record, RecordFailed, ScaleUpDeps, correlated
-from jitrunners.models import JobMessage
+from jitrunners.models import JobMessage, aware_instant
 from jitrunners.observability import count, logger
 
 # Back-offs (seconds) before a failed launch is tried again.
@@ -253,11 +253,8 @@ def _fresh(message: JobMessage, record: Record, deps: ScaleUpDeps) -> bool:
     """A first launch of a job queued within FRESH_LAUNCH, on its first receive."""
     if message.attempt != 1 or message.redrives or record.receive_count > 1:
         return False
-    try:
-        queued = datetime.fromisoformat(message.queued_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if queued.tzinfo is None:
+    queued = aware_instant(message.queued_at)
+    if queued is None:
         return False
     return timedelta(0) <= deps.clock() - queued <= FRESH_LAUNCH
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jitrunners import sizing
 from jitrunners.aws import fleet
-from jitrunners.models import JobMessage, runner_name
+from jitrunners.models import JobMessage, aware_instant, runner_name
 
 if TYPE_CHECKING:
     from jitrunners.config import RunnerTemplate
@@ -207,7 +207,7 @@ def booting_for(instance: Any, now: datetime) -> float:
     if instance is None or instance.launch_time is None:
         return 0.0
     since = instance.launch_time
-    claimed = _parse_time(instance.tags.get(fleet.TAG_CLAIMED_AT, ""))
+    claimed = aware_instant(instance.tags.get(fleet.TAG_CLAIMED_AT, ""))
     if claimed is not None and claimed > since:
         since = claimed
     return (now - since).total_seconds()
@@ -217,15 +217,5 @@ def command_age(instance: Any, now: datetime) -> float | None:
     """Seconds since the instance's runner command was sent (`started_at`, its `started-at`
     tag, written with the command id right after SendCommand), or None when the tag is missing
     or unreadable."""
-    sent = _parse_time(str(getattr(instance, "started_at", None) or ""))
+    sent = aware_instant(str(getattr(instance, "started_at", None) or ""))
     return None if sent is None else (now - sent).total_seconds()
-
-
-def _parse_time(iso: str) -> datetime | None:
-    if not iso:
-        return None
-    try:
-        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return then if then.tzinfo is not None else None

@@ -23,7 +23,7 @@ from jitrunners.lifecycle.recovery.pool_pass import pool_pass
 from jitrunners.lifecycle.recovery.reconcile import reconcile
 from jitrunners.lifecycle.recovery.reconcile import reset as reconcile_reset
 from jitrunners.lifecycle.recovery.relaunch import relaunch_if_queued, relaunch_path
-from jitrunners.models import runner_instance
+from jitrunners.models import aware_instant, runner_instance
 from jitrunners.observability import count, logger
 
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
@@ -480,7 +480,7 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
         return
     path = redelivery_path(ctx.settings.prefix)
     asked = {m.name.rsplit("/", 1)[-1]: m.value for m in markers.list_markers(path)}
-    listed_until = _instant(asked.pop(LISTED_UNTIL, None))
+    listed_until = aware_instant(asked.pop(LISTED_UNTIL, None))
     since = now - REDELIVERY_WINDOW
     start = since if listed_until is None else max(since, listed_until - LISTING_OVERLAP)
     attempts: dict[str, list[Any]] = defaultdict(list)
@@ -556,16 +556,6 @@ def _redeliver_failed(ctx: Context, now: datetime, report: SweepReport) -> None:
 def _asked(count_text: str) -> int:
     """Redeliveries asked for, by a marker's count (`<id>:<n>`); 1 for a marker without one."""
     return int(count_text) if count_text.isdigit() else 1
-
-
-def _instant(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _mark_listed(name: str, newest: datetime, before: datetime | None, prefix: str) -> None:
