@@ -123,6 +123,12 @@ def registered(sim: GitHubSim, clock: Clock, scope: str, *, busy: bool, **kw: An
     return instance_id
 
 
+def roomy_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test templates with room for 100 runners each: max_runners bounds nothing here."""
+    roomy = [{**t, "max_runners": 100} for t in TEMPLATES]
+    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps(roomy))
+
+
 # --- the pass launches for what no runner covers ----------------------------------------------
 
 
@@ -330,8 +336,7 @@ def test_launches_per_pass_are_bounded_oldest_first(
     allow: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    roomy = [{**t, "max_runners": 100} for t in TEMPLATES]
-    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps(roomy))
+    roomy_templates(monkeypatch)
     allow("acme/app")
     # 25 jobs in one run: two pages of jobs at 20 per page.
     sim.page_size_max = 20
@@ -507,8 +512,7 @@ def test_a_pass_lists_at_most_its_budget_of_runs_and_the_next_goes_on_round_them
     pass lists two runs' jobs, going on from the run after the last one listed and round again,
     so every run is read within three passes. (At 10,000 one-job runs an hour, listing every run
     in progress each pass was some 20,000 requests an hour.)"""
-    roomy = [{**t, "max_runners": 100} for t in TEMPLATES]
-    monkeypatch.setenv("RUNNER_TEMPLATES", json.dumps(roomy))
+    roomy_templates(monkeypatch)
     monkeypatch.setenv("RECONCILE_RUN_LISTINGS", "2")
     allow("acme/app")
     jobs = {
