@@ -137,6 +137,9 @@ class Options:
     agent: str = "script"  # "script": start-runner.sh per instance; "inline": devstack/inline_agent
     watch: str = "api"  # instances seen by DescribeInstances ("api") or in moto's state ("moto")
     webhook_senders: int = 1  # webhooks the simulator delivers at once (a burst's: in parallel)
+    # Scale-up's records per batch on the job queue (Terraform `scale_up_batch_size`): 1 gives
+    # every job its own invocation, so its own launch call.
+    scale_up_batch_size: int = 10
     # Scale-down's event source mapping on the teardown queue (terraform/functions.tf): pollers
     # at once (maximum concurrency), records per batch and the batching window.
     event_workers: int = 1
@@ -626,6 +629,7 @@ class Stack:
                 self.world.job_queue_url,
                 self.functions["scale-up"],
                 REGION,
+                batch_size=self.options.scale_up_batch_size,
                 poisoned=self.options.poisoned_messages,
                 intake=intake,
             ).start()

@@ -22,13 +22,16 @@ def test_interruptions_and_capacity_refusals_open_the_breaker_and_launches_go_on
         seed=31,
         templates=["linux-x64"],  # spot-then-on-demand: the breaker may switch it
         faults={"spot-interrupt": 1.0, "ec2-capacity": 0.2},
-        # 3 events open it: each of the 5 jobs' spot launches ends in one (a refusal or an
-        # interruption), so it opens, whatever the thread timing.
+        # A job per scale-up invocation, so a launch call per job: the capacity fault's rolls
+        # (seed 31: refused, refused, then granted) then fall on the first three jobs' launches
+        # whatever the thread timing; the third one's spot instance is interrupted (every job,
+        # once). Batched, one refusal could turn a whole batch on-demand: 2 events, not 3.
+        scale_up_batch_size=1,
+        # 3 events open it: 2 refusals and an interruption in the first wave.
         template_overrides={"spot_breaker_threshold": 3},
         # Queued once the first wave is done and the breaker open: their launches find it so.
-        # (The event that opens it may be a refusal in the first wave's last launch, after
-        # which nothing in that wave launches again, or an interruption recorded after the
-        # first wave's jobs finished.)
+        # (The event that opens it may be an interruption recorded after the first wave's jobs
+        # finished.)
         later_jobs=2,
         later_after_log="spot breaker opened",
     )
