@@ -322,10 +322,11 @@ def parameter_arn(region: str, account: str, name: str) -> str:
 
 
 class BackendLookup(MotoLookup):
-    """MotoLookup that reads EC2's instances and tags from moto's backends of this process
-    instead of asking moto through boto3: the same answers (tests/integration/test_iam_enforce.py
-    compares them) without a DescribeInstances serialised, parsed and answered for each call the
-    layer authorizes (about a tenth of a burst's CPU). For a moto in this process only."""
+    """MotoLookup that reads EC2's instances and tags, and SSM's parameters and their tags, from
+    moto's backends of this process instead of asking moto through boto3: the same answers
+    (tests/integration/test_iam_enforce.py compares them) without a DescribeInstances, or a
+    DescribeParameters and a ListTagsForResource, serialised, parsed and answered for each call
+    the layer authorizes (a tenth of a burst's CPU each). For a moto in this process only."""
 
     def _ec2(self) -> Any:
         from moto.ec2.models import ec2_backends
@@ -348,6 +349,34 @@ class BackendLookup(MotoLookup):
 
     def ec2_tags(self, resource_id: str) -> Mapping[str, str]:
         return dict(self._ec2().tags.get(resource_id) or {})
+
+    def parameter(self, name: str) -> ParameterInfo | None:
+        """As DescribeParameters (its Name filter, with or without the leading slash) and
+        ListTagsForResource answer, without the two calls: every PutParameter, GetParameter and
+        DeleteParameters name the layer authorizes read them, and moto's DescribeParameters
+        passes over every parameter (thousands in a burst)."""
+        from moto.ssm.models import ssm_backends
+
+        backend = ssm_backends[self.account][self.region]
+        stored = backend._parameters
+        bare = name.lstrip("/")
+        for key in dict.fromkeys(stored.normalize_name(n) for n in (name, "/" + bare, bare)):
+            versions = stored.get(key) if key else None
+            if versions:
+                found = versions[-1]
+                break
+        else:
+            return None
+        # ListTagsForResource finds the parameter by the name as given (normalized), not as
+        # the Name filter does: "a/b" is described as "/a/b" but has no tags of its own.
+        tagged = dict.get(stored, stored.normalize_name(name))
+        tags = (backend._resource_tags.get("Parameter", {}).get(found.name) if tagged else {}) or {}
+        return ParameterInfo(
+            arn=parameter_arn(self.region, self.account, name),
+            tags=dict(tags),
+            type=str(found.parameter_type or "String"),
+            key_id=found.keyid or None,
+        )
 
 
 # ----------------------------------------------------------------------------------- checks

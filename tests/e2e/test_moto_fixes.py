@@ -353,3 +353,37 @@ def test_the_watcher_is_given_each_live_instance_every_round_and_each_ended_one_
     assert given() == {third[0]: "running"}
     # What the others read is unchanged: every instance of ours, ended ones too.
     assert {i["InstanceId"] for i in world.instances_in_process()} == {*first, *second, *third}
+
+
+def test_the_server_finds_each_host_s_backend_once_and_as_moto_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_fixes.apply()
+    app = DomainDispatcherApplication(create_backend_app)
+    hosts = [
+        "ec2.eu-west-1.amazonaws.com",
+        "ssm.eu-west-1.amazonaws.com",
+        "sqs.eu-west-1.amazonaws.com",
+        "dynamodb.eu-west-1.amazonaws.com",
+        "moto_api",
+        None,
+    ]
+    expected = {"ec2": "ec2", "ssm": "ssm", "sqs": "sqs", "dynamodb": "dynamodb"}
+    for host in hosts:
+        found = app.get_backend_for_host(host)
+        service = (host or "").split(".")[0]
+        assert found == expected.get(service, "moto_api" if host == "moto_api" else None), host
+    tried: list[str] = []
+
+    class Pattern:
+        def match(self, url: str) -> None:
+            tried.append(url)
+
+    # A second lookup of a host tries no URL pattern: its backend is known.
+    monkeypatch.setattr(app, "backend_url_patterns", [("nothing", Pattern())])
+    assert [app.get_backend_for_host(h) for h in hosts[:4]] == ["ec2", "ssm", "sqs", "dynamodb"]
+    assert tried == []
+    assert app.get_backend_for_host("elsewhere.example") is None
+    assert tried == ["http://elsewhere.example"]

@@ -120,6 +120,24 @@ def test_the_backend_lookup_answers_as_moto_does_through_boto3(aws: None) -> Non
     assert found.instance_profile_arn == world.profiles["jitrunners-runner"][0]
     for resource in (ours, world.subnet, world.group, "subnet-00000000"):
         assert direct.ec2_tags(resource) == through.ec2_tags(resource), resource
+    ssm = World.raw("ssm")
+    ssm.put_parameter(Name="/jitrunners/jit/i-1", Value="x", Type="SecureString")
+    ssm.put_parameter(Name="/jitrunners/jit/i-1", Value="y", Type="SecureString", Overwrite=True)
+    ssm.add_tags_to_resource(
+        ResourceType="Parameter",
+        ResourceId="/jitrunners/jit/i-1",
+        Tags=[{"Key": "jitrunners:prefix", "Value": "jitrunners"}],
+    )
+    ssm.put_parameter(Name="plain", Value="1", Type="String")
+    ssm.put_parameter(Name="keyed", Value="1", Type="SecureString", KeyId="alias/runners")
+    ssm.put_parameter(Name="/gone", Value="1", Type="String")
+    ssm.delete_parameter(Name="/gone")
+    names = ["/jitrunners/jit/i-1", "jitrunners/jit/i-1", "plain", "/plain", "keyed", "/gone"]
+    for name in [*names, "/jitrunners/jit", "/nothing", "arn:aws:ssm:x:1:parameter/plain"]:
+        assert direct.parameter(name) == through.parameter(name), name
+    tagged = direct.parameter("/jitrunners/jit/i-1")
+    assert tagged is not None
+    assert (tagged.type, tagged.tags) == ("SecureString", {"jitrunners:prefix": "jitrunners"})
 
 
 def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
