@@ -257,6 +257,8 @@ def run_burst(
     quotas: Any = None,
     apps: int = 1,
     jobs_per_run: int = 1,
+    scale_up_batch: int = 10,
+    scale_up_window_s: float = 0.0,
 ) -> dict[str, Any]:
     """One burst of `jobs` queued jobs through a fresh local stack; every number of it.
 
@@ -300,6 +302,8 @@ def run_burst(
         visibility_timeout_s=30,
         max_receive_count=20,  # the Terraform module's default
         jobs_per_run=jobs_per_run,
+        scale_up_batch_size=scale_up_batch,
+        scale_up_window_s=scale_up_window_s,
     )
     with (workdir / "progress.txt").open("w", encoding="utf-8") as out:
         stack = Stack(options, out=out)
@@ -310,6 +314,7 @@ def run_burst(
             result = _burst(stack, meter, milestones, timeout_s)
             result["github_apps"] = apps
             result["jobs_per_run"] = jobs_per_run
+            result["scale_up_batch"] = [scale_up_batch, stack.scale_up_window_s()]
             result["jit_configs_by_installation"] = {
                 str(k): v for k, v in sorted(stack.sim.jitconfigs_by_installation.items())
             }
@@ -578,6 +583,7 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
         "aws_throttle_wait_s_by_function": quotas["aws_throttle_wait_s_by_function"],
         "github_apps": result.get("github_apps", 1),
         "jobs_per_run": result.get("jobs_per_run", 1),
+        "scale_up_batch": result.get("scale_up_batch", [10, 0.0]),  # records, window (s)
         "jit_configs_by_installation": result.get("jit_configs_by_installation", {}),
     }
 
@@ -903,6 +909,21 @@ def main(argv: list[str] | None = None) -> int:
         help="with --quotas on: jobs of one workflow run (a matrix), in a row (default 1: a run "
         "per job); launches of one run are checked with one listing of its jobs",
     )
+    parser.add_argument(
+        "--scale-up-batch",
+        type=int,
+        default=10,
+        help="with --quotas on: scale-up's records per batch (Terraform scale_up_batch_size; "
+        "default 10, the module's)",
+    )
+    parser.add_argument(
+        "--scale-up-window",
+        type=float,
+        default=0.0,
+        help="with --quotas on: scale-up's batching window, seconds (Terraform "
+        "scale_up_batching_window_s; default 0, the module's; at least 1 above 10 records, as "
+        "the module sets it)",
+    )
     args = parser.parse_args(argv)
     if args.quotas == "on":
         return _quota_burst(args)
@@ -956,6 +977,8 @@ def _quota_burst(args: argparse.Namespace) -> int:
         quotas=quotas,
         apps=args.apps,
         jobs_per_run=args.jobs_per_run,
+        scale_up_batch=args.scale_up_batch,
+        scale_up_window_s=args.scale_up_window,
     )
     print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(json.dumps(result, separators=(",", ":")), file=sys.stderr)

@@ -140,6 +140,10 @@ class Options:
     # Scale-up's records per batch on the job queue (Terraform `scale_up_batch_size`): 1 gives
     # every job its own invocation, so its own launch call.
     scale_up_batch_size: int = 10
+    # ... and its batching window (Terraform `scale_up_batching_window_s`): seconds a batch may
+    # wait to fill once its first record is in; at least 1 above 10 records, as the module sets
+    # it (terraform/functions.tf).
+    scale_up_window_s: float = 0.0
     # Scale-down's event source mapping on the teardown queue (terraform/functions.tf): pollers
     # at once (maximum concurrency), records per batch and the batching window.
     event_workers: int = 1
@@ -630,6 +634,7 @@ class Stack:
                 self.functions["scale-up"],
                 REGION,
                 batch_size=self.options.scale_up_batch_size,
+                window_s=self.scale_up_window_s(),
                 poisoned=self.options.poisoned_messages,
                 intake=intake,
             ).start()
@@ -1111,6 +1116,12 @@ class Stack:
         if any(seen["state"] != "terminated" for seen in list(self.seen_instances.values())):
             why.append("ends_not_seen")
         return why
+
+    def scale_up_window_s(self) -> float:
+        """Scale-up's batching window as the module sets it: the variable, at least 1 s for a
+        batch above 10 records (AWS requires it)."""
+        above_ten = 1.0 if self.options.scale_up_batch_size > 10 else 0.0
+        return max(self.options.scale_up_window_s, above_ten)
 
     def run_timeout_s(self) -> float:
         """The run's bound: generous per job, and counted from when the stack is up, so that a

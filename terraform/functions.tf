@@ -91,7 +91,7 @@ resource "aws_lambda_event_source_mapping" "scale_up" {
   # toward maxReceiveCount and the DLQ (DESIGN 5b). Disabled, they wait in the queue.
   enabled                            = !local.kill_switch
   batch_size                         = var.scale_up_batch_size
-  maximum_batching_window_in_seconds = var.scale_up_batch_size > 10 ? 1 : 0
+  maximum_batching_window_in_seconds = max(var.scale_up_batching_window_s, var.scale_up_batch_size > 10 ? 1 : 0)
   function_response_types            = ["ReportBatchItemFailures"]
 
   scaling_config {

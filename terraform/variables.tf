@@ -127,6 +127,17 @@ variable "scale_up_batch_size" {
   }
 }
 
+variable "scale_up_batching_window_s" {
+  description = "Seconds scale-up's event source may wait for a batch to fill once its first job is in (SQS's MaximumBatchingWindowInSeconds). 0 invokes at once (lowest queue-to-runner latency); 1 or more fills batches under a burst, so that the per-batch calls (the headcount and batch describes, CreateFleet, the claims' transaction, the start messages) are shared by more jobs. At least 1 whenever scale_up_batch_size is above 10, as AWS requires."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.scale_up_batching_window_s >= 0 && var.scale_up_batching_window_s <= 300 && floor(var.scale_up_batching_window_s) == var.scale_up_batching_window_s
+    error_message = "scale_up_batching_window_s must be a whole number of seconds between 0 and 300."
+  }
+}
+
 variable "scale_down_batch_size" {
   description = "EventBridge events per scale-down invocation, read from the teardown queue (gathered for up to 1 s above 10): one DescribeInstances and one TerminateInstances serve the whole batch."
   type        = number

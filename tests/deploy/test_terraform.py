@@ -509,6 +509,35 @@ def test_scale_down_reads_the_teardown_queue_in_batches_with_partial_failures() 
     assert "<= 1000" in variables["scale_down_batch_size"]["validation"][0]["condition"]
 
 
+@pytest.mark.parametrize(
+    ("batch_size", "window_s", "expected"),
+    [(10, 0, 0), (50, 0, 1), (10, 2, 2), (50, 5, 5), (1, 1, 1)],
+)
+def test_scale_up_s_batching_window_is_the_variable_and_at_least_1_above_10_records(
+    tmp_path: Path, batch_size: int, window_s: int, expected: int
+) -> None:
+    """The mapping's window, as terraform evaluates the module's expression: the variable, raised
+    to 1 where AWS requires it (a batch above 10 records)."""
+    import shutil
+    import subprocess
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH")
+    mapping = tf.blocks("resource", "aws_lambda_event_source_mapping")["scale_up"]
+    expression = str(mapping["maximum_batching_window_in_seconds"])
+    assert expression.startswith("${"), expression
+    assert expression.endswith("}"), expression
+    shutil.copy(tf.TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+    done = subprocess.run(
+        [terraform, "console", "-no-color", "-var", f"scale_up_batch_size={batch_size}",
+         "-var", f"scale_up_batching_window_s={window_s}"],
+        input=expression[2:-1] + "\n", capture_output=True, text=True, cwd=tmp_path,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.stdout.strip() == str(expected), done.stdout + done.stderr
+
+
 def test_only_our_teardown_rules_may_send_to_the_teardown_queue() -> None:
     """The rendered queue policies (documents.tf): EventBridge may send to the teardown queue for
     the three rules that target it, and to no other queue but the events DLQ."""

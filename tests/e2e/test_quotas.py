@@ -208,7 +208,8 @@ def test_a_burst_under_binding_quotas_loses_no_job_and_no_limit_admits_more_than
     in a minute's window, so a binding one costs a minute of waiting: here it is above what the
     burst spends, the Lambdas shape to it (GITHUB_POINTS_PER_MINUTE, as a deployment sets it)
     and it refuses nothing. GitHub binding is the bench's (one App: a 60 s floor) and the
-    `github-rate-limit` fault's (tests/e2e/test_pipeline.py)."""
+    `github-rate-limit` fault's (tests/e2e/test_pipeline.py). Scale-up reads the job queue as the
+    sizing table sets it for bursts (README "Sizing"): batches of up to 50 records, a 1 s window."""
     from bench.burst_bench import quota_summary, run_burst
 
     jobs, points = 300, 2400
@@ -218,9 +219,11 @@ def test_a_burst_under_binding_quotas_loses_no_job_and_no_limit_admits_more_than
     }
     quotas = Quotas(aws, GitHubLimits(points_per_minute=points, window_s=60.0))
     result = run_burst(
-        jobs, {}, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S, quotas=quotas
-    )
+        jobs, {}, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S, quotas=quotas,
+        scale_up_batch=50,
+    )  # fmt: skip
     summary = quota_summary(result)
+    assert summary["scale_up_batch"] == [50, 1.0]
     assert summary["lost"] == 0
     assert not any(result["left"].values()), result["left"]
     # The buckets bound: some requests were refused, each answered as AWS answers it and
