@@ -270,8 +270,13 @@ def run_burst(
     workdir.mkdir(parents=True, exist_ok=True)
     lambda_env = {"MAX_RUNNERS": str(2 * jobs + 10)}
     overrides: dict[str, Any] = {}
+    rate = quotas.clock_rate if quotas is not None else 1.0
     if quotas is not None:
-        lambda_env["RETRY_DELAY_PERCENT"] = "100"
+        # The Lambdas' delays and back-offs are emulated seconds on the providers' clock
+        # (devstack/quotas.py ProviderClock): 100 %, as long as in AWS, at its real rate.
+        lambda_env["RETRY_DELAY_PERCENT"] = str(round(100 / rate))
+        # The schedules and the job queue's visibility timeout, on the same clock.
+        housekeeper_every_s, redrive_every_s = housekeeper_every_s / rate, redrive_every_s / rate
         if quotas.github.window_s == 60.0:
             # The Lambdas shape their GitHub calls to the limit the simulator enforces, as a
             # deployment sets github_points_per_minute to its Apps' (their window is a minute).
@@ -299,7 +304,7 @@ def run_burst(
         event_workers=5,
         redrive_every_s=redrive_every_s,
         housekeeper_every_s=housekeeper_every_s,
-        visibility_timeout_s=30,
+        visibility_timeout_s=max(1, round(30 / rate)),
         max_receive_count=20,  # the Terraform module's default
         jobs_per_run=jobs_per_run,
         scale_up_batch_size=scale_up_batch,
@@ -312,6 +317,11 @@ def run_burst(
             stack.start()
             meter, milestones = _instrument(stack)
             result = _burst(stack, meter, milestones, timeout_s)
+            if rate != 1.0:
+                # Seconds on the providers' clock, as the floor is; the real ones beside them.
+                result["real_seconds"] = result["seconds"]
+                result["seconds"] = {k: round(v * rate, 1) for k, v in result["seconds"].items()}
+                result["clock_rate"] = rate
             result["github_apps"] = apps
             result["jobs_per_run"] = jobs_per_run
             result["scale_up_batch"] = [scale_up_batch, stack.scale_up_window_s()]
@@ -408,9 +418,12 @@ def _burst(stack: Any, meter: CallMeter, milestones: Milestones, timeout_s: floa
     while time.monotonic() < deadline:
         now = time.monotonic()
         # Each job had an instance (its own, or a runner took it): not before there are as
-        # many instances and started jobs as jobs (reading both is a pass over every job).
-        if "all_launched" not in marks and meter.instances() + len(milestones.started_ids) >= len(
-            ids
+        # many instances and started jobs as jobs, and none is missing from either (set
+        # operations, C loops); then the times of every job (a pass in Python).
+        if (
+            "all_launched" not in marks
+            and meter.instances() + len(milestones.started_ids) >= len(ids)
+            and not ids - set(meter.instance_job.values()) - milestones.started_ids.keys()
         ):
             launched = _launched(meter.jobs_launched(), milestones.started_ids)
             if ids <= launched.keys():
@@ -584,6 +597,11 @@ def quota_summary(result: dict[str, Any]) -> dict[str, Any]:
         "github_apps": result.get("github_apps", 1),
         "jobs_per_run": result.get("jobs_per_run", 1),
         "scale_up_batch": result.get("scale_up_batch", [10, 0.0]),  # records, window (s)
+        # Emulated seconds a real one (README "Scaling": the providers' clock); 1: real time.
+        "clock_rate": result.get("clock_rate", 1.0),
+        "real_seconds_to_all_started": result.get("real_seconds", result["seconds"]).get(
+            "all_started"
+        ),
         "jit_configs_by_installation": result.get("jit_configs_by_installation", {}),
     }
 
@@ -924,6 +942,14 @@ def main(argv: list[str] | None = None) -> int:
         "scale_up_batching_window_s; default 0, the module's; at least 1 above 10 records, as "
         "the module sets it)",
     )
+    parser.add_argument(
+        "--clock-rate",
+        type=float,
+        default=1.0,
+        help="with --quotas on: the providers' clock runs this many emulated seconds a real one "
+        "(1-10; default 1: real time). Quotas, the Lambdas' delays and the schedules run on it, "
+        'and seconds are reported on it (README "Scaling")',
+    )
     args = parser.parse_args(argv)
     if args.quotas == "on":
         return _quota_burst(args)
@@ -966,6 +992,7 @@ def _quota_burst(args: argparse.Namespace) -> int:
     quotas = Quotas(quotas.aws, replace(quotas.github, requests_per_hour=args.github_hourly))
     if args.quota_scale != 1.0:
         quotas = quotas.scaled(args.quota_scale)
+    quotas = replace(quotas, clock_rate=args.clock_rate)
     started = time.monotonic()
     result = run_burst(
         args.jobs,

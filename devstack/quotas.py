@@ -587,12 +587,56 @@ def rate_limit(sim: Any, headers: Any, method: str, path: str, endpoint: str) ->
     return Limited(quotas, who, refusal, answer_headers)
 
 
+class ProviderClock:
+    """The providers' clock: the time the quotas refill, count their windows and stamp their
+    answers in (`x-ratelimit-reset`, `retry-after`), running `rate` emulated seconds a real one
+    from the moment it is made. At rate 1 it is real time.
+
+    A faster clock lets a burst that AWS's buckets would spread over 18 minutes run in 12: every
+    limit admits `rate` times as much a real second, and whatever waits for a limit must wait in
+    emulated seconds too. The stack gives the Lambdas' GitHub client this clock (what it knows of
+    GitHub's windows and resets), and runs the Lambdas with RETRY_DELAY_PERCENT = 100 / rate
+    (their delays and back-offs, in emulated seconds, become real ones); reports convert real
+    seconds with `emulated`. What stays on real time: boots and jobs (the boot model's own scaled
+    clock, already far shorter than any wait for a limit), SQS's clock, botocore's sub-second
+    retry back-off, and the Lambdas' ages (a job's age, an instance's)."""
+
+    def __init__(
+        self,
+        rate: float = 1.0,
+        *,
+        real: Callable[[], float] = time.monotonic,
+        epoch: Callable[[], float] = time.time,
+    ) -> None:
+        if not 1.0 <= rate <= 10.0:
+            raise ValueError(f"the providers' clock rate {rate} is not within 1-10")
+        self.rate = rate
+        self._real = real
+        self._real0 = real()
+        self._epoch0 = epoch()
+
+    def monotonic(self) -> float:
+        return self._real0 + (self._real() - self._real0) * self.rate
+
+    def time(self) -> float:
+        """Epoch seconds: real at the clock's start, emulated since."""
+        return self._epoch0 + (self._real() - self._real0) * self.rate
+
+    def emulated(self, real_s: float) -> float:
+        return real_s * self.rate
+
+    def real(self, emulated_s: float) -> float:
+        return emulated_s / self.rate
+
+
 @dataclass(frozen=True)
 class Quotas:
-    """What the stack enforces (`Options.quotas`): the AWS buckets and GitHub's limits."""
+    """What the stack enforces (`Options.quotas`): the AWS buckets and GitHub's limits, on the
+    providers' clock (`clock_rate` emulated seconds a real one: ProviderClock)."""
 
     aws: Mapping[str, Bucket] = field(default_factory=lambda: dict(AWS_BUCKETS))
     github: GitHubLimits = field(default_factory=GitHubLimits)
+    clock_rate: float = 1.0
 
     def scaled(self, factor: float) -> Quotas:
         """Every bucket and budget times `factor`: a small burst meets the limits a large one
@@ -600,4 +644,5 @@ class Quotas:
         return Quotas(
             aws={name: b.scaled(factor) for name, b in self.aws.items()},
             github=self.github.scaled(factor),
+            clock_rate=self.clock_rate,
         )

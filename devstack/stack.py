@@ -24,7 +24,7 @@ from devstack.faults import Ec2Faults
 from devstack.github_sim import Faults, GitHubSim, JobTimings, SimJob
 from devstack.inline_agent import InlineAgent
 from devstack.progress import JobTable, Progress
-from devstack.quotas import AwsQuotas, GitHubQuotas, Quotas, acting_as
+from devstack.quotas import AwsQuotas, GitHubQuotas, ProviderClock, Quotas, acting_as
 from devstack.runner_dist import RunnerDist
 from devstack.shims import (
     ApiGatewayShim,
@@ -256,9 +256,15 @@ class Stack:
             seed=options.seed,
         )
         self.aws_quotas: AwsQuotas | None = None
+        # The time the providers' limits run on (devstack/quotas.py ProviderClock).
+        self.provider_clock = ProviderClock(options.quotas.clock_rate if options.quotas else 1.0)
         if options.quotas is not None:
-            self.aws_quotas = AwsQuotas(buckets=dict(options.quotas.aws))
-            self.sim.rate_limits = GitHubQuotas(limits=options.quotas.github)
+            self.aws_quotas = AwsQuotas(
+                buckets=dict(options.quotas.aws), clock=self.provider_clock.monotonic
+            )
+            self.sim.rate_limits = GitHubQuotas(
+                limits=options.quotas.github, clock=self.provider_clock.time
+            )
         self._rng = random.Random(options.seed)
         self.functions: dict[str, Function] = {}
         self.counters: Counter[str] = Counter()
@@ -384,6 +390,8 @@ class Stack:
             self._start_shims,
             "shims up: API Gateway, SQS event source, EventBridge, SSM agent, schedules",
         )
+        if self.provider_clock.rate != 1.0 and self.functions["scale-up"].available:
+            self._github_on_provider_clock()
         self.startup_s = round(time.monotonic() - self.started, 1)
         self._status(f"stack up in {self.startup_s:.1f} s")
         if self.progress.table is not None:
@@ -678,6 +686,20 @@ class Stack:
         for function in self.functions.values():
             if function.handler is not None:
                 function.handler = _acting(function.key, function.handler)
+
+    def _github_on_provider_clock(self) -> None:
+        """The Lambdas' GitHub client (one per process, made now as a warm container has it)
+        reads GitHub's windows, resets and `retry-after` on the providers' clock, as it reads
+        GitHub's own in AWS: its holds are then emulated seconds, which the Lambdas' delays
+        (RETRY_DELAY_PERCENT) turn into real ones."""
+        from jitrunners.config import get_settings
+        from jitrunners.github.client import get_client
+
+        scale_up = self.functions["scale-up"]
+        bound = scale_up.principals.bind("scale-up") if scale_up.principals else None
+        with bound or contextlib.nullcontext():
+            github = get_client(get_settings())
+        github._clock = github.shaper._clock = self.provider_clock.time
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,6 +5,7 @@ no job and no limit admits more than it may."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from devstack.quotas import (
     Bucket,
     GitHubLimits,
     GitHubQuotas,
+    ProviderClock,
     Quotas,
+    TokenBucket,
     acting_as,
 )
 from tests.support.waits import PATIENCE_S
@@ -111,7 +114,7 @@ def test_parameter_store_past_its_throughput_answers_throttling_exception(
 
 
 # ------------------------------------------------------------------------------------- GitHub
-def _limited_sim(sim: GitHubSim, clock: Clock, **limits: Any) -> GitHubQuotas:
+def _limited_sim(sim: GitHubSim, clock: Callable[[], float], **limits: Any) -> GitHubQuotas:
     sim.rate_limits = GitHubQuotas(limits=GitHubLimits(**limits), clock=clock)
     return sim.rate_limits
 
@@ -180,6 +183,47 @@ def test_github_primary_limit_is_read_by_the_lambdas_client_as_a_wait_until_rese
     assert sum(sim.rate_limits.requests.values()) == sent
 
 
+def test_the_providers_clock_runs_its_rate_and_a_bucket_on_it_refills_that_much_faster() -> None:
+    real = Clock()
+    clock = ProviderClock(2.5, real=real, epoch=lambda: 1_800_000_000.0)
+    began = clock.monotonic()
+    bucket = TokenBucket(Bucket(10, 1), clock.monotonic)
+    bucket.take(10)
+    assert not bucket.available(1)
+    real.now += 2.0
+    assert clock.monotonic() - began == pytest.approx(5.0)
+    assert clock.time() == pytest.approx(1_800_000_005.0)
+    # Two real seconds are five of the bucket's: five tokens back, not two.
+    assert bucket.available(5.0)
+    assert not bucket.available(5.5)
+    assert (clock.emulated(2.0), clock.real(5.0)) == (5.0, 2.0)
+    with pytest.raises(ValueError, match="is not within 1-10"):
+        ProviderClock(0.5)
+
+
+def test_a_github_hour_on_a_fast_providers_clock_ends_as_soon_for_the_lambdas_client(
+    sim: GitHubSim,
+) -> None:
+    """The simulator's budgets and the client's holds on one providers' clock at 4 emulated
+    seconds a real one: the hour's reset the client waits for comes after 900 real seconds."""
+    from jitrunners.github.auth import TokenAuth
+    from jitrunners.github.client import GitHubClient, GitHubRateLimited
+
+    real = Clock()
+    clock = ProviderClock(4.0, real=real, epoch=lambda: 1_800_000_000.0)
+    _limited_sim(sim, clock.time, requests_per_hour=2)
+    client = GitHubClient(TokenAuth(sim.pat), sim.url, clock=clock.time, sleep=lambda s: None)
+    scope = _org_scope()
+    list(client.list_runners(scope, None))
+    list(client.list_runners(scope, None))
+    real.now += 600  # 2,400 emulated seconds: 1,200 left of the hour
+    with pytest.raises(GitHubRateLimited) as held:
+        list(client.list_runners(scope, None))
+    assert held.value.retry_after_s == pytest.approx(1200, abs=1)
+    real.now += 300
+    assert list(client.list_runners(scope, None)) == []
+
+
 def _org_scope() -> Any:
     from jitrunners.github.client import RunnerScope
 
@@ -203,8 +247,9 @@ def test_github_concurrent_requests_past_the_limit_are_refused_until_one_ends() 
 def test_a_burst_under_binding_quotas_loses_no_job_and_no_limit_admits_more_than_it_may(
     tmp_path: Path,
 ) -> None:
-    """300 jobs (the 1,000-job bench's burst, smaller) under AWS buckets a tenth of their size
-    refilling at twice their rate, so that they bind within seconds. GitHub's limit is counted
+    """300 jobs (the 1,000-job bench's burst, smaller) under AWS buckets a tenth of their size,
+    on a providers' clock running twice as fast as real time (the 10,000-job bench's, faster),
+    so that they bind within seconds. GitHub's limit is counted
     in a minute's window, so a binding one costs a minute of waiting: here it is above what the
     burst spends, the Lambdas shape to it (GITHUB_POINTS_PER_MINUTE, as a deployment sets it)
     and it refuses nothing. GitHub binding is the bench's (one App: a 60 s floor) and the
@@ -214,16 +259,20 @@ def test_a_burst_under_binding_quotas_loses_no_job_and_no_limit_admits_more_than
 
     jobs, points = 300, 2400
     aws = {
-        name: Bucket(max(1.0, b.capacity / 10), 2 * b.refill_per_s)
-        for name, b in AWS_BUCKETS.items()
+        name: Bucket(max(1.0, b.capacity / 10), b.refill_per_s) for name, b in AWS_BUCKETS.items()
     }
-    quotas = Quotas(aws, GitHubLimits(points_per_minute=points, window_s=60.0))
+    quotas = Quotas(aws, GitHubLimits(points_per_minute=points, window_s=60.0), clock_rate=2.0)
     result = run_burst(
         jobs, {}, workdir=tmp_path, job_seconds=0.2, timeout_s=PATIENCE_S, quotas=quotas,
         scale_up_batch=50,
     )  # fmt: skip
     summary = quota_summary(result)
     assert summary["scale_up_batch"] == [50, 1.0]
+    # Seconds on the providers' clock, as its floor is: twice the real ones.
+    assert summary["clock_rate"] == 2.0
+    assert summary["seconds_to_all_started"] == pytest.approx(
+        2 * summary["real_seconds_to_all_started"], abs=0.2
+    )
     assert summary["lost"] == 0
     assert not any(result["left"].values()), result["left"]
     # The buckets bound: some requests were refused, each answered as AWS answers it and
