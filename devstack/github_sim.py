@@ -1301,17 +1301,35 @@ class GitHubSim:
             self.counters["reruns"] += 1
         return again
 
-    def workflow_runs(self, repo: str, run_id: int | None = None) -> dict[int, list[SimJob]]:
+    def workflow_runs(
+        self, repo: str, run_id: int | None = None, *, run_ids: Iterable[int] | None = None
+    ) -> dict[int, list[SimJob]]:
         """The repository's runs (run id -> the latest execution of each of its jobs, by job
         id), the shape `GET .../actions/runs` and `.../runs/{id}/jobs?filter=latest` answer
-        from; with `run_id`, that run only."""
+        from, by run id; with `run_id` (or `run_ids`), those runs only."""
         with self._lock:
             runs = self._runs.get(repo.casefold(), {})
-            wanted = runs if run_id is None else {run_id: runs[run_id]} if run_id in runs else {}
+            if run_id is not None:
+                run_ids = (run_id,)
+            wanted = runs if run_ids is None else {i: runs[i] for i in run_ids if i in runs}
             return {
                 rid: sorted(latest.values(), key=lambda j: j.id)
                 for rid, latest in sorted(wanted.items())
             }
+
+    def run_ids(self, repo: str, status: str | None = None) -> list[int]:
+        """The repository's run ids, newest first; with `status`, those whose status or
+        conclusion it is (`GET .../actions/runs?status=`). One pass over the runs, drawing up
+        none: the housekeeper lists them on every pass, page by page, in a burst of thousands."""
+        with self._lock:
+            runs = self._runs.get(repo.casefold(), {})
+            found = [
+                run_id
+                for run_id, latest in runs.items()
+                if status is None or status in _run_status(latest.values())
+            ]
+        found.sort(reverse=True)
+        return found
 
     def _index_run(self, job: SimJob) -> None:
         """Record `job` as its logical job's latest attempt in its run (under the lock)."""
@@ -1424,7 +1442,7 @@ def _page(items: list[Any], query: dict[str, list[str]], limit: int) -> tuple[li
     return items[start : start + per_page], page, per_page
 
 
-def _run_status(jobs: list[SimJob]) -> tuple[str, str | None]:
+def _run_status(jobs: Iterable[SimJob]) -> tuple[str, str | None]:
     """A run's status and conclusion from its jobs' latest executions. GitHub documents the run
     statuses, not this derivation: a job running, or jobs queued after others finished, make it
     `in_progress`; jobs all queued `queued`; otherwise a job waiting (for an approval) `waiting`."""
@@ -1771,13 +1789,12 @@ class _Handler(BaseHTTPRequestHandler):
         sim, repo = self.simulator, m.group(1)
         sim.installation_auth(self.headers, repo.split("/")[0])
         wanted = q.get("status", [None])[0]
-        runs = sorted(sim.workflow_runs(repo).items(), reverse=True)
-        if wanted:
-            runs = [(i, jobs) for i, jobs in runs if wanted in _run_status(jobs)]
+        runs = sim.run_ids(repo, wanted)
         # Only the page's runs are drawn up: a burst's thousands of runs each cost a whole
         # run object on every listing (the housekeeper's, every pass).
-        page_runs, page, per_page = _page(runs, q, sim.page_size_max)
-        page_items = [_run_api(run_id, jobs, sim.url) for run_id, jobs in page_runs]
+        page_ids, page, per_page = _page(runs, q, sim.page_size_max)
+        page_runs = sim.workflow_runs(repo, run_ids=page_ids).items()
+        page_items = [_run_api(run_id, jobs, sim.url) for run_id, jobs in reversed(page_runs)]
         more = page * per_page < len(runs)
         headers = self._link(f"/repos/{repo}/actions/runs", q, page, per_page, more)
         return 200, {"total_count": len(runs), "workflow_runs": page_items}, headers
