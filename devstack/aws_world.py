@@ -513,6 +513,13 @@ class AwsWorld:
             found[f"{kind} {state} received {received}"] += 1
         return dict(found)
 
+    def deliver(self, url: str, body: str) -> None:
+        """A message an AWS service puts on a queue (EventBridge's SQS target): into moto's
+        backend in this process, as the service's own delivery is no API call of ours."""
+        from moto.sqs.models import sqs_backends
+
+        sqs_backends[ACCOUNT][REGION].send_message(url.rstrip("/").rsplit("/", 1)[-1], body)
+
     def queue_depth(self, url: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(
             QueueUrl=url,

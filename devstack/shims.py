@@ -504,9 +504,13 @@ class EventBus:
         drop: float = 0.0,
         seed: int = 0,
         on_drop: Callable[[dict[str, Any]], None] = lambda event: None,
+        send: Callable[[str], None] | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
+        # How an event's body reaches the queue (the stack's: moto's backend directly, as the
+        # events service delivers); by default a SendMessage.
+        self._send = send or (lambda body: sqs.send_message(QueueUrl=queue_url, MessageBody=body))
         self.on_drop = on_drop
         self.drop = drop
         self._rng = random.Random(seed)
@@ -529,7 +533,7 @@ class EventBus:
                 self.on_drop(event)
                 return
         try:
-            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event))
+            self._send(json.dumps(event))
         except Exception:  # noqa: BLE001 - EventBridge retries, then parks it in the events DLQ
             with self._lock:
                 self.counters["undeliverable"] += 1

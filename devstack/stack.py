@@ -608,6 +608,7 @@ class Stack:
             on_drop=lambda e: self.progress(
                 f"event lost (drop-events): {e['detail-type']} {e['detail'].get('instance-id', '')}"
             ),
+            send=functools.partial(self.world.deliver, self.world.teardown_queue_url),
         ).start()
         agent = InlineAgent if self.options.agent == "inline" else AgentShim
         self.agent = agent(
