@@ -55,6 +55,9 @@ def _key(event_name: str) -> tuple[str, str]:
     return service, operation
 
 
+WEBHOOK_SENDERS = 4  # deliveries the simulator sends at once: GitHub's go out in parallel
+
+
 class CallMeter:
     """Calls of the Lambdas, attributed to the function whose invocation made them.
 
@@ -259,6 +262,7 @@ def run_burst(
     jobs_per_run: int = 1,
     scale_up_batch: int = 10,
     scale_up_window_s: float = 0.0,
+    webhook_senders: int = WEBHOOK_SENDERS,
 ) -> dict[str, Any]:
     """One burst of `jobs` queued jobs through a fresh local stack; every number of it.
 
@@ -300,7 +304,7 @@ def run_burst(
         # Under a burst GitHub delivers webhooks in parallel; scale-down's event source polls
         # the teardown queue with the module's default maximum concurrency (5); one SQS poller
         # keeps the job queue's batches whole.
-        webhook_senders=4,
+        webhook_senders=webhook_senders,
         event_workers=5,
         redrive_every_s=redrive_every_s,
         housekeeper_every_s=housekeeper_every_s,
@@ -943,6 +947,13 @@ def main(argv: list[str] | None = None) -> int:
         "the module sets it)",
     )
     parser.add_argument(
+        "--webhook-senders",
+        type=int,
+        default=WEBHOOK_SENDERS,
+        help=f"with --quotas on: deliveries the GitHub simulator sends at once (default "
+        f"{WEBHOOK_SENDERS})",
+    )
+    parser.add_argument(
         "--clock-rate",
         type=float,
         default=1.0,
@@ -1006,6 +1017,7 @@ def _quota_burst(args: argparse.Namespace) -> int:
         jobs_per_run=args.jobs_per_run,
         scale_up_batch=args.scale_up_batch,
         scale_up_window_s=args.scale_up_window,
+        webhook_senders=args.webhook_senders,
     )
     print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(json.dumps(result, separators=(",", ":")), file=sys.stderr)
