@@ -32,6 +32,7 @@ queued job other than the one it was launched for (`launched_for`, a hook the st
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import http.client
@@ -860,7 +861,9 @@ class GitHubSim:
 
     def redeliver(self, delivery_id: int) -> SimDelivery:
         with self._lock:
-            original = next((d for d in self.deliveries if d.id == delivery_id), None)
+            at = bisect.bisect_left(self.deliveries, delivery_id, key=lambda d: d.id)
+            found = at < len(self.deliveries) and self.deliveries[at].id == delivery_id
+            original = self.deliveries[at] if found else None
             if original is None:
                 raise ApiError(404, "Not Found")
             again = SimDelivery(
@@ -1700,19 +1703,31 @@ class _Handler(BaseHTTPRequestHandler):
             per_page = max(1, min(sim.page_size_max, int(q.get("per_page", ["30"])[0])))
         except ValueError:
             raise ApiError(422, "per_page must be an integer") from None
-        with sim._lock:
-            # Newest first, as GitHub lists them; the cursor is the last id seen.
-            items = sorted(sim.deliveries, key=lambda d: d.id, reverse=True)
-            items = [d for d in items if d.status != "pending"]
         cursor = q.get("cursor", [""])[0]
-        if cursor:
-            try:
-                items = [d for d in items if d.id < int(cursor)]
-            except ValueError:
-                raise ApiError(422, "invalid cursor") from None
-        page_items = items[:per_page]
+        try:
+            below = int(cursor) if cursor else None
+        except ValueError:
+            raise ApiError(422, "invalid cursor") from None
+        # Newest first, as GitHub lists them; the cursor is the last id seen. The deliveries are
+        # kept in id order (made under the lock), so a page reads back from the cursor only as
+        # far as it needs, where sorting and filtering all of them cost every page a pass over
+        # a burst's tens of thousands.
+        page_items: list[SimDelivery] = []
+        more = False
+        with sim._lock:
+            deliveries = sim.deliveries
+            end = len(deliveries)
+            if below is not None:
+                end = bisect.bisect_left(deliveries, below, key=lambda d: d.id)
+            for index in range(end - 1, -1, -1):
+                if deliveries[index].status == "pending":
+                    continue
+                if len(page_items) == per_page:
+                    more = True
+                    break
+                page_items.append(deliveries[index])
         headers = {}
-        if len(items) > per_page:
+        if more:
             params = {"per_page": str(per_page), "cursor": str(page_items[-1].id)}
             headers["Link"] = f'<{sim.url}/app/hook/deliveries?{urlencode(params)}>; rel="next"'
         return 200, [d.api() for d in page_items], headers

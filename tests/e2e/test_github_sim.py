@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from devstack.github_sim import Faults, GitHubSim, JobTimings
+from devstack.github_sim import ApiError, Faults, GitHubSim, JobTimings
 from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.e2e
@@ -311,6 +311,17 @@ def test_deliveries_use_cursor_pagination() -> None:
             if url:
                 assert "cursor=" in url
     assert len(seen) == len(set(seen)) == 5
+    assert seen == sorted(seen, reverse=True)  # newest first, page after page
+    # A delivery is found by id for a redelivery, the oldest as the newest.
+    with GitHubSim() as sim:
+        for _ in range(3):
+            sim.queue_job("acme/widgets", ["self-hosted"])
+        assert sim.wait_webhooks_sent()
+        first, *_, last = (d.id for d in sim.deliveries)
+        assert sim.redeliver(first).guid == sim.deliveries[0].guid
+        assert sim.redeliver(last).guid == sim.deliveries[2].guid
+        with pytest.raises(ApiError):
+            sim.redeliver(last + 1000)
 
 
 def test_faults_are_seeded_and_rate_limits_carry_retry_after() -> None:
