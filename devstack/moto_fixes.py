@@ -64,6 +64,10 @@ Each keeps what AWS answers; they only change how moto finds it:
   check per element: 60 % of a DescribeInstances' serialization, the largest single cost of a
   burst's describes. Here the same document is written by `ec2_xml`, a plain recursive writer
   whose output is byte for byte xmltodict's (tests/e2e/test_moto_fixes.py compares both).
+* A terminated instance no longer changes, but moto serializes it anew for every listing: the
+  housekeeper's full listings of a 10,000-job burst described every ended instance, most of its
+  passes' time. Here what a terminated instance's members serialize to is kept (once it has been
+  terminated for a moment) and reused while its tags and state reason stay the same.
 """
 
 from __future__ import annotations
@@ -181,6 +185,7 @@ def apply() -> None:
     )
     _apply_sqs_clock()
     _apply_ec2_xml()
+    _apply_ended_instance_cache()
     _apply_transaction_backup()
     create_fleet = FleetsBackend.create_fleet
 
@@ -583,6 +588,53 @@ def _xml_element(key: str, value: Any, write: Any) -> None:
             inner.append(escape(text))
         head = f"<{key}{''.join(attributes)}"
         write(f"{head}>{''.join(inner)}</{key}>" if inner else f"{head}/>")
+
+
+# Seconds an instance has been terminated before its serialized form is kept (a terminate is one
+# call: what moto changes on the instance while it runs is done long before).
+ENDED_SETTLED_S = 2.0
+
+
+def _apply_ended_instance_cache() -> None:
+    """A terminated instance no longer changes: its serialized members are kept and reused, as
+    long as its tags and state reason are the ones they were written from (the stack sets a
+    spot reclaim's reason after the terminate)."""
+    from moto.core.serialize import ResponseSerializer
+
+    structure = ResponseSerializer._serialize_type_structure
+    lock = threading.Lock()
+    first_seen: dict[str, float] = {}
+    # (id, serializer class, key) -> (instance, state reason, reason, tags, what was written)
+    kept: dict[tuple[str, type, str], tuple[Any, Any, str, tuple[Any, ...], dict[str, Any]]] = {}
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        state = getattr(getattr(value, "_state", None), "name", None)
+        if not key or state != "terminated" or getattr(shape, "name", "") != "Instance":
+            structure(self, serialized, value, shape, key)
+            return
+        tags = tuple(sorted((value.ec2_backend.tags.get(value.id) or {}).items()))
+        now = time.monotonic()
+        cache_key = (value.id, type(self), key)
+        with lock:
+            settled = now - first_seen.setdefault(value.id, now) >= ENDED_SETTLED_S
+            hit = kept.get(cache_key)
+        if (
+            hit is not None
+            and hit[0] is value
+            and hit[1] is value.state_reason
+            and hit[2] == value._reason
+            and hit[3] == tags
+        ):
+            serialized.update(hit[4])
+            return
+        written: dict[str, Any] = {}
+        structure(self, written, value, shape, key)
+        if settled:
+            with lock:
+                kept[cache_key] = (value, value.state_reason, value._reason, tags, written)
+        serialized.update(written)
+
+    ResponseSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
 
 def _apply_ec2_xml() -> None:

@@ -454,3 +454,36 @@ def test_ec2_answers_are_written_as_xmltodict_writes_them(
         assert ours == xmltodict.unparse(body, full_document=True, short_empty_elements=True)
     tags = {t["Key"]: t["Value"] for t in described["Reservations"][0]["Instances"][1]["Tags"]}
     assert tags["a&b"] == "<1>"
+
+
+def test_a_terminated_instance_is_described_from_what_it_was_written_as_until_it_changes(
+    ec2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    monkeypatch.setattr(moto_fixes, "ENDED_SETTLED_S", 0.0)
+    ids = _launch(ec2, 2, "ended")
+    ec2.terminate_instances(InstanceIds=ids)
+
+    def described() -> dict[str, dict[str, Any]]:
+        answer = ec2.describe_instances(InstanceIds=ids)
+        return {i["InstanceId"]: i for r in answer["Reservations"] for i in r["Instances"]}
+
+    first = described()
+    assert {i["State"]["Name"] for i in first.values()} == {"terminated"}
+    instance = ec2_backends["123456789012"]["eu-west-1"].get_instance(ids[0])
+    instance.instance_type = "m5.24xlarge"  # never happens to an ended one: shows the reuse
+    assert described() == first
+    # What can still change on an ended instance is written anew: its tags, its state reason.
+    ec2.create_tags(Resources=ids[:1], Tags=[{"Key": "late", "Value": "1"}])
+    tagged = described()
+    assert {"Key": "late", "Value": "1"} in tagged[ids[0]]["Tags"]
+    assert tagged[ids[0]]["InstanceType"] == "m5.24xlarge"
+    instance.instance_type = "m5.large"
+    assert described() == tagged
+    instance.state_reason = StateReason("Server.SpotInstanceTermination: x", "Server.Spot")
+    reclaimed = described()
+    assert reclaimed[ids[0]]["StateReason"]["Code"] == "Server.Spot"
+    assert reclaimed[ids[0]]["InstanceType"] == "m5.large"
+    assert reclaimed[ids[1]] == first[ids[1]]
