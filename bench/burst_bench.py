@@ -56,6 +56,10 @@ def _key(event_name: str) -> tuple[str, str]:
 
 
 WEBHOOK_SENDERS = 4  # deliveries the simulator sends at once: GitHub's go out in parallel
+# The quota bursts run the housekeeper as a deployment with the module's defaults does
+# (housekeeper_schedule, rate(5 minutes)); the plain and faults bursts every 2 minutes, so that
+# the faults' lost webhooks are found within the burst.
+MODULE_HOUSEKEEPER_EVERY_S = 300.0
 
 
 class CallMeter:
@@ -947,6 +951,13 @@ def main(argv: list[str] | None = None) -> int:
         "the module sets it)",
     )
     parser.add_argument(
+        "--housekeeper-every",
+        type=float,
+        default=MODULE_HOUSEKEEPER_EVERY_S,
+        help="with --quotas on: seconds between the housekeeper's passes (default "
+        f"{MODULE_HOUSEKEEPER_EVERY_S:g}: the module's housekeeper_schedule, rate(5 minutes))",
+    )
+    parser.add_argument(
         "--webhook-senders",
         type=int,
         default=WEBHOOK_SENDERS,
@@ -1018,6 +1029,7 @@ def _quota_burst(args: argparse.Namespace) -> int:
         scale_up_batch=args.scale_up_batch,
         scale_up_window_s=args.scale_up_window,
         webhook_senders=args.webhook_senders,
+        housekeeper_every_s=args.housekeeper_every,
     )
     print(f"quota burst: {time.monotonic() - started:.0f} s of wall time", file=sys.stderr)
     print(json.dumps(result, separators=(",", ":")), file=sys.stderr)
