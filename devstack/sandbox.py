@@ -263,8 +263,14 @@ class Instance:
             ["/bin/sh", "-c", script, "sh", path, log], env=env, stdin=subprocess.PIPE
         )
         assert process.stdin is not None
-        process.stdin.write(content)
-        process.stdin.close()
+        try:
+            process.stdin.write(content)
+            process.stdin.close()
+        except BrokenPipeError:
+            # The shell ended before it read the script: the instance ended under it (its
+            # processes killed). Its exit status says so to whoever waits for it.
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         process.stdin = None  # written: communicate() must not touch it again
         return process
 

@@ -184,3 +184,23 @@ def test_bootstrap_keeps_the_runner_user_off_instance_metadata(
         assert len(instance.state("iptables.filter.rules").splitlines()) == 1
     finally:
         instance.kill()
+
+
+def test_a_script_whose_instance_ended_before_reading_it_returns_the_shell_s_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance ended while its user data was being handed over (a cancel during boot): the
+    shell is gone, the write meets a closed pipe, and the boot reads the shell's exit status
+    instead of its thread dying on BrokenPipeError."""
+    instance = Instance(root=tmp_path, instance_id="i-0123456789abcdef0")
+
+    def ended_at_once(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
+        # The shell exits without reading its stdin, as a killed instance's does.
+        return subprocess.Popen(
+            ["/bin/sh", "-c", "exit 3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    monkeypatch.setattr(instance, "popen", ended_at_once)
+    process = instance.install_and_run("/var/lib/cloud/user-data", "x" * 1_000_000, env={})
+    assert process.wait(timeout=PATIENCE_S) == 3
+    assert process.stdin is None
