@@ -328,7 +328,8 @@ def run_burst(
             if rate != 1.0:
                 # Seconds on the providers' clock, as the floor is; the real ones beside them.
                 result["real_seconds"] = result["seconds"]
-                result["seconds"] = {k: round(v * rate, 1) for k, v in result["seconds"].items()}
+                emulated = stack.provider_clock.emulated
+                result["seconds"] = {k: round(emulated(v), 1) for k, v in result["seconds"].items()}
                 result["clock_rate"] = rate
             result["github_apps"] = apps
             result["jobs_per_run"] = jobs_per_run
