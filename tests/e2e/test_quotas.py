@@ -284,3 +284,36 @@ def test_a_burst_under_binding_quotas_loses_no_job_and_no_limit_admits_more_than
     assert result["quotas"]["github_refused_by_limit"] == {}
     assert summary["calls_per_job"]["github"] > 0
     assert summary["calls_per_job"]["by_api"]["ec2:CreateFleet"] > 0
+
+
+def test_the_stack_runs_the_lambdas_github_client_on_its_providers_clock(tmp_path: Path) -> None:
+    """With the providers' clock at 4, the client the Lambdas share (made at start, as a warm
+    container has it) reads GitHub's windows, resets and `retry-after` on that clock, not on real
+    time (which would hold a call for a window GitHub already ended); and jobs go through."""
+    import time
+
+    from devstack.stack import Options, Stack
+    from jitrunners.config import get_settings
+    from jitrunners.github.client import get_client
+
+    options = Options(
+        jobs=3, job_seconds=0.2, workdir=tmp_path, timeout_s=PATIENCE_S, agent="inline",
+        quotas=Quotas(clock_rate=4.0), visibility_timeout_s=2, housekeeper_every_s=3.0,
+    )  # fmt: skip
+    stack = Stack(options, out=(tmp_path / "progress.txt").open("w"))
+    try:
+        stack.start()
+        summary = stack.run_demo()
+        client = get_client(get_settings()).without_waiting()
+        # Read together: the providers' clock, the client's two readers of GitHub's time, real.
+        provider, held, shaped, real = (
+            stack.provider_clock.time(), client._clock(), client.shaper._clock(), time.time()
+        )  # fmt: skip
+    finally:
+        stack.stop()
+    assert summary["completed"] == 3, stack.progress.lines
+    assert summary["instances_left"] == summary["queue_left"] == 0
+    # The run took seconds of real time: the providers' clock is three times that ahead.
+    assert provider - real > 1.0
+    assert held == pytest.approx(provider, abs=0.5)
+    assert shaped == pytest.approx(provider, abs=0.5)
