@@ -427,3 +427,25 @@ def test_a_handler_that_raises_is_logged_as_lambdas_runtime_logs_it(log_lines: A
     assert line["error_type"] == "RuntimeError"
     assert "SSM throttled the listing" in line["exception"]
     assert function.errors == 1
+
+
+def test_reconciled_launches_are_counted_from_whole_lines_as_the_log_grows(tmp_path: Path) -> None:
+    """The summary's count of reconciliation launches reads only what was logged since it last
+    read (the bench asks every second while a run settles): a line half written is counted once
+    it is whole, a line mentioning the message without being it never."""
+    from devstack.stack import RECONCILIATION_LAUNCH
+
+    stack = Stack(Options(workdir=tmp_path), out=open(tmp_path / "progress.txt", "w"))  # noqa: SIM115
+    launch = json.dumps({"message": RECONCILIATION_LAUNCH, "job_id": 1}) + "\n"
+    other = json.dumps({"message": "job accepted", "note": RECONCILIATION_LAUNCH}) + "\n"
+    assert stack.reconciled_launches() == 0  # no log yet
+    with stack.log_path.open("w", encoding="utf-8") as log:
+        log.write(launch + other + launch[:20])
+        log.flush()
+        assert stack.reconciled_launches() == 1
+        log.write(launch[20:] + "not json " + RECONCILIATION_LAUNCH + "\n")
+        log.flush()
+        assert stack.reconciled_launches() == 2
+        assert stack.reconciled_launches() == 2  # nothing new: nothing counted twice
+        log.write(launch * 3)
+    assert stack.reconciled_launches() == 5
