@@ -567,26 +567,21 @@ class Stack:
         }
 
     def _event_source_sqs(self, key: str = "scale-up") -> Any:
-        """The SQS client an event source mapping polls with: AWS's mapping receives and
-        deletes with the function's execution role, so with the IAM layer on its calls are
-        authorized as that function (a client of its own: the world's clients read for the
-        layer)."""
+        """The SQS an event source mapping polls with: AWS's mapping receives and deletes with
+        the function's execution role, so with the IAM layer on its calls are authorized as that
+        function, on moto's backend as the service makes them (shims.BackendSqs)."""
         if self.enforcer is None:
             return self.world.client("sqs")
-        import boto3
-
         from devstack.iam.enforce import Enforcer
+        from devstack.shims import BackendSqs
 
-        sqs = boto3.session.Session().client(
-            "sqs", endpoint_url=self.world.endpoint_url, region_name=REGION
-        )
         role = self.functions[key].principals.get(key)
         enforcer = Enforcer(role, self.enforcer.lookup, region=REGION)
         if key == "scale-up":
             self.event_source_enforcer = enforcer
         else:
             self.teardown_source_enforcer = enforcer
-        return enforcer.attach(sqs)
+        return BackendSqs(REGION, enforcer)
 
     def _start_shims(self) -> None:
         # With the functions in moto (`cloud`), the kill switch as Lambda and API Gateway obey it

@@ -1312,29 +1312,33 @@ class Enforcer:
     def _before_call(self, model: Any, context: Mapping[str, Any], **_: Any) -> Any:
         service_model = model.service_model
         service = service_model.endpoint_prefix  # the IAM prefix for the services we model
+        refused = self.refusal(service, model.name, context.get("iam_params", {}))
+        if refused is None:
+            return None
+        return error_response(service_model, model, *refused)
+
+    def refusal(
+        self, service: str, operation: str, params: Mapping[str, Any]
+    ) -> tuple[Principal, Check, Result] | None:
+        """Authorize one call of the current principal (what the hook does for a botocore
+        client; the stack's event source pollers call it for their calls on moto's backend):
+        every check recorded in `decisions`; the first refused, or None when all are allowed."""
         principal = self.principal()
-        rule = RULES.get((service, model.name))
+        rule = RULES.get((service, operation))
         if rule is None:
             raise UnmodelledOperation(
-                f"no IAM rule for {service}.{model.name}: add one to devstack/iam/enforce.py RULES"
+                f"no IAM rule for {service}.{operation}: add one to devstack/iam/enforce.py RULES"
             )
-        call = Call(
-            service,
-            model.name,
-            context.get("iam_params", {}),
-            self.region,
-            principal.account,
-            self.lookup,
-        )
+        call = Call(service, operation, params, self.region, principal.account, self.lookup)
         for check in rule(call):
             result = self.authorize(principal, check)
             with self._lock:
-                self.decisions.append((f"{service}.{model.name}", check, result))
+                self.decisions.append((f"{service}.{operation}", check, result))
             if not result.allowed:
                 if self._ended(check.resource):
                     with self._lock:
                         self.raced_ends.append(check)
-                return error_response(service_model, model, principal, check, result)
+                return principal, check, result
         return None
 
     def _ended(self, resource: str) -> bool:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from devstack.aws_world import ACCOUNT, REGION, AwsWorld
 from devstack.faults import FAULTS, Ec2Faults, parse_faults
 from devstack.github_sim import GitHubSim
-from devstack.shims import EventBus, Function, SqsEventSource
+from devstack.shims import BackendSqs, EventBus, Function, SqsEventSource
 from devstack.stack import Options, Stack
 from tests.e2e.conftest import Fleet
 from tests.support.waits import PATIENCE_S
@@ -121,8 +121,14 @@ def test_lost_webhooks_are_recorded_as_failed_and_reach_nobody(tmp_path: Path) -
         stack.stop()
 
 
+def _pollers_sqs(world: AwsWorld, kind: str) -> Any:
+    """What an event source polls with: a boto3 client, or the stack's calls on moto's backend."""
+    return world.client("sqs") if kind == "client" else BackendSqs(REGION)
+
+
+@pytest.mark.parametrize("kind", ["client", "backend"])
 def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
-    world: AwsWorld,
+    world: AwsWorld, kind: str
 ) -> None:
     sqs = world.client("sqs")
     dlq = sqs.create_queue(QueueName="t-dlq")["QueueUrl"]
@@ -146,7 +152,7 @@ def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
         failed = [r["messageId"] for r in event["Records"] if r["body"] == "fail"]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
 
-    source = SqsEventSource(sqs, queue, _function(handler), "eu-west-1")
+    source = SqsEventSource(_pollers_sqs(world, kind), queue, _function(handler), "eu-west-1")
     source.poll_once()
     assert sorted(r["body"] for r in seen) == ["fail", "ok-1", "ok-2"]
     record = seen[0]
@@ -155,6 +161,9 @@ def test_event_source_honours_batch_item_failures_and_the_redrive_policy(
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert _until(lambda: source.poll_once() == 1)  # only the failure comes back
     assert seen[-1]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert int(record["attributes"]["SentTimestamp"]) <= int(
+        record["attributes"]["ApproximateFirstReceiveTimestamp"]
+    )
     time.sleep(1.2)
     source.poll_once()  # a third receive is over maxReceiveCount: moto moves it to the DLQ
     assert _until(lambda: world.queue_depth(dlq) == 1)
@@ -184,7 +193,8 @@ def test_event_bus_drops_a_seeded_fraction_and_sends_the_rest_to_the_teardown_qu
     assert bus.idle()
 
 
-def test_event_source_fills_a_batch_above_ten_within_its_window(world: AwsWorld) -> None:
+@pytest.mark.parametrize("kind", ["client", "backend"])
+def test_event_source_fills_a_batch_above_ten_within_its_window(world: AwsWorld, kind: str) -> None:
     sqs = world.client("sqs")
     queue = sqs.create_queue(QueueName="t-batch")["QueueUrl"]
     for start in range(0, 30, 10):
@@ -198,7 +208,10 @@ def test_event_source_fills_a_batch_above_ten_within_its_window(world: AwsWorld)
         batches.append(len(event["Records"]))
         return {"batchItemFailures": []}
 
-    source = SqsEventSource(sqs, queue, _function(handler), "eu-west-1", batch_size=25, window_s=2)
+    polled = _pollers_sqs(world, kind)
+    source = SqsEventSource(
+        polled, queue, _function(handler), "eu-west-1", batch_size=25, window_s=2
+    )
     assert source.poll_once() == 25
     assert source.poll_once() == 5  # what is left, once the window closed
     assert batches == [25, 5]
@@ -449,3 +462,56 @@ def test_reconciled_launches_are_counted_from_whole_lines_as_the_log_grows(tmp_p
         assert stack.reconciled_launches() == 2  # nothing new: nothing counted twice
         log.write(launch * 3)
     assert stack.reconciled_launches() == 5
+
+
+def test_the_pollers_calls_on_the_backend_are_authorized_as_the_functions_role(
+    world: AwsWorld,
+) -> None:
+    """The stack's pollers receive and delete on moto's backend with the IAM layer's decision
+    per call: refused, nothing is received (no receive counted) and the refusal is AWS's error;
+    allowed by the role's policy, the message comes and goes."""
+    from botocore.exceptions import ClientError
+
+    from devstack.iam.enforce import Enforcer, MotoLookup, Principal
+
+    raw = world.client("sqs")
+    queue = raw.create_queue(QueueName="t-authorized")["QueueUrl"]
+    arn = raw.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    raw.send_message(QueueUrl=queue, MessageBody="job")
+    policies: list[dict[str, Any]] = []
+    role = f"arn:aws:iam::{ACCOUNT}:role/t-poller"
+    enforcer = Enforcer(
+        Principal.role(role, lambda: policies), MotoLookup(world.client, REGION, ACCOUNT),
+        region=REGION,
+    )  # fmt: skip
+    sqs = BackendSqs(REGION, enforcer)
+    with pytest.raises(ClientError) as refused:
+        sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert "sqs:ReceiveMessage" in refused.value.response["Error"]["Message"]
+    assert world.queue_contents(queue) == {"? visible received 0": 1}
+    policies.append(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": arn},
+            ],
+        }
+    )
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in got] == ["job"]
+    entries = [{"Id": "0", "ReceiptHandle": got[0]["ReceiptHandle"]}]
+    with pytest.raises(ClientError):  # DeleteMessage is not in the policy yet
+        sqs.delete_message_batch(QueueUrl=queue, Entries=entries)
+    policies[0]["Statement"][0]["Action"].append("sqs:DeleteMessage")
+    assert sqs.delete_message_batch(QueueUrl=queue, Entries=entries)["Successful"] == [{"Id": "0"}]
+    assert world.queue_depth(queue) == 0
+    decided = [(operation, result.allowed) for operation, _, result in enforcer.decisions]
+    assert decided == [
+        ("sqs.ReceiveMessage", False),
+        ("sqs.ReceiveMessage", True),
+        ("sqs.DeleteMessageBatch", False),
+        ("sqs.DeleteMessageBatch", True),
+    ]
