@@ -41,6 +41,7 @@ class _TurnLock:
         self._waiting: deque[int] = deque()
         self._owner: int | None = None
         self._depth = 0
+        self.out = 0  # turns given up by invocations waiting out a back-off (stepped_out)
 
     def __enter__(self) -> _TurnLock:
         me = threading.get_ident()
@@ -62,14 +63,110 @@ class _TurnLock:
                 self._owner = None
                 self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def stepped_out(self) -> Any:
+        """While the thread holding the turn waits (botocore's back-off before a retry), the
+        next invocation runs, as another Lambda would meanwhile in AWS; the waiting one then
+        takes its turn back in order, with the shared logger's keys and the metrics it had added
+        as it left them. A thread not holding the turn just waits."""
+        me = threading.get_ident()
+        with self._cond:
+            held = self._depth if self._owner == me else 0
+        if not held:
+            yield
+            return
+        state = _invocation_state_out()
+        with self._cond:
+            self._owner, self._depth = None, 0
+            self.out += 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._waiting.append(me)
+                while self._owner is not None or self._waiting[0] != me:
+                    self._cond.wait()
+                self._waiting.popleft()
+                self._owner, self._depth = me, held
+                self.out -= 1
+            _invocation_state_in(state)
+
 
 _RUNTIME = _TurnLock()
 
 
-def between_invocations() -> _TurnLock:
-    """Held, no Lambda invocation runs: the running one ends first, the next waits its turn. For
+def _invocation_state_out() -> tuple[Any, ...]:
+    """What an invocation keeps in the process's shared Powertools logger and metrics (one
+    process holds every function here; a Lambda container holds one): taken out, so that the
+    invocation running meanwhile neither logs with nor flushes it."""
+    from jitrunners.observability import logger, metrics
+
+    formatter, emf = logger.registered_formatter, metrics.provider
+    state = (
+        dict(formatter.log_format),  # type: ignore[attr-defined]
+        dict(emf.metric_set),  # type: ignore[attr-defined]
+        dict(emf.dimension_set),  # type: ignore[attr-defined]
+        list(emf.dimension_sets),  # type: ignore[attr-defined]
+        dict(emf.metadata_set),  # type: ignore[attr-defined]
+    )
+    formatter.clear_state()  # type: ignore[attr-defined]
+    emf.clear_metrics()  # type: ignore[attr-defined]
+    return state
+
+
+def _invocation_state_in(state: tuple[Any, ...]) -> None:
+    from jitrunners.observability import logger, metrics
+
+    log_format, metric_set, dimension_set, dimension_sets, metadata_set = state
+    logger.registered_formatter.log_format = log_format  # type: ignore[attr-defined]
+    emf = metrics.provider
+    for shared, kept in (
+        (emf.metric_set, metric_set),  # type: ignore[attr-defined]
+        (emf.dimension_set, dimension_set),  # type: ignore[attr-defined]
+        (emf.metadata_set, metadata_set),  # type: ignore[attr-defined]
+    ):
+        shared.clear()
+        shared.update(kept)
+    emf.dimension_sets[:] = dimension_sets  # type: ignore[attr-defined]
+
+
+class _SteppingTime:
+    """`botocore.endpoint`'s `time`: its `sleep` (the back-off before a retry, the only sleep
+    there) steps out of the turn (_TurnLock.stepped_out); everything else is the time module."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        with _RUNTIME.stepped_out():
+            time.sleep(seconds)
+
+
+def step_out_while_retrying() -> None:
+    """Let an invocation's retry back-off step out of the turn (once per process)."""
+    import botocore.endpoint
+
+    if not isinstance(botocore.endpoint.time, _SteppingTime):
+        botocore.endpoint.time = _SteppingTime()  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def between_invocations() -> Any:
+    """Held, no Lambda invocation runs: the running one ends first, the next waits its turn, and
+    none is half done (one that stepped out of its turn takes it back and ends first). For
     reading counters that invocations move (the benchmark's) at one instant between two."""
-    return _RUNTIME
+    while True:
+        _RUNTIME.__enter__()
+        if not _RUNTIME.out:
+            break
+        _RUNTIME.__exit__()  # let the stepped-out invocations finish; then ask again
+        time.sleep(0.005)
+    try:
+        yield _RUNTIME
+    finally:
+        _RUNTIME.__exit__()
 
 
 HANDLERS = {

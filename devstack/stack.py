@@ -34,6 +34,7 @@ from devstack.shims import (
     SqsEventSource,
     ec2_event,
     sns_event,
+    step_out_while_retrying,
 )
 from devstack.startup import STARTUP_TIMEOUT_S, Startup
 
@@ -587,6 +588,8 @@ class Stack:
         # With the functions in moto (`cloud`), the kill switch as Lambda and API Gateway obey it
         # (the state in moto, read at most once a second).
         stopped = intake = None
+        # An invocation waiting out a retry's back-off lets the next one run (shims._TurnLock).
+        step_out_while_retrying()
         if self.options.cloud:
             from devstack import cloud
 

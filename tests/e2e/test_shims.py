@@ -515,3 +515,54 @@ def test_the_pollers_calls_on_the_backend_are_authorized_as_the_functions_role(
         ("sqs.DeleteMessageBatch", False),
         ("sqs.DeleteMessageBatch", True),
     ]
+
+
+def test_an_invocation_waiting_out_a_retry_lets_the_next_run_and_keeps_its_own_state() -> None:
+    """Invocations take turns (one process plays every Lambda), but one waiting out botocore's
+    back-off before a retry steps out of its turn: the next invocation runs meanwhile, without
+    the waiting one's logger keys or metrics, and the waiting one resumes with them. A reading
+    between invocations waits for it to end."""
+    import botocore.endpoint
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from devstack.shims import between_invocations, step_out_while_retrying
+    from jitrunners.observability import logger, metrics
+
+    step_out_while_retrying()
+    order: list[str] = []
+    seen: dict[str, Any] = {}
+    waiting = threading.Event()
+
+    def state() -> tuple[Any, set[str]]:
+        return logger.registered_formatter.log_format.get("who"), set(metrics.provider.metric_set)
+
+    def first(event: Any, context: Any) -> None:
+        logger.append_keys(who="first")
+        metrics.add_metric(name="FirstMetric", unit=MetricUnit.Count, value=1)
+        order.append("first waits")
+        waiting.set()
+        botocore.endpoint.time.sleep(1.0)  # the back-off botocore sleeps before a retry
+        order.append("first resumes")
+        seen["first"] = state()
+
+    def second(event: Any, context: Any) -> None:
+        order.append("second runs")
+        seen["second"] = state()
+        logger.append_keys(who="second")
+        metrics.add_metric(name="SecondMetric", unit=MetricUnit.Count, value=1)
+        metrics.provider.clear_metrics()  # flushed at its end, as log_metrics does
+
+    try:
+        thread = threading.Thread(target=_function(first, "scale-up").invoke, args=({},))
+        thread.start()
+        assert waiting.wait(PATIENCE_S)
+        _function(second, "webhook").invoke({})
+        with between_invocations():  # a reading waits for the one stepped out to end
+            order.append("read")
+        thread.join(PATIENCE_S)
+    finally:
+        logger.remove_keys(["who"])
+        metrics.provider.clear_metrics()
+    assert order == ["first waits", "second runs", "first resumes", "read"]
+    assert seen["second"] == (None, set())
+    assert seen["first"] == ("first", {"FirstMetric"})
