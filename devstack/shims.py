@@ -144,12 +144,18 @@ class _SteppingTime:
             time.sleep(seconds)
 
 
-def step_out_while_retrying() -> None:
-    """Let an invocation's retry back-off step out of the turn (once per process)."""
+def step_out_while_retrying(on: bool = True) -> None:
+    """Let an invocation's retry back-off step out of the turn (`on`), or no longer (the
+    process's botocore as it was). Off by default (Options.overlap_retries): with it on, the
+    10,000-job burst's webhooks accept jobs faster than scale-up can start their runners, as
+    they would in AWS, and thousands of launched instances wait for their starts (README
+    "Scaling")."""
     import botocore.endpoint
 
-    if not isinstance(botocore.endpoint.time, _SteppingTime):
+    if on and not isinstance(botocore.endpoint.time, _SteppingTime):
         botocore.endpoint.time = _SteppingTime()  # type: ignore[assignment]
+    elif not on and isinstance(botocore.endpoint.time, _SteppingTime):
+        botocore.endpoint.time = time  # type: ignore[assignment]
 
 
 @contextlib.contextmanager

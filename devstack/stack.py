@@ -148,6 +148,8 @@ class Options:
     # Scale-down's event source mapping on the teardown queue (terraform/functions.tf): pollers
     # at once (maximum concurrency), records per batch and the batching window.
     event_workers: int = 1
+    # An invocation waiting out botocore's back-off steps out of its turn (shims.stepped_out).
+    overlap_retries: bool = False
     teardown_batch_size: int = 50
     teardown_window_s: float = 1.0
     # Every AWS call of the Lambdas authorized against the module's own policies (devstack/iam).
@@ -589,7 +591,8 @@ class Stack:
         # (the state in moto, read at most once a second).
         stopped = intake = None
         # An invocation waiting out a retry's back-off lets the next one run (shims._TurnLock).
-        step_out_while_retrying()
+        if self.options.overlap_retries:
+            step_out_while_retrying()
         if self.options.cloud:
             from devstack import cloud
 
@@ -713,6 +716,8 @@ class Stack:
         if self.teardown_source:
             self.teardown_source.stop()
         self.scheduler.stop()
+        if self.options.overlap_retries:
+            step_out_while_retrying(False)
         if self.agent:
             self.agent.stop()
         if self.bus:

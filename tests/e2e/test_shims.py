@@ -528,7 +528,7 @@ def test_an_invocation_waiting_out_a_retry_lets_the_next_run_and_keeps_its_own_s
     from devstack.shims import between_invocations, step_out_while_retrying
     from jitrunners.observability import logger, metrics
 
-    step_out_while_retrying()
+    step_out_while_retrying()  # the stack's `overlap_retries`
     order: list[str] = []
     seen: dict[str, Any] = {}
     waiting = threading.Event()
@@ -561,8 +561,10 @@ def test_an_invocation_waiting_out_a_retry_lets_the_next_run_and_keeps_its_own_s
             order.append("read")
         thread.join(PATIENCE_S)
     finally:
+        step_out_while_retrying(False)
         logger.remove_keys(["who"])
         metrics.provider.clear_metrics()
     assert order == ["first waits", "second runs", "first resumes", "read"]
+    assert botocore.endpoint.time is time  # off again: the process's botocore as it was
     assert seen["second"] == (None, set())
     assert seen["first"] == ("first", {"FirstMetric"})
