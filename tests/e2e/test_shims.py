@@ -529,6 +529,7 @@ def test_an_invocation_waiting_out_a_retry_lets_the_next_run_and_keeps_its_own_s
     from jitrunners.observability import logger, metrics
 
     step_out_while_retrying()  # the stack's `overlap_retries`
+    metrics.provider.clear_metrics()  # what earlier stacks of this process left (metrics off)
     order: list[str] = []
     seen: dict[str, Any] = {}
     waiting = threading.Event()
