@@ -26,6 +26,15 @@ from devstack.deployment import ACCOUNT
 TEMPLATES_FILE = Path(__file__).with_name("runner_templates.json")
 REGION = "eu-west-1"
 
+
+def moto_queue(url: str, region: str = REGION) -> tuple[Any, str]:
+    """moto's SQS backend in this process, and the name of the queue `url` names in it (what
+    an AWS service reaches without an API call of ours)."""
+    from moto.sqs.models import sqs_backends
+
+    return sqs_backends[ACCOUNT][region], url.rstrip("/").rsplit("/", 1)[-1]
+
+
 # A cheap read per service: moto builds a service's backend (EC2's: default VPC, zones) and its
 # request parser on the first request it gets.
 _WARM_CALLS: Mapping[str, str] = {
@@ -498,9 +507,8 @@ class AwsWorld:
         """What a queue holds, read from moto's backend in this process (no receive, so no
         receive count moves): messages by kind (a job message's `kind`, `?` when not one),
         whether delayed, in flight or visible, and how often received so far."""
-        from moto.sqs.models import sqs_backends
-
-        queue = sqs_backends[ACCOUNT][REGION].queues[url.rstrip("/").rsplit("/", 1)[-1]]
+        backend, name = moto_queue(url)
+        queue = backend.queues[name]
         found: Counter[str] = Counter()
         for message in list(queue._messages):
             try:
@@ -516,9 +524,8 @@ class AwsWorld:
     def deliver(self, url: str, body: str) -> None:
         """A message an AWS service puts on a queue (EventBridge's SQS target): into moto's
         backend in this process, as the service's own delivery is no API call of ours."""
-        from moto.sqs.models import sqs_backends
-
-        sqs_backends[ACCOUNT][REGION].send_message(url.rstrip("/").rsplit("/", 1)[-1], body)
+        backend, name = moto_queue(url)
+        backend.send_message(name, body)
 
     def queue_depth(self, url: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

@@ -472,11 +472,9 @@ class BackendSqs:
         self.enforcer = enforcer
 
     def _queue(self, url: str) -> tuple[Any, str]:
-        from moto.sqs.models import sqs_backends
+        from devstack.aws_world import moto_queue
 
-        name = url.rstrip("/").rsplit("/", 1)[-1]
-        backend = sqs_backends[ACCOUNT][self.region]
-        return backend, name
+        return moto_queue(url, self.region)
 
     def _authorize(self, operation: str, params: dict[str, Any]) -> None:
         if self.enforcer is None:
